@@ -1,0 +1,193 @@
+"""Command-line interface: verbs only. Each verb parses, calls one function, prints where things went."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from diffuse_uda.errors import DiffuseUDAError
+
+app = typer.Typer(
+    help="diffuse-uda: adapt a segmentation model from a labelled source centre to an unlabelled target "
+         "centre (Diffuse-UDA and comparators), evaluate it honestly, and report.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Bring a raw dataset into the canonical nnU-Net v2 raw layout.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+DataRoot = Annotated[Path, typer.Option("--data-root", help="Folder holding the canonical datasets "
+                                        "(default: $DIFFUSE_UDA_DATA or ./data).")]
+Overrides = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override any setting, e.g. --set training.iterations=200 --set method.beta=0.05 "
+                  "(sections: network, training, method). Repeatable.")]
+
+
+def _data_root(value: Path | None) -> Path:
+    from diffuse_uda.data.task import default_data_root
+
+    return value if value is not None else default_data_root()
+
+
+# ---------------------------------------------------------------- import
+@import_app.command("mscmrseg")
+def import_mscmrseg_cmd(
+    src: Annotated[Path, typer.Argument(help="MS-CMRSeg folder with C0/ and LGE/ subfolders.")],
+    out: Annotated[Path, typer.Option("--out", help="Data root to write the datasets into.")] = Path("data"),
+) -> None:
+    """MS-CMRSeg 2019: bSSFP (C0, source, 35 patients) and LGE (target; patients 36-45 held out for test)."""
+    from diffuse_uda.data.importers.mscmrseg import import_mscmrseg
+
+    for d in import_mscmrseg(src, out):
+        typer.echo(f"wrote {d}")
+
+
+@import_app.command("polyp")
+def import_polyp_cmd(
+    src: Annotated[Path, typer.Argument(help="Folder with Kvasir-SEG/ and CVC-ClinicDB/ subfolders.")],
+    out: Annotated[Path, typer.Option("--out", help="Data root to write the datasets into.")] = Path("data"),
+    seed: Annotated[int, typer.Option(help="Seed of the train/test split.")] = 0,
+    test_fraction: Annotated[float, typer.Option(help="Fraction held out as the labelled test split.")] = 0.2,
+) -> None:
+    """Kvasir-SEG and CVC-ClinicDB (CVC split by its 29 video sequences, never by frame)."""
+    from diffuse_uda.data.importers.polyp import import_polyp
+
+    for d in import_polyp(src, out, seed=seed, test_fraction=test_fraction):
+        typer.echo(f"wrote {d}")
+
+
+@import_app.command("folder")
+def import_folder_cmd(
+    images: Annotated[Path, typer.Argument(help="Folder of images (NIfTI, PNG or JPEG).")],
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder to create (e.g. data/Dataset600_Mine).")],
+    masks: Annotated[Path | None, typer.Option(help="Folder of masks with the same file stems.")] = None,
+    test_fraction: Annotated[float, typer.Option(help="Fraction held out as imagesTs/labelsTs.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+) -> None:
+    """Generic paired image/mask files -> canonical dataset (labels inferred from the masks)."""
+    from diffuse_uda.data.importers.folder import import_folder
+
+    typer.echo(f"wrote {import_folder(images, out, masks_dir=masks, test_fraction=test_fraction, seed=seed)}")
+
+
+@app.command("validate")
+def validate_cmd(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder in the canonical layout.")],
+    no_labels: Annotated[bool, typer.Option("--no-labels", help="Check images only (target data).")] = False,
+) -> None:
+    """Check a dataset: readable files, matching shapes/affines, declared label values, no NaN."""
+    from diffuse_uda.data.validation import validate_dataset
+
+    report = validate_dataset(dataset, splits=("Tr",), check_labels=not no_labels)
+    typer.echo(f"OK: {report}")
+
+
+# ---------------------------------------------------------------- train / predict / evaluate
+@app.command("methods")
+def methods_cmd() -> None:
+    """List the available methods."""
+    from diffuse_uda.methods.registry import available_methods
+
+    for name, cls in available_methods().items():
+        typer.echo(f"{name:20s} {cls.summary}")
+
+
+@app.command("train")
+def train_cmd(
+    method: Annotated[str, typer.Option("--method", "-m", help="Method name (see `diffuse-uda methods`).")],
+    task: Annotated[str, typer.Option("--task", "-t", help="Shipped task name or task YAML path.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumes if it holds a checkpoint).")],
+    profile: Annotated[str, typer.Option(help="Size profile: smoke (seconds), quick (CPU), paper (GPU).")] = "quick",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    data_root: DataRoot = None,  # type: ignore[assignment]
+    overrides: Overrides = None,
+    extra_labelled: Annotated[list[Path] | None, typer.Option(
+        "--extra-labelled", help="Extra labelled datasets (synthetic, pseudo-labelled) added to the source.")] = None,
+) -> None:
+    """Train a segmentation model with METHOD on TASK. Never reads target labels (except the
+    clearly marked target-supervised oracle, which reads target *training* labels only)."""
+    from diffuse_uda.config import build_run_config, parse_overrides
+    from diffuse_uda.data.task import load_task
+    from diffuse_uda.pipeline.train import train_method
+
+    t = load_task(task, _data_root(data_root))
+    ov = parse_overrides(overrides)
+    ov.setdefault("training", {}).setdefault("seed", seed)
+    cfg = build_run_config(profile, t.preprocessing.spatial_dims, ov)
+    run = train_method(t, method, cfg, out, extra_labelled=extra_labelled or ())
+    typer.echo(f"model bundle: {run / 'model.pt'}")
+
+
+@app.command("predict")
+def predict_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Run folder or model.pt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for {case}.nii.gz predictions.")],
+    dataset: Annotated[Path | None, typer.Option(help="Dataset to segment (default: the task's target).")] = None,
+    split: Annotated[str, typer.Option(help="Ts (held-out test images) or Tr (training images).")] = "Ts",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Segment images with a trained model; predictions are written in each image's original space."""
+    from diffuse_uda.inference.predict import predict_dataset
+    from diffuse_uda.training.bundle import load_bundle
+
+    ds = dataset if dataset is not None else load_bundle(model).task.target_dir
+    typer.echo(f"predictions: {predict_dataset(model, ds, out, split=split, device=device)}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    predictions: Annotated[Path, typer.Option("--predictions", "-p", help="Folder of {case}.nii.gz predictions.")],
+    reference: Annotated[Path, typer.Option("--reference", "-r", help="Dataset folder with the reference labels.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for per_case.csv, summary.json, summary.md.")],
+    split: Annotated[str, typer.Option(help="Ts = held-out test split; Tr = target training labels, for "
+                                              "pseudo-label quality only.")] = "Ts",
+    nsd_tolerance: Annotated[float, typer.Option(help="Normalised surface Dice tolerance in mm.")] = 2.0,
+) -> None:
+    """Dice, HD95, ASSD and NSD per case and class (MONAI metrics, physical spacing). The only command
+    that reads target labels."""
+    from diffuse_uda.evaluation.evaluate import evaluate_predictions
+    from diffuse_uda.evaluation.reference import ReferenceLabels
+
+    summary = evaluate_predictions(predictions, ReferenceLabels(reference, split=split), out,
+                                   nsd_tolerance_mm=nsd_tolerance)
+    typer.echo((out / "summary.md").read_text())
+    del summary
+
+
+@app.command("report")
+def report_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders that hold an evaluation/ subfolder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md + PNG figures).")],
+) -> None:
+    """Markdown report comparing runs: results table, per-class bar chart, overlays, training curves."""
+    from diffuse_uda.report.run_report import write_comparison_report
+
+    typer.echo(f"report: {write_comparison_report(runs, out)}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where the demo data, runs and report go.")] = Path(
+        "demo_output"),
+    profile: Annotated[str, typer.Option(help="smoke (seconds) or quick (default, a few minutes).")] = "quick",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Build the embedded cross-contrast brain task (from the MNI152 template shipped in nilearn), run
+    the methods on it, evaluate on the held-out target test split and write a report."""
+    from diffuse_uda.pipeline.demo import run_demo
+
+    typer.echo(f"report: {run_demo(out, profile=profile, seed=seed)}")
+
+
+def main() -> None:
+    try:
+        app()
+    except DiffuseUDAError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""ASC and ASCPlus: appearance and structure consistency (Diffuse-UDA stage 1, paper Sec. 4.1-4.2).
+
+Views per step: source x_s, source restyled to target x_sft = FDA(x_s <- x_t), target x_t and
+target restyled to source x_tfs = FDA(x_t <- x_s).
+
+* L_seg = Dice-CE(f(x_s), y_s) + Dice-CE(f(x_sft), y_s)                              (Eq. 4)
+* appearance consistency: ||f(x_t) - f'(x_tfs)||^2  [+ ||f(x_tfs) - f'(x_t)||^2, dual view]  (Eq. 5)
+* structure consistency: the student's inputs are CutMix-ed with another target image and the
+  teacher's predictions are mixed with the same box                                  (Eq. 6)
+* L = L_seg + lambda(t) * L_asc, lambda with sigmoid ramp-up; teacher = EMA of student (Eq. 7-8)
+
+ASCPlus adds the adaptive beta (Eq. 3), the dual view and a snapshot ensemble of the last N
+epochs whose confident predictions are the pseudo-labels. Every component is a flag, so the
+paper's Table-4 ablation (M1..M7) is a set of option presets (:data:`ASCPLUS_ABLATION`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from diffuse_uda.methods.registry import register
+from diffuse_uda.methods.teacher_student import TeacherStudentMethod, TeacherStudentOptions
+from diffuse_uda.networks.ensemble import SnapshotEnsemble
+from diffuse_uda.training.context import Batch, TrainContext
+from diffuse_uda.training.losses import dice_ce_loss, softmax_mse
+from diffuse_uda.transforms.cutmix import cutmix, random_box_mask
+from diffuse_uda.transforms.fourier import FourierStyleTransfer
+
+
+class ASCOptions(TeacherStudentOptions):
+    seg_restyled: bool = Field(True, description="L_seg on the source restyled to target (x_sft).")
+    app_target: bool = Field(True, description="Appearance consistency f(x_t) vs f'(x_tfs).")
+    app_restyled: bool = Field(False, description="Dual view: f(x_tfs) vs f'(x_t).")
+    structure: bool = Field(True, description="Structure consistency: student inputs under CutMix.")
+    adaptive_beta: bool = Field(False, description="beta from the histogram distance (Eq. 3).")
+    beta: float = Field(0.1, description="Fixed beta (box half-width / half image size) when not adaptive.")
+    alpha_range: tuple[float, float] = (0.5, 1.5)
+    min_beta: float = 0.1
+    box_proportion: tuple[float, float] = (0.25, 0.5)
+    ensemble: bool = Field(False, description="Predict with the snapshot ensemble of the last N epochs.")
+    ensemble_epochs: int | None = Field(None, description="N; None = 10% of the epochs (the paper: 10 of 100).")
+    confidence_threshold: float = Field(0.9, description="Pseudo-label voxels below this confidence are unreliable.")
+
+
+@register
+class ASC(TeacherStudentMethod):
+    name = "asc"
+    summary = "ASC: FDA (fixed beta) + appearance and structure consistency with an EMA teacher."
+    Options = ASCOptions
+
+    def build(self, ctx: TrainContext) -> None:
+        super().build(ctx)
+        o = self.options
+        mode = "adaptive" if o.adaptive_beta else "fixed"
+        self.restyle = FourierStyleTransfer(mode=mode, beta=o.beta, alpha_range=tuple(o.alpha_range),
+                                            min_beta=o.min_beta)
+        n_epochs = max(1, ctx.total_steps // ctx.epoch_length)
+        self.n_snapshots = o.ensemble_epochs or max(2, round(0.1 * n_epochs))
+        self.first_snapshot_epoch = n_epochs - self.n_snapshots
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+
+    def training_step(self, batch: Batch, ctx: TrainContext) -> dict[str, torch.Tensor]:
+        assert self.student is not None and batch.target_image is not None
+        o = self.options
+        x_s, y_s, x_t = batch.source_image, batch.source_label, batch.target_image
+        n = x_s.shape[0]
+        x_sft, beta_s = self.restyle(x_s, x_t, ctx.generator)
+        x_tfs, _ = self.restyle(x_t, x_s, ctx.generator)
+        use_cons = o.app_target or o.app_restyled
+        student_in = [x_s] + ([x_sft] if o.seg_restyled else [])
+        targets: list[torch.Tensor] = []
+        if use_cons:
+            with torch.no_grad():
+                teacher = self.teacher(torch.cat([x_t, x_tfs])).float()
+            t_t, t_tfs = teacher[:n], teacher[n:]
+            box = (random_box_mask(n, x_t.shape[2:], tuple(o.box_proportion), ctx.generator, x_t.device)
+                   if o.structure else None)
+
+            def perturb(x: torch.Tensor) -> torch.Tensor:
+                return x if box is None else cutmix(x, x.roll(1, 0), box)
+
+            if o.app_target:  # student on target, teacher on target-restyled-to-source
+                student_in.append(perturb(x_t))
+                targets.append(perturb(t_tfs))
+            if o.app_restyled:  # dual view: student on restyled target, teacher on target
+                student_in.append(perturb(x_tfs))
+                targets.append(perturb(t_t))
+        logits = self.student(torch.cat(student_in))  # one forward for all views
+        n_seg = 2 if o.seg_restyled else 1
+        seg = dice_ce_loss(logits[: n_seg * n], torch.cat([y_s] * n_seg))
+        losses = {"supervised": seg, "beta": beta_s.mean().detach()}
+        loss = seg
+        if targets:
+            cons = sum(softmax_mse(logits[(n_seg + i) * n:(n_seg + i + 1) * n], t) for i, t in enumerate(targets))
+            loss = loss + self.consistency_weight(ctx) * cons
+            losses["consistency"] = cons
+        losses["loss"] = loss
+        return losses
+
+    # ----------------------------------------------------------------- ensemble
+    def on_epoch_end(self, ctx: TrainContext, epoch: int) -> None:
+        if self.options.ensemble and epoch >= self.first_snapshot_epoch:
+            net = super().inference_network()
+            self.snapshots.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+            self.snapshots = self.snapshots[-self.n_snapshots:]
+
+    def inference_network(self) -> nn.Module:
+        base = super().inference_network()
+        if self.options.ensemble and self.snapshots:
+            return SnapshotEnsemble.from_states(base, self.snapshots)
+        return base
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "snapshots": self.snapshots}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.snapshots = list(state.get("snapshots", []))
+
+
+class ASCPlusOptions(ASCOptions):
+    app_restyled: bool = True
+    adaptive_beta: bool = True
+    ensemble: bool = True
+
+
+@register
+class ASCPlus(ASC):
+    name = "ascplus"
+    summary = "ASCPlus (Diffuse-UDA stage 1): ASC + adaptive beta + dual-view consistency + snapshot ensemble."
+    Options = ASCPlusOptions
+
+
+# The paper's Table 4, as (method, options) presets; M1 is the source-only lower bound.
+_OFF = {"seg_restyled": False, "app_target": False, "app_restyled": False, "structure": False,
+        "adaptive_beta": False, "ensemble": False}
+ASCPLUS_ABLATION: dict[str, tuple[str, dict[str, bool]]] = {
+    "M1": ("source-only", {}),
+    "M2": ("ascplus", {**_OFF, "seg_restyled": True}),
+    "M3": ("ascplus", {**_OFF, "seg_restyled": True, "app_target": True}),
+    "M4": ("ascplus", {**_OFF, "seg_restyled": True, "app_target": True, "app_restyled": True}),
+    "M5": ("ascplus", {**_OFF, "seg_restyled": True, "app_target": True, "app_restyled": True, "structure": True}),
+    "M6": ("ascplus", {**_OFF, "seg_restyled": True, "app_target": True, "app_restyled": True, "structure": True,
+                       "adaptive_beta": True}),
+    "M7": ("ascplus", {}),
+}

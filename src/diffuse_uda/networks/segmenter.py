@@ -1,0 +1,51 @@
+"""Segmentation network factory (MONAI SegResNet, 2D or 3D)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from monai.networks.nets import SegResNet
+from torch import nn
+
+from diffuse_uda.config import NetworkConfig
+
+
+def build_segmenter(spatial_dims: int, in_channels: int, num_classes: int, config: NetworkConfig) -> nn.Module:
+    return SegResNet(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        out_channels=num_classes,
+        init_filters=config.init_filters,
+        blocks_down=tuple(config.blocks_down),
+        blocks_up=tuple(config.blocks_up),
+        dropout_prob=config.dropout,
+    )
+
+
+def segmenter_spec(spatial_dims: int, in_channels: int, num_classes: int, config: NetworkConfig) -> dict[str, Any]:
+    """Everything needed to rebuild the network from a bundle."""
+    return {"spatial_dims": spatial_dims, "in_channels": in_channels, "num_classes": num_classes,
+            "network": config.model_dump(mode="json")}
+
+
+def segmenter_from_spec(spec: dict[str, Any]) -> nn.Module:
+    """Rebuild a (possibly ensembled: ``spec["ensemble"] = N``) network; weights are loaded by the caller."""
+    net = build_segmenter(spec["spatial_dims"], spec["in_channels"], spec["num_classes"],
+                          NetworkConfig.model_validate(spec["network"]))
+    n = int(spec.get("ensemble", 0))
+    if n:
+        from diffuse_uda.networks.ensemble import SnapshotEnsemble
+
+        return SnapshotEnsemble([build_segmenter(spec["spatial_dims"], spec["in_channels"], spec["num_classes"],
+                                                 NetworkConfig.model_validate(spec["network"])) for _ in range(n)])
+    return net
+
+
+@torch.no_grad()
+def encoder_features(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Bottleneck features of a SegResNet, globally pooled to (B, F) (for t-SNE plots)."""
+    if not isinstance(network, SegResNet):
+        raise TypeError("encoder_features supports SegResNet only")
+    x, _ = network.encode(images)
+    return x.flatten(2).mean(-1)

@@ -1,0 +1,127 @@
+"""The ``train`` stage: task + method + config -> a run folder with a model bundle.
+
+Run folder contents: ``model.pt`` (bundle), ``checkpoint_last.pt`` (resume), ``training_log.csv``,
+``run.json`` (config, method, task, timing, peak memory, status).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffuse_uda.config import RunConfig
+from diffuse_uda.data.io import atomic_write_json
+from diffuse_uda.data.preprocessing import PreparedCase, prepare_split, resample_label, stack_samples
+from diffuse_uda.data.task import Task
+from diffuse_uda.methods.registry import create_method
+from diffuse_uda.networks.ensemble import SnapshotEnsemble
+from diffuse_uda.networks.segmenter import segmenter_spec
+from diffuse_uda.training.bundle import BUNDLE_NAME, save_bundle
+from diffuse_uda.training.context import TrainingData
+from diffuse_uda.training.trainer import Trainer
+
+RUN_MANIFEST = "run.json"
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("DIFFUSE_UDA_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "diffuse-uda")
+    return Path(base) / "preprocessed"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _oracle_target_labels(task: Task, cases: list[PreparedCase]) -> list[PreparedCase]:
+    """Target *training* labels for the oracle, read through the evaluation module's reader."""
+    from diffuse_uda.evaluation.reference import ReferenceLabels
+
+    reader = ReferenceLabels(task.target_dir, split="Tr", purpose="oracle-training")
+    out = []
+    for case in cases:
+        label, _ = reader.load(case.case_id)
+        if label.ndim == 2:
+            label = label[..., None]
+        out.append(PreparedCase(case.case_id, case.image, resample_label(np.asarray(label), task.preprocessing),
+                                case.original_shape, case.affine))
+    return out
+
+
+def build_training_data(task: Task, uses_target_images: bool, uses_target_labels: bool,
+                        extra_labelled: Sequence[Path] = (), cache_dir: Path | None = None,
+                        progress: bool = True) -> TrainingData:
+    """Labelled set = source (+ extra labelled datasets such as synthetic or pseudo-labelled ones).
+
+    Target images are read without labels. Only the oracle gets target (training-split) labels.
+    """
+    cfg, dims = task.preprocessing, task.preprocessing.spatial_dims
+    if uses_target_labels:
+        images = prepare_split(task.target_dir, "Tr", cfg, with_labels=False, cache_dir=cache_dir, progress=progress)
+        labelled = _oracle_target_labels(task, images)
+    else:
+        labelled = prepare_split(task.source_dir, "Tr", cfg, with_labels=True, cache_dir=cache_dir,
+                                 progress=progress, expected_labels=task.labels)
+    for extra in extra_labelled:
+        labelled += prepare_split(Path(extra), "Tr", cfg, with_labels=True, cache_dir=cache_dir,
+                                  progress=progress, expected_labels=task.labels)
+    images_t, labels_t = stack_samples(labelled, dims)
+    assert labels_t is not None
+    target_t = None
+    if uses_target_images:
+        target_cases = prepare_split(task.target_dir, "Tr", cfg, with_labels=False, cache_dir=cache_dir,
+                                     progress=progress)
+        target_t, _ = stack_samples(target_cases, dims)
+    return TrainingData(images_t, labels_t, target_t)
+
+
+def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
+                 extra_labelled: Sequence[Path] = (), cache_dir: Path | None = None,
+                 progress: bool = True) -> Path:
+    """Train (or resume) ``method_name`` on ``task``; returns the run folder. Skips a finished run."""
+    out_dir = Path(out_dir)
+    manifest_path = out_dir / RUN_MANIFEST
+    if (out_dir / BUNDLE_NAME).is_file() and manifest_path.is_file():
+        import json
+
+        if json.loads(manifest_path.read_text()).get("status") == "complete":
+            return out_dir
+    task.check()
+    method = create_method(method_name, config.method)
+    t0 = time.perf_counter()
+    data = build_training_data(task, method.uses_target_images, method.uses_target_labels, extra_labelled,
+                               cache_dir if cache_dir is not None else default_cache_dir(), progress)
+    prep_seconds = time.perf_counter() - t0
+    manifest: dict[str, Any] = {
+        "status": "running", "method": method_name, "method_summary": method.summary,
+        "oracle": method.uses_target_labels, "task": task.to_dict(), "config": config.model_dump(mode="json"),
+        "extra_labelled": [str(p) for p in extra_labelled],
+        "n_labelled_samples": int(data.source_images.shape[0]),
+        "n_target_samples": int(data.target_images.shape[0]) if data.target_images is not None else 0,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(manifest_path, manifest)
+    trainer = Trainer(method, data, config, out_dir, task.preprocessing.spatial_dims, task.num_classes, progress)
+    stats = trainer.fit()
+    spec = segmenter_spec(task.preprocessing.spatial_dims, int(data.source_images.shape[1]), task.num_classes,
+                          config.network)
+    network = method.inference_network()
+    if isinstance(network, SnapshotEnsemble):
+        spec["ensemble"] = len(network.members)
+    save_bundle(out_dir, network, spec, task, method_name, config)
+    for name, value in method.extra_outputs().items():
+        if isinstance(value, torch.Tensor | dict | list):
+            from diffuse_uda.training.trainer import atomic_torch_save
+
+            atomic_torch_save(value, out_dir / f"{name}.pt")
+    manifest.update(status="complete", preprocessing_seconds=prep_seconds, peak_rss_mb=peak_rss_mb(), **stats)
+    atomic_write_json(manifest_path, manifest)
+    return out_dir

@@ -1,0 +1,106 @@
+"""Comparison report over evaluated run folders: tables, bar chart, overlays, training curves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffuse_uda.data.dataset_json import load_dataset_json
+from diffuse_uda.data.io import read_nifti
+from diffuse_uda.data.preprocessing import load_image
+from diffuse_uda.data.task import Task
+from diffuse_uda.errors import DataError
+from diffuse_uda.evaluation.evaluate import EvaluationSummary, load_summary
+from diffuse_uda.evaluation.reference import ReferenceLabels
+from diffuse_uda.pipeline.experiment import EVALUATION, PREDICTIONS
+from diffuse_uda.pipeline.train import RUN_MANIFEST
+from diffuse_uda.report.plots import pick_slice, plot_class_bars, plot_overlay_montage, plot_training_curves
+from diffuse_uda.report.report import MarkdownReport, add_results_tables
+from diffuse_uda.training.trainer import LOG_NAME
+
+
+def _run_label(manifest: dict[str, Any], run_dir: Path, seen: set[str]) -> str:
+    label = manifest.get("method", run_dir.name)
+    if manifest.get("oracle"):
+        label = f"{label} (oracle)"
+    if label in seen:
+        label = f"{label} [{run_dir.name}]"
+    seen.add(label)
+    return label
+
+
+def _display_slice(image: np.ndarray, z: int) -> np.ndarray:
+    """(C, X, Y, Z) -> 2D grey (X, Y) or RGB (X, Y, 3) slice for display."""
+    sl = image[..., z]
+    return np.moveaxis(sl, 0, -1) if sl.shape[0] == 3 else sl[0]
+
+
+def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | None = None,
+                            max_overlay_cases: int = 2, extra_sections: Sequence[tuple[str, str]] = ()) -> Path:
+    """``report.md`` in ``out_dir`` comparing evaluated runs of one task."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries: list[tuple[str, Path, dict[str, Any], EvaluationSummary]] = []
+    seen: set[str] = set()
+    for run in runs:
+        run = Path(run)
+        manifest_path = run / RUN_MANIFEST
+        if not manifest_path.is_file():
+            raise DataError(manifest_path, "not a run folder (no run.json)")
+        manifest = json.loads(manifest_path.read_text())
+        summary = load_summary(run / EVALUATION / "summary.json")
+        entries.append((_run_label(manifest, run, seen), run, manifest, summary))
+    if not entries:
+        raise DataError(out_dir, "no runs to report")
+    task = Task.from_dict(entries[0][2]["task"])
+    report = MarkdownReport(title or f"diffuse-uda report: {task.name}")
+    report.paragraph(f"Task **{task.name}**: {task.config.description}  \n"
+                     f"Source `{task.source_dir.name}` -> target `{task.target_dir.name}`; labels "
+                     f"{', '.join(f'{k}={v}' for k, v in task.labels.items())}; preprocessing "
+                     f"{task.preprocessing.spatial_dims}D, size {list(task.preprocessing.size)}.")
+    report.paragraph("All numbers are on the held-out target **test** split; target labels were read "
+                     "only by the evaluation. Rows marked *oracle* / *upper bound* were trained with target "
+                     "training labels and are a bound, not a method.")
+    report.heading("Results")
+    add_results_tables(report, {label: s for label, _, _, s in entries})
+    bars = {label: {c: (s.per_class[c]["dice"]["mean"] * 100, s.per_class[c]["dice"]["std"] * 100)
+                    for c in s.class_names} for label, _, _, s in entries}
+    report.image(plot_class_bars(bars, out_dir / "dice_per_class.png", title=f"{task.name}: target-test Dice"),
+                 "Per-class Dice on the target test split (mean ± std over cases).")
+    report.heading("Cost")
+    report.table(["Run", "iterations", "train time (s)", "preprocessing (s)", "peak RSS (MB)", "device"],
+                 [[label, m.get("iterations", "?"), f"{m.get('train_seconds', float('nan')):.0f}",
+                   f"{m.get('preprocessing_seconds', float('nan')):.0f}", f"{m.get('peak_rss_mb', float('nan')):.0f}",
+                   m.get("device", "?")] for label, _, m, _ in entries])
+    # Overlays of the held-out test cases (reference read through the evaluation reader).
+    reference = ReferenceLabels(task.target_dir, split="Ts")
+    info = load_dataset_json(task.target_dir)
+    rows = []
+    for case_id in reference.case_ids[:max_overlay_cases]:
+        ref, _ = reference.load(case_id)
+        ref = ref if ref.ndim == 3 else ref[..., None]
+        image, _ = load_image(task.target_dir, "Ts", case_id, info.num_channels)
+        z = pick_slice(ref)
+        for label, run, _, _ in entries:
+            pred_path = run / PREDICTIONS / f"{case_id}.nii.gz"
+            pred = read_nifti(pred_path)[0] if pred_path.is_file() else None
+            pred_sl = None if pred is None else (pred if pred.ndim == 3 else pred[..., None])[..., z]
+            rows.append((f"{case_id} · {label}", _display_slice(image, z), ref[..., z], pred_sl))
+    if rows:
+        report.heading("Target test overlays")
+        report.image(plot_overlay_montage(rows, task.labels, out_dir / "overlays.png"),
+                     "Image / reference / prediction on held-out target test cases.")
+    report.heading("Training curves")
+    for label, run, _, _ in entries:
+        log = run / LOG_NAME
+        if log.is_file():
+            name = "".join(ch if ch.isalnum() else "_" for ch in label)
+            report.image(plot_training_curves(log, out_dir / f"curves_{name}.png", title=label), label)
+    for heading, text in extra_sections:
+        report.heading(heading)
+        report.paragraph(text)
+    return report.write(out_dir / "report.md")
