@@ -150,10 +150,10 @@ def evaluate_cmd(
     from diffuse_uda.evaluation.evaluate import evaluate_predictions
     from diffuse_uda.evaluation.reference import ReferenceLabels
 
-    summary = evaluate_predictions(predictions, ReferenceLabels(reference, split=split), out,
-                                   nsd_tolerance_mm=nsd_tolerance)
+    purpose = "pseudo-label-quality" if split == "Tr" else None
+    evaluate_predictions(predictions, ReferenceLabels(reference, split=split, purpose=purpose), out,
+                         nsd_tolerance_mm=nsd_tolerance)
     typer.echo((out / "summary.md").read_text())
-    del summary
 
 
 @app.command("report")

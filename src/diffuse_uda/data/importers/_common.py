@@ -1,0 +1,160 @@
+"""Shared machinery for importers: staged (all-or-nothing) dataset creation, idempotency,
+seeded splits and parallel per-file conversion with a progress bar."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+from diffuse_uda.data.dataset_json import DatasetInfo, load_dataset_json, write_dataset_json
+from diffuse_uda.data.io import write_nifti
+from diffuse_uda.errors import ConfigError, DataError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Threads suffice: JPEG decoding and gzip compression release the GIL, and the machine may be shared.
+MAX_WORKERS = 4
+FOLDERS: tuple[str, ...] = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
+_CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_test_fraction(test_fraction: float) -> None:
+    """ConfigError unless 0 <= test_fraction < 1."""
+    if not 0.0 <= float(test_fraction) < 1.0:
+        raise ConfigError(f"test_fraction must be in [0, 1), got {test_fraction}")
+
+
+def check_case_id(case_id: str, source: Path) -> None:
+    """Case ids become file names: keep them to a portable character set."""
+    if not _CASE_ID_RE.match(case_id):
+        raise DataError(source, f"cannot derive a case id from this name ({case_id!r}); use letters, digits, "
+                                "'_', '-' and '.' only")
+
+
+def count_files(dataset_dir: Path) -> dict[str, int]:
+    """Number of visible files in each canonical sub-folder (0 when absent)."""
+    counts: dict[str, int] = {}
+    for name in FOLDERS:
+        folder = dataset_dir / name
+        counts[name] = sum(1 for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else 0
+    return counts
+
+
+def already_imported(out_dir: Path, settings: dict[str, Any]) -> bool:
+    """True when `out_dir` holds a complete import made with the same settings.
+
+    An absent or empty folder means "not yet"; anything else that is not a matching complete
+    import is an error rather than something to overwrite (it may be the user's data).
+    """
+    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
+        return False
+    if not out_dir.is_dir():
+        raise DataError(out_dir, "exists and is not a folder")
+    try:
+        info = load_dataset_json(out_dir)
+    except DataError as exc:
+        raise DataError(out_dir, f"exists but is not a complete import ({exc.problem}); "
+                                 "remove it and run the import again") from exc
+    previous = info.provenance.get("import_settings")
+    if previous != settings:
+        raise DataError(out_dir, f"exists from an import with different settings ({previous}, now {settings}); "
+                                 "remove it or choose another output folder")
+    expected = info.provenance.get("file_counts")
+    if expected != count_files(out_dir):
+        raise DataError(out_dir, f"exists but its file counts {count_files(out_dir)} differ from those recorded "
+                                 f"in dataset.json ({expected}); remove it and run the import again")
+    return True
+
+
+@contextmanager
+def staged_dataset(out_dir: Path) -> Iterator[Path]:
+    """Yield a hidden temp folder next to `out_dir`, renamed onto it only if the block succeeds.
+
+    Readers therefore see either no dataset or a complete one, never a partial import.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        try:
+            os.replace(tmp, out_dir)
+        except OSError as exc:
+            # Another process may have finished the same import meanwhile; its result stands.
+            if not (out_dir / "dataset.json").is_file():
+                raise DataError(out_dir, f"cannot move the finished import into place: {exc}") from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def finish_dataset(tmp_dir: Path, info: DatasetInfo, settings: dict[str, Any]) -> None:
+    """Record settings and file counts in the provenance and write dataset.json (last, as a marker)."""
+    info.provenance["import_settings"] = settings
+    info.provenance["file_counts"] = count_files(tmp_dir)
+    write_dataset_json(tmp_dir, info)
+
+
+def map_progress(fn: Callable[[T], R], items: Iterable[T], desc: str) -> list[R]:
+    """Apply `fn` to every item (in a small thread pool) with a progress bar; results keep input order.
+
+    The first failure (in input order) is re-raised and pending work is cancelled.
+    """
+    items = list(items)
+    workers = min(MAX_WORKERS, os.cpu_count() or 1, len(items))
+    bar = tqdm(total=len(items), desc=desc, leave=False, disable=None)
+    try:
+        if workers <= 1:
+            out = []
+            for item in items:
+                out.append(fn(item))
+                bar.update()
+            return out
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            futures = [pool.submit(fn, item) for item in items]
+            results: list[R] = []
+            for fut in futures:
+                results.append(fut.result())
+                bar.update()
+            return results
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        bar.close()
+
+
+def seeded_permutation(n: int, seed: int, salt: int) -> np.ndarray:
+    """A permutation of range(n) from (seed, salt): each dataset gets its own stream."""
+    return np.random.default_rng([int(seed), int(salt)]).permutation(n)
+
+
+def n_test_items(n: int, test_fraction: float) -> int:
+    """round(test_fraction * n), but at least 1 when test_fraction > 0 and never all n."""
+    if test_fraction <= 0 or n < 2:
+        return 0
+    return int(min(max(round(test_fraction * n), 1), n - 1))
+
+
+def write_photo_channels(folder: Path, case_id: str, image: np.ndarray) -> int:
+    """Write an (H, W) or (H, W, C) photo as C files {case}_{k:04d}.nii.gz of shape (H, W, 1).
+
+    Identity affine (1 mm pixels): photos carry no physical geometry. Returns C.
+    """
+    channels = image[..., None] if image.ndim == 2 else image
+    for k in range(channels.shape[2]):
+        write_nifti(folder / f"{case_id}_{k:04d}.nii.gz", np.ascontiguousarray(channels[..., k : k + 1]))
+    return int(channels.shape[2])

@@ -1,0 +1,306 @@
+"""Generic importer: a folder of images (NIfTI or photos), optionally with masks, to the canonical layout.
+
+Masks pair with images by file stem, optionally with a ``_mask``, ``_seg`` or ``_label`` suffix
+(``case1.png`` <-> ``case1_mask.png``). Lossy JPEG masks are binarised at grey level > 127.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffuse_uda.data.dataset_json import DatasetInfo
+from diffuse_uda.data.importers._common import (
+    already_imported,
+    check_case_id,
+    check_test_fraction,
+    finish_dataset,
+    map_progress,
+    n_test_items,
+    seeded_permutation,
+    staged_dataset,
+    write_photo_channels,
+)
+from diffuse_uda.data.io import (
+    IMAGE_2D_SUFFIXES,
+    is_nifti,
+    read_image_2d,
+    read_mask_2d,
+    read_nifti,
+    strip_nifti_suffix,
+    write_nifti,
+)
+from diffuse_uda.data.validation import affines_close, check_finite
+from diffuse_uda.errors import ConfigError, DataError
+
+MASK_SUFFIXES: tuple[str, ...] = ("_mask", "_seg", "_label")
+# More distinct values than this in "masks" means they are probably images, not label maps.
+MAX_INFERRED_LABELS = 50
+JPEG_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg")
+MASK_THRESHOLD = 127
+_IMPORT_VERSION = 1
+_SALT = 500
+
+
+@dataclass
+class _Case:
+    case_id: str
+    image: Path
+    mask: Path | None
+    is_test: bool = False
+
+
+def _stem(path: Path) -> str:
+    return strip_nifti_suffix(path.name) if is_nifti(path) else path.stem
+
+
+def _is_supported(path: Path) -> bool:
+    return is_nifti(path) or path.name.lower().endswith(IMAGE_2D_SUFFIXES)
+
+
+def _list_files(folder: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(folder, f"{what} folder does not exist" if not folder.exists() else "is not a folder")
+    files = sorted(p for p in folder.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and _is_supported(p))
+    if not files:
+        raise DataError(folder, f"no {what} files found (NIfTI .nii/.nii.gz, PNG, JPEG, BMP or TIFF)")
+    return files
+
+
+def _by_stem(files: list[Path]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for p in files:
+        stem = _stem(p)
+        if stem in out:
+            raise DataError(p, f"two files with the same name stem ({out[stem].name})")
+        out[stem] = p
+    return out
+
+
+def _pair_cases(images_dir: Path, masks_dir: Path | None) -> list[_Case]:
+    """Pair images with masks by stem; DataError naming any image without (or with several) masks."""
+    image_files = _list_files(images_dir, "image")
+    same_dir = masks_dir is not None and masks_dir.resolve() == images_dir.resolve()
+    if same_dir:
+        # Images and masks side by side: anything with a mask suffix is a mask, not an image.
+        image_files = [p for p in image_files if not _stem(p).endswith(MASK_SUFFIXES)]
+        if not image_files:
+            raise DataError(images_dir, "only mask files found (names ending in _mask/_seg/_label)")
+    images = _by_stem(image_files)
+    masks: dict[str, list[Path]] = {}
+    if masks_dir is not None:
+        for p in _list_files(masks_dir, "mask"):
+            masks.setdefault(_stem(p), []).append(p)
+    cases = []
+    for stem, image in images.items():
+        case_id = re.sub(r"[^A-Za-z0-9_.-]", "_", stem)
+        check_case_id(case_id, image)
+        mask = None
+        if masks_dir is not None:
+            candidates = [p for s in (stem, *(stem + suf for suf in MASK_SUFFIXES)) for p in masks.get(s, [])]
+            if same_dir:
+                candidates = [p for p in candidates if p != image]
+            if not candidates:
+                raise DataError(image, f"no mask found in {masks_dir} (looked for {stem}, "
+                                       f"{', '.join(stem + s for s in MASK_SUFFIXES)} with any supported ending)")
+            if len(candidates) > 1:
+                raise DataError(image, f"several masks match: {', '.join(p.name for p in candidates)}")
+            mask = candidates[0]
+        cases.append(_Case(case_id, image, mask))
+    seen: dict[str, Path] = {}
+    for case in cases:
+        if case.case_id in seen:
+            raise DataError(case.image, f"case id {case.case_id!r} clashes with {seen[case.case_id].name}")
+        seen[case.case_id] = case.image
+    return cases
+
+
+def _read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(array, affine) where affine is None for photos; volumes are (X, Y, Z) float32."""
+    if is_nifti(path):
+        array, affine = read_nifti(path)
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.ndim != 3:
+            raise DataError(path, f"expected a 2D or 3D image, got shape {array.shape} (save one file per "
+                                  "channel)")
+        array = np.asarray(array, dtype=np.float32)
+        check_finite(path, array)
+        return array, affine
+    image = read_image_2d(path)
+    check_finite(path, image)
+    return image, None
+
+
+def _read_mask(path: Path) -> np.ndarray:
+    """Mask as an integer array: (X, Y, Z) for NIfTI, (H, W) for photos; JPEGs binarised."""
+    if is_nifti(path):
+        mask, _ = read_nifti(path)
+        if mask.ndim == 2:
+            mask = mask[..., None]
+    else:
+        mask = read_mask_2d(path)
+        if mask.ndim == 3:
+            grey_saved = np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0], mask[..., 2])
+            if grey_saved:
+                mask = mask[..., 0]
+            elif path.suffix.lower() in JPEG_SUFFIXES:
+                mask = mask.mean(axis=2)
+            else:
+                raise DataError(path, "colour mask: expected a single-channel label map (one value per class)")
+        if path.suffix.lower() in JPEG_SUFFIXES:
+            # JPEG compression smears label values, so only a binary mask can be recovered.
+            return (mask > MASK_THRESHOLD).astype(np.uint8)
+    if mask.dtype.kind == "f":
+        if not np.all(np.isfinite(mask)):
+            raise DataError(path, "mask contains NaN or Inf")
+        if not np.all(mask == np.round(mask)):
+            raise DataError(path, "mask has non-integer values")
+        mask = mask.astype(np.int64)
+    elif mask.dtype.kind == "b":
+        mask = mask.astype(np.uint8)
+    elif mask.dtype.kind not in "iu":
+        raise DataError(path, f"unsupported mask dtype {mask.dtype}")
+    if mask.size and int(mask.min()) < 0:
+        raise DataError(path, f"mask has negative values (min {int(mask.min())})")
+    return mask
+
+
+def _infer_labels(cases: list[_Case]) -> tuple[dict[str, int], dict[int, int]]:
+    """Labels {background: 0, label_1: 1, ...} from all mask values, and the raw -> new value map."""
+    def values_of(case: _Case) -> set[int]:
+        assert case.mask is not None
+        return {int(v) for v in np.unique(_read_mask(case.mask))}
+
+    found: set[int] = set()
+    for case, values in zip(cases, map_progress(values_of, cases, desc="scan masks"), strict=True):
+        found |= values
+        if len(found) > MAX_INFERRED_LABELS:
+            raise DataError(case.mask, f"masks hold more than {MAX_INFERRED_LABELS} distinct values: these are "
+                                       "probably images, not label masks (pass labels= to declare them)")
+    # Consecutive values keep networks' output channels dense: e.g. 0/255 masks become 0/1.
+    value_map = {0: 0} | {v: i for i, v in enumerate(sorted(found - {0}), start=1)}
+    labels = {"background": 0} | {f"label_{i}": i for i in range(1, len(value_map))}
+    return labels, value_map
+
+
+def _remap(mask: np.ndarray, path: Path, labels: dict[str, int], value_map: dict[int, int] | None) -> np.ndarray:
+    """Apply the value map, or check values against declared labels; returns uint8/int16."""
+    values = [int(v) for v in np.unique(mask)]
+    declared = set(labels.values())
+    if value_map is None:
+        undeclared = [v for v in values if v not in declared]
+        if undeclared and declared == {0, 1} and set(values) <= {0, 255}:
+            value_map = {0: 0, 255: 1}  # 0/255 binary masks for a binary task: obvious intent
+        elif undeclared:
+            raise DataError(path, f"mask values {undeclared[:20]} are not among the declared labels {labels}")
+    dtype = np.uint8 if max(declared) <= 255 else np.int16
+    if value_map is None:
+        return mask.astype(dtype)
+    out = np.zeros(mask.shape, dtype=dtype)
+    for raw, new in value_map.items():
+        if new and raw in values:
+            out[mask == raw] = new
+    return out
+
+
+def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None]) -> int:
+    """Write one case; returns its number of channels."""
+    case, root, labels, value_map = job
+    split = "Ts" if case.is_test else "Tr"
+    image, affine = _read_image(case.image)
+    if affine is None:
+        n_channels = write_photo_channels(root / f"images{split}", case.case_id, image)
+        spatial = image.shape[:2] + (1,)
+    else:
+        write_nifti(root / f"images{split}" / f"{case.case_id}_0000.nii.gz", image, affine)
+        n_channels, spatial = 1, image.shape
+    if case.mask is None:
+        return n_channels
+    mask = _read_mask(case.mask)
+    if mask.ndim == 2:
+        mask = mask[..., None]
+    if mask.shape != spatial:
+        raise DataError(case.mask, f"mask shape {mask.shape} differs from image {case.image} shape {spatial}")
+    if affine is not None and is_nifti(case.mask):
+        _, mask_affine = read_nifti(case.mask)
+        if not affines_close(affine, mask_affine):
+            raise DataError(case.mask, f"mask affine differs from image {case.image} affine")
+    write_nifti(root / f"labels{split}" / f"{case.case_id}.nii.gz", _remap(mask, case.mask, labels, value_map),
+                affine)
+    return n_channels
+
+
+def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None,
+                  labels: dict[str, int] | None = None, test_fraction: float = 0.0, seed: int = 0,
+                  name: str | None = None) -> Path:
+    """Convert a folder of images (+ optional masks) into the canonical dataset `out_dir`.
+
+    `labels` None: inferred from the mask values ({background: 0, label_1: 1, ...}, values
+    renumbered consecutively), or {background: 0} without masks. `test_fraction` of the cases
+    (seeded, by image) go to imagesTs/labelsTs. Skipped if `out_dir` already holds this import.
+    """
+    images_dir, out_dir = Path(images_dir), Path(out_dir)
+    masks_dir = Path(masks_dir) if masks_dir is not None else None
+    check_test_fraction(test_fraction)
+    if labels is not None:
+        # Reuse dataset.json's checks (name -> int, background 0, no duplicates) before any work.
+        DatasetInfo.from_json({"channel_names": {"0": "image"}, "labels": labels, "numTraining": 0,
+                               "file_ending": ".nii.gz"})
+    name = name or out_dir.name
+    if not name:
+        raise ConfigError("a dataset name is required")
+    settings: dict[str, Any] = {
+        "importer": "folder", "version": _IMPORT_VERSION,
+        "images_dir": str(images_dir.resolve()),
+        "masks_dir": str(masks_dir.resolve()) if masks_dir is not None else None,
+        "labels": labels, "test_fraction": float(test_fraction), "seed": int(seed), "name": name,
+    }
+    if already_imported(out_dir, settings):
+        return out_dir
+
+    cases = _pair_cases(images_dir, masks_dir)
+    order = seeded_permutation(len(cases), seed, _SALT)
+    for i in order[: n_test_items(len(cases), test_fraction)]:
+        cases[int(i)].is_test = True
+    value_map: dict[int, int] | None = None
+    if masks_dir is None:
+        final_labels = dict(labels) if labels is not None else {"background": 0}
+    elif labels is None:
+        final_labels, value_map = _infer_labels(cases)
+    else:
+        final_labels = dict(labels)
+
+    with staged_dataset(out_dir) as tmp:
+        jobs = [(case, tmp, final_labels, value_map) for case in cases]
+        n_channels = map_progress(_convert, jobs, desc=f"import {name}")
+        for case, n in zip(cases, n_channels, strict=True):
+            if n != n_channels[0]:
+                raise DataError(case.image, f"has {n} channel(s) but {cases[0].image.name} has {n_channels[0]}")
+        channel_names = {"0": "R", "1": "G", "2": "B"} if n_channels[0] == 3 else {"0": "image"}
+        provenance: dict[str, Any] = {
+            "importer": "diffuse_uda.data.importers.folder",
+            "images_dir": str(images_dir.resolve()),
+            "masks_dir": str(masks_dir.resolve()) if masks_dir is not None else None,
+            "split_rule": f"by image, seeded (seed={seed}, test_fraction={test_fraction})",
+            "cases": {"Tr": [c.case_id for c in cases if not c.is_test],
+                      "Ts": [c.case_id for c in cases if c.is_test]},
+            "source_files": {c.case_id: c.image.name for c in cases},
+        }
+        if value_map is not None:
+            provenance["label_value_map"] = {str(k): v for k, v in value_map.items()}
+        if any(c.mask is not None and c.mask.suffix.lower() in JPEG_SUFFIXES for c in cases):
+            provenance["mask_rule"] = f"JPEG masks binarised at grey level > {MASK_THRESHOLD}"
+        info = DatasetInfo(
+            name=name, channel_names=channel_names, labels=final_labels,
+            num_training=sum(1 for c in cases if not c.is_test),
+            description=f"imported from {images_dir}" + ("" if masks_dir is not None else " (no masks)"),
+            provenance=provenance,
+        )
+        finish_dataset(tmp, info, settings)
+    return out_dir

@@ -1,0 +1,215 @@
+"""Low-level file I/O: NIfTI volumes, 2D photos and atomic text/JSON writes.
+
+Everything the toolkit writes goes through the atomic helpers here, so an interrupted run never
+leaves a half-written file under its final name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from diffuse_uda.errors import DataError
+
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+IMAGE_2D_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# Fastest zlib level (nibabel's default too): photos barely compress, so higher levels only cost time.
+GZIP_LEVEL = 1
+# Above this many bytes write_nifti streams instead of building the whole file in memory.
+_IN_MEMORY_LIMIT = 256 * 2**20
+
+def is_nifti(path: str | Path) -> bool:
+    """True when the file name ends in .nii or .nii.gz (case-insensitive)."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def strip_nifti_suffix(name: str) -> str:
+    """File name without its .nii / .nii.gz ending (unchanged when it has neither)."""
+    lower = name.lower()
+    for suffix in NIFTI_SUFFIXES:
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise DataError(path, "file does not exist")
+    if not path.is_file():
+        raise DataError(path, "is not a file")
+
+
+def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI file: (array as stored, header scaling applied if any; 4x4 float64 affine)."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        img = nib.load(str(path))
+        # nib.load is lazy: corrupt gzip streams only surface when the data is read, so read here.
+        array = np.asarray(img.dataobj)
+        affine = np.asarray(img.affine, dtype=np.float64)
+    except Exception as exc:  # nibabel/gzip/zlib raise many unrelated types for corrupt files
+        raise DataError(path, f"cannot read NIfTI: {exc}") from exc
+    if affine.shape != (4, 4):
+        raise DataError(path, f"cannot read NIfTI: affine has shape {affine.shape}, expected (4, 4)")
+    return array, affine
+
+
+def _storable(array: np.ndarray, path: Path) -> np.ndarray:
+    """Convert dtypes NIfTI cannot hold (bool, float16, 64-bit ints) to ones it can."""
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8)
+    if array.dtype == np.float16:
+        return array.astype(np.float32)
+    if array.dtype in (np.int64, np.uint64):
+        if array.size == 0:
+            return array.astype(np.int32)
+        lo, hi = int(array.min()), int(array.max())
+        info = np.iinfo(np.int32)
+        if lo < info.min or hi > info.max:
+            raise DataError(path, f"integer values [{lo}, {hi}] do not fit in int32")
+        return array.astype(np.int32)
+    if array.dtype.kind not in "uif":
+        raise DataError(path, f"cannot store arrays of dtype {array.dtype} as NIfTI")
+    return array
+
+
+@contextmanager
+def _temp_sibling(path: Path, suffix: str) -> Iterator[Path]:
+    """Yield a unique temp path next to `path`; remove it if the caller fails before renaming."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Hidden name plus the real suffix: format detection (e.g. nibabel's gzip choice) keys on
+    # the ending, and a leading dot keeps half-written files out of directory listings.
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{suffix}"
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    """Atomically write `array` as NIfTI (identity affine when None); creates parent folders."""
+    path = Path(path)
+    if not is_nifti(path):
+        raise DataError(path, "NIfTI file names must end in .nii or .nii.gz")
+    array = _storable(np.asarray(array), path)
+    aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+        raise DataError(path, f"invalid affine (shape {aff.shape}, must be a finite 4x4 matrix)")
+    compressed = path.name.lower().endswith(".nii.gz")
+    img = nib.Nifti1Image(array, aff)
+    img.header.set_xyzt_units("mm")
+    # Serialise in memory and gzip in one call: nibabel's own writer streams C-ordered arrays row
+    # by row through gzip, which dominated import time. mtime=0 makes outputs byte-reproducible.
+    with _temp_sibling(path, ".nii.gz" if compressed else ".nii") as tmp:
+        if array.nbytes > _IN_MEMORY_LIMIT:
+            # Big volumes: let nibabel stream (Fortran order lets it write large chunks).
+            nib.save(nib.Nifti1Image(np.asfortranarray(array), aff, img.header), str(tmp))
+        else:
+            data = img.to_bytes()
+            if compressed:
+                data = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+        os.replace(tmp, path)
+    return path
+
+
+def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel spacing (mm) along the three array axes: norms of the affine's 3x3 columns."""
+    norms = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    return float(norms[0]), float(norms[1]), float(norms[2])
+
+
+def _open_pil(path: Path) -> Image.Image:
+    _require_file(path)
+    if not path.name.lower().endswith(IMAGE_2D_SUFFIXES):
+        raise DataError(path, f"unsupported image format (expected one of {', '.join(IMAGE_2D_SUFFIXES)})")
+    try:
+        img = Image.open(path)
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(path, f"cannot read image: {exc}") from exc
+    if getattr(img, "n_frames", 1) > 1:
+        raise DataError(path, "multi-frame images are not supported (save one image per file)")
+    return img
+
+
+def read_image_2d(path: str | Path) -> np.ndarray:
+    """Read a PNG/JPEG/BMP/TIFF photo as (H, W) or (H, W, 3); uint8 for 8-bit data, else float32."""
+    path = Path(path)
+    img = _open_pil(path)
+    mode = img.mode
+    try:
+        if mode in ("L", "RGB"):
+            out = np.asarray(img)
+        elif mode in ("1", "LA"):
+            out = np.asarray(img.convert("L"))
+        elif mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            # High-bit-depth greyscale (16-bit PNG/TIFF, float TIFF): keep the precision.
+            out = np.asarray(img).astype(np.float32)
+        elif mode == "P":
+            # A palette photo: decide grey vs colour from the expanded pixels.
+            rgb = np.asarray(img.convert("RGB"))
+            same = np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
+            out = rgb[..., 0] if same else rgb
+        else:  # RGBA, CMYK, YCbCr, ...: alpha is dropped, colour spaces converted to RGB
+            out = np.asarray(img.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise DataError(path, f"cannot read image: {exc}") from exc
+    return np.ascontiguousarray(out)
+
+
+def read_mask_2d(path: str | Path) -> np.ndarray:
+    """Read a 2D label image. Unlike read_image_2d, palette images keep their indices (= labels).
+
+    Returns (H, W), or (H, W, 3) for colour-saved masks so the caller can decide what to do.
+    """
+    path = Path(path)
+    img = _open_pil(path)
+    if img.mode in ("P", "L", "I", "I;16", "I;16B", "I;16L", "I;16N"):
+        out = np.asarray(img)
+        if out.dtype != np.uint8:
+            out = out.astype(np.int32)
+        return np.ascontiguousarray(out)
+    if img.mode == "PA":
+        return np.ascontiguousarray(np.asarray(img.convert("P")))
+    return read_image_2d(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text (UTF-8) via a temp file in the same folder and os.replace; creates parent folders."""
+    path = Path(path)
+    with _temp_sibling(path, ".txt") as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+def _json_default(obj: Any) -> Any:
+    """Serialise numpy scalars/arrays and paths, which provenance records often contain."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write `obj` as indented JSON (numpy values and paths are converted)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")

@@ -1,0 +1,183 @@
+"""Reverse-diffusion sampling (DDPM, paper Eq. 12, and DDIM) with MONAI's schedulers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from diffuse_uda.networks.conditional_unet import one_hot
+
+__all__ = ["SAMPLERS", "autocast_context", "ddim_timesteps", "make_scheduler", "sample_images"]
+
+SAMPLERS: tuple[str, ...] = ("ddpm", "ddim")
+DEFAULT_DDIM_STEPS = 50
+
+GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
+
+
+def autocast_context(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when supported, fp16 otherwise; a no-op on CPU or when disabled."""
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def make_scheduler(sampler: str, num_train_timesteps: int, schedule: str = "cosine") -> DDPMScheduler | DDIMScheduler:
+    """MONAI scheduler for ``sampler``; predicted x0 is clipped to the [-1, 1] data range."""
+    if sampler == "ddpm":
+        return DDPMScheduler(num_train_timesteps=num_train_timesteps, schedule=schedule, clip_sample=True)
+    if sampler == "ddim":
+        return DDIMScheduler(
+            num_train_timesteps=num_train_timesteps, schedule=schedule, clip_sample=True, set_alpha_to_one=True
+        )
+    raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+
+
+def ddim_timesteps(num_train_timesteps: int, steps: int) -> Tensor:
+    """Evenly strided, descending DDIM timesteps that start at ``T - 1``.
+
+    MONAI's ``DDIMScheduler.step`` assumes the previous timestep is ``t - T // steps``, but its
+    ``set_timesteps`` rounds a linspace, so the two disagree whenever ``steps`` does not divide
+    ``T`` (e.g. 250 / 50 steps is fine, 250 / 60 is not). Using the same stride here keeps every
+    update consistent; starting at ``T - 1`` makes the first step see pure noise.
+    """
+    stride = num_train_timesteps // steps
+    return (num_train_timesteps - 1) - stride * torch.arange(steps, dtype=torch.long)
+
+
+def _per_sample_generators(
+    generator: GeneratorArg, batch: int, device: torch.device
+) -> torch.Generator | list[torch.Generator] | None:
+    """Normalise ``generator`` to generators living on ``device``.
+
+    A generator on another device (e.g. a CPU generator for CUDA sampling) is replaced by a
+    device generator seeded from it, so the result stays a deterministic function of the seed.
+    """
+
+    def on_device(g: torch.Generator) -> torch.Generator:
+        if g.device.type == device.type:
+            return g
+        seed = int(torch.randint(0, 2**62, (1,), generator=g, device=g.device).item())
+        return torch.Generator(device=device).manual_seed(seed)
+
+    if generator is None:
+        return None
+    if isinstance(generator, torch.Generator):
+        return on_device(generator)
+    gens = list(generator)
+    if len(gens) != batch:
+        raise ValueError(f"got {len(gens)} generators for a batch of {batch}")
+    return [on_device(g) for g in gens]
+
+
+@torch.no_grad()
+def sample_images(
+    model: nn.Module,
+    masks: Tensor,
+    num_classes: int,
+    image_channels: int,
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    num_train_timesteps: int = 250,
+    schedule: str = "cosine",
+    generator: GeneratorArg = None,
+    eta: float = 0.0,
+    progress: bool = False,
+    amp: bool = True,
+) -> Tensor:
+    """Generate images conditioned on label maps.
+
+    Args:
+        model: a :class:`~diffuse_uda.networks.conditional_unet.ConditionalDiffusionUNet` on the
+            masks' device.
+        masks: ``(B, *S)`` or ``(B, 1, *S)`` integer label maps (class indices).
+        num_classes: classes of the model's condition.
+        image_channels: channels of the generated image.
+        sampler: ``"ddpm"`` (ancestral, all ``num_train_timesteps`` steps) or ``"ddim"``.
+        steps: reverse steps; DDPM must use all training steps (MONAI's DDPM update assumes
+            consecutive timesteps; use DDIM with ``eta=1`` for a strided stochastic sampler), DDIM
+            defaults to 50 (capped at ``num_train_timesteps``).
+        num_train_timesteps: ``T`` the model was trained with.
+        schedule: noise schedule the model was trained with.
+        generator: one generator for the batch, or one per sample. Per-sample generators make
+            each sample independent of what else is in the batch (used for sharded synthesis).
+        eta: DDIM stochasticity (0 = deterministic given the initial noise).
+        progress: show a progress bar over the reverse steps.
+        amp: autocast on CUDA (ignored on CPU).
+
+    Returns:
+        ``(B, image_channels, *S)`` float32 images in ``[0, 1]``.
+    """
+    if masks.is_floating_point():
+        raise TypeError(f"masks must be integer label maps, got dtype {masks.dtype}")
+    spatial = tuple(masks.shape[2:]) if masks.ndim >= 3 and masks.shape[1] == 1 else tuple(masks.shape[1:])
+    batch = masks.shape[0]
+    device = masks.device
+    T = int(num_train_timesteps)
+    if sampler == "ddpm":
+        steps = T if steps is None else int(steps)
+        if steps != T:
+            raise ValueError(
+                f"DDPM sampling runs all {T} training steps (got steps={steps}); "
+                "use sampler='ddim' (eta=1 for a stochastic sampler) for fewer steps"
+            )
+    elif sampler == "ddim":
+        steps = min(DEFAULT_DDIM_STEPS, T) if steps is None else int(steps)
+        if not 1 <= steps <= T:
+            raise ValueError(f"DDIM steps must be in [1, {T}], got {steps}")
+    scheduler = make_scheduler(sampler, T, schedule)
+    scheduler.set_timesteps(steps)
+    if sampler == "ddim":
+        scheduler.timesteps = ddim_timesteps(T, steps)
+    # Python ints: indexing the (CPU) schedule with them never synchronises with the device.
+    timesteps = [int(t) for t in scheduler.timesteps.tolist()]
+
+    gens = _per_sample_generators(generator, batch, device)
+    shape = (image_channels, *spatial)
+    if isinstance(gens, list):
+        x = torch.stack([torch.randn(shape, generator=g, device=device) for g in gens])
+    else:
+        x = torch.randn((batch, *shape), generator=gens, device=device)
+    cond = one_hot(masks, num_classes)
+
+    was_training = model.training
+    model.eval()
+    x0 = x
+    try:
+        for t in tqdm(timesteps, desc=f"{sampler} sampling", disable=not progress, leave=False):
+            t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
+            with autocast_context(device, amp):
+                eps = model(x, cond, t_batch)
+            eps = eps.float()
+            if isinstance(gens, list):
+                # Per-sample noise: the scheduler update is cheap, so run it sample by sample.
+                outs = [_step(scheduler, sampler, eps[i : i + 1], t, x[i : i + 1], eta, g) for i, g in enumerate(gens)]
+                x = torch.cat([o[0] for o in outs])
+                x0 = torch.cat([o[1] for o in outs])
+            else:
+                x, x0 = _step(scheduler, sampler, eps, t, x, eta, gens)
+    finally:
+        model.train(was_training)
+    # The last step's clipped x0 prediction is the sample (for DDPM at t = 0 and for DDIM ending at
+    # alpha = 1 it equals the returned x_{t-1}; it is also right when the strided DDIM stops at t > 0).
+    return ((x0 + 1.0) / 2.0).clamp_(0.0, 1.0)
+
+
+def _step(
+    scheduler: DDPMScheduler | DDIMScheduler,
+    sampler: str,
+    eps: Tensor,
+    t: int,
+    x: Tensor,
+    eta: float,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor]:
+    if sampler == "ddpm":
+        return scheduler.step(eps, t, x, generator=generator)
+    return scheduler.step(eps, t, x, eta=eta, generator=generator)

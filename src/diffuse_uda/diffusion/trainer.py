@@ -1,0 +1,443 @@
+"""Training of the mask-conditioned DDPM (paper Sec. 4.3, Eqs. 10, 13, 15, 16).
+
+Each micro-batch draws image-mask pairs (source labels and target pseudo-labels), deforms the
+pairs of the configured domain(s) (image and mask together), maps the image to ``[-1, 1]``, noises
+it at a uniform random timestep with MONAI's scheduler and regresses the noise with an L1 loss.
+The whole data set lives on the training device and every random draw comes from one device
+``torch.Generator`` seeded from ``config.seed``, so the loop never reads values back to the host
+except to log and checkpoint. Checkpoints hold everything needed to resume bit-for-bit on the
+same device type.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import os
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.schedulers import DDPMScheduler
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from diffuse_uda.diffusion.config import DiffusionConfig
+from diffuse_uda.diffusion.samplers import autocast_context, sample_images
+from diffuse_uda.errors import ConfigError, DataError
+from diffuse_uda.networks.conditional_unet import ConditionalDiffusionUNet, one_hot
+from diffuse_uda.transforms.deformation import RandomDeformation
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "LOG_NAME",
+    "PairSample",
+    "build_model",
+    "load_diffusion",
+    "train_diffusion",
+]
+
+CHECKPOINT_NAME = "diffusion_last.pt"
+LOG_NAME = "diffusion_log.csv"
+CHECKPOINT_FORMAT = "diffuse-uda/diffusion-checkpoint/1"
+DOMAINS: tuple[str, ...] = ("source", "target")
+
+
+@dataclass
+class PairSample:
+    """One training pair.
+
+    Attributes:
+        image: ``(C, *S)`` float32 image scaled to ``[0, 1]``.
+        mask: ``(*S)`` integer label map (class indices ``0..K-1``): a label or a pseudo-label.
+        domain: ``"source"`` or ``"target"``.
+        case_id: identifier used in messages and previews.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    domain: str
+    case_id: str
+
+
+def build_model(config: DiffusionConfig, num_classes: int, image_channels: int) -> ConditionalDiffusionUNet:
+    """The conditional UNet described by ``config``."""
+    return ConditionalDiffusionUNet(
+        spatial_dims=config.spatial_dims,
+        image_channels=image_channels,
+        num_classes=num_classes,
+        embed_channels=config.embed_channels,
+        channels=config.channels,
+        attention_levels=config.attention_levels,
+        num_res_blocks=config.num_res_blocks,
+        norm_num_groups=config.norm_num_groups,
+    )
+
+
+# ---------------------------------------------------------------------- data on the device
+class _DeviceData:
+    """All pairs stacked on the training device, plus sync-free batch drawing."""
+
+    def __init__(self, pairs: Sequence[PairSample], num_classes: int, config: DiffusionConfig, device: torch.device):
+        if not pairs:
+            raise DataError(None, "no image-mask pairs to train the diffusion model on")
+        size = config.image_size
+        channels = None
+        for p in pairs:
+            image, mask = np.asarray(p.image), np.asarray(p.mask)
+            where = f"pair {p.case_id!r} ({p.domain})"
+            if p.domain not in DOMAINS:
+                raise DataError(None, f"{where}: domain must be one of {DOMAINS}")
+            if image.ndim != config.spatial_dims + 1 or tuple(image.shape[1:]) != size:
+                raise DataError(None, f"{where}: image shape {image.shape}, expected (C, {', '.join(map(str, size))})")
+            if tuple(mask.shape) != size:
+                raise DataError(None, f"{where}: mask shape {mask.shape}, expected {size}")
+            if channels is None:
+                channels = image.shape[0]
+            elif image.shape[0] != channels:
+                raise DataError(None, f"{where}: {image.shape[0]} image channels, other pairs have {channels}")
+            if not np.issubdtype(mask.dtype, np.integer):
+                raise DataError(None, f"{where}: mask must hold integers, got {mask.dtype}")
+            if mask.size and (mask.min() < 0 or mask.max() >= num_classes):
+                raise DataError(None, f"{where}: mask values outside 0..{num_classes - 1}")
+            if not np.isfinite(image).all():
+                raise DataError(None, f"{where}: image has non-finite values")
+        assert channels is not None
+        self.image_channels = int(channels)
+        mask_dtype = torch.uint8 if num_classes <= 256 else torch.int32  # compact storage on the device
+        self.images = torch.from_numpy(np.stack([np.asarray(p.image, dtype=np.float32) for p in pairs])).to(device)
+        self.masks = torch.from_numpy(np.stack([np.asarray(p.mask) for p in pairs]).astype(np.int64)).to(
+            device=device, dtype=mask_dtype
+        )
+        is_source = np.array([p.domain == "source" for p in pairs])
+        self.is_source = torch.from_numpy(is_source).to(device)
+        self.source_idx = torch.from_numpy(np.flatnonzero(is_source)).to(device)
+        self.target_idx = torch.from_numpy(np.flatnonzero(~is_source)).to(device)
+        self.num_source = int(is_source.sum())
+        self.num_target = len(pairs) - self.num_source
+        self.ratio = config.source_target_ratio
+        if self.ratio is not None:
+            if self.ratio > 0 and self.num_source == 0:
+                raise ConfigError(f"source_target_ratio={self.ratio} but there are no source pairs")
+            if self.ratio < 1 and self.num_target == 0:
+                raise ConfigError(f"source_target_ratio={self.ratio} but there are no target pairs")
+        self.device = device
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def draw(self, batch: int, generator: torch.Generator) -> Tensor:
+        """Indices of a batch drawn with replacement (uniformly, or by domain ratio)."""
+        dev = self.device
+        if self.ratio is None:
+            return torch.randint(0, len(self), (batch,), generator=generator, device=dev)
+        # Draw both candidates and pick per sample: no data-dependent shapes, so no host sync.
+        pick_source = torch.rand((batch,), generator=generator, device=dev) < self.ratio
+        src = self.source_idx[torch.randint(0, max(self.num_source, 1), (batch,), generator=generator, device=dev)] \
+            if self.num_source else None
+        tgt = self.target_idx[torch.randint(0, max(self.num_target, 1), (batch,), generator=generator, device=dev)] \
+            if self.num_target else None
+        if src is None:
+            assert tgt is not None
+            return tgt
+        if tgt is None:
+            return src
+        return torch.where(pick_source, src, tgt)
+
+
+def _augmented_batch(
+    data: _DeviceData,
+    idx: Tensor,
+    deformer: RandomDeformation | None,
+    deform: str,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor]:
+    """Images ``(B, C, *S)`` in [0, 1] and long masks ``(B, *S)`` of ``idx``, with the pairs of the
+    domain(s) selected by ``deform`` deformed (image and mask with the same random grid)."""
+    x0 = data.images[idx]
+    mask = data.masks[idx].long()
+    if deformer is None or deform == "none":
+        return x0, mask
+    # Deform the whole batch (cheap next to the UNet) and keep the result only for the chosen
+    # domain(s): no boolean indexing, hence no host sync.
+    x_def, m_def = deformer(x0, mask.unsqueeze(1), generator=generator)
+    assert x_def is not None and m_def is not None
+    m_def = m_def.squeeze(1)
+    if deform == "both":
+        return x_def, m_def
+    chosen = data.is_source[idx] if deform == "source" else ~data.is_source[idx]
+    sel = chosen.view(-1, *([1] * (mask.ndim - 1)))
+    return torch.where(sel.unsqueeze(1), x_def, x0), torch.where(sel, m_def, mask)
+
+
+# ---------------------------------------------------------------------- EMA
+@torch.no_grad()
+def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    ema_params = list(ema.parameters())
+    params = list(model.parameters())
+    if decay <= 0.0:
+        torch._foreach_copy_(ema_params, params)
+    else:
+        # ema <- decay * ema + (1 - decay) * param, as one fused multi-tensor op
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for eb, b in zip(ema.buffers(), model.buffers(), strict=True):
+        eb.copy_(b)
+
+
+# ---------------------------------------------------------------------- checkpoints and logs
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated / foreign files
+        raise DataError(path, f"cannot read diffusion checkpoint: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(path, "not a diffuse-uda diffusion checkpoint")
+    return state
+
+
+def _reset_log(log_path: Path, keep_until: int) -> None:
+    """Rewrite the CSV log keeping rows with step <= keep_until (drops rows a crash left after
+    the last checkpoint, so resuming appends exactly what an uninterrupted run would have)."""
+    rows: list[list[str]] = []
+    if keep_until > 0 and log_path.exists():
+        with open(log_path, newline="", encoding="utf-8") as fh:
+            for row in csv.reader(fh):
+                if len(row) == 2 and row[0].isdigit() and int(row[0]) <= keep_until:
+                    rows.append(row)
+    tmp = log_path.parent / f".{log_path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["step", "loss"])
+        writer.writerows(rows)
+    os.replace(tmp, log_path)
+
+
+# ---------------------------------------------------------------------- preview
+def _save_preview(
+    model: nn.Module, data: _DeviceData, num_classes: int, config: DiffusionConfig, path: Path
+) -> None:
+    """Grid of masks / EMA samples / real images for a few fixed pairs (seeded, off the training RNG)."""
+    from matplotlib.figure import Figure
+
+    n = min(4, len(data))
+    # Prefer source pairs: their masks are real labels.
+    order = torch.cat([data.source_idx, data.target_idx])[:n]
+    masks = data.masks[order].long()
+    gen = torch.Generator(device=data.device).manual_seed(config.seed)
+    images = sample_images(
+        model, masks, num_classes, data.image_channels, sampler="ddim",
+        steps=min(50, config.num_train_timesteps), num_train_timesteps=config.num_train_timesteps,
+        schedule=config.schedule, generator=gen, amp=config.amp,
+    )
+    real = data.images[order]
+
+    def view(a: Tensor) -> np.ndarray:
+        a = a.detach().float().cpu()
+        # 3D: the middle slice along the last axis
+        return (a[..., a.shape[-1] // 2] if a.ndim == 3 else a).numpy()
+
+    fig = Figure(figsize=(3 * n, 9))
+    axes = fig.subplots(3, n, squeeze=False)
+    for j in range(n):
+        for i, (img, kw) in enumerate(
+            [(view(masks[j]), {"cmap": "tab10", "vmin": 0, "vmax": max(num_classes - 1, 1)}),
+             (view(images[j, 0]), {"cmap": "gray", "vmin": 0, "vmax": 1}),
+             (view(real[j, 0]), {"cmap": "gray", "vmin": 0, "vmax": 1})]
+        ):
+            axes[i, j].imshow(img, interpolation="nearest", **kw)
+            axes[i, j].set_axis_off()
+    for i, title in enumerate(["mask", "sample (EMA)", "real"]):
+        axes[i, 0].set_title(title, loc="left", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp.png"
+    fig.savefig(tmp, dpi=80)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------- training
+def train_diffusion(
+    pairs: Sequence[PairSample],
+    num_classes: int,
+    config: DiffusionConfig,
+    out_dir: Path,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Train (or resume training) the conditional diffusion model.
+
+    Resumes from ``out_dir/diffusion_last.pt`` when it exists (the architecture settings, class
+    count and image channels must match). On the same device type a resumed run reproduces the
+    uninterrupted run exactly: model, EMA, optimizer, loss scaler and generator states are all
+    restored, and checkpoints are only taken at optimizer-update boundaries.
+
+    Returns:
+        Path of the final checkpoint.
+    """
+    config.validate()
+    device = torch.device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    log_path = out_dir / LOG_NAME
+
+    data = _DeviceData(pairs, num_classes, config, device)
+    use_amp = config.amp and device.type == "cuda"
+    # fp16 needs loss scaling (whose inf check syncs each step); bf16 does not.
+    use_scaler = use_amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    # Initial weights from the seed without touching the caller's global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_model(config, num_classes, data.image_channels)
+    model.to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    # loss sum of the current logging window (kept on the device: no per-step sync) and its length
+    running = torch.zeros((), device=device)
+    window = 0
+    start = 0
+
+    if ckpt_path.exists():
+        state = _load_checkpoint(ckpt_path, device)
+        stored = DiffusionConfig.from_dict(state["config"])
+        if stored.architecture() != config.architecture():
+            raise ConfigError(
+                f"{ckpt_path}: checkpoint was trained with different diffusion settings "
+                f"({stored.architecture()} vs {config.architecture()}); use another output folder"
+            )
+        if state["num_classes"] != num_classes or state["image_channels"] != data.image_channels:
+            raise ConfigError(
+                f"{ckpt_path}: checkpoint has {state['num_classes']} classes / {state['image_channels']} "
+                f"channels, data has {num_classes} / {data.image_channels}; use another output folder"
+            )
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler") and use_scaler:
+            scaler.load_state_dict(state["scaler"])
+        start = int(state["iteration"])
+        rng = state["rng"]
+        if rng["device_type"] == device.type:
+            generator.set_state(rng["generator"].cpu())
+        else:
+            # Generator states do not transfer between device types: continue reproducibly anyway.
+            warnings.warn(
+                f"resuming a {rng['device_type']} run on {device.type}: random stream re-seeded",
+                stacklevel=2,
+            )
+            generator.manual_seed(config.seed * 1_000_003 + start)
+        running.fill_(float(state["log"]["sum"]))
+        window = int(state["log"]["count"])
+    _reset_log(log_path, start)
+
+    deformer = RandomDeformation(config.deformation, num_classes=num_classes) if config.deform != "none" else None
+    scheduler = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, schedule=config.schedule)
+    T = config.num_train_timesteps
+    accum = config.grad_accumulation
+
+    def save(step: int) -> None:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if use_scaler else None,
+            "iteration": step,
+            "config": config.to_dict(),
+            "num_classes": num_classes,
+            "image_channels": data.image_channels,
+            "rng": {"device_type": device.type, "generator": generator.get_state()},
+            # the partially filled logging window, so a resumed run logs the same means
+            "log": {"sum": float(running.item()), "count": window},
+            "num_pairs": {"source": data.num_source, "target": data.num_target},
+            "torch_version": str(torch.__version__),
+        }
+        _atomic_torch_save(state, ckpt_path)
+
+    if start >= config.iterations:
+        return ckpt_path
+
+    model.train()
+    bar = tqdm(total=config.iterations, initial=start, desc="diffusion", disable=not progress, dynamic_ncols=True)
+    with open(log_path, "a", newline="", encoding="utf-8") as log_fh:
+        log_writer = csv.writer(log_fh)
+        for it in range(start, config.iterations):
+            for _ in range(accum):
+                idx = data.draw(config.batch_size, generator)
+                x0, mask = _augmented_batch(data, idx, deformer, config.deform, generator)
+                x0 = x0 * 2.0 - 1.0
+                noise = torch.randn(x0.shape, generator=generator, device=device)
+                t = torch.randint(0, T, (x0.shape[0],), generator=generator, device=device)
+                x_t = scheduler.add_noise(x0, noise, t)
+                with autocast_context(device, use_amp):
+                    pred = model(x_t, one_hot(mask, num_classes), t)
+                loss = F.l1_loss(pred.float(), noise)  # paper Eq. 13
+                scaler.scale(loss / accum).backward()
+                running += loss.detach() / accum
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            _update_ema(ema, model, config.ema_decay if it >= config.ema_start else 0.0)
+
+            step = it + 1
+            window += 1
+            bar.update(1)
+            if step % config.log_every == 0 or step == config.iterations:
+                mean = float(running.item()) / window  # the only routine host sync
+                log_writer.writerow([step, f"{mean:.6g}"])
+                log_fh.flush()
+                bar.set_postfix(loss=f"{mean:.4f}")
+                running.zero_()
+                window = 0
+            if config.sample_every and step % config.sample_every == 0:
+                _save_preview(ema, data, num_classes, config, out_dir / "samples" / f"step_{step:07d}.png")
+            if step % config.checkpoint_every == 0 or step == config.iterations:
+                save(step)
+    bar.close()
+    return ckpt_path
+
+
+def load_diffusion(
+    checkpoint: str | Path, device: torch.device | str = "cpu", use_ema: bool = True
+) -> tuple[ConditionalDiffusionUNet, DiffusionConfig, dict[str, Any]]:
+    """Load a trained model for sampling.
+
+    Returns:
+        ``(model in eval mode on device, config, info)`` where ``info`` holds ``num_classes``,
+        ``image_channels``, ``iteration``, ``weights`` ("ema" or "model") and ``checkpoint``.
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise DataError(checkpoint, "diffusion checkpoint does not exist")
+    state = _load_checkpoint(checkpoint, device)
+    config = DiffusionConfig.from_dict(state["config"])
+    model = build_model(config, int(state["num_classes"]), int(state["image_channels"]))
+    model.load_state_dict(state["ema" if use_ema else "model"])
+    model.to(device).eval().requires_grad_(False)
+    info = {
+        "num_classes": int(state["num_classes"]),
+        "image_channels": int(state["image_channels"]),
+        "iteration": int(state["iteration"]),
+        "weights": "ema" if use_ema else "model",
+        "checkpoint": str(checkpoint),
+    }
+    return model, config, info

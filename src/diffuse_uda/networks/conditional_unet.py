@@ -1,0 +1,118 @@
+"""Mask-conditioned denoising UNet of Diffuse-UDA (paper Sec. 4.3.1, Eq. 11).
+
+The condition ``c`` (a label map) is one-hot encoded and passed through a learned per-voxel
+linear layer ``f_e`` (a 1x1(x1) convolution); the embedding is concatenated with the noisy
+image ``x_t`` along the channel axis and fed to MONAI's ``DiffusionModelUNet``, which predicts
+the noise ``epsilon``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import DiffusionModelUNet
+from torch import Tensor, nn
+
+__all__ = ["ConditionalDiffusionUNet", "one_hot"]
+
+
+def one_hot(mask: Tensor, num_classes: int) -> Tensor:
+    """One-hot encode an integer label map.
+
+    Args:
+        mask: ``(B, *S)`` or ``(B, 1, *S)`` integer labels in ``[0, num_classes)``.
+        num_classes: number of classes ``K`` (background included).
+
+    Returns:
+        ``(B, K, *S)`` float32 tensor on the mask's device.
+    """
+    if mask.is_floating_point():
+        raise TypeError(f"one_hot expects an integer mask, got dtype {mask.dtype}")
+    if mask.ndim >= 3 and mask.shape[1] == 1:
+        mask = mask[:, 0]
+    encoded = F.one_hot(mask.long(), num_classes)  # (B, *S, K)
+    # move the class axis next to the batch axis
+    return encoded.movedim(-1, 1).float()
+
+
+class ConditionalDiffusionUNet(nn.Module):
+    """Noise predictor ``eps_theta([x_t, f_e(onehot(c))], t)``.
+
+    Args:
+        spatial_dims: 2 or 3.
+        image_channels: channels of the image being generated (``C``).
+        num_classes: classes of the conditioning mask (``K``, background included).
+        embed_channels: output channels of the mask embedding ``f_e``.
+        channels: feature channels per UNet level.
+        attention_levels: self-attention per level; ``None`` means none (cheaper). MONAI's
+            middle block always has one self-attention layer; it runs through PyTorch's
+            memory-efficient ``scaled_dot_product_attention``.
+        num_res_blocks: residual blocks per level.
+        norm_num_groups: GroupNorm groups; must divide every entry of ``channels``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        image_channels: int,
+        num_classes: int,
+        embed_channels: int = 8,
+        channels: Sequence[int] = (64, 128, 128),
+        attention_levels: Sequence[bool] | None = None,
+        num_res_blocks: int = 1,
+        norm_num_groups: int = 32,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2 (background + foreground), got {num_classes}")
+        channels = tuple(int(c) for c in channels)
+        if attention_levels is None:
+            attention_levels = (False,) * len(channels)
+        self.spatial_dims = spatial_dims
+        self.image_channels = image_channels
+        self.num_classes = num_classes
+        self.embed_channels = embed_channels
+
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        # f_e: a learned per-voxel linear map from the one-hot label to an embedding
+        self.mask_embed = conv(num_classes, embed_channels, kernel_size=1)
+        # one head per level keeps the (always present) mid-block attention cheap
+        self.unet = DiffusionModelUNet(
+            spatial_dims=spatial_dims,
+            in_channels=image_channels + embed_channels,
+            out_channels=image_channels,
+            num_res_blocks=num_res_blocks,
+            channels=channels,
+            attention_levels=tuple(bool(a) for a in attention_levels),
+            norm_num_groups=norm_num_groups,
+            num_head_channels=channels,
+            use_flash_attention=True,
+        )
+
+    def embed_condition(self, mask_onehot: Tensor) -> Tensor:
+        """Apply ``f_e`` to a one-hot mask ``(B, K, *S)``."""
+        return self.mask_embed(mask_onehot)
+
+    def forward(self, noisy_image: Tensor, mask_onehot: Tensor, timesteps: Tensor) -> Tensor:
+        """Predict the noise.
+
+        Args:
+            noisy_image: ``(B, C, *S)`` noisy image ``x_t`` (in the ``[-1, 1]`` data range).
+            mask_onehot: ``(B, K, *S)`` one-hot condition (see :func:`one_hot`).
+            timesteps: ``(B,)`` integer timesteps.
+
+        Returns:
+            ``(B, C, *S)`` predicted noise.
+        """
+        if noisy_image.shape[0] != mask_onehot.shape[0] or noisy_image.shape[2:] != mask_onehot.shape[2:]:
+            raise ValueError(
+                f"image {tuple(noisy_image.shape)} and mask {tuple(mask_onehot.shape)} disagree in batch/space"
+            )
+        if mask_onehot.shape[1] != self.num_classes:
+            raise ValueError(f"mask has {mask_onehot.shape[1]} channels, model expects {self.num_classes}")
+        cond = self.embed_condition(mask_onehot.to(noisy_image.dtype))
+        return self.unet(torch.cat([noisy_image, cond], dim=1), timesteps)

@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny generated cross-contrast task (seconds to build, reused per session)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffuse_uda.config import build_run_config
+from diffuse_uda.data.demo_brain import DemoBrainConfig, generate_demo_brain
+from diffuse_uda.data.task import Task, TaskConfig
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny_data")
+    generate_demo_brain(root, DemoBrainConfig(n_source=2, n_target_train=2, n_target_test=2, shape=(24, 24, 10),
+                                              seed=0), progress=False)
+    return root
+
+
+def make_task(root: Path) -> Task:
+    config = TaskConfig(name="tiny", source="Dataset901_DemoBrainT1", target="Dataset902_DemoBrainT2",
+                        labels={"background": 0, "CSF": 1, "GM": 2, "WM": 3},
+                        preprocessing={"spatial_dims": 2, "size": (16, 16)})
+    return Task(config, root / config.source, root / config.target)
+
+
+@pytest.fixture()
+def tiny_task(tiny_data_root: Path, tmp_path: Path) -> Task:
+    """A private copy per test, so tests may damage files freely."""
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data_root, root)
+    return make_task(root)
+
+
+@pytest.fixture()
+def smoke_config():
+    return build_run_config("smoke", 2, {"training": {"iterations": 4, "device": "cpu"}})

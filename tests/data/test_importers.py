@@ -1,0 +1,316 @@
+"""Tests for the dataset importers (MS-CMRSeg, polyp pair, generic folder) on tiny fake layouts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
+from diffuse_uda.data.importers import import_folder, import_mscmrseg, import_polyp
+from diffuse_uda.data.importers.polyp import _split_cvc, cvc_sequence
+from diffuse_uda.data.io import read_nifti, write_nifti
+from diffuse_uda.data.validation import validate_dataset
+from diffuse_uda.errors import ConfigError, DataError
+
+REAL_DATA = Path(__file__).parents[2].parent / "shared" / "data"
+MSCMR_AFFINE = np.array([[-0.8, -0.6, 7.1, 95.3], [-0.9, 0.1, -8.1, 212.2], [-0.3, 1.1, 5.3, -131.9],
+                         [0.0, 0.0, 0.0, 1.0]])
+
+
+# ----------------------------------------------------------------------------------------- MS-CMRSeg
+
+
+def _fake_mscmr_case(folder: Path, patient: int, modality: str, rng: np.random.Generator,
+                     extra_value: int | None = None) -> None:
+    shape = (192, 192, 3)
+    image = rng.random(shape, dtype=np.float32)
+    label = np.zeros(shape, np.int16)
+    label[40:60, 40:60, :] = 200
+    label[60:80, 60:80, :] = 500
+    label[90:100, 90:100, 1] = 600
+    if extra_value is not None:
+        label[0, 0, 0] = extra_value
+    write_nifti(folder / f"patient{patient}_{modality}.nii.gz", image, MSCMR_AFFINE)
+    write_nifti(folder / f"patient{patient}_{modality}_manual.nii.gz", label, MSCMR_AFFINE)
+
+
+def make_fake_mscmr(root: Path, c0: tuple[int, ...] = (1, 2), lge: tuple[int, ...] = (1, 2, 36, 37)) -> Path:
+    rng = np.random.default_rng(0)
+    for n in c0:
+        _fake_mscmr_case(root / "C0", n, "C0", rng)
+    for n in lge:
+        _fake_mscmr_case(root / "LGE", n, "LGE", rng)
+    return root
+
+
+def test_mscmrseg_import_maps_labels_and_splits_by_patient(tmp_path: Path) -> None:
+    src = make_fake_mscmr(tmp_path / "src")
+    source, target = import_mscmrseg(src, tmp_path / "raw")
+    assert source == tmp_path / "raw" / "Dataset501_MSCMR_bSSFP"
+    assert target == tmp_path / "raw" / "Dataset502_MSCMR_LGE"
+    assert list_cases(source, "Tr") == ["patient1", "patient2"]
+    assert list_cases(target, "Tr") == ["patient1", "patient2"]
+    assert list_cases(target, "Ts") == ["patient36", "patient37"]
+    assert not (source / "imagesTs").exists()
+
+    label, affine = read_nifti(target / "labelsTs" / "patient36.nii.gz")
+    assert label.dtype == np.uint8
+    assert sorted(np.unique(label).tolist()) == [0, 1, 2, 3]
+    assert label[50, 50, 0] == 1 and label[70, 70, 0] == 2 and label[95, 95, 1] == 3
+    np.testing.assert_allclose(affine, MSCMR_AFFINE, atol=1e-5)
+    image, _ = read_nifti(source / "imagesTr" / "patient1_0000.nii.gz")
+    assert image.dtype == np.float32 and image.shape == (192, 192, 3)
+
+    info = load_dataset_json(target)
+    assert info.labels == {"background": 0, "Myo": 1, "LV": 2, "RV": 3}
+    assert info.channel_names == {"0": "LGE"} and info.num_training == 2
+    assert info.provenance["label_mapping"] == {"0": 0, "200": 1, "500": 2, "600": 3}
+    assert "by patient" in info.provenance["split_rule"]
+    assert info.provenance["source_dir"] == str(src.resolve())
+    assert load_dataset_json(source).channel_names == {"0": "bSSFP"}
+    for ds in (source, target):
+        validate_dataset(ds, splits=("Tr", "Ts") if ds == target else ("Tr",))
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [source.name, target.name]
+
+    # Idempotent: a second run finds the complete datasets and rewrites nothing.
+    stamp = (target / "imagesTr" / "patient1_0000.nii.gz").stat().st_mtime_ns
+    assert import_mscmrseg(src, tmp_path / "raw") == (source, target)
+    assert (target / "imagesTr" / "patient1_0000.nii.gz").stat().st_mtime_ns == stamp
+
+
+def test_mscmrseg_unknown_label_value_names_file_and_leaves_nothing(tmp_path: Path) -> None:
+    src = make_fake_mscmr(tmp_path / "src", c0=(1,), lge=(1,))
+    _fake_mscmr_case(src / "C0", 2, "C0", np.random.default_rng(1), extra_value=300)
+    with pytest.raises(DataError) as exc:
+        import_mscmrseg(src, tmp_path / "raw")
+    assert "patient2_C0_manual.nii.gz" in str(exc.value)
+    assert "300" in str(exc.value)
+    assert list((tmp_path / "raw").iterdir()) == []  # no partial dataset, no temp folder
+
+
+def test_mscmrseg_missing_manual_and_leaking_patient(tmp_path: Path) -> None:
+    src = make_fake_mscmr(tmp_path / "src", c0=(1,), lge=(1,))
+    (src / "C0" / "patient1_C0_manual.nii.gz").unlink()
+    with pytest.raises(DataError, match="patient1_C0_manual.nii.gz"):
+        import_mscmrseg(src, tmp_path / "raw")
+    src2 = make_fake_mscmr(tmp_path / "src2", c0=(1, 36), lge=(1,))
+    with pytest.raises(DataError, match="patient36_C0.nii.gz.*overlap"):
+        import_mscmrseg(src2, tmp_path / "raw2")
+    with pytest.raises(DataError, match="nowhere"):
+        import_mscmrseg(tmp_path / "nowhere", tmp_path / "raw3")
+
+
+def test_incomplete_existing_output_is_an_error(tmp_path: Path) -> None:
+    src = make_fake_mscmr(tmp_path / "src", c0=(1,), lge=(1,))
+    junk = tmp_path / "raw" / "Dataset501_MSCMR_bSSFP"
+    junk.mkdir(parents=True)
+    (junk / "notes.txt").write_text("user data")
+    with pytest.raises(DataError, match="Dataset501_MSCMR_bSSFP: exists but is not a complete import"):
+        import_mscmrseg(src, tmp_path / "raw")
+    assert (junk / "notes.txt").read_text() == "user data"
+
+
+# ----------------------------------------------------------------------------------------------- polyp
+
+KVASIR_NAMES = ("cju0qkwl35piu0993l0dewei2", "cju0qoxqj9q6s0835b43399p4", "cju0qx73cjw570799j4n5cjze",
+                "cju0roawvklrq0799vmjorwfv", "cju0rx1idathl0835detmsp84")
+CVC_FRAMES = (1, 2, 3, 26, 27, 51, 52, 53, 68, 79, 80)
+
+
+def _save_pair(folder: Path, stem: str, rng: np.random.Generator, size: tuple[int, int] = (12, 16)) -> None:
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / "images" / f"{stem}.jpg")
+    mask = np.zeros((*size, 3), np.uint8)
+    mask[3:8, 4:10] = 255
+    Image.fromarray(mask).save(folder / "masks" / f"{stem}.jpg")
+
+
+def make_fake_polyp(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for stem in KVASIR_NAMES:
+        _save_pair(root / "Kvasir-SEG", stem, rng)
+    for frame in CVC_FRAMES:
+        _save_pair(root / "CVC-ClinicDB", str(frame), rng)
+    return root
+
+
+def test_polyp_import_splits_cvc_by_sequence(tmp_path: Path) -> None:
+    src = make_fake_polyp(tmp_path / "src")
+    kvasir, cvc = import_polyp(src, tmp_path / "raw", seed=0, test_fraction=0.3)
+    assert kvasir.name == "Dataset511_KvasirSEG" and cvc.name == "Dataset512_CVCClinicDB"
+    tr, ts = list_cases(cvc, "Tr"), list_cases(cvc, "Ts")
+    assert tr and ts and len(tr) + len(ts) == len(CVC_FRAMES)
+    assert "seq01_frame0001" in tr + ts and "seq05_frame0080" in tr + ts
+    seq_of = {c: c.split("_")[0] for c in tr + ts}
+    assert not {seq_of[c] for c in tr} & {seq_of[c] for c in ts}  # no sequence on both sides
+    info = load_dataset_json(cvc)
+    assert info.channel_names == {"0": "R", "1": "G", "2": "B"}
+    assert info.labels == {"background": 0, "polyp": 1}
+    assert sorted(f"seq{s:02d}" for s in info.provenance["test_sequences"]) == sorted({seq_of[c] for c in ts})
+
+    k_tr, k_ts = list_cases(kvasir, "Tr"), list_cases(kvasir, "Ts")
+    assert sorted(k_tr + k_ts) == sorted(KVASIR_NAMES) and len(k_ts) == 2  # round(0.3 * 5)
+    assert "by image" in load_dataset_json(kvasir).provenance["split_rule"]
+
+    channel, affine = read_nifti(cvc / "imagesTr" / f"{tr[0]}_0002.nii.gz")
+    assert channel.shape == (12, 16, 1) and channel.dtype == np.uint8
+    np.testing.assert_array_equal(affine, np.eye(4))
+    mask, _ = read_nifti(cvc / "labelsTr" / f"{tr[0]}.nii.gz")
+    assert mask.dtype == np.uint8 and set(np.unique(mask).tolist()) == {0, 1}
+    assert mask[5, 6, 0] == 1 and mask[0, 0, 0] == 0
+    for ds in (kvasir, cvc):
+        validate_dataset(ds, splits=("Tr", "Ts"))
+
+    # Same settings: skipped. Different seed on the same output: refused, not silently reused.
+    assert import_polyp(src, tmp_path / "raw", seed=0, test_fraction=0.3) == (kvasir, cvc)
+    with pytest.raises(DataError, match="different settings"):
+        import_polyp(src, tmp_path / "raw", seed=1, test_fraction=0.3)
+
+
+def test_cvc_split_keeps_sequences_whole_for_many_seeds() -> None:
+    frames = {f: (Path(f"{f}.jpg"), Path(f"{f}.jpg")) for f in range(1, 613)}
+    assert cvc_sequence(1) == 1 and cvc_sequence(205) == 10 and cvc_sequence(612) == 29
+    assert cvc_sequence(613) is None
+    for seed in range(5):
+        test_seqs, by_seq = _split_cvc(frames, seed, 0.2)
+        assert len(by_seq) == 29 and sum(len(v) for v in by_seq.values()) == 612
+        n_test = sum(len(by_seq[s]) for s in test_seqs)
+        assert 0.15 * 612 <= n_test <= 0.25 * 612
+    assert _split_cvc(frames, 3, 0.2) == _split_cvc(frames, 3, 0.2)
+
+
+def test_polyp_errors(tmp_path: Path) -> None:
+    src = make_fake_polyp(tmp_path / "src")
+    (src / "CVC-ClinicDB" / "masks" / "27.jpg").unlink()
+    with pytest.raises(DataError, match=r"27\.jpg: no mask"):
+        import_polyp(src, tmp_path / "raw")
+    _save_pair(src / "CVC-ClinicDB", "27", np.random.default_rng(0))
+    _save_pair(src / "CVC-ClinicDB", "frame_x", np.random.default_rng(0))
+    with pytest.raises(DataError, match=r"frame_x\.jpg: not a CVC-ClinicDB frame"):
+        import_polyp(src, tmp_path / "raw")
+    with pytest.raises(ConfigError):
+        import_polyp(src, tmp_path / "raw", test_fraction=1.0)
+
+
+# ---------------------------------------------------------------------------------------------- folder
+
+
+def test_folder_png_masks_infer_labels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (8, 9), dtype=np.uint8)).save(tmp_path / "img" / f"s {i}.png")
+        mask = np.zeros((8, 9), np.uint8)
+        mask[2:4, 2:4] = 255
+        Image.fromarray(mask).save(tmp_path / "msk" / f"s {i}_seg.png")
+    out = import_folder(tmp_path / "img", tmp_path / "Dataset950_Grey", tmp_path / "msk", test_fraction=0.25)
+    info = load_dataset_json(out)
+    assert info.labels == {"background": 0, "label_1": 1}
+    assert info.provenance["label_value_map"] == {"0": 0, "255": 1}
+    assert info.channel_names == {"0": "image"} and info.name == "Dataset950_Grey"
+    tr, ts = list_cases(out, "Tr"), list_cases(out, "Ts")
+    assert sorted(tr + ts) == ["s_0", "s_1", "s_2", "s_3"] and len(ts) == 1  # spaces made safe
+    mask, _ = read_nifti(out / "labelsTr" / f"{list_cases(out, 'Tr')[0]}.nii.gz")
+    assert mask.shape == (8, 9, 1) and mask.max() == 1
+    validate_dataset(out, splits=("Tr", "Ts"))
+
+
+def test_folder_rgb_with_masks_alongside_and_declared_labels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (5, 6, 3), dtype=np.uint8)).save(tmp_path / f"c{i}.png")
+        Image.fromarray(np.full((5, 6), 2, np.uint8)).save(tmp_path / f"c{i}_mask.png")
+    out = import_folder(tmp_path, tmp_path / "out" / "Dataset951_RGB", tmp_path,
+                        labels={"background": 0, "a": 1, "b": 2}, name="RGB")
+    assert list_cases(out, "Tr") == ["c0", "c1"]
+    assert load_dataset_json(out).channel_names == {"0": "R", "1": "G", "2": "B"}
+    validate_dataset(out)
+    with pytest.raises(DataError, match=r"c0_mask\.png: mask values \[2\]"):
+        import_folder(tmp_path, tmp_path / "out" / "Dataset952_X", tmp_path, labels={"background": 0, "a": 1})
+
+
+def test_folder_nifti_volumes_keep_affine(tmp_path: Path) -> None:
+    affine = np.diag([0.7, 0.7, 3.0, 1.0])
+    for i in range(2):
+        write_nifti(tmp_path / "img" / f"v{i}.nii.gz", np.full((4, 5, 3), i, np.int16), affine)
+        write_nifti(tmp_path / "lab" / f"v{i}_label.nii", np.ones((4, 5, 3), np.float32), affine)
+    out = import_folder(tmp_path / "img", tmp_path / "Dataset953_Vol", tmp_path / "lab",
+                        labels={"background": 0, "organ": 1})
+    image, out_affine = read_nifti(out / "imagesTr" / "v1_0000.nii.gz")
+    assert image.dtype == np.float32 and image.shape == (4, 5, 3)
+    np.testing.assert_allclose(out_affine, affine, atol=1e-6)
+    validate_dataset(out)
+
+
+def test_folder_without_masks(tmp_path: Path) -> None:
+    for i in range(3):
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / f"u{i}.jpg")
+    out = import_folder(tmp_path, tmp_path / "Dataset954_Unl", labels={"background": 0, "x": 1})
+    assert list_cases(out, "Tr") == ["u0", "u1", "u2"] and not (out / "labelsTr").exists()
+    validate_dataset(out, check_labels=False)
+
+
+def test_folder_errors_name_files(tmp_path: Path) -> None:
+    img, msk = tmp_path / "img", tmp_path / "msk"
+    with pytest.raises(DataError, match="img: image folder does not exist"):
+        import_folder(img, tmp_path / "o1", msk)
+    img.mkdir()
+    msk.mkdir()
+    with pytest.raises(DataError, match="img: no image files"):
+        import_folder(img, tmp_path / "o1", msk)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img / "a.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img / "b.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(msk / "a.png")
+    with pytest.raises(DataError, match=r"b\.png: no mask found"):
+        import_folder(img, tmp_path / "o1", msk)
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(msk / "b.png")
+    with pytest.raises(DataError) as exc:
+        import_folder(img, tmp_path / "o1", msk)
+    assert "msk/b.png" in str(exc.value) and "img/b.png" in str(exc.value) and "(9, 8, 1)" in str(exc.value)
+    (msk / "b.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"b\.png: cannot read image"):
+        import_folder(img, tmp_path / "o1", msk)
+    # A mask folder that really holds photos: many distinct values.
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(msk / "b.png")
+    with pytest.raises(DataError, match="more than 50 distinct values"):
+        import_folder(img, tmp_path / "o1", msk)
+    assert not (tmp_path / "o1").exists()
+
+    vol = tmp_path / "vol"
+    bad = np.zeros((3, 3, 2), np.float32)
+    bad[1, 1, 1] = np.nan
+    write_nifti(vol / "n.nii.gz", bad)
+    with pytest.raises(DataError, match=r"n\.nii\.gz: image contains 1 NaN"):
+        import_folder(vol, tmp_path / "o2")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # temp folders cleaned
+
+
+# ------------------------------------------------------------------------------------------- real data
+
+
+@pytest.mark.realdata
+def test_real_data_imports(tmp_path: Path) -> None:
+    if not (REAL_DATA / "mscmrseg").is_dir() or not (REAL_DATA / "polyp").is_dir():
+        pytest.skip(f"real data not available at {REAL_DATA}")
+    source, target = import_mscmrseg(REAL_DATA / "mscmrseg", tmp_path)
+    assert len(list_cases(source, "Tr")) == 35
+    assert len(list_cases(target, "Tr")) == 35
+    assert list_cases(target, "Ts") == [f"patient{n}" for n in sorted(range(36, 46), key=str)]
+    report = validate_dataset(target, splits=("Tr", "Ts"))
+    assert report.n_cases == {"Tr": 35, "Ts": 10}
+    validate_dataset(source)
+
+    kvasir, cvc = import_polyp(REAL_DATA / "polyp", tmp_path)
+    k_tr, k_ts = list_cases(kvasir, "Tr"), list_cases(kvasir, "Ts")
+    c_tr, c_ts = list_cases(cvc, "Tr"), list_cases(cvc, "Ts")
+    assert len(k_tr) + len(k_ts) == 1000 and len(k_ts) == 200
+    assert len(c_tr) + len(c_ts) == 612 and 0.1 * 612 < len(c_ts) < 0.3 * 612
+    assert not {c.split("_")[0] for c in c_tr} & {c.split("_")[0] for c in c_ts}
+    meta = json.loads((cvc / "dataset.json").read_text())
+    assert meta["numTraining"] == len(c_tr)

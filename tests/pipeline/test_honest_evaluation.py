@@ -1,0 +1,95 @@
+"""Target labels are read only by evaluation: proven by deleting them and by watching every file read."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import nibabel
+import pytest
+
+from diffuse_uda.evaluation.evaluate import evaluate_predictions
+from diffuse_uda.evaluation.reference import ReferenceLabels
+from diffuse_uda.inference.predict import predict_dataset
+from diffuse_uda.methods.registry import available_methods
+from diffuse_uda.pipeline.train import train_method
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "diffuse_uda"
+UDA_METHODS = [n for n, cls in available_methods().items() if not cls.uses_target_labels]
+
+
+@pytest.fixture()
+def watched_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    reads: list[Path] = []
+    original = nibabel.load
+
+    def load(filename, *args, **kwargs):
+        reads.append(Path(filename).resolve())
+        return original(filename, *args, **kwargs)
+
+    monkeypatch.setattr(nibabel, "load", load)
+    return reads
+
+
+def _hide_target_labels(task) -> Path:
+    """Move every target label folder away; returns where they went."""
+    stash = task.target_dir.parent / "stash"
+    stash.mkdir()
+    for split in ("Tr", "Ts"):
+        shutil.move(task.target_dir / f"labels{split}", stash / f"labels{split}")
+    return stash
+
+
+@pytest.mark.parametrize("method", UDA_METHODS)
+def test_train_and_predict_never_read_target_labels(method, tiny_task, smoke_config, tmp_path, watched_reads):
+    # 1) With the target labels gone, training and prediction still work ...
+    stash = _hide_target_labels(tiny_task)
+    run = train_method(tiny_task, method, smoke_config, tmp_path / "run", cache_dir=tmp_path / "cache",
+                       progress=False)
+    preds = predict_dataset(run, tiny_task.target_dir, tmp_path / "pred", split="Ts", device="cpu", progress=False)
+    assert len(list(preds.glob("*.nii.gz"))) == 2
+    # 2) ... no file under a target label folder was even opened ...
+    assert watched_reads, "the watcher saw no reads at all"
+    assert not [p for p in watched_reads if p.parent.name.startswith("labels") and tiny_task.target_dir.name in str(p)]
+    # 3) ... and evaluation is where they are needed (and only there).
+    with pytest.raises(Exception, match="labelsTs"):
+        ReferenceLabels(tiny_task.target_dir, split="Ts")
+    shutil.move(stash / "labelsTs", tiny_task.target_dir / "labelsTs")
+    summary = evaluate_predictions(preds, ReferenceLabels(tiny_task.target_dir, "Ts"), tmp_path / "eval",
+                                   progress=False)
+    assert summary.metadata["n_cases"] == 2
+
+
+def test_oracle_reads_only_target_training_labels(tiny_task, smoke_config, tmp_path, watched_reads):
+    shutil.rmtree(tiny_task.target_dir / "labelsTs")
+    train_method(tiny_task, "target-supervised", smoke_config, tmp_path / "run", cache_dir=tmp_path / "c",
+                 progress=False)
+    assert any(p.parent.name == "labelsTr" and tiny_task.target_dir.name in str(p) for p in watched_reads)
+
+
+def test_test_labels_cannot_be_requested_for_training(tiny_task):
+    from diffuse_uda.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        ReferenceLabels(tiny_task.target_dir, split="Ts", purpose="oracle-training")
+    with pytest.raises(ConfigError):
+        ReferenceLabels(tiny_task.target_dir, split="Tr")
+
+
+def _imports_of(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def test_only_known_modules_use_the_reference_label_reader():
+    """Structural guard: the reader of target labels is imported only by evaluation/reporting code
+    and by the oracle's data builder (target *training* labels, never the test split)."""
+    users = {str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
+             if "diffuse_uda.evaluation.reference.ReferenceLabels" in _imports_of(p)}
+    allowed = {"evaluation/evaluate.py", "pipeline/experiment.py", "pipeline/train.py", "report/run_report.py",
+               "cli.py", "pipeline/pseudolabel.py"}
+    assert users <= allowed, users - allowed
