@@ -167,6 +167,29 @@ def report_cmd(
     typer.echo(f"report: {write_comparison_report(runs, out)}")
 
 
+@app.command("bench")
+def bench_cmd(
+    task: Annotated[str, typer.Option("--task", "-t", help="Shipped task name or task YAML path.")],
+    methods: Annotated[str, typer.Option(help="Comma-separated methods, or ascplus-M1..M7 ablation rows.")] = (
+        "source-only,target-supervised,fda,pseudo-label,mean-teacher,cutmix,asc,ascplus"),
+    seeds: Annotated[int, typer.Option(help="Number of seeds (0..N-1).")] = 3,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bench folder (resumes finished runs).")] = Path("bench"),
+    profile: Annotated[str, typer.Option(help="smoke, quick or paper.")] = "quick",
+    data_root: DataRoot = None,  # type: ignore[assignment]
+    overrides: Overrides = None,
+) -> None:
+    """Run every method x seed on TASK under one split, preprocessing and evaluation; write one
+    table (bench.md / .csv / .json) with per-class Dice, HD95, ASSD, gap closed, time and memory."""
+    from diffuse_uda.config import parse_overrides
+    from diffuse_uda.data.task import load_task
+    from diffuse_uda.pipeline.bench import run_bench
+
+    t = load_task(task, _data_root(data_root))
+    folder = run_bench(t, [m.strip() for m in methods.split(",") if m.strip()], seeds, out, profile,
+                       parse_overrides(overrides))
+    typer.echo((folder / "bench.md").read_text())
+
+
 @app.command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the demo data, runs and report go.")] = Path(

@@ -98,8 +98,8 @@ def profile_defaults(profile: str, spatial_dims: int = 2) -> dict[str, Any]:
     if profile == "quick":
         return {
             "network": {"init_filters": 8},
-            "training": {"iterations": 400 if spatial_dims == 2 else 300, "batch_size": 8,
-                         "lr": 2e-3, "checkpoint_every": 100, "log_every": 10},
+            "training": {"iterations": 300, "batch_size": 4, "lr": 2e-3, "checkpoint_every": 100,
+                         "log_every": 10},
         }
     if profile == "paper":
         return {

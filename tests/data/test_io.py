@@ -6,6 +6,7 @@ import gzip
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,6 +14,7 @@ from PIL import Image
 from diffuse_uda.data.io import (
     atomic_write_json,
     atomic_write_text,
+    nifti_bytes,
     read_image_2d,
     read_mask_2d,
     read_nifti,
@@ -144,3 +146,24 @@ def test_atomic_json_failure_keeps_old_file_and_no_temp(tmp_path: Path) -> None:
         atomic_write_json(path, {"bad": object()})
     assert json.loads(path.read_text()) == {"ok": 1}
     assert _visible_and_hidden(tmp_path) == ["d.json"]
+
+
+def test_incompressible_data_still_valid_gzip(tmp_path: Path) -> None:
+    noisy = np.random.default_rng(0).integers(0, 255, (120, 100, 1), dtype=np.uint8)
+    smooth = np.zeros((120, 100, 1), dtype=np.uint8)
+    for name, array in (("noisy.nii.gz", noisy), ("smooth.nii.gz", smooth)):
+        path = write_nifti(tmp_path / name, array)
+        assert path.read_bytes()[:2] == b"\x1f\x8b"  # gzip magic either way
+        np.testing.assert_array_equal(read_nifti(path)[0], array)
+    # Noise is stored (level 0), zeros are deflated.
+    assert (tmp_path / "noisy.nii.gz").stat().st_size > noisy.size
+    assert (tmp_path / "smooth.nii.gz").stat().st_size < smooth.size // 10
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+def test_nifti_bytes_matches_nibabel(dtype: type) -> None:
+    array = (np.random.default_rng(0).random((3, 4, 5)) * 100).astype(dtype)[:, ::2]  # non-contiguous too
+    affine = np.diag([0.7, 0.8, 2.0, 1.0])
+    img = nib.Nifti1Image(array, affine)
+    img.header.set_xyzt_units("mm")
+    assert nifti_bytes(img) == img.to_bytes()

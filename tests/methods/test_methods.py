@@ -58,7 +58,8 @@ def test_ascplus_predicts_with_a_snapshot_ensemble(tmp_path: Path) -> None:
 
 def test_asc_consistency_terms_follow_the_flags(tmp_path: Path) -> None:
     off = {k: False for k in ("app_target", "app_restyled", "structure", "ensemble")}
-    header = (lambda t: (t / "training_log.csv").read_text().splitlines()[0])
+    def header(t):
+        return ((t / "training_log.csv").read_text().splitlines()[0])
     _fit("ascplus", off, tmp_path / "a")
     assert "consistency" not in header(tmp_path / "a")
     _fit("ascplus", {}, tmp_path / "b")

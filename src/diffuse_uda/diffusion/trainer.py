@@ -212,14 +212,21 @@ def _load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str
     return state
 
 
-def _reset_log(log_path: Path, keep_until: int) -> None:
-    """Rewrite the CSV log keeping rows with step <= keep_until (drops rows a crash left after
-    the last checkpoint, so resuming appends exactly what an uninterrupted run would have)."""
+def _reset_log(log_path: Path, keep_until: int, log_every: int) -> None:
+    """Rewrite the CSV log for a run resumed at step ``keep_until``.
+
+    Drops rows a crash left after the last checkpoint and the end-of-run line of a partial
+    logging window at ``keep_until`` (that window continues), so resuming appends exactly what an
+    uninterrupted run would have written.
+    """
     rows: list[list[str]] = []
     if keep_until > 0 and log_path.exists():
         with open(log_path, newline="", encoding="utf-8") as fh:
             for row in csv.reader(fh):
-                if len(row) == 2 and row[0].isdigit() and int(row[0]) <= keep_until:
+                if len(row) != 2 or not row[0].isdigit():
+                    continue
+                step = int(row[0])
+                if step < keep_until or (step == keep_until and step % log_every == 0):
                     rows.append(row)
     tmp = log_path.parent / f".{log_path.name}.{uuid.uuid4().hex[:12]}.tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
@@ -347,7 +354,9 @@ def train_diffusion(
             generator.manual_seed(config.seed * 1_000_003 + start)
         running.fill_(float(state["log"]["sum"]))
         window = int(state["log"]["count"])
-    _reset_log(log_path, start)
+    if start >= config.iterations:
+        return ckpt_path
+    _reset_log(log_path, start, config.log_every)
 
     deformer = RandomDeformation(config.deformation, num_classes=num_classes) if config.deform != "none" else None
     scheduler = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, schedule=config.schedule)
@@ -372,9 +381,6 @@ def train_diffusion(
             "torch_version": str(torch.__version__),
         }
         _atomic_torch_save(state, ckpt_path)
-
-    if start >= config.iterations:
-        return ckpt_path
 
     model.train()
     bar = tqdm(total=config.iterations, initial=start, desc="diffusion", disable=not progress, dynamic_ncols=True)
@@ -406,8 +412,11 @@ def train_diffusion(
                 log_writer.writerow([step, f"{mean:.6g}"])
                 log_fh.flush()
                 bar.set_postfix(loss=f"{mean:.4f}")
-                running.zero_()
-                window = 0
+                if step % config.log_every == 0:
+                    running.zero_()
+                    window = 0
+                # else: the end-of-run line of a partial window; the window stays open in the
+                # checkpoint so a resumed run logs exactly the lines of an uninterrupted one
             if config.sample_every and step % config.sample_every == 0:
                 _save_preview(ema, data, num_classes, config, out_dir / "samples" / f"step_{step:07d}.png")
             if step % config.checkpoint_every == 0 or step == config.iterations:

@@ -169,8 +169,11 @@ class Trainer:
                 with self.ctx.autocast():
                     losses = self.method.training_step(batch, self.ctx)
                 self.optimizer.zero_grad(set_to_none=True)
-                losses["loss"].backward()
-                self.optimizer.step()
+                # A method may spend a phase training only networks it optimises itself (e.g. GLUA's
+                # style-transfer stage); its "loss" then carries no gradient and the step is skipped.
+                if losses["loss"].requires_grad:
+                    losses["loss"].backward()
+                    self.optimizer.step()
                 self.method.after_optimizer_step(self.ctx)
                 for k, v in losses.items():  # accumulate on device; synced only when logged
                     running[k] = running.get(k, 0.0) + v.detach().float()

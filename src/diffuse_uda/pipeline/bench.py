@@ -1,0 +1,144 @@
+"""``diffuse-uda bench``: every method x seed on one task, through the same split, preprocessing and
+evaluation, aggregated into one table (markdown, CSV, JSON).
+
+Method entries are registry names (``ascplus``) or presets (``ascplus-M3``: a row of the paper's
+Table-4 ablation). Per seed, a method's score is the mean over target-test cases; the table shows
+mean ± std over seeds, and the fraction of the source-only -> oracle gap closed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from diffuse_uda.config import build_run_config
+from diffuse_uda.data.io import atomic_write_json, atomic_write_text
+from diffuse_uda.data.task import Task
+from diffuse_uda.errors import ConfigError
+from diffuse_uda.evaluation.evaluate import load_per_case
+from diffuse_uda.evaluation.statistics import gap_closed, mean_std, wilcoxon_paired
+from diffuse_uda.methods.asc import ASCPLUS_ABLATION
+from diffuse_uda.methods.registry import available_methods
+from diffuse_uda.pipeline.experiment import EVALUATION, run_experiment
+from diffuse_uda.pipeline.train import RUN_MANIFEST
+
+LOWER, UPPER = "source-only", "target-supervised"
+
+
+def resolve_method(entry: str) -> tuple[str, dict[str, Any]]:
+    """``name`` -> (name, {}); ``ascplus-M3`` -> the Table-4 preset."""
+    if entry.startswith("ascplus-") and entry.split("-", 1)[1] in ASCPLUS_ABLATION:
+        method, options = ASCPLUS_ABLATION[entry.split("-", 1)[1]]
+        return method, dict(options)
+    if entry not in available_methods():
+        raise ConfigError(f"unknown method {entry!r}; available: {', '.join(available_methods())} "
+                          f"or ascplus-M1..M7")
+    return entry, {}
+
+
+def run_bench(task: Task, methods: Sequence[str], seeds: int | Sequence[int], out_dir: Path, profile: str = "quick",
+              overrides: dict[str, Any] | None = None, progress: bool = True) -> Path:
+    """Run (or resume) every method x seed; returns the folder holding bench.md/csv/json."""
+    out_dir = Path(out_dir)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    runs: dict[str, dict[int, Path]] = {}
+    jobs = [(m, s) for m in methods for s in seed_list]
+    for entry, seed in tqdm(jobs, desc=f"bench {task.name}", disable=not progress):
+        method, options = resolve_method(entry)
+        ov = json.loads(json.dumps(overrides or {}))
+        ov.setdefault("training", {})["seed"] = seed
+        ov["method"] = {**options, **ov.get("method", {})}
+        config = build_run_config(profile, task.preprocessing.spatial_dims, ov)
+        run_dir, _ = run_experiment(task, method, config, out_dir / entry / f"seed{seed}", progress=progress)
+        runs.setdefault(entry, {})[seed] = run_dir
+    return write_bench_table(task, runs, out_dir)
+
+
+def _seed_means(run_dir: Path, classes: list[str], metric: str) -> dict[str, float]:
+    """Per class (and 'mean') average over cases of one run."""
+    per_case = load_per_case(run_dir / EVALUATION / "per_case.csv")
+    out: dict[str, float] = {}
+    for c in classes:
+        vals = [v[c][metric] for v in per_case.values() if c in v and not math.isnan(v[c][metric])]
+        out[c] = sum(vals) / len(vals) if vals else math.nan
+    case_means = []
+    for v in per_case.values():
+        vals = [v[c][metric] for c in classes if c in v]
+        case_means.append(math.nan if any(math.isnan(x) for x in vals) else sum(vals) / len(vals))
+    finite = [x for x in case_means if not math.isnan(x)]
+    out["mean"] = sum(finite) / len(finite) if finite else math.nan
+    return out
+
+
+def _case_scores(run_dirs: dict[int, Path], classes: list[str]) -> dict[str, float]:
+    """Mean-foreground Dice per case, averaged over seeds (for the paired test)."""
+    acc: dict[str, list[float]] = {}
+    for run in run_dirs.values():
+        for case, v in load_per_case(run / EVALUATION / "per_case.csv").items():
+            acc.setdefault(case, []).append(sum(v[c]["dice"] for c in classes) / len(classes))
+    return {case: sum(x) / len(x) for case, x in acc.items()}
+
+
+def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Path) -> Path:
+    classes = [n for n, v in sorted(task.labels.items(), key=lambda kv: kv[1]) if v != 0]
+    rows: list[dict[str, Any]] = []
+    for entry, seed_runs in runs.items():
+        manifests = [json.loads((r / RUN_MANIFEST).read_text()) for r in seed_runs.values()]
+        row: dict[str, Any] = {"method": entry, "oracle": any(m.get("oracle") for m in manifests),
+                               "seeds": len(seed_runs)}
+        for metric in ("dice", "hd95", "assd"):
+            per_seed = [_seed_means(r, classes, metric) for r in seed_runs.values()]
+            for c in [*classes, "mean"]:
+                row[f"{metric}_{c}"] = mean_std([s[c] for s in per_seed])
+        row["train_seconds"] = mean_std([m.get("train_seconds", math.nan) for m in manifests])
+        row["peak_rss_mb"] = max(m.get("peak_rss_mb", math.nan) for m in manifests)
+        rows.append(row)
+    by_method = {r["method"]: r for r in rows}
+    lower = by_method.get(LOWER, {}).get("dice_mean", (math.nan,))[0]
+    upper = by_method.get(UPPER, {}).get("dice_mean", (math.nan,))[0]
+    for r in rows:
+        r["gap_closed"] = gap_closed(r["dice_mean"][0], lower, upper)
+    # Paired significance: best vs second-best non-oracle method, Wilcoxon over test cases.
+    ranked = sorted((r for r in rows if not r["oracle"]), key=lambda r: -r["dice_mean"][0])
+    significance = None
+    if len(ranked) >= 2:
+        a, b = ranked[0]["method"], ranked[1]["method"]
+        p = wilcoxon_paired(_case_scores(runs[a], classes), _case_scores(runs[b], classes))
+        significance = {"best": a, "second": b, "p_value": p}
+
+    def fmt(ms: tuple[float, float], scale: float = 1.0, d: int = 1) -> str:
+        return "n/a" if math.isnan(ms[0]) else f"{ms[0] * scale:.{d}f} ± {ms[1] * scale:.{d}f}"
+
+    headers = ["Method", *[f"Dice {c}" for c in classes], "Dice mean", "HD95 mean (mm)", "ASSD mean (mm)",
+               "gap closed", "train s", "peak RSS MB", "seeds"]
+    table = []
+    for r in rows:
+        name = f"{r['method']} (oracle, upper bound)" if r["oracle"] else r["method"]
+        gap = "n/a" if math.isnan(r["gap_closed"]) else f"{100 * r['gap_closed']:.0f}%"
+        table.append([name, *[fmt(r[f"dice_{c}"], 100) for c in classes], fmt(r["dice_mean"], 100),
+                      fmt(r["hd95_mean"]), fmt(r["assd_mean"]), gap, fmt(r["train_seconds"], d=0),
+                      f"{r['peak_rss_mb']:.0f}", r["seeds"]])
+    md = [f"# bench: {task.name}", "",
+          "Target-test Dice (%) per class, mean ± std over seeds (each seed: mean over test cases). "
+          "Gap closed = (method - source-only) / (oracle - source-only).", "",
+          "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    md += ["| " + " | ".join(str(x) for x in row) + " |" for row in table]
+    if significance:
+        md += ["", f"Wilcoxon signed-rank over test cases (mean-foreground Dice averaged over seeds), "
+                   f"{significance['best']} vs {significance['second']}: p = {significance['p_value']:.3g}"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "bench.md", "\n".join(md) + "\n")
+    buf = io.StringIO()
+    csv.writer(buf).writerows([headers, *table])
+    atomic_write_text(out_dir / "bench.csv", buf.getvalue())
+    atomic_write_json(out_dir / "bench.json", {"task": task.name, "rows": rows, "significance": significance,
+                                               "runs": {m: {str(s): str(p) for s, p in r.items()}
+                                                        for m, r in runs.items()}})
+    return out_dir
