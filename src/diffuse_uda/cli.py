@@ -167,6 +167,23 @@ def report_cmd(
     typer.echo(f"report: {write_comparison_report(runs, out)}")
 
 
+@app.command("pseudolabel")
+def pseudolabel_cmd(
+    run: Annotated[Path, typer.Option("--run", help="Run folder of a trained model (e.g. ascplus).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write (imagesTr, labelsTr, "
+                                                         "confidenceTr, dataset.json).")],
+    dataset: Annotated[Path | None, typer.Option(help="Images to label (default: the task's target).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Confidence threshold (default: the method's).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Write target pseudo-labels and per-voxel confidence maps as a canonical dataset (they feed the
+    diffusion stage). Reads no target label; score them afterwards with
+    `diffuse-uda evaluate -p OUT/labelsTr -r TARGET --split Tr`."""
+    from diffuse_uda.pipeline.pseudolabel import write_pseudolabels
+
+    typer.echo(f"pseudo-labels: {write_pseudolabels(run, out, dataset, threshold, device)}")
+
+
 @app.command("bench")
 def bench_cmd(
     task: Annotated[str, typer.Option("--task", "-t", help="Shipped task name or task YAML path.")],

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -151,11 +153,30 @@ def test_existing_folder_with_other_settings_is_an_error(generated: tuple[Path, 
         generate_demo_brain(root, replace(TINY, n_source=3), progress=False)
 
 
+def test_other_domain_settings_do_not_invalidate_a_dataset(tmp_path: Path) -> None:
+    source, _ = generate_demo_brain(tmp_path, TINY, progress=False)
+    mtime = (source / "dataset.json").stat().st_mtime_ns
+    # More target test subjects: the source dataset is reused as is, only the target is a mismatch.
+    with pytest.raises(DataError, match=TARGET_DATASET):
+        generate_demo_brain(tmp_path, replace(TINY, n_target_test=2), progress=False)
+    assert (source / "dataset.json").stat().st_mtime_ns == mtime
+
+
 def test_incomplete_existing_dataset_is_an_error(generated: tuple[Path, Path, Path], tmp_path: Path) -> None:
     source, _ = generate_demo_brain(tmp_path, TINY, progress=False)
     (source / "labelsTr" / "demot1_001.nii.gz").unlink()
     with pytest.raises(DataError, match="incomplete"):
         generate_demo_brain(tmp_path, TINY, progress=False)
+
+
+def test_files_respect_umask(generated: tuple[Path, Path, Path]) -> None:
+    # Temporary files/folders must not leak a private mode (0600/0700) into the finished dataset.
+    _, source, _ = generated
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(source.stat().st_mode) == 0o777 & ~umask
+    for path in (source / "dataset.json", source / "imagesTr" / "demot1_000_0000.nii.gz"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
 def test_invalid_config() -> None:

@@ -160,10 +160,12 @@ def test_incompressible_data_still_valid_gzip(tmp_path: Path) -> None:
     assert (tmp_path / "smooth.nii.gz").stat().st_size < smooth.size // 10
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
-def test_nifti_bytes_matches_nibabel(dtype: type) -> None:
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, ">i2", np.float32, np.float64])
+def test_nifti_bytes_matches_nibabel(dtype: str | type) -> None:
     array = (np.random.default_rng(0).random((3, 4, 5)) * 100).astype(dtype)[:, ::2]  # non-contiguous too
     affine = np.diag([0.7, 0.8, 2.0, 1.0])
+    affine[:3, 3] = [1.0, -2.0, 3.5]
     img = nib.Nifti1Image(array, affine)
     img.header.set_xyzt_units("mm")
-    assert nifti_bytes(img) == img.to_bytes()
+    assert nifti_bytes(array, affine) == img.to_bytes()
+    assert nifti_bytes(array, affine) == img.to_bytes()  # again, from the header cache

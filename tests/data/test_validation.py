@@ -52,6 +52,7 @@ def test_valid_dataset_report(tmp_path: Path) -> None:
     assert report.shapes["Tr"]["min_shape"] == list(SHAPE)
     assert report.shapes["Tr"]["max_spacing"] == [1.25, 1.25, 8.0]
     assert report.warnings == []
+    assert "Tr: 2 case(s)" in str(report)
 
 
 def test_warnings(tmp_path: Path) -> None:

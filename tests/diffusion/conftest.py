@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from diffuse_uda.diffusion.config import DiffusionConfig
 from diffuse_uda.diffusion.trainer import PairSample, train_diffusion
@@ -32,6 +34,16 @@ def make_pairs(n_source: int = 4, n_target: int = 2, size: int = 16, channels: i
             )
         )
     return pairs
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_thread() -> Iterator[None]:
+    # These 16 px models are far too small to gain from intra-op threads, and on a shared, busy
+    # machine two OpenMP threads were measured ~10x slower than one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,16 @@ class ValidationReport:
     warnings: list[str] = field(default_factory=list)
     info: DatasetInfo | None = None
 
+    def __str__(self) -> str:
+        """Human-readable summary (the CLI prints it)."""
+        lines = [f"{self.dataset_dir}"]
+        for split, n in self.n_cases.items():
+            s = self.shapes.get(split, {})
+            lines.append(f"  {split}: {n} case(s), shape {s.get('min_shape')}..{s.get('max_shape')}, "
+                         f"spacing {s.get('min_spacing')}..{s.get('max_spacing')}, dtypes {s.get('dtypes')}")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
 
 def affines_close(a: np.ndarray, b: np.ndarray) -> bool:
     """True when two 4x4 affines describe the same grid up to header round-off."""
