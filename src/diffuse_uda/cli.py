@@ -184,6 +184,38 @@ def pseudolabel_cmd(
     typer.echo(f"pseudo-labels: {write_pseudolabels(run, out, dataset, threshold, device)}")
 
 
+@app.command("run")
+def run_cmd(
+    task: Annotated[str, typer.Option("--task", "-t", help="Shipped task name or task YAML path.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (stages resume / are skipped when done).")],
+    profile: Annotated[str, typer.Option(help="smoke (seconds), quick (CPU) or paper (GPU).")] = "quick",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    ablation: Annotated[str | None, typer.Option(help="A Table-3 generation ablation row, M1..M6.")] = None,
+    data_root: DataRoot = None,  # type: ignore[assignment]
+    overrides: Overrides = None,
+) -> None:
+    """The Diffuse-UDA pipeline: ASCPlus -> pseudo-labels -> diffusion training -> synthesis ->
+    ASCPlus on source + synthetic -> predictions -> evaluation -> report. Overrides: sections
+    segmentation.* (network/training/method of stages 1 and 3), diffusion.*, synthesis.*,
+    diffusion_domains, training_fraction."""
+    from diffuse_uda.config import _deep_update, parse_overrides
+    from diffuse_uda.data.task import load_task
+    from diffuse_uda.errors import ConfigError
+    from diffuse_uda.pipeline.run import GENERATION_ABLATION, PipelineConfig, run_pipeline
+
+    t = load_task(task, _data_root(data_root))
+    settings: dict = {"profile": profile, "seed": seed}
+    if ablation is not None:
+        if ablation not in GENERATION_ABLATION:
+            raise ConfigError(f"unknown ablation {ablation!r}; one of {', '.join(GENERATION_ABLATION)}")
+        settings = _deep_update(settings, GENERATION_ABLATION[ablation])
+    try:
+        config = PipelineConfig.model_validate(_deep_update(settings, parse_overrides(overrides)))
+    except ValueError as exc:
+        raise ConfigError(f"invalid pipeline settings: {exc}") from exc
+    typer.echo(f"report: {run_pipeline(t, out, config)}")
+
+
 @app.command("bench")
 def bench_cmd(
     task: Annotated[str, typer.Option("--task", "-t", help="Shipped task name or task YAML path.")],

@@ -246,6 +246,9 @@ def test_folder_nifti_volumes_keep_affine(tmp_path: Path) -> None:
     assert image.dtype == np.float32 and image.shape == (4, 5, 3)
     np.testing.assert_allclose(out_affine, affine, atol=1e-6)
     validate_dataset(out)
+    write_nifti(tmp_path / "lab" / "v1_label.nii", np.ones((4, 5, 3), np.float32), np.eye(4))
+    with pytest.raises(DataError, match=r"v1_label\.nii: mask affine differs from image .*v1\.nii\.gz"):
+        import_folder(tmp_path / "img", tmp_path / "Dataset955_Vol", tmp_path / "lab")
 
 
 def test_folder_without_masks(tmp_path: Path) -> None:

@@ -6,12 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import NUM_CLASSES
+from diffusion_helpers import NUM_CLASSES
 
 from diffuse_uda.diffusion.samplers import ddim_timesteps, sample_images
 from diffuse_uda.diffusion.trainer import load_diffusion
-
-
 
 
 def _masks(batch: int = 2) -> torch.Tensor:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NUM_CLASSES, make_pairs
+from diffusion_helpers import NUM_CLASSES, make_pairs
 
 from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
 from diffuse_uda.data.io import read_nifti

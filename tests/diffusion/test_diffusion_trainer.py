@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import NUM_CLASSES, make_pairs
+from diffusion_helpers import NUM_CLASSES, make_pairs
 
 from diffuse_uda.diffusion.config import DiffusionConfig
 from diffuse_uda.diffusion.samplers import sample_images

@@ -202,9 +202,11 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
             tmp.unlink()
 
 
-def _load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load onto the CPU: ``load_state_dict`` then moves each tensor to its parameter's device, and
+    Adam's ``step`` counters must stay on the CPU (on CUDA they would cost a host sync per step)."""
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files
         raise DataError(path, f"cannot read diffusion checkpoint: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
@@ -324,7 +326,7 @@ def train_diffusion(
     start = 0
 
     if ckpt_path.exists():
-        state = _load_checkpoint(ckpt_path, device)
+        state = _load_checkpoint(ckpt_path)
         stored = DiffusionConfig.from_dict(state["config"])
         if stored.architecture() != config.architecture():
             raise ConfigError(
@@ -344,7 +346,7 @@ def train_diffusion(
         start = int(state["iteration"])
         rng = state["rng"]
         if rng["device_type"] == device.type:
-            generator.set_state(rng["generator"].cpu())
+            generator.set_state(rng["generator"])
         else:
             # Generator states do not transfer between device types: continue reproducibly anyway.
             warnings.warn(
@@ -437,7 +439,7 @@ def load_diffusion(
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise DataError(checkpoint, "diffusion checkpoint does not exist")
-    state = _load_checkpoint(checkpoint, device)
+    state = _load_checkpoint(checkpoint)
     config = DiffusionConfig.from_dict(state["config"])
     model = build_model(config, int(state["num_classes"]), int(state["image_channels"]))
     model.load_state_dict(state["ema" if use_ema else "model"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.networks.nets import DiffusionModelUNet
 from torch import Tensor, nn
 
@@ -22,7 +21,8 @@ def one_hot(mask: Tensor, num_classes: int) -> Tensor:
     """One-hot encode an integer label map.
 
     Args:
-        mask: ``(B, *S)`` or ``(B, 1, *S)`` integer labels in ``[0, num_classes)``.
+        mask: ``(B, *S)`` or ``(B, 1, *S)`` integer labels in ``[0, num_classes)``; values outside
+            that range encode as all zeros (callers validate labels when loading data).
         num_classes: number of classes ``K`` (background included).
 
     Returns:
@@ -32,9 +32,10 @@ def one_hot(mask: Tensor, num_classes: int) -> Tensor:
         raise TypeError(f"one_hot expects an integer mask, got dtype {mask.dtype}")
     if mask.ndim >= 3 and mask.shape[1] == 1:
         mask = mask[:, 0]
-    encoded = F.one_hot(mask.long(), num_classes)  # (B, *S, K)
-    # move the class axis next to the batch axis
-    return encoded.movedim(-1, 1).float()
+    # Broadcast comparison instead of F.one_hot, which checks the value range with a host sync
+    # (min/max .item()) on CPU and a device-side assert (fatal to the CUDA context) on GPU.
+    classes = torch.arange(num_classes, device=mask.device).view(1, num_classes, *([1] * (mask.ndim - 1)))
+    return (mask.unsqueeze(1) == classes).float()
 
 
 class ConditionalDiffusionUNet(nn.Module):

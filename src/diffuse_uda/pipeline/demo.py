@@ -23,9 +23,12 @@ def demo_data_config(profile: str, seed: int) -> DemoBrainConfig:
 
 def run_demo(out: Path, profile: str = "quick", seed: int = 0, methods: Sequence[str] = DEMO_METHODS,
              progress: bool = True) -> Path:
-    """Generate the demo data under ``out/data``, run each method under ``out/runs``, report to ``out/report``."""
+    """Generate the demo data under ``out/data/TAG``, run each method under ``out/runs/TAG``, report to
+    ``out/report`` (TAG = profile and seed)."""
     out = Path(out)
-    data_root = out / "data"
+    # One data/run folder per (profile, seed): the generated data differ between them.
+    tag = f"{profile}_seed{seed}"
+    data_root = out / "data" / tag
     generate_demo_brain(data_root, demo_data_config(profile, seed), progress=progress)
     task = load_task(DEMO_TASK, data_root)
     runs = []
@@ -34,6 +37,6 @@ def run_demo(out: Path, profile: str = "quick", seed: int = 0, methods: Sequence
         overrides["training"]["iterations"] = 4
     config = build_run_config(profile, task.preprocessing.spatial_dims, overrides)
     for method in methods:
-        run_dir, _ = run_experiment(task, method, config, out / "runs" / method, progress=progress)
+        run_dir, _ = run_experiment(task, method, config, out / "runs" / tag / method, progress=progress)
         runs.append(run_dir)
     return write_comparison_report(runs, out / "report", title="diffuse-uda demo: T1-like -> T2-like brain MRI")

@@ -137,10 +137,11 @@ def _read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return image, None
 
 
-def _read_mask(path: Path) -> np.ndarray:
-    """Mask as an integer array: (X, Y, Z) for NIfTI, (H, W) for photos; JPEGs binarised."""
+def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(mask, affine or None for photos): integer (X, Y, Z) for NIfTI, (H, W) for photos; JPEGs binarised."""
+    affine = None
     if is_nifti(path):
-        mask, _ = read_nifti(path)
+        mask, affine = read_nifti(path)
         if mask.ndim == 2:
             mask = mask[..., None]
     else:
@@ -155,7 +156,7 @@ def _read_mask(path: Path) -> np.ndarray:
                 raise DataError(path, "colour mask: expected a single-channel label map (one value per class)")
         if path.suffix.lower() in JPEG_SUFFIXES:
             # JPEG compression smears label values, so only a binary mask can be recovered.
-            return (mask > MASK_THRESHOLD).astype(np.uint8)
+            return (mask > MASK_THRESHOLD).astype(np.uint8), None
     if mask.dtype.kind == "f":
         if not np.all(np.isfinite(mask)):
             raise DataError(path, "mask contains NaN or Inf")
@@ -168,14 +169,14 @@ def _read_mask(path: Path) -> np.ndarray:
         raise DataError(path, f"unsupported mask dtype {mask.dtype}")
     if mask.size and int(mask.min()) < 0:
         raise DataError(path, f"mask has negative values (min {int(mask.min())})")
-    return mask
+    return mask, affine
 
 
 def _infer_labels(cases: list[_Case]) -> tuple[dict[str, int], dict[int, int]]:
     """Labels {background: 0, label_1: 1, ...} from all mask values, and the raw -> new value map."""
     def values_of(case: _Case) -> set[int]:
         assert case.mask is not None
-        return {int(v) for v in np.unique(_read_mask(case.mask))}
+        return {int(v) for v in np.unique(_read_mask(case.mask)[0])}
 
     found: set[int] = set()
     for case, values in zip(cases, map_progress(values_of, cases, desc="scan masks"), strict=True):
@@ -222,15 +223,13 @@ def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None]) -> 
         n_channels, spatial = 1, image.shape
     if case.mask is None:
         return n_channels
-    mask = _read_mask(case.mask)
+    mask, mask_affine = _read_mask(case.mask)
     if mask.ndim == 2:
         mask = mask[..., None]
     if mask.shape != spatial:
         raise DataError(case.mask, f"mask shape {mask.shape} differs from image {case.image} shape {spatial}")
-    if affine is not None and is_nifti(case.mask):
-        _, mask_affine = read_nifti(case.mask)
-        if not affines_close(affine, mask_affine):
-            raise DataError(case.mask, f"mask affine differs from image {case.image} affine")
+    if affine is not None and mask_affine is not None and not affines_close(affine, mask_affine):
+        raise DataError(case.mask, f"mask affine differs from image {case.image} affine")
     write_nifti(root / f"labels{split}" / f"{case.case_id}.nii.gz", _remap(mask, case.mask, labels, value_map),
                 affine)
     return n_channels

@@ -1,0 +1,183 @@
+"""``diffuse-uda run``: the Diffuse-UDA pipeline end to end.
+
+    1_ascplus        stage 1: ASCPlus on source + unlabelled target
+    2_pseudolabels   target pseudo-labels + confidence maps (canonical dataset)
+    3_diffusion      label-conditioned DDPM on source pairs + target pseudo-pairs (deformable aug.)
+    4_synthetic      synthetic target-styled image/mask pairs from (deformed) masks, K per mask
+    5_ascplus_synth  stage 3: ASCPlus with source + synthetic pairs as the labelled set
+    report/          evaluation of stage 1 and stage 3 on the held-out target test split, gallery
+
+Every stage folder has a ``stage.json`` manifest (config, input checksums, seed, timing) and is
+skipped when complete; interrupted stages resume (see :mod:`diffuse_uda.pipeline.manifest`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from diffuse_uda.config import StrictModel, build_run_config
+from diffuse_uda.data.dataset_json import load_dataset_json
+from diffuse_uda.data.preprocessing import prepare_split, stack_samples
+from diffuse_uda.data.task import Task
+from diffuse_uda.diffusion.config import DiffusionConfig
+from diffuse_uda.diffusion.synthesize import synthesize_dataset
+from diffuse_uda.diffusion.trainer import PairSample, train_diffusion
+from diffuse_uda.pipeline.experiment import evaluate_run
+from diffuse_uda.pipeline.manifest import read_manifest, run_stage
+from diffuse_uda.pipeline.pseudolabel import write_pseudolabels
+from diffuse_uda.pipeline.train import default_cache_dir, train_method
+from diffuse_uda.report.run_report import write_comparison_report
+from diffuse_uda.training.trainer import resolve_device
+
+
+class SynthesisOptions(StrictModel):
+    masks: Literal["source", "target", "both"] = "both"
+    deform: bool = True
+    times: int = Field(1, ge=1, description="Synthetic pairs per conditioning mask (scale-up factor).")
+    sampler: Literal["ddpm", "ddim"] = "ddim"
+    steps: int | None = 25
+    batch_size: int = 16
+
+
+class PipelineConfig(StrictModel):
+    profile: str = "quick"
+    seed: int = 0
+    # Overrides of the segmentation RunConfig (sections network / training / method), stages 1 and 3.
+    segmentation: dict[str, Any] = Field(default_factory=dict)
+    # Overrides of DiffusionConfig fields (e.g. iterations, lr, deform, source_target_ratio).
+    diffusion: dict[str, Any] = Field(default_factory=dict)
+    # Which pairs train the generator: both domains (the paper) or source only (Table 3, M1).
+    diffusion_domains: Literal["both", "source"] = "both"
+    # Fraction of cases used for the generator and its masks (Table 3: M1-M5 use half).
+    training_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    synthesis: SynthesisOptions = Field(default_factory=SynthesisOptions)
+
+
+# The paper's Table 3 (generation ablation), as pipeline option presets. Our reading of its
+# columns: which masks condition the sampling, mask deformation, scale-up (more samples per mask)
+# and the full training set (M1-M5 use half of the cases).
+GENERATION_ABLATION: dict[str, dict[str, Any]] = {
+    "M1": {"diffusion_domains": "source", "training_fraction": 0.5,
+           "synthesis": {"masks": "source", "deform": False, "times": 1}},
+    "M2": {"training_fraction": 0.5, "synthesis": {"masks": "source", "deform": False, "times": 1}},
+    "M3": {"training_fraction": 0.5, "synthesis": {"masks": "both", "deform": False, "times": 1}},
+    "M4": {"training_fraction": 0.5, "synthesis": {"masks": "both", "deform": True, "times": 1}},
+    "M5": {"training_fraction": 0.5, "synthesis": {"masks": "both", "deform": True, "times": 2}},
+    "M6": {"training_fraction": 1.0, "synthesis": {"masks": "both", "deform": True, "times": 4}},
+}
+
+
+def diffusion_config(profile: str, spatial_dims: int, overrides: dict[str, Any], seed: int) -> DiffusionConfig:
+    factory = {"smoke": DiffusionConfig.smoke, "quick": DiffusionConfig.quick, "paper": DiffusionConfig.paper}
+    base = factory[profile](spatial_dims).to_dict()
+    base.update(overrides)
+    base.setdefault("seed", seed)
+    if "seed" not in overrides:
+        base["seed"] = seed
+    return DiffusionConfig.from_dict(base).validate()
+
+
+def _subset(cases: list, fraction: float) -> list:
+    """The first ``fraction`` of the cases (sorted by id: deterministic, no labels consulted)."""
+    n = max(1, round(fraction * len(cases)))
+    return sorted(cases, key=lambda c: c.case_id)[:n]
+
+
+def _samples(cases: list, spatial_dims: int, size: tuple[int, ...]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(id, image (C,*S), mask (*S)) at the generator's resolution; only samples with foreground."""
+    out = []
+    for case in cases:
+        images, labels = stack_samples([case], spatial_dims)
+        assert labels is not None
+        if tuple(images.shape[2:]) != tuple(size):
+            images = F.interpolate(images, size=size, mode="bilinear" if spatial_dims == 2 else "trilinear",
+                                   align_corners=False, antialias=spatial_dims == 2)
+            labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
+        for i in range(images.shape[0]):
+            if bool((labels[i] > 0).any()):
+                sid = f"{case.case_id}_z{i:03d}" if spatial_dims == 2 else case.case_id
+                out.append((sid, images[i].clamp(0, 1).numpy(), labels[i].numpy().astype(np.uint8)))
+    return out
+
+
+def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, progress: bool = True) -> Path:
+    """Run (or resume) every stage; returns the report path."""
+    config = config or PipelineConfig()
+    out = Path(out)
+    task.check()
+    dims = task.preprocessing.spatial_dims
+    seg_ov = json.loads(json.dumps(config.segmentation))
+    seg_ov.setdefault("training", {}).setdefault("seed", config.seed)
+    seg_cfg = build_run_config(config.profile, dims, seg_ov)
+    dcfg = diffusion_config(config.profile, dims, config.diffusion, config.seed)
+    device = resolve_device(seg_cfg.training.device)
+    cache = default_cache_dir()
+    seg_json = seg_cfg.model_dump(mode="json")
+
+    stage1 = run_stage("stage 1: ascplus", out / "1_ascplus", {"segmentation": seg_json},
+                       [task.source_dir / "dataset.json", task.target_dir / "dataset.json"], config.seed,
+                       lambda d: train_method(task, "ascplus", seg_cfg, d, progress=progress) and None)
+    pseudo = run_stage("pseudo-labels", out / "2_pseudolabels", {}, [stage1 / "model.pt"], config.seed,
+                       lambda d: write_pseudolabels(stage1, d, progress=progress) and None)
+
+    def labelled_samples() -> tuple[list, list]:
+        src = prepare_split(task.source_dir, "Tr", task.preprocessing, True, cache, progress, task.labels)
+        tgt = prepare_split(pseudo, "Tr", task.preprocessing, True, cache, progress, task.labels)
+        src, tgt = _subset(src, config.training_fraction), _subset(tgt, config.training_fraction)
+        return _samples(src, dims, dcfg.image_size), _samples(tgt, dims, dcfg.image_size)
+
+    def train_generator(folder: Path) -> dict[str, Any]:
+        src, tgt = labelled_samples()
+        pairs = [PairSample(img, m, "source", sid) for sid, img, m in src]
+        if config.diffusion_domains == "both":
+            pairs += [PairSample(img, m, "target", sid) for sid, img, m in tgt]
+        train_diffusion(pairs, task.num_classes, dcfg, folder, device=device, progress=progress)
+        return {"n_source_pairs": len(src), "n_target_pairs": len(tgt) if config.diffusion_domains == "both" else 0}
+
+    generator = run_stage("diffusion training", out / "3_diffusion",
+                          {"diffusion": dcfg.to_dict(), "domains": config.diffusion_domains,
+                           "training_fraction": config.training_fraction},
+                          [pseudo / "dataset.json", task.source_dir / "dataset.json"], config.seed, train_generator)
+
+    def synthesize(folder: Path) -> dict[str, Any]:
+        src, tgt = labelled_samples()
+        syn = config.synthesis
+        chosen = (src if syn.masks in ("source", "both") else []) + (tgt if syn.masks in ("target", "both") else [])
+        info = load_dataset_json(task.source_dir)
+        synthesize_dataset(generator / "diffusion_last.pt", [(sid, m) for sid, _, m in chosen], folder,
+                           task.labels, dict(info.channel_names), times=syn.times, deform=syn.deform,
+                           sampler=syn.sampler, steps=syn.steps, batch_size=syn.batch_size, seed=config.seed,
+                           device=device, reference_images=[(sid, img) for sid, img, _ in chosen],
+                           progress=progress)
+        return {"n_masks": len(chosen), "n_synthetic": len(chosen) * syn.times}
+
+    synthetic = run_stage("synthesis", out / "4_synthetic", {"synthesis": config.synthesis.model_dump(mode="json"),
+                                                             "training_fraction": config.training_fraction},
+                          [generator / "diffusion_last.pt", pseudo / "dataset.json"], config.seed, synthesize)
+    stage3 = run_stage("stage 3: ascplus on source + synthetic", out / "5_ascplus_synth", {"segmentation": seg_json},
+                       [synthetic / "dataset.json", task.source_dir / "dataset.json"], config.seed,
+                       lambda d: train_method(task, "ascplus", seg_cfg, d, extra_labelled=[synthetic],
+                                              progress=progress) and None)
+    evaluated = [run for run in (stage1, stage3) if evaluate_run(run, task, progress) is not None]
+    timings = [(name, read_manifest(folder)) for name, folder in
+               (("1 ascplus", stage1), ("2 pseudo-labels", pseudo), ("3 diffusion", generator),
+                ("4 synthesis", synthetic), ("5 ascplus + synthetic", stage3))]
+    timing_text = "  \n".join(f"{n}: {m.get('seconds', float('nan')):.0f} s" for n, m in timings if m)
+    gallery = synthetic / "gallery.png"
+    sections = [("Stage timings", timing_text),
+                ("Synthetic gallery", f"![gallery]({gallery.resolve()})  \n{read_manifest(synthetic).get('result')}")]
+    if not evaluated:
+        return out
+    return write_comparison_report(evaluated, out / "report", title=f"Diffuse-UDA run: {task.name}",
+                                   extra_sections=sections)
+
+
+def torch_threads_hint() -> int:
+    return torch.get_num_threads()
