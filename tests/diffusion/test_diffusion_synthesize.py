@@ -123,3 +123,14 @@ def test_rejects_inconsistent_inputs(trained_checkpoint: Path, tmp_path: Path) -
     with pytest.raises(DataError, match="shape"):
         synthesize_dataset(trained_checkpoint, [("m", np.zeros((8, 8), np.int64))], tmp_path, LABELS, CHANNELS,
                            progress=False)
+
+
+def test_refuses_to_resume_with_other_settings(trained_checkpoint: Path, tmp_path: Path) -> None:
+    masks = _masks(1)
+    synthesize_dataset(trained_checkpoint, masks, tmp_path, LABELS, CHANNELS, steps=2, seed=1, progress=False)
+    # same settings, more repetitions: allowed (existing items keep their seeds)
+    synthesize_dataset(trained_checkpoint, masks, tmp_path, LABELS, CHANNELS, steps=2, seed=1, times=2,
+                       progress=False)
+    assert load_dataset_json(tmp_path).num_training == 2
+    with pytest.raises(ConfigError, match="seed"):
+        synthesize_dataset(trained_checkpoint, masks, tmp_path, LABELS, CHANNELS, steps=2, seed=2, progress=False)

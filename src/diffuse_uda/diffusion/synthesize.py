@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffuse_uda.data.dataset_json import DatasetInfo, image_paths, label_path, write_dataset_json
-from diffuse_uda.data.io import read_nifti, write_nifti
+from diffuse_uda.data.io import atomic_write_json, read_nifti, write_nifti
 from diffuse_uda.diffusion.samplers import SAMPLERS, sample_images
 from diffuse_uda.diffusion.trainer import load_diffusion
 from diffuse_uda.errors import ConfigError, DataError
@@ -38,6 +39,7 @@ from diffuse_uda.transforms.deformation import DeformationParams, RandomDeformat
 __all__ = ["GALLERY_NAME", "SynthesisItem", "item_seed", "synthesis_items", "synthesize_dataset"]
 
 GALLERY_NAME = "gallery.png"
+SETTINGS_NAME = "synthesis_settings.json"
 GALLERY_ROWS = 8
 FILE_ENDING = ".nii.gz"
 
@@ -175,7 +177,34 @@ def synthesize_dataset(
     eff_steps = T if sampler == "ddpm" else min(50 if steps is None else int(steps), T)
     items = synthesis_items(masks, times)
     todo = [it for it in items if it.index % shard_n == shard_i and not _is_done(out_dir, it, num_channels)]
-    deformer = RandomDeformation(deformation or config.deformation, num_classes=num_classes) if deform else None
+    deform_params = deformation or config.deformation
+    deformer = RandomDeformation(deform_params, num_classes=num_classes) if deform else None
+    settings = {
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_iteration": info["iteration"],
+        "weights": info["weights"],
+        "sampler": sampler,
+        "steps": eff_steps,
+        "deform": deform,
+        "deformation": (
+            {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(deform_params).items()}
+            if deform
+            else None
+        ),
+        "seed": seed,
+    }
+    # Files already present are kept (resume); refuse to mix them with files made otherwise.
+    settings_path = out_dir / SETTINGS_NAME
+    if settings_path.is_file():
+        previous = json.loads(settings_path.read_text(encoding="utf-8"))
+        if previous != settings:
+            changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            raise ConfigError(
+                f"{out_dir} holds a synthesis made with other settings ({', '.join(changed)} differ); "
+                "use another output folder or delete it"
+            )
+    else:
+        atomic_write_json(settings_path, settings)
     label_dtype = np.uint8 if num_classes <= 256 else np.int16
 
     bar = tqdm(total=len(todo), desc=f"synthesis {shard_i}/{shard_n}", disable=not progress, dynamic_ncols=True)
@@ -212,20 +241,8 @@ def synthesize_dataset(
     if all(_is_done(out_dir, it, num_channels) for it in items):
         provenance = {
             "generator": "diffuse-uda conditional diffusion",
-            "checkpoint": str(checkpoint.resolve()),
-            "checkpoint_iteration": info["iteration"],
-            "weights": info["weights"],
-            "sampler": sampler,
-            "steps": eff_steps,
+            **settings,
             "times": times,
-            "deform": deform,
-            "deformation": (
-                {k: list(v) if isinstance(v, tuple) else v
-                 for k, v in dataclasses.asdict(deformation or config.deformation).items()}
-                if deform
-                else None
-            ),
-            "seed": seed,
             "mask_sources": [mid for mid, _ in masks],
         }
         info_json = DatasetInfo(

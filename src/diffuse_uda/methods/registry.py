@@ -23,6 +23,7 @@ def _load_all() -> None:
         asc,
         cutmix,
         fda,
+        glua,
         mean_teacher,
         pseudo_label,
         source_only,

@@ -33,6 +33,11 @@ def segmenter_from_spec(spec: dict[str, Any]) -> nn.Module:
     """Rebuild a (possibly ensembled: ``spec["ensemble"] = N``) network; weights are loaded by the caller."""
     net = build_segmenter(spec["spatial_dims"], spec["in_channels"], spec["num_classes"],
                           NetworkConfig.model_validate(spec["network"]))
+    if spec.get("architecture") == "glua":
+        # GLUA's segmenter keeps its feature discriminator D1: its mask reweights features at inference.
+        from diffuse_uda.networks.glua import LocalAlignmentSegmenter
+
+        return LocalAlignmentSegmenter(net, **spec.get("glua", {}))
     n = int(spec.get("ensemble", 0))
     if n:
         from diffuse_uda.networks.ensemble import SnapshotEnsemble

@@ -116,6 +116,8 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
     network = method.inference_network()
     if isinstance(network, SnapshotEnsemble):
         spec["ensemble"] = len(network.members)
+    if hasattr(method, "bundle_spec"):  # methods with their own inference architecture (e.g. GLUA) extend it
+        spec = method.bundle_spec(spec)
     save_bundle(out_dir, network, spec, task, method_name, config)
     for name, value in method.extra_outputs().items():
         if isinstance(value, torch.Tensor | dict | list):
