@@ -136,6 +136,44 @@ def predict_cmd(
     typer.echo(f"predictions: {predict_dataset(model, ds, out, split=split, device=device)}")
 
 
+@app.command("adapt-source-free")
+def adapt_source_free_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Source-trained segmenter: run folder or model.pt "
+                                                        "(e.g. a source-only run).")],
+    diffusion: Annotated[Path, typer.Option("--diffusion", help="Source-trained label-conditioned diffusion "
+                                                                "checkpoint (diffusion_last.pt).")],
+    images: Annotated[Path, typer.Option("--images", help="Target dataset folder; only its dataset.json and "
+                                                          "images{split} are read.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for {case}.nii.gz predictions and heal.json.")],
+    split: Annotated[str, typer.Option(help="Ts (held-out test images) or Tr (training images).")] = "Ts",
+    n_samples: Annotated[int, typer.Option("--n-samples", help="Diffusion samples per slice (2D) or "
+                                                               "volume (3D) for edge-guided selection.")] = 6,
+    sampler: Annotated[str, typer.Option(help="ddim (fast) or ddpm (the paper: all training steps).")] = "ddim",
+    steps: Annotated[int | None, typer.Option(help="Reverse diffusion steps (default: 50 for ddim, all for "
+                                                   "ddpm).")] = None,
+    no_hd: Annotated[bool, typer.Option("--no-hd", help="Ablation: no hierarchical denoising.")] = False,
+    no_egs: Annotated[bool, typer.Option("--no-egs", help="Ablation: one sample, no edge-guided selection.")] = False,
+    no_saf: Annotated[bool, typer.Option("--no-saf", help="Ablation: no size-aware fusion (output the "
+                                                          "segmentation of the selected sample).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """HEAL: learning-free, source-free adaptation. Segments target images with a frozen source model
+    and a frozen source diffusion model only (no source data, no label, no weight update):
+    hierarchical denoising of the pseudo-label, edge-guided selection of a source-like sample
+    generated from it, size-aware fusion. --no-egs --no-saf gives the HD-only ablation (no
+    diffusion sampling)."""
+    from diffuse_uda.methods.heal import HEALConfig, adapt_source_free
+
+    if steps is None and sampler == "ddim":
+        steps = HEALConfig().steps
+    config = HEALConfig(n_samples=n_samples, sampler=sampler, steps=steps, seed=seed,
+                        hierarchical_denoising=not no_hd, edge_guided_selection=not no_egs,
+                        size_aware_fusion=not no_saf)
+    folder = adapt_source_free(model, diffusion, images, out, split=split, config=config, device=device)
+    typer.echo(f"predictions: {folder} (per-case selection scores: {folder / 'heal.json'})")
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     predictions: Annotated[Path, typer.Option("--predictions", "-p", help="Folder of {case}.nii.gz predictions.")],

@@ -82,3 +82,16 @@ def test_ignored_voxels_do_not_contribute() -> None:
 def test_sigmoid_rampup() -> None:
     assert sigmoid_rampup(0, 10) == pytest.approx(0.006737947)
     assert sigmoid_rampup(10, 10) == 1.0 and sigmoid_rampup(5, 0) == 1.0
+
+
+def test_dice_ignores_classes_absent_from_the_batch() -> None:
+    from diffuse_uda.training.losses import soft_dice_loss
+
+    labels = torch.zeros(2, 8, 8, dtype=torch.long)
+    labels[:, 2:6, 2:6] = 1  # class 2 absent
+    perfect = torch.nn.functional.one_hot(labels, 3).movedim(-1, 1).float() * 20
+    assert float(soft_dice_loss(perfect, labels)) < 1e-3
+    # Predicting some class-2 voxels is not rewarded or punished by Dice (CE handles it).
+    noisy = perfect.clone()
+    noisy[:, 2, 0, 0] = 40
+    assert float(soft_dice_loss(noisy, labels)) < 1e-3

@@ -349,7 +349,7 @@ def _dilate(edges: np.ndarray, tolerance: int) -> np.ndarray:
 
 
 def edge_agreement(sample_image: np.ndarray | torch.Tensor, condition_mask: np.ndarray | torch.Tensor,
-                   config: HEALConfig | None = None) -> float:
+                   config: HEALConfig | None = None, condition_edges: np.ndarray | None = None) -> float:
     """Structural consistency ``S_i`` (Eq. 7) of a generated image with its condition.
 
     Args:
@@ -357,6 +357,7 @@ def edge_agreement(sample_image: np.ndarray | torch.Tensor, condition_mask: np.n
             last axis).
         condition_mask: ``(*S)`` label map the sample was generated from.
         config: Canny settings, ``edge_tolerance`` and ``edge_metric``.
+        condition_edges: :func:`mask_edges` of the condition, when already computed.
 
     Returns:
         ``|E_I & E_Y| / |E_Y|`` (recall, the paper) or the F1 of the two edge maps, where an edge
@@ -369,7 +370,7 @@ def edge_agreement(sample_image: np.ndarray | torch.Tensor, condition_mask: np.n
         img = img[None]
     if tuple(img.shape[1:]) != tuple(mask.shape):
         raise ValueError(f"sample shape {img.shape} does not match condition shape {mask.shape}")
-    edges_y = mask_edges(mask, cfg)
+    edges_y = mask_edges(mask, cfg) if condition_edges is None else condition_edges
     n_y = int(edges_y.sum())
     if n_y == 0:
         return 0.0
@@ -391,7 +392,9 @@ def select_sample(samples: np.ndarray | torch.Tensor, condition_mask: np.ndarray
     Ties keep the earliest sample, so the choice is deterministic.
     """
     arr = _as_numpy(samples)
-    scores = [edge_agreement(arr[i], condition_mask, config) for i in range(arr.shape[0])]
+    mask = _as_numpy(condition_mask)
+    edges_y = mask_edges(mask, config)  # shared by the n samples
+    scores = [edge_agreement(arr[i], mask, config, condition_edges=edges_y) for i in range(arr.shape[0])]
     return int(np.argmax(scores)), scores
 
 
@@ -565,7 +568,7 @@ class _Adapter:
             else:
                 idx, scores = 0, [edge_agreement(samples_np[j * n], cond_np[j * n], self.cfg)]
             chosen.append(j * n + idx)
-            picks.append({"unit": u, "scores": [round(s, 6) for s in scores], "best": idx,
+            picks.append({"unit": u, "scores": [float(s) for s in scores], "best": idx,
                           "best_score": float(scores[idx])})
         return samples[chosen].float(), picks
 
