@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from diffuse_uda.cli import app
 from diffuse_uda.config import build_run_config
 from diffuse_uda.data.io import read_nifti
+from diffuse_uda.data.preprocessing import PreparedCase
 from diffuse_uda.data.task import Task, TaskConfig
 from diffuse_uda.diffusion.config import DiffusionConfig
 from diffuse_uda.diffusion.trainer import PairSample, build_model, train_diffusion
@@ -192,7 +193,7 @@ def test_adapter_handles_2d_and_3d_and_a_coarser_diffusion_grid(dims: int) -> No
     image = np.zeros((20, 20, 20 if dims == 3 else 4), np.float32)
     image[4:16, 4:16] = 0.5
     image[8:12, 8:12] = 1.0
-    case = heal.PreparedCase("c", image[None], None, image.shape, np.eye(4))
+    case = PreparedCase("c", image[None], None, image.shape, np.eye(4))
     cfg = HEALConfig(entropy_threshold=10.0, variance_threshold=1e9, **FAST)
     adapter = heal._Adapter(conv.eval(), diffusion, dcfg, 3, 1, {"background": 0, "a": 1, "b": 2}, dims, cfg,
                             torch.device("cpu"))
@@ -202,6 +203,9 @@ def test_adapter_handles_2d_and_3d_and_a_coarser_diffusion_grid(dims: int) -> No
     assert all(len(sel["scores"]) == 2 for sel in record["selections"])
     assert record["smallest_class"] == "b"
     assert ((final == 2) == (image == 1.0)).all()  # SAF: the smallest class comes from Y*
+    assert heal._sampling_steps(HEALConfig(), dcfg) == dcfg.num_train_timesteps  # DDIM capped at T
+    with pytest.raises(ConfigError):
+        heal._sampling_steps(HEALConfig(sampler="ddpm", steps=3), dcfg)
 
 
 # ---------------------------------------------------------------------- end to end

@@ -74,7 +74,7 @@ from diffuse_uda.data.io import atomic_write_json, write_nifti
 from diffuse_uda.data.preprocessing import PreparedCase, prepare_case, prepare_split, restore_labels, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.diffusion.config import DiffusionConfig
-from diffuse_uda.diffusion.samplers import SAMPLERS, sample_images
+from diffuse_uda.diffusion.samplers import DEFAULT_DDIM_STEPS, SAMPLERS, sample_images
 from diffuse_uda.diffusion.trainer import PairSample, load_diffusion, train_diffusion
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.inference.predict import predict_probabilities
@@ -122,7 +122,8 @@ class HEALConfig:
         sampler: ``"ddim"`` or ``"ddpm"``. The paper samples Med-DDPM with its 250 training steps
             (``sampler="ddpm", steps=None``, see :meth:`paper`); the default is 50 DDIM steps, ~5x
             cheaper, which matters for ``n`` samples per slice.
-        steps: reverse steps (``None``: all training steps for DDPM, 50 for DDIM).
+        steps: reverse steps (``None``: all training steps for DDPM, 50 for DDIM; DDIM is capped at the
+            model's training steps ``T``, DDPM must run all of them).
         eta: DDIM stochasticity (0 = deterministic given the initial noise, which still differs
             between the ``n`` samples).
         canny_sigma: Gaussian width of the Canny detector.
@@ -470,6 +471,17 @@ def _one_hot(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     return F.one_hot(t, num_classes).movedim(-1, 0).float()
 
 
+def _sampling_steps(config: HEALConfig, diffusion_config: DiffusionConfig) -> int:
+    """Reverse steps actually run: DDIM capped at the model's ``T``; DDPM always runs all ``T``."""
+    T = diffusion_config.num_train_timesteps
+    if config.sampler == "ddpm":
+        if config.steps not in (None, T):
+            raise ConfigError(f"DDPM sampling runs all {T} training steps of this model (got steps={config.steps}); "
+                              "use sampler='ddim' for fewer")
+        return T
+    return min(config.steps or DEFAULT_DDIM_STEPS, T)
+
+
 class _Adapter:
     """Per-case HEAL with the frozen networks loaded once."""
 
@@ -485,6 +497,7 @@ class _Adapter:
         self.dims = spatial_dims
         self.cfg = config
         self.device = device
+        self.steps = _sampling_steps(config, diffusion_config) if diffusion_config is not None else None
 
     def segment(self, images: torch.Tensor) -> np.ndarray:
         """Softmax of the segmenter for a batch ``(B, C, *S)`` of preprocessed images -> ``(B, K, *S)``."""
@@ -555,7 +568,7 @@ class _Adapter:
         gens = [torch.Generator(device=self.device).manual_seed(_noise_seed(self.cfg.seed, case_id, u, i))
                 for u in units for i in range(n)]
         samples = sample_images(self.diffusion, cond, self.num_classes, self.image_channels,
-                                sampler=self.cfg.sampler, steps=self.cfg.steps,
+                                sampler=self.cfg.sampler, steps=self.steps,
                                 num_train_timesteps=self.dcfg.num_train_timesteps, schedule=self.dcfg.schedule,
                                 generator=gens, eta=self.cfg.eta)
         samples_np = samples.float().cpu().numpy()
@@ -615,6 +628,8 @@ def adapt_source_free(segmenter_bundle: Path, diffusion_checkpoint: Path, target
             raise DataError(diffusion_checkpoint, f"diffusion model makes {dinfo['image_channels']}-channel "
                                                   f"images, {target_dataset.name} has {info.num_channels}")
     adapter = _Adapter(network, diffusion, dcfg, num_classes, info.num_channels, bundle.labels, dims, config, dev)
+    if adapter.steps is not None:
+        diffusion_info["sampling_steps"] = adapter.steps
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for case_id in tqdm(list_cases(target_dataset, split), desc=f"HEAL {target_dataset.name}/images{split}",

@@ -14,11 +14,11 @@ skipped when complete; interrupted stages resume (see :mod:`diffuse_uda.pipeline
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from pydantic import Field
 
@@ -107,8 +107,10 @@ def _samples(cases: list, spatial_dims: int, size: tuple[int, ...]) -> list[tupl
     return out
 
 
-def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, progress: bool = True) -> Path:
-    """Run (or resume) every stage; returns the report path."""
+def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, progress: bool = True,
+                 extra_runs: Sequence[Path] = ()) -> Path:
+    """Run (or resume) every stage; returns the report path. ``extra_runs`` (evaluated run folders of
+    other methods on the same task, e.g. the bounds) are added to the report's comparison."""
     config = config or PipelineConfig()
     out = Path(out)
     task.check()
@@ -123,7 +125,8 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
 
     stage1 = run_stage("stage 1: ascplus", out / "1_ascplus", {"segmentation": seg_json},
                        [task.source_dir / "dataset.json", task.target_dir / "dataset.json"], config.seed,
-                       lambda d: train_method(task, "ascplus", seg_cfg, d, progress=progress) and None)
+                       lambda d: train_method(task, "ascplus", seg_cfg, d, progress=progress,
+                                              display_name="ascplus (stage 1)") and None)
     pseudo = run_stage("pseudo-labels", out / "2_pseudolabels", {}, [stage1 / "model.pt"], config.seed,
                        lambda d: write_pseudolabels(stage1, d, progress=progress) and None)
 
@@ -164,7 +167,7 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     stage3 = run_stage("stage 3: ascplus on source + synthetic", out / "5_ascplus_synth", {"segmentation": seg_json},
                        [synthetic / "dataset.json", task.source_dir / "dataset.json"], config.seed,
                        lambda d: train_method(task, "ascplus", seg_cfg, d, extra_labelled=[synthetic],
-                                              progress=progress) and None)
+                                              progress=progress, display_name="diffuse-uda") and None)
     evaluated = [run for run in (stage1, stage3) if evaluate_run(run, task, progress) is not None]
     timings = [(name, read_manifest(folder)) for name, folder in
                (("1 ascplus", stage1), ("2 pseudo-labels", pseudo), ("3 diffusion", generator),
@@ -175,9 +178,6 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
                 ("Synthetic gallery", f"![gallery]({gallery.resolve()})  \n{read_manifest(synthetic).get('result')}")]
     if not evaluated:
         return out
-    return write_comparison_report(evaluated, out / "report", title=f"Diffuse-UDA run: {task.name}",
+    return write_comparison_report([*extra_runs, *evaluated], out / "report", title=f"Diffuse-UDA run: {task.name}",
                                    extra_sections=sections)
 
-
-def torch_threads_hint() -> int:
-    return torch.get_num_threads()

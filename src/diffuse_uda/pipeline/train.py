@@ -85,7 +85,7 @@ def build_training_data(task: Task, uses_target_images: bool, uses_target_labels
 
 def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
                  extra_labelled: Sequence[Path] = (), cache_dir: Path | None = None,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, display_name: str | None = None) -> Path:
     """Train (or resume) ``method_name`` on ``task``; returns the run folder. Skips a finished run."""
     out_dir = Path(out_dir)
     manifest_path = out_dir / RUN_MANIFEST
@@ -101,7 +101,8 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
                                cache_dir if cache_dir is not None else default_cache_dir(), progress)
     prep_seconds = time.perf_counter() - t0
     manifest: dict[str, Any] = {
-        "status": "running", "method": method_name, "method_summary": method.summary,
+        "status": "running", "method": method_name, "display_name": display_name or method_name,
+        "method_summary": method.summary,
         "oracle": method.uses_target_labels, "task": task.to_dict(), "config": config.model_dump(mode="json"),
         "extra_labelled": [str(p) for p in extra_labelled],
         "n_labelled_samples": int(data.source_images.shape[0]),

@@ -24,7 +24,7 @@ from diffuse_uda.training.trainer import LOG_NAME
 
 
 def _run_label(manifest: dict[str, Any], run_dir: Path, seen: set[str]) -> str:
-    label = manifest.get("method", run_dir.name)
+    label = manifest.get("display_name") or manifest.get("method", run_dir.name)
     if manifest.get("oracle"):
         label = f"{label} (oracle)"
     if label in seen:
