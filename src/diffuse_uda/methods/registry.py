@@ -20,6 +20,7 @@ def register(cls: type[Method]) -> type[Method]:
 def _load_all() -> None:
     # Importing the modules runs their @register decorators.
     from diffuse_uda.methods import (  # noqa: F401
+        ad,
         asc,
         cutmix,
         fda,

@@ -31,6 +31,11 @@ def segmenter_spec(spatial_dims: int, in_channels: int, num_classes: int, config
 
 def segmenter_from_spec(spec: dict[str, Any]) -> nn.Module:
     """Rebuild a (possibly ensembled: ``spec["ensemble"] = N``) network; weights are loaded by the caller."""
+    if spec.get("architecture") == "ad":
+        # A&D predicts with its diffusion encoder + unlabelled-data decoder, not a SegResNet.
+        from diffuse_uda.networks.ad_network import ADInferenceNetwork
+
+        return ADInferenceNetwork(spec["spatial_dims"], spec["in_channels"], spec["num_classes"], **spec.get("ad", {}))
     net = build_segmenter(spec["spatial_dims"], spec["in_channels"], spec["num_classes"],
                           NetworkConfig.model_validate(spec["network"]))
     if spec.get("architecture") == "glua":
