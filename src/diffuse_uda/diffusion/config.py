@@ -207,11 +207,15 @@ class DiffusionConfig:
     def quick(cls, spatial_dims: int = 2, **overrides: Any) -> DiffusionConfig:
         """CPU benchmark: 2D 64 px, about 10 minutes on 2 cores.
 
-        Measured on 2 shared CPU cores (torch 2.13, see the module's report): one update of this
-        network at 64 px, batch 8, takes ~0.25 s, so 2000 updates take ~9 min; at 128 px the same
-        update takes ~0.9 s and the (32, 64, 64) network ~0.6 s (64 px) / ~3.6 s (128 px), i.e. too
-        few updates in 10 minutes. The large learning rate (vs 1e-5 in the paper) and batch 8 (vs
-        1 x 2 accumulated) are what make a few thousand updates enough for recognisable images.
+        Measured with torch 2.13 on the 2-core development machine while other jobs were running
+        (load ~4): one update of this (16, 32, 64) network at 64 px, batch 8, deformation included,
+        takes 0.22-0.35 s (one sampling step, batch 8: ~0.09 s); the whole 2000-update run on
+        333 MS-CMRSeg bSSFP slices took 787 s on one thread and DDIM-50 samples of 8 masks (5.9 s)
+        were recognisable cardiac MR with the myocardium and blood pool where the masks put them.
+        Larger settings do not fit the budget: 128 px costs 0.9-1.3 s per update (sampling step
+        0.26-0.39 s) and the (32, 64, 64) network 0.62 s (64 px) / 3.2-3.6 s (128 px). The large
+        learning rate (vs 1e-5 in the paper) and batch 8 (vs 1 x 2 accumulated) are what make a
+        few thousand updates enough.
         """
         base = cls(
             spatial_dims=spatial_dims,
