@@ -28,7 +28,7 @@ def demo_data_config(profile: str, seed: int) -> DemoBrainConfig:
 def run_demo(out: Path, profile: str = "quick", seed: int = 0, methods: Sequence[str] = DEMO_METHODS,
              progress: bool = True) -> Path:
     """Generate the demo data under ``out/data/TAG``; run the two bounds and the Diffuse-UDA pipeline
-    under ``out/runs/TAG`` (TAG = profile and seed); returns the pipeline's report, which compares them."""
+    under ``out/runs/TAG`` (TAG = profile and seed); returns ``out/report/report.md``, which compares them."""
     out = Path(out)
     # One data/run folder per (profile, seed): the generated data differ between them.
     tag = f"{profile}_seed{seed}"
@@ -44,5 +44,6 @@ def run_demo(out: Path, profile: str = "quick", seed: int = 0, methods: Sequence
         run_dir, _ = run_experiment(task, method, config, out / "runs" / tag / method, progress=progress)
         runs.append(run_dir)
     pipeline = PipelineConfig(profile=profile, seed=seed, segmentation={"training": overrides["training"]},
-                              diffusion=DEMO_DIFFUSION.get(profile, {}), synthesis={"steps": 20, "times": 1})
-    return run_pipeline(task, out / "runs" / tag / "diffuse-uda", pipeline, progress=progress, extra_runs=runs)
+                              diffusion=DEMO_DIFFUSION.get(profile, {}), synthesis={"steps": 10, "times": 1})
+    return run_pipeline(task, out / "runs" / tag / "diffuse-uda", pipeline, progress=progress, extra_runs=runs,
+                        report_dir=out / "report")

@@ -108,7 +108,7 @@ def _samples(cases: list, spatial_dims: int, size: tuple[int, ...]) -> list[tupl
 
 
 def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, progress: bool = True,
-                 extra_runs: Sequence[Path] = ()) -> Path:
+                 extra_runs: Sequence[Path] = (), report_dir: Path | None = None) -> Path:
     """Run (or resume) every stage; returns the report path. ``extra_runs`` (evaluated run folders of
     other methods on the same task, e.g. the bounds) are added to the report's comparison."""
     config = config or PipelineConfig()
@@ -178,6 +178,7 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
                 ("Synthetic gallery", f"![gallery]({gallery.resolve()})  \n{read_manifest(synthetic).get('result')}")]
     if not evaluated:
         return out
-    return write_comparison_report([*extra_runs, *evaluated], out / "report", title=f"Diffuse-UDA run: {task.name}",
+    return write_comparison_report([*extra_runs, *evaluated], report_dir or out / "report",
+                                   title=f"Diffuse-UDA run: {task.name}",
                                    extra_sections=sections)
 
