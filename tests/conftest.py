@@ -14,7 +14,8 @@ from diffuse_uda.data.task import Task, TaskConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-torch.set_num_threads(2)
+# One thread: tiny models gain nothing from more, and OpenMP spin-waits hurt badly on a busy machine.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

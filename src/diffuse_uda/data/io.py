@@ -10,6 +10,7 @@ import functools
 import gzip
 import json
 import os
+import tempfile
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -265,3 +266,20 @@ def _json_default(obj: Any) -> Any:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Atomically write `obj` as indented JSON (numpy values and paths are converted)."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
+    import torch  # local: the rest of this module does not need torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -28,10 +28,12 @@ from monai.networks.schedulers import DDPMScheduler
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from diffuse_uda.data.io import atomic_torch_save
 from diffuse_uda.diffusion.config import DiffusionConfig
 from diffuse_uda.diffusion.samplers import autocast_context, sample_images
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.networks.conditional_unet import ConditionalDiffusionUNet, one_hot
+from diffuse_uda.training.ema import update_ema
 from diffuse_uda.transforms.deformation import RandomDeformation
 
 __all__ = [
@@ -178,30 +180,7 @@ def _augmented_batch(
 
 # ---------------------------------------------------------------------- EMA
 @torch.no_grad()
-def _update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    ema_params = list(ema.parameters())
-    params = list(model.parameters())
-    if decay <= 0.0:
-        torch._foreach_copy_(ema_params, params)
-    else:
-        # ema <- decay * ema + (1 - decay) * param, as one fused multi-tensor op
-        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
-    for eb, b in zip(ema.buffers(), model.buffers(), strict=True):
-        eb.copy_(b)
-
-
 # ---------------------------------------------------------------------- checkpoints and logs
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _load_checkpoint(path: Path) -> dict[str, Any]:
     """Load onto the CPU: ``load_state_dict`` then moves each tensor to its parameter's device, and
     Adam's ``step`` counters must stay on the CPU (on CUDA they would cost a host sync per step)."""
@@ -382,7 +361,7 @@ def train_diffusion(
             "num_pairs": {"source": data.num_source, "target": data.num_target},
             "torch_version": str(torch.__version__),
         }
-        _atomic_torch_save(state, ckpt_path)
+        atomic_torch_save(state, ckpt_path)
 
     model.train()
     bar = tqdm(total=config.iterations, initial=start, desc="diffusion", disable=not progress, dynamic_ncols=True)
@@ -404,7 +383,7 @@ def train_diffusion(
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            _update_ema(ema, model, config.ema_decay if it >= config.ema_start else 0.0)
+            update_ema(ema, model, config.ema_decay if it >= config.ema_start else 0.0)
 
             step = it + 1
             window += 1

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from diffuse_uda.config import RunConfig
-from diffuse_uda.data.io import atomic_write_json
+from diffuse_uda.data.io import atomic_torch_save, atomic_write_json
 from diffuse_uda.data.preprocessing import PreparedCase, prepare_split, resample_label, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.methods.registry import create_method
@@ -122,8 +122,6 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
     save_bundle(out_dir, network, spec, task, method_name, config)
     for name, value in method.extra_outputs().items():
         if isinstance(value, torch.Tensor | dict | list):
-            from diffuse_uda.training.trainer import atomic_torch_save
-
             atomic_torch_save(value, out_dir / f"{name}.pt")
     manifest.update(status="complete", preprocessing_seconds=prep_seconds, peak_rss_mb=peak_rss_mb(), **stats)
     atomic_write_json(manifest_path, manifest)

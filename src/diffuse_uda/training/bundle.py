@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from diffuse_uda.config import PreprocessingConfig, RunConfig
+from diffuse_uda.data.io import atomic_torch_save
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import DataError
 from diffuse_uda.networks.segmenter import segmenter_from_spec
-from diffuse_uda.training.trainer import atomic_torch_save
 
 BUNDLE_NAME = "model.pt"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import os
 import random
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffuse_uda.config import RunConfig
+from diffuse_uda.data.io import atomic_torch_save
 from diffuse_uda.methods.base import Method
 from diffuse_uda.training.augmentation import LabelledAugmentation
 from diffuse_uda.training.context import Batch, TrainContext, TrainingData
@@ -43,18 +43,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def poly_lr(base_lr: float, step: int, total: int, power: float) -> float:

@@ -102,7 +102,9 @@ def _rotation_matrices(angles: Tensor, axes: Tensor | None, d: int) -> Tensor:
     b = angles.shape[0]
     if d == 2:
         # The 2D generator [[0, -1], [1, 0]] satisfies K^2 = -I, so the same formula gives cos/sin.
-        k = angles.new_tensor([[0.0, -1.0], [1.0, 0.0]]).expand(b, 2, 2)
+        # Built from the angles' own tensors (no host-to-device copy of a constant on CUDA).
+        one, zero = torch.ones_like(angles), torch.zeros_like(angles)
+        k = torch.stack([torch.stack([zero, -one], -1), torch.stack([one, zero], -1)], -2)
     else:
         assert axes is not None
         x, y, z = axes.unbind(-1)
@@ -206,9 +208,11 @@ class RandomDeformation:
         # Grid coordinates are ordered (x, y[, z]) = reversed spatial dims. Rotate in coordinates
         # proportional to voxels: A = D^-1 R D with D = diag(half extents), so that rotations stay rigid
         # on non-cubic images; the scale is applied in normalised units.
-        half = torch.tensor(spatial[::-1], device=device, dtype=torch.float32) / 2.0
+        half = [s / 2.0 for s in spatial[::-1]]
         rot = _rotation_matrices(angles, axes, d)
-        lin = (rot * half.view(1, 1, d)) / half.view(1, d, 1)  # D^-1 R D
+        # D^-1 R D element by element with Python scalars: no constant tensor copied to the device.
+        lin = torch.stack([torch.stack([rot[:, i, j] * (half[j] / half[i]) for j in range(d)], -1)
+                           for i in range(d)], -2)
         lin = lin * scales.view(batch, 1, d)
         theta = torch.cat([lin, shifts.view(batch, d, 1)], dim=2)  # (B, d, d+1)
         grid = _affine_grid(theta, spatial)
