@@ -22,7 +22,8 @@ DataRoot = Annotated[Path, typer.Option("--data-root", help="Folder holding the 
                                         "(default: $DIFFUSE_UDA_DATA or ./data).")]
 Overrides = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any setting, e.g. --set training.iterations=200 --set method.beta=0.05 "
-                  "(sections: network, training, method). Repeatable.")]
+                  "--set preprocessing.size=[64,64] (sections: preprocessing, network, training, method). "
+                  "Repeatable.")]
 
 
 def _data_root(value: Path | None) -> Path:

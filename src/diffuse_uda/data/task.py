@@ -84,6 +84,18 @@ class Task:
             raise DataError(self.target_dir / "dataset.json",
                             f"{tgt.num_channels} channels but the source has {src.num_channels}")
 
+    def with_preprocessing(self, overrides: dict[str, Any]) -> Task:
+        """The same task with some preprocessing settings replaced (validated)."""
+        if not overrides:
+            return self
+        merged = {**self.config.preprocessing.model_dump(), **overrides}
+        try:
+            prep = PreprocessingConfig.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid preprocessing override {overrides}: {exc}") from exc
+        return Task(self.config.model_copy(update={"preprocessing": prep}), self.source_dir, self.target_dir,
+                    self.yaml_path)
+
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.model_dump(mode="json"), "source_dir": str(self.source_dir),
                 "target_dir": str(self.target_dir)}

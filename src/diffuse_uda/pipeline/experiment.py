@@ -39,4 +39,4 @@ def evaluate_run(run_dir: Path, task: Task, progress: bool = True) -> Evaluation
 def run_experiment(task: Task, method: str, config: RunConfig, out_dir: Path,
                    extra_labelled: Sequence[Path] = (), progress: bool = True) -> tuple[Path, EvaluationSummary | None]:
     run_dir = train_method(task, method, config, out_dir, extra_labelled=extra_labelled, progress=progress)
-    return run_dir, evaluate_run(run_dir, task, progress=progress)
+    return run_dir, evaluate_run(run_dir, task.with_preprocessing(config.preprocessing), progress=progress)

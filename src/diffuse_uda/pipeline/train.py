@@ -94,6 +94,7 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
 
         if json.loads(manifest_path.read_text()).get("status") == "complete":
             return out_dir
+    task = task.with_preprocessing(config.preprocessing)
     task.check()
     method = create_method(method_name, config.method)
     t0 = time.perf_counter()
