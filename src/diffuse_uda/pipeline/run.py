@@ -126,9 +126,9 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     stage1 = run_stage("stage 1: ascplus", out / "1_ascplus", {"segmentation": seg_json},
                        [task.source_dir / "dataset.json", task.target_dir / "dataset.json"], config.seed,
                        lambda d: train_method(task, "ascplus", seg_cfg, d, progress=progress,
-                                              display_name="ascplus (stage 1)") and None)
+                                              display_name="ascplus (stage 1)"))
     pseudo = run_stage("pseudo-labels", out / "2_pseudolabels", {}, [stage1 / "model.pt"], config.seed,
-                       lambda d: write_pseudolabels(stage1, d, progress=progress) and None)
+                       lambda d: write_pseudolabels(stage1, d, progress=progress))
 
     def labelled_samples() -> tuple[list, list]:
         src = prepare_split(task.source_dir, "Tr", task.preprocessing, True, cache, progress, task.labels)
@@ -167,7 +167,7 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     stage3 = run_stage("stage 3: ascplus on source + synthetic", out / "5_ascplus_synth", {"segmentation": seg_json},
                        [synthetic / "dataset.json", task.source_dir / "dataset.json"], config.seed,
                        lambda d: train_method(task, "ascplus", seg_cfg, d, extra_labelled=[synthetic],
-                                              progress=progress, display_name="diffuse-uda") and None)
+                                              progress=progress, display_name="diffuse-uda"))
     evaluated = [run for run in (stage1, stage3) if evaluate_run(run, task, progress) is not None]
     timings = [(name, read_manifest(folder)) for name, folder in
                (("1 ascplus", stage1), ("2 pseudo-labels", pseudo), ("3 diffusion", generator),
