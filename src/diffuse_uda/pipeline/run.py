@@ -118,6 +118,7 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     seg_ov = json.loads(json.dumps(config.segmentation))
     seg_ov.setdefault("training", {}).setdefault("seed", config.seed)
     seg_cfg = build_run_config(config.profile, dims, seg_ov)
+    task = task.with_preprocessing(seg_cfg.preprocessing)  # one preprocessing for every stage
     dcfg = diffusion_config(config.profile, dims, config.diffusion, config.seed)
     device = resolve_device(seg_cfg.training.device)
     cache = default_cache_dir()
