@@ -1,0 +1,37 @@
+"""Write the bench table from whatever runs of a bench folder are complete (evaluated).
+
+    python benchmarks/collect_bench.py bench/mscmr mscmr-bssfp2lge [--data-root data]
+
+Useful while a long bench is still running, or to merge folders that were filled by separate
+commands; the table is the same as `diffuse-uda bench` writes (bench.md / .csv / .json).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diffuse_uda.data.task import load_task
+from diffuse_uda.pipeline.bench import write_bench_table
+from diffuse_uda.pipeline.experiment import EVALUATION
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("task")
+    ap.add_argument("--data-root", type=Path, default=None)
+    ap.add_argument("--methods", default=None, help="comma-separated order (default: folder names)")
+    args = ap.parse_args()
+    task = load_task(args.task, args.data_root)
+    names = args.methods.split(",") if args.methods else sorted(p.name for p in args.folder.iterdir() if p.is_dir())
+    runs: dict[str, dict[int, Path]] = {}
+    for name in names:
+        for seed_dir in sorted((args.folder / name).glob("seed*")):
+            if (seed_dir / EVALUATION / "summary.json").is_file():
+                runs.setdefault(name, {})[int(seed_dir.name[4:])] = seed_dir
+    print((write_bench_table(task, runs, args.folder) / "bench.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
