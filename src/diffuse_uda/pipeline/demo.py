@@ -15,7 +15,7 @@ DEMO_TASK = "demo-brain-t1t2"
 DEMO_METHODS: tuple[str, ...] = ("source-only", "target-supervised")
 # The demo's generator budget: the quick profile's network, trained for fewer updates (the whole
 # demo must finish in about 10 minutes on 2 CPU cores).
-DEMO_DIFFUSION: dict[str, dict] = {"quick": {"iterations": 600, "checkpoint_every": 100},
+DEMO_DIFFUSION: dict[str, dict] = {"quick": {"iterations": 400, "checkpoint_every": 100},
                                    "smoke": {"iterations": 2}}
 
 
@@ -36,8 +36,8 @@ def run_demo(out: Path, profile: str = "quick", seed: int = 0, methods: Sequence
     generate_demo_brain(data_root, demo_data_config(profile, seed), progress=progress)
     task = load_task(DEMO_TASK, data_root)
     runs = []
-    # The demo task is small (64 px slices): 800 steps are enough and keep the whole demo near 10 minutes.
-    overrides = {"training": {"seed": seed, "iterations": 4 if profile == "smoke" else 800}}
+    # The demo task is small (64 px slices): 600 steps keep the whole demo within about 10 minutes.
+    overrides = {"training": {"seed": seed, "iterations": 4 if profile == "smoke" else 600}}
     config = build_run_config(profile, task.preprocessing.spatial_dims, overrides)
     for method in methods:
         run_dir, _ = run_experiment(task, method, config, out / "runs" / tag / method, progress=progress)
