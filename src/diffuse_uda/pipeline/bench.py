@@ -104,7 +104,8 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
     lower = by_method.get(LOWER, {}).get("dice_mean", (math.nan,))[0]
     upper = by_method.get(UPPER, {}).get("dice_mean", (math.nan,))[0]
     for r in rows:
-        r["gap_closed"] = gap_closed(r["dice_mean"][0], lower, upper)
+        # The fraction of the gap is meaningless when the oracle is not above the lower bound.
+        r["gap_closed"] = gap_closed(r["dice_mean"][0], lower, upper) if upper > lower else math.nan
     # Paired significance: best vs second-best non-oracle method, Wilcoxon over test cases.
     ranked = sorted((r for r in rows if not r["oracle"]), key=lambda r: -r["dice_mean"][0])
     significance = None
@@ -113,8 +114,11 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
         p = wilcoxon_paired(_case_scores(runs[a], classes), _case_scores(runs[b], classes))
         significance = {"best": a, "second": b, "p_value": p}
 
-    def fmt(ms: tuple[float, float], scale: float = 1.0, d: int = 1) -> str:
-        return "n/a" if math.isnan(ms[0]) else f"{ms[0] * scale:.{d}f} ± {ms[1] * scale:.{d}f}"
+    def fmt(ms: tuple[float, float], scale: float = 1.0, d: int = 1, seeds: int = 2) -> str:
+        if math.isnan(ms[0]):
+            return "n/a"
+        # One seed has no spread to show.
+        return f"{ms[0] * scale:.{d}f}" if seeds < 2 else f"{ms[0] * scale:.{d}f} ± {ms[1] * scale:.{d}f}"
 
     headers = ["Method", *[f"Dice {c}" for c in classes], "Dice mean", "HD95 mean (mm)", "ASSD mean (mm)",
                "gap closed", "train s", "peak RSS MB", "seeds"]
@@ -122,12 +126,15 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
     for r in rows:
         name = f"{r['method']} (oracle, upper bound)" if r["oracle"] else r["method"]
         gap = "n/a" if math.isnan(r["gap_closed"]) else f"{100 * r['gap_closed']:.0f}%"
-        table.append([name, *[fmt(r[f"dice_{c}"], 100) for c in classes], fmt(r["dice_mean"], 100),
-                      fmt(r["hd95_mean"]), fmt(r["assd_mean"]), gap, fmt(r["train_seconds"], d=0),
-                      f"{r['peak_rss_mb']:.0f}", r["seeds"]])
+        n = r["seeds"]
+        table.append([name, *[fmt(r[f"dice_{c}"], 100, seeds=n) for c in classes], fmt(r["dice_mean"], 100, seeds=n),
+                      fmt(r["hd95_mean"], seeds=n), fmt(r["assd_mean"], seeds=n), gap,
+                      fmt(r["train_seconds"], d=0, seeds=n), f"{r['peak_rss_mb']:.0f}", n])
     md = [f"# bench: {task.name}", "",
           "Target-test Dice (%) per class, mean ± std over seeds (each seed: mean over test cases). "
-          "Gap closed = (method - source-only) / (oracle - source-only).", "",
+          "Gap closed = (method - source-only) / (oracle - source-only); n/a when the oracle is not above "
+          "source-only. Peak RSS: maximum resident memory of the bench process by the end of the run "
+          "(the process runs methods in sequence, so it is an upper bound for the run).", "",
           "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     md += ["| " + " | ".join(str(x) for x in row) + " |" for row in table]
     if significance:
