@@ -11,8 +11,9 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 $BIN/diffuse-uda import mscmrseg "$SHARED/mscmrseg" --out data
 $BIN/diffuse-uda import polyp "$SHARED/polyp" --out data
 
-# Issues 2 + 3: every stage-1 method next to the bounds, quick profile (2D 64 px, 2000 steps), seed 0;
-# then the two bounds with 3 seeds (their seed-0 runs are linked, not retrained).
+# Issues 2 + 3, quick profile (2D 64 px, 2000 steps). Finished runs are always reused (linked), never
+# retrained: (1) every stage-1 method, seed 0; (2) the bounds with 3 seeds (bench/NAME-bounds);
+# (3) ascplus, fda and pseudo-label with 3 seeds; (4) one table over all runs.
 for t in mscmr:mscmr-bssfp2lge polyp:polyp-kvasir2cvc; do
   name=${t%%:*}; task=${t##*:}
   $BIN/diffuse-uda bench -t "$task" --seeds 1 -o "bench/$name"
@@ -20,7 +21,17 @@ for t in mscmr:mscmr-bssfp2lge polyp:polyp-kvasir2cvc; do
     mkdir -p "bench/$name-bounds/$m"; ln -sfn "$PWD/bench/$name/$m/seed0" "bench/$name-bounds/$m/seed0"
   done
   $BIN/diffuse-uda bench -t "$task" --methods source-only,target-supervised --seeds 3 -o "bench/$name-bounds"
+  for m in source-only target-supervised; do
+    for s in 1 2; do ln -sfn "$PWD/bench/$name-bounds/$m/seed$s" "bench/$name/$m/seed$s"; done
+  done
+  $BIN/diffuse-uda bench -t "$task" --methods source-only,target-supervised,ascplus,fda,pseudo-label --seeds 3 \
+      -o "bench/$name"
+  $BIN/python benchmarks/collect_bench.py "bench/$name" "$task" --data-root data \
+      --methods source-only,target-supervised,fda,pseudo-label,mean-teacher,cutmix,asc,ascplus
 done
+# Polyp diagnosis: ascplus without the adaptive beta.
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ascplus --seeds 1 -o bench/polyp-diag-fixedbeta \
+    --set method.adaptive_beta=false
 
 # ASCPlus ablation (paper Table 4), seed 0. M1 (= source-only) and M7 (= ascplus) are the main
 # bench's seed-0 runs, linked rather than retrained.
@@ -28,13 +39,15 @@ mkdir -p bench/mscmr-ablation/ascplus-M1 bench/mscmr-ablation/ascplus-M7
 ln -sfn "$PWD/bench/mscmr/source-only/seed0" bench/mscmr-ablation/ascplus-M1/seed0
 ln -sfn "$PWD/bench/mscmr/ascplus/seed0" bench/mscmr-ablation/ascplus-M7/seed0
 $BIN/diffuse-uda bench -t mscmr-bssfp2lge --seeds 1 -o bench/mscmr-ablation \
+    --methods ascplus-M2,ascplus-M3,ascplus-M4,ascplus-M5,ascplus-M6
+$BIN/python benchmarks/collect_bench.py bench/mscmr-ablation mscmr-bssfp2lge --data-root data \
     --methods ascplus-M1,ascplus-M2,ascplus-M3,ascplus-M4,ascplus-M5,ascplus-M6,ascplus-M7
 
 # Pseudo-label quality (ascplus and pseudo-label, seed 0), scored after training against the target
 # *training* labels by the evaluation module.
 for t in mscmr:Dataset502_MSCMR_LGE polyp:Dataset512_CVCClinicDB; do
   name=${t%%:*}; ds=${t##*:}
-  for m in ascplus pseudo-label; do
+  for m in ascplus pseudo-label source-only; do
     run=bench/$name/$m/seed0
     $BIN/diffuse-uda pseudolabel --run "$run" -o "$run/pseudolabels"
     $BIN/diffuse-uda evaluate -p "$run/pseudolabels/labelsTr" -r "data/$ds" --split Tr -o "$run/pseudolabel_quality"
