@@ -61,9 +61,9 @@ def run_bench(task: Task, methods: Sequence[str], seeds: int | Sequence[int], ou
     return write_bench_table(task, runs, out_dir)
 
 
-def _seed_means(run_dir: Path, classes: list[str], metric: str) -> dict[str, float]:
-    """Per class (and 'mean') average over cases of one run."""
-    per_case = load_per_case(run_dir / EVALUATION / "per_case.csv")
+def _seed_means(per_case: dict[str, dict[str, dict[str, float]]], classes: list[str],
+                metric: str) -> dict[str, float]:
+    """Per class (and 'mean') average over the cases of one run's per_case.csv."""
     out: dict[str, float] = {}
     for c in classes:
         vals = [v[c][metric] for v in per_case.values() if c in v and not math.isnan(v[c][metric])]
@@ -93,8 +93,9 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
         manifests = [json.loads((r / RUN_MANIFEST).read_text()) for r in seed_runs.values()]
         row: dict[str, Any] = {"method": entry, "oracle": any(m.get("oracle") for m in manifests),
                                "seeds": len(seed_runs)}
+        per_case = [load_per_case(r / EVALUATION / "per_case.csv") for r in seed_runs.values()]
         for metric in ("dice", "hd95", "assd"):
-            per_seed = [_seed_means(r, classes, metric) for r in seed_runs.values()]
+            per_seed = [_seed_means(pc, classes, metric) for pc in per_case]
             for c in [*classes, "mean"]:
                 row[f"{metric}_{c}"] = mean_std([s[c] for s in per_seed])
         row["train_seconds"] = mean_std([m.get("train_seconds", math.nan) for m in manifests])

@@ -50,8 +50,8 @@ def write_pseudolabels(run: Path, out_dir: Path, dataset: Path | None = None, th
     for case_id in tqdm(cases, desc=f"pseudo-label {dataset.name}", disable=not progress, leave=False):
         lab_out = label_path(out_dir, "Tr", case_id)
         conf_out = out_dir / CONFIDENCE_DIR / f"{case_id}.nii.gz"
-        case = prepare_case(dataset, "Tr", case_id, cfg, info.num_channels, labels=None)
         if not (lab_out.is_file() and conf_out.is_file()):
+            case = prepare_case(dataset, "Tr", case_id, cfg, info.num_channels, labels=None)
             probs = predict_probabilities(bundle.network, case.image, cfg.spatial_dims, dev)
             restored = restore_probabilities(probs.float(), case.original_shape, cfg)
             conf, lab = restored.max(0)

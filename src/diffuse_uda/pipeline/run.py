@@ -13,6 +13,7 @@ skipped when complete; interrupted stages resume (see :mod:`diffuse_uda.pipeline
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,7 +79,6 @@ def diffusion_config(profile: str, spatial_dims: int, overrides: dict[str, Any],
     factory = {"smoke": DiffusionConfig.smoke, "quick": DiffusionConfig.quick, "paper": DiffusionConfig.paper}
     base = factory[profile](spatial_dims).to_dict()
     base.update(overrides)
-    base.setdefault("seed", seed)
     if "seed" not in overrides:
         base["seed"] = seed
     return DiffusionConfig.from_dict(base).validate()
@@ -131,6 +131,7 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     pseudo = run_stage("pseudo-labels", out / "2_pseudolabels", {}, [stage1 / "model.pt"], config.seed,
                        lambda d: write_pseudolabels(stage1, d, progress=progress))
 
+    @functools.cache  # shared by the generator and synthesis stages when both run in this process
     def labelled_samples() -> tuple[list, list]:
         src = prepare_split(task.source_dir, "Tr", task.preprocessing, True, cache, progress, task.labels)
         tgt = prepare_split(pseudo, "Tr", task.preprocessing, True, cache, progress, task.labels)

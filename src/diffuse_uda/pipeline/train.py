@@ -6,6 +6,7 @@ Run folder contents: ``model.pt`` (bundle), ``checkpoint_last.pt`` (resume), ``t
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import time
@@ -89,11 +90,9 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
     """Train (or resume) ``method_name`` on ``task``; returns the run folder. Skips a finished run."""
     out_dir = Path(out_dir)
     manifest_path = out_dir / RUN_MANIFEST
-    if (out_dir / BUNDLE_NAME).is_file() and manifest_path.is_file():
-        import json
-
-        if json.loads(manifest_path.read_text()).get("status") == "complete":
-            return out_dir
+    if ((out_dir / BUNDLE_NAME).is_file() and manifest_path.is_file()
+            and json.loads(manifest_path.read_text()).get("status") == "complete"):
+        return out_dir
     task = task.with_preprocessing(config.preprocessing)
     task.check()
     method = create_method(method_name, config.method)

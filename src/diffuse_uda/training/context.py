@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -55,7 +55,6 @@ class TrainContext:
     step: int = 0
     total_steps: int = 1
     epoch_length: int = 1
-    log: dict[str, float] = field(default_factory=dict)
 
     @property
     def use_amp(self) -> bool:
@@ -69,9 +68,6 @@ class TrainContext:
     def new_segmenter(self) -> nn.Module:
         return build_segmenter(self.spatial_dims, self.in_channels, self.num_classes,
                                self.config.network).to(self.device)
-
-    def uniform(self, low: float, high: float) -> float:
-        return float(low + (high - low) * torch.rand((), generator=self.cpu_generator))
 
     @contextlib.contextmanager
     def eval_mode(self, *networks: nn.Module) -> Iterator[None]:
