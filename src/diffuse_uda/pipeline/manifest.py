@@ -46,16 +46,30 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _complete_for(folder: Path, config: dict[str, Any], checksums: dict[str, str]) -> bool:
+    previous = read_manifest(folder)
+    return bool(previous and previous.get("status") == "complete" and previous.get("config") == config
+                and previous.get("inputs") == checksums)
+
+
 def run_stage(name: str, folder: Path, config: dict[str, Any], inputs: Sequence[Path], seed: int,
-              fn: Callable[[Path], Any], log: Callable[[str], None] = print) -> Path:
-    """Run ``fn(folder)`` unless the stage is complete for this config and these inputs."""
+              fn: Callable[[Path], Any], log: Callable[[str], None] = print,
+              shared: Sequence[Path] = ()) -> Path:
+    """Run ``fn(folder)`` unless the stage is complete for this config and these inputs.
+
+    ``shared``: the same stage's folders in other runs (e.g. the rows of an ablation). One that is
+    complete for exactly this config and these inputs is returned instead of recomputing it; it
+    is only read, never written.
+    """
     folder = Path(folder)
     checksums = fingerprint(inputs)
-    previous = read_manifest(folder)
-    if (previous and previous.get("status") == "complete" and previous.get("config") == config
-            and previous.get("inputs") == checksums):
+    if _complete_for(folder, config, checksums):
         log(f"[{name}] complete, skipped ({folder})")
         return folder
+    for other in shared:
+        if Path(other).resolve() != folder.resolve() and _complete_for(Path(other), config, checksums):
+            log(f"[{name}] identical stage complete in {other}, reused")
+            return Path(other)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = {"stage": name, "status": "running", "config": config, "inputs": checksums, "seed": seed,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S")}

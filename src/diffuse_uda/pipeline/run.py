@@ -23,19 +23,25 @@ import numpy as np
 import torch.nn.functional as F
 from pydantic import Field
 
-from diffuse_uda.config import StrictModel, build_run_config
+from diffuse_uda.config import RunConfig, StrictModel, build_run_config
 from diffuse_uda.data.dataset_json import load_dataset_json
+from diffuse_uda.data.io import atomic_write_json
 from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.diffusion.config import DiffusionConfig
 from diffuse_uda.diffusion.synthesize import synthesize_dataset
 from diffuse_uda.diffusion.trainer import PairSample, train_diffusion
+from diffuse_uda.errors import ConfigError
 from diffuse_uda.pipeline.experiment import evaluate_run
 from diffuse_uda.pipeline.manifest import read_manifest, run_stage
 from diffuse_uda.pipeline.pseudolabel import write_pseudolabels
-from diffuse_uda.pipeline.train import default_cache_dir, train_method
+from diffuse_uda.pipeline.train import RUN_MANIFEST, default_cache_dir, train_method
 from diffuse_uda.report.run_report import write_comparison_report
+from diffuse_uda.training.bundle import BUNDLE_NAME
 from diffuse_uda.training.trainer import resolve_device
+
+PIPELINE_MANIFEST = "pipeline.json"  # per-stage wall times and the total, written when every stage is done
+STAGE3 = "5_ascplus_synth"
 
 
 class SynthesisOptions(StrictModel):
@@ -59,6 +65,12 @@ class PipelineConfig(StrictModel):
     # Fraction of cases used for the generator and its masks (Table 3: M1-M5 use half).
     training_fraction: float = Field(1.0, gt=0.0, le=1.0)
     synthesis: SynthesisOptions = Field(default_factory=SynthesisOptions)
+    # A finished ``ascplus`` run folder (e.g. from ``bench``) to use as stage 1 instead of training
+    # it again; it must have been trained with exactly this pipeline's segmentation settings.
+    stage1_run: str | None = None
+    # Other pipeline run folders whose identical, complete stages may be reused (ablation rows
+    # share their stage 1, pseudo-labels and, where the settings agree, the generator).
+    share_stages_with: list[str] = Field(default_factory=list)
 
 
 # The paper's Table 3 (generation ablation), as pipeline option presets. Our reading of its
@@ -107,6 +119,34 @@ def _samples(cases: list, spatial_dims: int, size: tuple[int, ...]) -> list[tupl
     return out
 
 
+def reusable_stage1(run_dir: Path, seg_cfg: RunConfig) -> Path:
+    """Check that ``run_dir`` is a complete ascplus run trained with ``seg_cfg``; return it."""
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / RUN_MANIFEST
+    if not manifest_path.is_file() or not (run_dir / BUNDLE_NAME).is_file():
+        raise ConfigError(f"{run_dir}: stage1_run is not a finished run (no {RUN_MANIFEST} / {BUNDLE_NAME})")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("status") != "complete" or manifest.get("method") != "ascplus":
+        raise ConfigError(f"{run_dir}: stage1_run must be a complete ascplus run, found method "
+                          f"{manifest.get('method')!r} with status {manifest.get('status')!r}")
+    if manifest.get("config") != seg_cfg.model_dump(mode="json"):
+        raise ConfigError(f"{run_dir}: stage1_run was trained with other settings than this pipeline's "
+                          f"stage 1 (profile, seed or overrides differ)")
+    return run_dir
+
+
+def _seconds(folder: Path) -> float | None:
+    """Wall time of a stage: its stage manifest, or the run manifest of a reused training run."""
+    manifest = read_manifest(folder)
+    if manifest and "seconds" in manifest:
+        return float(manifest["seconds"])
+    run_manifest = Path(folder) / RUN_MANIFEST
+    if run_manifest.is_file():
+        info = json.loads(run_manifest.read_text())
+        return float(info.get("train_seconds", 0.0)) + float(info.get("preprocessing_seconds", 0.0))
+    return None
+
+
 def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, progress: bool = True,
                  extra_runs: Sequence[Path] = (), report_dir: Path | None = None) -> Path:
     """Run (or resume) every stage; returns the report path. ``extra_runs`` (evaluated run folders of
@@ -124,12 +164,21 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     cache = default_cache_dir()
     seg_json = seg_cfg.model_dump(mode="json")
 
-    stage1 = run_stage("stage 1: ascplus", out / "1_ascplus", {"segmentation": seg_json},
-                       [task.source_dir / "dataset.json", task.target_dir / "dataset.json"], config.seed,
-                       lambda d: train_method(task, "ascplus", seg_cfg, d, progress=progress,
-                                              display_name="ascplus (stage 1)"))
+    shared = [Path(p) for p in config.share_stages_with]
+
+    def others(stage: str) -> list[Path]:
+        return [p / stage for p in shared]
+
+    if config.stage1_run is not None:
+        stage1 = reusable_stage1(Path(config.stage1_run), seg_cfg)
+        print(f"[stage 1: ascplus] reusing {stage1}")
+    else:
+        stage1 = run_stage("stage 1: ascplus", out / "1_ascplus", {"segmentation": seg_json},
+                           [task.source_dir / "dataset.json", task.target_dir / "dataset.json"], config.seed,
+                           lambda d: train_method(task, "ascplus", seg_cfg, d, progress=progress,
+                                                  display_name="ascplus (stage 1)"), shared=others("1_ascplus"))
     pseudo = run_stage("pseudo-labels", out / "2_pseudolabels", {}, [stage1 / "model.pt"], config.seed,
-                       lambda d: write_pseudolabels(stage1, d, progress=progress))
+                       lambda d: write_pseudolabels(stage1, d, progress=progress), shared=others("2_pseudolabels"))
 
     @functools.cache  # shared by the generator and synthesis stages when both run in this process
     def labelled_samples() -> tuple[list, list]:
@@ -149,7 +198,8 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     generator = run_stage("diffusion training", out / "3_diffusion",
                           {"diffusion": dcfg.to_dict(), "domains": config.diffusion_domains,
                            "training_fraction": config.training_fraction},
-                          [pseudo / "dataset.json", task.source_dir / "dataset.json"], config.seed, train_generator)
+                          [pseudo / "dataset.json", task.source_dir / "dataset.json"], config.seed, train_generator,
+                          shared=others("3_diffusion"))
 
     def synthesize(folder: Path) -> dict[str, Any]:
         src, tgt = labelled_samples()
@@ -165,16 +215,22 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
 
     synthetic = run_stage("synthesis", out / "4_synthetic", {"synthesis": config.synthesis.model_dump(mode="json"),
                                                              "training_fraction": config.training_fraction},
-                          [generator / "diffusion_last.pt", pseudo / "dataset.json"], config.seed, synthesize)
-    stage3 = run_stage("stage 3: ascplus on source + synthetic", out / "5_ascplus_synth", {"segmentation": seg_json},
+                          [generator / "diffusion_last.pt", pseudo / "dataset.json"], config.seed, synthesize,
+                          shared=others("4_synthetic"))
+    stage3 = run_stage("stage 3: ascplus on source + synthetic", out / STAGE3, {"segmentation": seg_json},
                        [synthetic / "dataset.json", task.source_dir / "dataset.json"], config.seed,
                        lambda d: train_method(task, "ascplus", seg_cfg, d, extra_labelled=[synthetic],
-                                              progress=progress, display_name="diffuse-uda"))
+                                              progress=progress, display_name="diffuse-uda"),
+                       shared=others(STAGE3))
     evaluated = [run for run in (stage1, stage3) if evaluate_run(run, task, progress) is not None]
-    timings = [(name, read_manifest(folder)) for name, folder in
+    timings = [(name, folder, _seconds(folder)) for name, folder in
                (("1 ascplus", stage1), ("2 pseudo-labels", pseudo), ("3 diffusion", generator),
                 ("4 synthesis", synthetic), ("5 ascplus + synthetic", stage3))]
-    timing_text = "  \n".join(f"{n}: {m.get('seconds', float('nan')):.0f} s" for n, m in timings if m)
+    atomic_write_json(out / PIPELINE_MANIFEST, {
+        "stages": [{"stage": n, "folder": str(f), "seconds": sec, "reused": f.parent != out} for n, f, sec in timings],
+        "total_seconds": sum(sec for _, _, sec in timings if sec is not None)})
+    timing_text = "  \n".join(f"{n}: {sec:.0f} s" + ("" if f.parent == out else f" (reused: {f})")
+                              for n, f, sec in timings if sec is not None)
     gallery = synthetic / "gallery.png"
     sections = [("Stage timings", timing_text),
                 ("Synthetic gallery", f"![gallery]({gallery.resolve()})  \n{read_manifest(synthetic).get('result')}")]

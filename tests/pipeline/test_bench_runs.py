@@ -1,0 +1,72 @@
+"""Composite bench entries: the Diffuse-UDA pipeline reuses the bench's ascplus run as stage 1 and
+its ablation rows share identical stages; HEAL reuses the bench's source-only model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from diffuse_uda.config import build_run_config
+from diffuse_uda.errors import ConfigError
+from diffuse_uda.pipeline.bench import run_bench
+from diffuse_uda.pipeline.bench_runs import is_composite
+from diffuse_uda.pipeline.manifest import read_manifest
+from diffuse_uda.pipeline.run import reusable_stage1
+
+SMOKE = {"training": {"iterations": 2, "device": "cpu"}}
+
+
+def test_entry_names() -> None:
+    assert is_composite("diffuse-uda") and is_composite("diffuse-uda-M3") and is_composite("heal-HD")
+    assert not is_composite("diffuse-uda-M9") and not is_composite("ascplus")
+
+
+def test_pipeline_rows_reuse_stage1_and_share_stages(tiny_task, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    out = run_bench(tiny_task, ["ascplus", "diffuse-uda-M2", "diffuse-uda-M3"], 1, tmp_path / "bench",
+                    profile="smoke", overrides=SMOKE, progress=False)
+    bench = out
+    ascplus = bench / "ascplus" / "seed0"
+    m2, m3 = bench / "diffuse-uda-M2" / "seed0", bench / "diffuse-uda-M3" / "seed0"
+    # Stage 1 is the bench's ascplus run: not retrained inside the pipeline folders.
+    assert not (m2 / "1_ascplus").exists() and not (m3 / "1_ascplus").exists()
+    for row in (m2, m3):
+        stages = json.loads((row / "pipeline.json").read_text())["stages"]
+        assert stages[0]["folder"] == str(ascplus) and stages[0]["reused"]
+    # M3 differs from M2 only in the synthesis masks: pseudo-labels and the generator are M2's.
+    assert not (m3 / "3_diffusion").exists() and not (m3 / "2_pseudolabels").exists()
+    assert read_manifest(m3 / "4_synthetic")["config"]["synthesis"]["masks"] == "both"
+    assert read_manifest(m2 / "4_synthetic")["config"]["synthesis"]["masks"] == "source"
+    rows = {r["method"]: r for r in json.loads((out / "bench.json").read_text())["rows"]}
+    total = json.loads((m2 / "pipeline.json").read_text())["total_seconds"]
+    assert rows["diffuse-uda-M2"]["train_seconds"][0] == pytest.approx(total)
+
+
+def test_stage1_run_must_match_the_pipeline_settings(tiny_task, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    run_bench(tiny_task, ["ascplus", "source-only"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
+              progress=False)
+    cfg = build_run_config("smoke", 2, {**SMOKE, "training": {**SMOKE["training"], "seed": 0}})
+    assert reusable_stage1(tmp_path / "bench" / "ascplus" / "seed0", cfg)
+    with pytest.raises(ConfigError, match="other settings"):
+        reusable_stage1(tmp_path / "bench" / "ascplus" / "seed0",
+                        build_run_config("smoke", 2, {"training": {"iterations": 3, "device": "cpu"}}))
+    with pytest.raises(ConfigError, match="complete ascplus"):
+        reusable_stage1(tmp_path / "bench" / "source-only" / "seed0", cfg)
+
+
+def test_heal_rows_reuse_the_source_model_and_one_generator(tiny_task, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    out = run_bench(tiny_task, ["source-only", "heal-HD", "heal"], 1, tmp_path / "bench", profile="smoke",
+                    overrides=SMOKE, progress=False)
+    source = out / "source-only" / "seed0"
+    for entry in ("heal-HD", "heal"):
+        manifest = json.loads((out / entry / "seed0" / "run.json").read_text())
+        assert manifest["status"] == "complete" and manifest["source_segmenter"] == str(source)
+        assert (out / entry / "seed0" / "evaluation" / "per_case.csv").is_file()
+    assert json.loads((out / "heal-HD" / "seed0" / "run.json").read_text())["generator_seconds"] == 0.0
+    assert (out / "heal-source-generator" / "seed0" / "diffusion_last.pt").is_file()
+    assert [r["method"] for r in json.loads((out / "bench.json").read_text())["rows"]] == \
+        ["source-only", "heal-HD", "heal"]
