@@ -54,8 +54,14 @@ def segmenter_from_spec(spec: dict[str, Any]) -> nn.Module:
 
 @torch.no_grad()
 def encoder_features(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Bottleneck features of a SegResNet, globally pooled to (B, F) (for t-SNE plots)."""
+    """Bottleneck features globally pooled to (B, F) (for t-SNE plots): of a SegResNet, or the
+    mean over the members of a snapshot ensemble of SegResNets."""
+    from diffuse_uda.networks.ensemble import SnapshotEnsemble
+
+    if isinstance(network, SnapshotEnsemble):
+        return torch.stack([encoder_features(m, images) for m in network.members]).mean(0)
     if not isinstance(network, SegResNet):
-        raise TypeError("encoder_features supports SegResNet only")
+        raise TypeError(f"encoder_features supports SegResNet (or an ensemble of them), not "
+                        f"{type(network).__name__}")
     x, _ = network.encode(images)
     return x.flatten(2).mean(-1)

@@ -23,9 +23,7 @@ from diffuse_uda.config import _deep_update, build_run_config
 from diffuse_uda.data.io import atomic_write_json
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import ConfigError
-from diffuse_uda.evaluation.evaluate import evaluate_predictions
-from diffuse_uda.evaluation.reference import ReferenceLabels
-from diffuse_uda.pipeline.experiment import EVALUATION, PREDICTIONS, run_experiment
+from diffuse_uda.pipeline.experiment import EVALUATION, PREDICTIONS, run_experiment, score_test_predictions
 from diffuse_uda.pipeline.manifest import read_manifest, run_stage
 from diffuse_uda.pipeline.run import (
     GENERATION_ABLATION,
@@ -121,8 +119,7 @@ def _run_heal(task: Task, entry: str, seed: int, out_dir: Path, profile: str, ov
     predictions = adapt_source_free(segmenter, checkpoint, task.target_dir, folder / PREDICTIONS, split="Ts",
                                     config=config, device=seg_cfg.training.device, progress=progress)
     adapt_seconds = time.perf_counter() - t0
-    evaluate_predictions(predictions, ReferenceLabels(task.target_dir, split="Ts"), folder / EVALUATION,
-                         progress=progress)
+    score_test_predictions(predictions, task, folder, progress)
     # "train s" of a HEAL row: the source-site generator plus the (learning-free) adaptation.
     manifest.update(status="complete", adapt_seconds=adapt_seconds, generator_seconds=generator_seconds,
                     train_seconds=adapt_seconds + generator_seconds, peak_rss_mb=peak_rss_mb())

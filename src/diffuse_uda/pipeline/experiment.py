@@ -32,7 +32,13 @@ def evaluate_run(run_dir: Path, task: Task, progress: bool = True) -> Evaluation
     if not has_split(task.target_dir, "Ts"):
         return None
     preds = predict_dataset(run_dir, task.target_dir, run_dir / PREDICTIONS, split="Ts", progress=progress)
-    return evaluate_predictions(preds, ReferenceLabels(task.target_dir, split="Ts"), run_dir / EVALUATION,
+    return score_test_predictions(preds, task, run_dir, progress)
+
+
+def score_test_predictions(predictions: Path, task: Task, run_dir: Path, progress: bool = True) -> EvaluationSummary:
+    """Score finished target-test predictions into ``run_dir/evaluation`` (also used by methods that
+    predict without a model bundle, such as HEAL)."""
+    return evaluate_predictions(predictions, ReferenceLabels(task.target_dir, split="Ts"), run_dir / EVALUATION,
                                 progress=progress)
 
 

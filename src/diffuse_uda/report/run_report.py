@@ -17,7 +17,8 @@ from diffuse_uda.errors import DataError
 from diffuse_uda.evaluation.evaluate import EvaluationSummary, load_summary
 from diffuse_uda.evaluation.reference import ReferenceLabels
 from diffuse_uda.pipeline.experiment import EVALUATION, PREDICTIONS
-from diffuse_uda.pipeline.train import RUN_MANIFEST
+from diffuse_uda.pipeline.train import RUN_MANIFEST, default_cache_dir
+from diffuse_uda.report.feature_embedding import embed_domains, plot_domain_embeddings
 from diffuse_uda.report.plots import pick_slice, plot_class_bars, plot_overlay_montage, plot_training_curves
 from diffuse_uda.report.report import MarkdownReport, add_results_tables
 from diffuse_uda.training.trainer import LOG_NAME
@@ -40,8 +41,10 @@ def _display_slice(image: np.ndarray, z: int) -> np.ndarray:
 
 
 def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | None = None,
-                            max_overlay_cases: int = 2, extra_sections: Sequence[tuple[str, str]] = ()) -> Path:
-    """``report.md`` in ``out_dir`` comparing evaluated runs of one task."""
+                            max_overlay_cases: int = 2, extra_sections: Sequence[tuple[str, str]] = (),
+                            feature_embedding: bool = True) -> Path:
+    """``report.md`` in ``out_dir`` comparing evaluated runs of one task (``feature_embedding``: add
+    the t-SNE of source vs target encoder features per model)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     entries: list[tuple[str, Path, dict[str, Any], EvaluationSummary]] = []
@@ -94,6 +97,15 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
         report.heading("Target test overlays")
         report.image(plot_overlay_montage(rows, task.labels, out_dir / "overlays.png"),
                      "Image / reference / prediction on held-out target test cases.")
+    if feature_embedding:
+        embeddings = embed_domains({label: run for label, run, _, _ in entries}, task.source_dir, task.target_dir,
+                                   cache_dir=default_cache_dir())
+        if embeddings:
+            report.heading("Encoder features: source vs target")
+            report.image(plot_domain_embeddings(embeddings, out_dir / "feature_tsne.png"),
+                         "t-SNE of pooled encoder features of source and target training images (no labels "
+                         "read), one panel per model; the number is the leave-one-out 5-NN accuracy of telling "
+                         "the domains apart in feature space (50 % = aligned).")
     report.heading("Training curves")
     for label, run, _, _ in entries:
         log = run / LOG_NAME
