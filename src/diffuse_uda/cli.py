@@ -236,7 +236,8 @@ def run_cmd(
     """The Diffuse-UDA pipeline: ASCPlus -> pseudo-labels -> diffusion training -> synthesis ->
     ASCPlus on source + synthetic -> predictions -> evaluation -> report. Overrides: sections
     segmentation.* (network/training/method of stages 1 and 3), diffusion.*, synthesis.*,
-    diffusion_domains, training_fraction."""
+    diffusion_domains, training_fraction, stage1_run=RUN (use a finished ascplus run with the same
+    settings as stage 1), share_stages_with=[RUN,...] (reuse identical finished stages of other runs)."""
     from diffuse_uda.config import _deep_update, parse_overrides
     from diffuse_uda.data.task import load_task
     from diffuse_uda.errors import ConfigError
