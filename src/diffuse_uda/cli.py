@@ -259,7 +259,11 @@ def run_cmd(
 @app.command("bench")
 def bench_cmd(
     task: Annotated[str, typer.Option("--task", "-t", help="Shipped task name or task YAML path.")],
-    methods: Annotated[str, typer.Option(help="Comma-separated methods, or ascplus-M1..M7 ablation rows.")] = (
+    methods: Annotated[str, typer.Option(help="Comma-separated methods; also ablation rows ascplus-M1..M7, "
+                                                       "diffuse-uda-M1..M6, heal-HD, heal-HD-EGS, ad-no-SVDA, "
+                                                       "ad-no-diffusion, ad-no-DRS, ad-no-RS, glua-no-style-transfer, "
+                                                       "glua-no-local-alignment, glua-no-output-adversary; and the "
+                                                       "pipeline `diffuse-uda`.")] = (
         "source-only,target-supervised,fda,pseudo-label,mean-teacher,cutmix,asc,ascplus"),
     seeds: Annotated[int, typer.Option(help="Number of seeds (0..N-1).")] = 3,
     out: Annotated[Path, typer.Option("--out", "-o", help="Bench folder (resumes finished runs).")] = Path("bench"),

@@ -34,14 +34,31 @@ from diffuse_uda.pipeline.train import RUN_MANIFEST
 LOWER, UPPER = "source-only", "target-supervised"
 
 
+# Component ablations of the comparators, as bench entries (one row = the method without one part).
+COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
+    "ad-no-SVDA": ("ad", {"svda": False}),
+    "ad-no-diffusion": ("ad", {"diffusion": False}),
+    "ad-no-DRS": ("ad", {"drs": False}),
+    "ad-no-RS": ("ad", {"rs": False}),
+    "glua-no-style-transfer": ("glua", {"style_transfer": False}),
+    "glua-no-local-alignment": ("glua", {"local_alignment": False}),
+    "glua-no-output-adversary": ("glua", {"output_adversarial": False}),
+}
+
+
 def resolve_method(entry: str) -> tuple[str, dict[str, Any]]:
-    """``name`` -> (name, {}); ``ascplus-M3`` -> the Table-4 preset."""
+    """``name`` -> (name, {}); ``ascplus-M3`` -> the Table-4 preset; ``ad-no-DRS`` etc. -> a component
+    ablation of a comparator."""
     if entry.startswith("ascplus-") and entry.split("-", 1)[1] in ASCPLUS_ABLATION:
         method, options = ASCPLUS_ABLATION[entry.split("-", 1)[1]]
         return method, dict(options)
+    if entry in COMPONENT_ABLATION:
+        method, options = COMPONENT_ABLATION[entry]
+        return method, dict(options)
     if entry not in available_methods():
         raise ConfigError(f"unknown method {entry!r}; available: {', '.join(available_methods())}, "
-                          f"ascplus-M1..M7, diffuse-uda, diffuse-uda-M1..M6, heal, heal-HD, heal-HD-EGS")
+                          f"ascplus-M1..M7, diffuse-uda, diffuse-uda-M1..M6, heal, heal-HD, heal-HD-EGS, "
+                          f"{', '.join(COMPONENT_ABLATION)}")
     return entry, {}
 
 
