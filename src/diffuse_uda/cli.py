@@ -256,6 +256,41 @@ def run_cmd(
     typer.echo(f"report: {run_pipeline(t, out, config)}")
 
 
+@app.command("synthesize")
+def synthesize_cmd(
+    run: Annotated[Path, typer.Option("--run", help="Pipeline run folder (from `diffuse-uda run`) with a trained "
+                                                    "generator.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic dataset folder (imagesTr, labelsTr, "
+                                                          "dataset.json, gallery.png).")],
+    masks: Annotated[str, typer.Option(help="Conditioning masks: source (labels), target (pseudo-labels) "
+                                            "or both.")] = "both",
+    deform: Annotated[bool, typer.Option("--deform/--no-deform", help="Deform each mask (affine + elastic) "
+                                                                      "before sampling.")] = True,
+    times: Annotated[int, typer.Option(help="Synthetic pairs per mask (scale-up factor).")] = 1,
+    sampler: Annotated[str, typer.Option(help="ddim (fast) or ddpm (all training steps, the paper).")] = "ddim",
+    steps: Annotated[int, typer.Option(help="DDIM reverse steps (ignored by ddpm).")] = 25,
+    batch_size: Annotated[int, typer.Option(help="Images sampled together.")] = 16,
+    shard: Annotated[str, typer.Option(help="i/n: this process makes every n-th item starting at i; run the "
+                                            "n shards anywhere, into the same --out.")] = "0/1",
+    seed: Annotated[int, typer.Option(help="Seed of the noise and deformations (per item, so sharding does "
+                                           "not change results).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+) -> None:
+    """Sample a labelled synthetic dataset in the target's appearance from a run's generator: K images
+    per conditioning mask, written in the canonical layout with its provenance in dataset.json; files
+    already written are skipped, so an interrupted job resumes."""
+    from diffuse_uda.errors import ConfigError
+    from diffuse_uda.pipeline.run import SynthesisOptions, synthesize_from_run
+
+    try:
+        shard_i, shard_n = (int(x) for x in shard.split("/"))
+        options = SynthesisOptions(masks=masks, deform=deform, times=times, sampler=sampler, steps=steps,
+                                   batch_size=batch_size)
+    except ValueError as exc:
+        raise ConfigError(f"invalid synthesis settings (shard {shard!r}): {exc}") from exc
+    synthesize_from_run(run, out, options, seed=seed, shard=(shard_i, shard_n), device=device)
+
+
 @app.command("bench")
 def bench_cmd(
     task: Annotated[str, typer.Option("--task", "-t", help="Shipped task name or task YAML path.")],

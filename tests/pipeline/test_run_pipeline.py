@@ -12,9 +12,11 @@ from pathlib import Path
 
 import nibabel as nib
 import pytest
+from typer.testing import CliRunner
 
+from diffuse_uda.cli import app
 from diffuse_uda.pipeline.manifest import read_manifest
-from diffuse_uda.pipeline.run import PipelineConfig, run_pipeline
+from diffuse_uda.pipeline.run import PipelineConfig, SynthesisOptions, run_pipeline, synthesize_from_run
 
 STAGES = ["1_ascplus", "2_pseudolabels", "3_diffusion", "4_synthetic", "5_ascplus_synth"]
 
@@ -49,6 +51,23 @@ def test_pipeline_runs_every_stage_and_skips_when_complete(tiny_task, tmp_path: 
     before = {s: read_manifest(tmp_path / "run" / s)["started"] for s in STAGES}
     run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
     assert before == {s: read_manifest(tmp_path / "run" / s)["started"] for s in STAGES}
+
+    # `diffuse-uda synthesize` from the finished run: two shards into one folder = one unsharded job.
+    whole = tmp_path / "syn_whole"
+    result = CliRunner().invoke(app, ["synthesize", "--run", str(tmp_path / "run"), "--out", str(whole),
+                                      "--masks", "target", "--times", "2", "--steps", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    for i in (0, 1):
+        synthesize_from_run(tmp_path / "run", tmp_path / "syn_shards",
+                            SynthesisOptions(masks="target", times=2, steps=2), shard=(i, 2), device="cpu",
+                            progress=False)
+    files = sorted(p.relative_to(whole) for p in (whole / "imagesTr").iterdir())
+    assert files and files == sorted(p.relative_to(tmp_path / "syn_shards")
+                                     for p in (tmp_path / "syn_shards" / "imagesTr").iterdir())
+    for f in files:
+        assert (nib.load(whole / f).get_fdata() == nib.load(tmp_path / "syn_shards" / f).get_fdata()).all()
+    n_target = read_manifest(tmp_path / "run" / "3_diffusion")["result"]["n_target_pairs"]
+    assert json.loads((whole / "dataset.json").read_text())["numTraining"] == 2 * n_target
 
 
 @pytest.mark.slow

@@ -104,7 +104,7 @@ def _run_seconds(run_dir: Path, manifest: dict[str, Any]) -> float:
     """Training time of a run; for a Diffuse-UDA pipeline, the sum of all its stages."""
     pipeline = run_dir.parent / PIPELINE_MANIFEST
     if run_dir.name == STAGE3 and pipeline.is_file():
-        return float(json.loads(pipeline.read_text())["total_seconds"])
+        return float(json.loads(pipeline.read_text()).get("total_seconds", math.nan))
     return float(manifest.get("train_seconds", math.nan))
 
 

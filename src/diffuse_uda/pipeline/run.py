@@ -102,6 +102,28 @@ def _subset(cases: list, fraction: float) -> list:
     return sorted(cases, key=lambda c: c.case_id)[:n]
 
 
+def conditioning_samples(task: Task, pseudo_dir: Path, training_fraction: float, size: Sequence[int],
+                         cache: Path | None, progress: bool) -> tuple[list, list]:
+    """(source, target) samples for the generator and its conditioning masks: source image-label pairs
+    and target image-pseudo-label pairs (``pseudo_dir``), the first ``training_fraction`` of each."""
+    dims = task.preprocessing.spatial_dims
+    src = prepare_split(task.source_dir, "Tr", task.preprocessing, True, cache, progress, task.labels)
+    tgt = prepare_split(pseudo_dir, "Tr", task.preprocessing, True, cache, progress, task.labels)
+    src, tgt = _subset(src, training_fraction), _subset(tgt, training_fraction)
+    return _samples(src, dims, tuple(size)), _samples(tgt, dims, tuple(size))
+
+
+def _synthesize(task: Task, generator: Path, src: list, tgt: list, syn: SynthesisOptions, folder: Path, seed: int,
+                shard: tuple[int, int], device: Any, progress: bool) -> dict[str, Any]:
+    chosen = (src if syn.masks in ("source", "both") else []) + (tgt if syn.masks in ("target", "both") else [])
+    info = load_dataset_json(task.source_dir)
+    synthesize_dataset(generator / "diffusion_last.pt", [(sid, m) for sid, _, m in chosen], folder,
+                       task.labels, dict(info.channel_names), times=syn.times, deform=syn.deform, shard=shard,
+                       sampler=syn.sampler, steps=syn.steps, batch_size=syn.batch_size, seed=seed,
+                       device=device, reference_images=[(sid, img) for sid, img, _ in chosen], progress=progress)
+    return {"n_masks": len(chosen), "n_synthetic": len(chosen) * syn.times}
+
+
 def _samples(cases: list, spatial_dims: int, size: tuple[int, ...]) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(id, image (C,*S), mask (*S)) at the generator's resolution; only samples with foreground."""
     out = []
@@ -165,6 +187,14 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     seg_json = seg_cfg.model_dump(mode="json")
 
     shared = [Path(p) for p in config.share_stages_with]
+    record: dict[str, Any] = {"config": config.model_dump(mode="json"), "task": task.to_dict(), "stages": []}
+
+    def done(name: str, folder: Path) -> Path:
+        """Record where a stage's result lives (its own folder or a reused one) and how long it took."""
+        record["stages"].append({"stage": name, "folder": str(folder), "seconds": _seconds(folder),
+                                 "reused": folder.parent != out})
+        atomic_write_json(out / PIPELINE_MANIFEST, record)
+        return folder
 
     def others(stage: str) -> list[Path]:
         return [p / stage for p in shared]
@@ -172,20 +202,21 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     if config.stage1_run is not None:
         stage1 = reusable_stage1(Path(config.stage1_run), seg_cfg)
         print(f"[stage 1: ascplus] reusing {stage1}")
+        out.mkdir(parents=True, exist_ok=True)
     else:
         stage1 = run_stage("stage 1: ascplus", out / "1_ascplus", {"segmentation": seg_json},
                            [task.source_dir / "dataset.json", task.target_dir / "dataset.json"], config.seed,
                            lambda d: train_method(task, "ascplus", seg_cfg, d, progress=progress,
                                                   display_name="ascplus (stage 1)"), shared=others("1_ascplus"))
+    done("1 ascplus", stage1)
     pseudo = run_stage("pseudo-labels", out / "2_pseudolabels", {}, [stage1 / "model.pt"], config.seed,
                        lambda d: write_pseudolabels(stage1, d, progress=progress), shared=others("2_pseudolabels"))
 
+    done("2 pseudo-labels", pseudo)
+
     @functools.cache  # shared by the generator and synthesis stages when both run in this process
     def labelled_samples() -> tuple[list, list]:
-        src = prepare_split(task.source_dir, "Tr", task.preprocessing, True, cache, progress, task.labels)
-        tgt = prepare_split(pseudo, "Tr", task.preprocessing, True, cache, progress, task.labels)
-        src, tgt = _subset(src, config.training_fraction), _subset(tgt, config.training_fraction)
-        return _samples(src, dims, dcfg.image_size), _samples(tgt, dims, dcfg.image_size)
+        return conditioning_samples(task, pseudo, config.training_fraction, dcfg.image_size, cache, progress)
 
     def train_generator(folder: Path) -> dict[str, Any]:
         src, tgt = labelled_samples()
@@ -200,37 +231,29 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
                            "training_fraction": config.training_fraction},
                           [pseudo / "dataset.json", task.source_dir / "dataset.json"], config.seed, train_generator,
                           shared=others("3_diffusion"))
+    done("3 diffusion", generator)
 
     def synthesize(folder: Path) -> dict[str, Any]:
         src, tgt = labelled_samples()
-        syn = config.synthesis
-        chosen = (src if syn.masks in ("source", "both") else []) + (tgt if syn.masks in ("target", "both") else [])
-        info = load_dataset_json(task.source_dir)
-        synthesize_dataset(generator / "diffusion_last.pt", [(sid, m) for sid, _, m in chosen], folder,
-                           task.labels, dict(info.channel_names), times=syn.times, deform=syn.deform,
-                           sampler=syn.sampler, steps=syn.steps, batch_size=syn.batch_size, seed=config.seed,
-                           device=device, reference_images=[(sid, img) for sid, img, _ in chosen],
-                           progress=progress)
-        return {"n_masks": len(chosen), "n_synthetic": len(chosen) * syn.times}
+        return _synthesize(task, generator, src, tgt, config.synthesis, folder, config.seed, (0, 1), device, progress)
 
     synthetic = run_stage("synthesis", out / "4_synthetic", {"synthesis": config.synthesis.model_dump(mode="json"),
                                                              "training_fraction": config.training_fraction},
                           [generator / "diffusion_last.pt", pseudo / "dataset.json"], config.seed, synthesize,
                           shared=others("4_synthetic"))
+    done("4 synthesis", synthetic)
     stage3 = run_stage("stage 3: ascplus on source + synthetic", out / STAGE3, {"segmentation": seg_json},
                        [synthetic / "dataset.json", task.source_dir / "dataset.json"], config.seed,
                        lambda d: train_method(task, "ascplus", seg_cfg, d, extra_labelled=[synthetic],
                                               progress=progress, display_name="diffuse-uda"),
                        shared=others(STAGE3))
+    done("5 ascplus + synthetic", stage3)
     evaluated = [run for run in (stage1, stage3) if evaluate_run(run, task, progress) is not None]
-    timings = [(name, folder, _seconds(folder)) for name, folder in
-               (("1 ascplus", stage1), ("2 pseudo-labels", pseudo), ("3 diffusion", generator),
-                ("4 synthesis", synthetic), ("5 ascplus + synthetic", stage3))]
-    atomic_write_json(out / PIPELINE_MANIFEST, {
-        "stages": [{"stage": n, "folder": str(f), "seconds": sec, "reused": f.parent != out} for n, f, sec in timings],
-        "total_seconds": sum(sec for _, _, sec in timings if sec is not None)})
-    timing_text = "  \n".join(f"{n}: {sec:.0f} s" + ("" if f.parent == out else f" (reused: {f})")
-                              for n, f, sec in timings if sec is not None)
+    record["total_seconds"] = sum(st["seconds"] for st in record["stages"] if st["seconds"] is not None)
+    atomic_write_json(out / PIPELINE_MANIFEST, record)
+    timing_text = "  \n".join(f"{st['stage']}: {st['seconds']:.0f} s" + (f" (reused: {st['folder']})" if st["reused"]
+                                                                         else "")
+                              for st in record["stages"] if st["seconds"] is not None)
     gallery = synthetic / "gallery.png"
     sections = [("Stage timings", timing_text),
                 ("Synthetic gallery", f"![gallery]({gallery.resolve()})  \n{read_manifest(synthetic).get('result')}")]
@@ -240,3 +263,38 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
                                    title=f"Diffuse-UDA run: {task.name}",
                                    extra_sections=sections)
 
+
+
+def pipeline_stage_folders(run_dir: Path) -> dict[str, Path]:
+    """Where each stage of a pipeline run lives: from its ``pipeline.json`` (stages may be reused
+    from other runs), else the default folder names."""
+    run_dir = Path(run_dir)
+    folders = {"1 ascplus": run_dir / "1_ascplus", "2 pseudo-labels": run_dir / "2_pseudolabels",
+               "3 diffusion": run_dir / "3_diffusion", "4 synthesis": run_dir / "4_synthetic",
+               "5 ascplus + synthetic": run_dir / STAGE3}
+    record = run_dir / PIPELINE_MANIFEST
+    if record.is_file():
+        folders.update({st["stage"]: Path(st["folder"]) for st in json.loads(record.read_text())["stages"]})
+    return folders
+
+
+def synthesize_from_run(run_dir: Path, out_dir: Path, options: SynthesisOptions, seed: int = 0,
+                        shard: tuple[int, int] = (0, 1), device: str = "auto", progress: bool = True) -> Path:
+    """A synthetic dataset from a pipeline run's trained generator (``diffuse-uda synthesize``):
+    conditioned on the run's source masks and/or target pseudo-label masks, as in its synthesis stage."""
+    folders = pipeline_stage_folders(run_dir)
+    stage1, pseudo, generator = folders["1 ascplus"], folders["2 pseudo-labels"], folders["3 diffusion"]
+    gen_manifest = read_manifest(generator)
+    if not gen_manifest or gen_manifest.get("status") != "complete":
+        raise ConfigError(f"{generator}: the run's generator is not trained yet (run `diffuse-uda run` first)")
+    if not (stage1 / RUN_MANIFEST).is_file() or not (pseudo / "dataset.json").is_file():
+        raise ConfigError(f"{run_dir}: stage 1 or its pseudo-labels are missing")
+    task = Task.from_dict(json.loads((stage1 / RUN_MANIFEST).read_text())["task"])
+    size = gen_manifest["config"]["diffusion"]["image_size"]
+    src, tgt = conditioning_samples(task, pseudo, float(gen_manifest["config"]["training_fraction"]), size,
+                                    default_cache_dir(), progress)
+    out_dir = Path(out_dir)
+    result = _synthesize(task, generator, src, tgt, options, out_dir, seed, shard, resolve_device(device), progress)
+    print(f"[synthesize] {result['n_synthetic']} pairs from {result['n_masks']} masks "
+          f"(shard {shard[0]}/{shard[1]}) -> {out_dir}")
+    return out_dir
