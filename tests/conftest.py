@@ -44,3 +44,27 @@ def tiny_task(tiny_data_root: Path, tmp_path: Path) -> Task:
 @pytest.fixture()
 def smoke_config():
     return build_run_config("smoke", 2, {"training": {"iterations": 4, "device": "cpu"}})
+
+
+class Interrupted(Exception):
+    """Raised by :func:`crash_at` to simulate a crash in the middle of training."""
+
+
+def _fit_until_crash(trainer, step: int) -> None:
+    """Run ``trainer.fit()`` and crash right after optimizer step ``step`` (its hooks have run)."""
+    original = trainer.method.after_optimizer_step
+
+    def crash(ctx):
+        original(ctx)
+        if ctx.step == step:
+            raise Interrupted
+
+    trainer.method.after_optimizer_step = crash
+    with pytest.raises(Interrupted):
+        trainer.fit()
+
+
+@pytest.fixture()
+def fit_until_crash():
+    """``fit_until_crash(trainer, step)``: a training run interrupted after ``step``."""
+    return _fit_until_crash

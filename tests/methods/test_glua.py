@@ -163,25 +163,12 @@ def test_state_dict_restores_discriminator_optimizers(tmp_path: Path) -> None:
         assert torch.equal(a, b)
 
 
-class Interrupted(Exception):
-    pass
-
-
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, fit_until_crash) -> None:
     # Stage 1 = steps 0-1, stage 2 = steps 2-5; checkpoints after steps 2 and 4; the crash hits step 5.
     straight = _trainer(tmp_path / "a", iterations=6, style_fraction=0.34)
     straight.fit()
     broken = _trainer(tmp_path / "b", iterations=6, style_fraction=0.34)
-    original = broken.method.after_optimizer_step
-
-    def crash(ctx):
-        original(ctx)
-        if ctx.step == 4:
-            raise Interrupted
-
-    broken.method.after_optimizer_step = crash
-    with pytest.raises(Interrupted):
-        broken.fit()
+    fit_until_crash(broken, 4)
     assert torch.load(tmp_path / "b" / CHECKPOINT_NAME, weights_only=False)["step"] == 4
     resumed = _trainer(tmp_path / "b", iterations=6, style_fraction=0.34)
     resumed.fit()

@@ -25,26 +25,13 @@ def _train(method: str, out: Path, iterations: int, **training) -> Trainer:
     return trainer
 
 
-class Interrupted(Exception):
-    pass
-
-
 @pytest.mark.parametrize("method", ["source-only", "ascplus"])
-def test_resume_gives_the_same_weights_as_one_run(tmp_path: Path, method: str) -> None:
+def test_resume_gives_the_same_weights_as_one_run(tmp_path: Path, method: str, fit_until_crash) -> None:
     straight = _train(method, tmp_path / "a", 6, checkpoint_every=3)
     # A run interrupted after step 5 (last checkpoint at step 3) is resumed by a fresh trainer.
     cfg = build_run_config("smoke", 2, {"training": {"iterations": 6, "device": "cpu", "checkpoint_every": 3}})
     broken = Trainer(create_method(method), _data(), cfg, tmp_path / "b", 2, 2, progress=False)
-    original = broken.method.after_optimizer_step
-
-    def crash(ctx):
-        original(ctx)
-        if ctx.step == 4:
-            raise Interrupted
-
-    broken.method.after_optimizer_step = crash
-    with pytest.raises(Interrupted):
-        broken.fit()
+    fit_until_crash(broken, 4)
     assert torch.load(tmp_path / "b" / CHECKPOINT_NAME, weights_only=False)["step"] == 3
     resumed = _train(method, tmp_path / "b", 6, checkpoint_every=3)
     for a, b in zip(straight.method.inference_network().state_dict().values(),
