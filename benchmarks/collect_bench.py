@@ -14,6 +14,7 @@ from pathlib import Path
 from diffuse_uda.data.task import load_task
 from diffuse_uda.pipeline.bench import write_bench_table
 from diffuse_uda.pipeline.experiment import EVALUATION
+from diffuse_uda.pipeline.run import STAGE3
 
 
 def main() -> None:
@@ -28,8 +29,10 @@ def main() -> None:
     runs: dict[str, dict[int, Path]] = {}
     for name in names:
         for seed_dir in sorted((args.folder / name).glob("seed*")):
-            if (seed_dir / EVALUATION / "summary.json").is_file():
-                runs.setdefault(name, {})[int(seed_dir.name[4:])] = seed_dir
+            # A pipeline entry (diffuse-uda*) is evaluated in its stage-3 folder.
+            run = seed_dir / STAGE3 if (seed_dir / STAGE3).is_dir() else seed_dir
+            if (run / EVALUATION / "summary.json").is_file() and (run / "run.json").is_file():
+                runs.setdefault(name, {})[int(seed_dir.name[4:])] = run
     print((write_bench_table(task, runs, args.folder) / "bench.md").read_text())
 
 
