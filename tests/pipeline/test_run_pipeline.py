@@ -99,3 +99,15 @@ def test_sigkill_mid_stage_then_resume(tiny_data_root: Path, tmp_path: Path) -> 
     run_json = json.loads((tmp_path / "run" / "1_ascplus" / "run.json").read_text())
     assert run_json["resumed_from_step"] >= 5
     _assert_outputs_whole(tmp_path / "run")
+
+
+def test_conditioning_ids_are_unique_across_domains(tiny_task, tmp_path: Path) -> None:
+    """Source and target datasets may share case ids (MS-CMRSeg does): sample ids carry the domain."""
+    from diffuse_uda.pipeline.run import conditioning_samples
+
+    # The target training images with a copy of the source labels stand in for a pseudo-label set
+    # whose case ids equal the source's.
+    src, tgt = conditioning_samples(tiny_task, tiny_task.source_dir, 1.0, (16, 16), None, False)
+    ids = [sid for sid, _, _ in src + tgt]
+    assert len(ids) == len(set(ids)) == 2 * len(src) > 0
+    assert all(i.startswith("source_") for i, _, _ in src) and all(i.startswith("target_") for i, _, _ in tgt)

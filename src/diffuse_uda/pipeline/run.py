@@ -110,7 +110,8 @@ def conditioning_samples(task: Task, pseudo_dir: Path, training_fraction: float,
     src = prepare_split(task.source_dir, "Tr", task.preprocessing, True, cache, progress, task.labels)
     tgt = prepare_split(pseudo_dir, "Tr", task.preprocessing, True, cache, progress, task.labels)
     src, tgt = _subset(src, training_fraction), _subset(tgt, training_fraction)
-    return _samples(src, dims, tuple(size)), _samples(tgt, dims, tuple(size))
+    # Source and target datasets may use the same case ids (MS-CMRSeg: patient10 in both): prefix the domain.
+    return _samples(src, dims, tuple(size), "source_"), _samples(tgt, dims, tuple(size), "target_")
 
 
 def _synthesize(task: Task, generator: Path, src: list, tgt: list, syn: SynthesisOptions, folder: Path, seed: int,
@@ -124,7 +125,8 @@ def _synthesize(task: Task, generator: Path, src: list, tgt: list, syn: Synthesi
     return {"n_masks": len(chosen), "n_synthetic": len(chosen) * syn.times}
 
 
-def _samples(cases: list, spatial_dims: int, size: tuple[int, ...]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _samples(cases: list, spatial_dims: int, size: tuple[int, ...],
+             prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(id, image (C,*S), mask (*S)) at the generator's resolution; only samples with foreground."""
     out = []
     for case in cases:
@@ -136,7 +138,7 @@ def _samples(cases: list, spatial_dims: int, size: tuple[int, ...]) -> list[tupl
             labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
         for i in range(images.shape[0]):
             if bool((labels[i] > 0).any()):
-                sid = f"{case.case_id}_z{i:03d}" if spatial_dims == 2 else case.case_id
+                sid = prefix + (f"{case.case_id}_z{i:03d}" if spatial_dims == 2 else case.case_id)
                 out.append((sid, images[i].clamp(0, 1).numpy(), labels[i].numpy().astype(np.uint8)))
     return out
 
