@@ -134,3 +134,13 @@ def test_refuses_to_resume_with_other_settings(trained_checkpoint: Path, tmp_pat
     assert load_dataset_json(tmp_path).num_training == 2
     with pytest.raises(ConfigError, match="seed"):
         synthesize_dataset(trained_checkpoint, masks, tmp_path, LABELS, CHANNELS, steps=2, seed=2, progress=False)
+
+
+def test_gallery_rows_spread_over_all_items() -> None:
+    from diffuse_uda.diffusion.synthesize import gallery_items
+
+    items = synthesis_items([(f"m{i}", np.zeros((4, 4), np.uint8)) for i in range(20)], times=2)
+    picked = gallery_items(items, 8)
+    assert len(picked) == 8 and picked[0] is items[0] and picked[-1] is items[-1]
+    assert len({it.mask_index for it in picked}) == 8
+    assert gallery_items(items[:3], 8) == items[:3]

@@ -255,8 +255,23 @@ def synthesize_dataset(
             provenance=provenance,
         )
         write_dataset_json(out_dir, info_json)
-        _write_gallery(out_dir, items[:GALLERY_ROWS], masks, num_channels, num_classes, reference_images)
+        _write_gallery(out_dir, gallery_items(items, GALLERY_ROWS), masks, num_channels, num_classes,
+                       reference_images)
     return out_dir
+
+
+def gallery_items(items: Sequence[SynthesisItem], rows: int) -> list[SynthesisItem]:
+    """``rows`` items spread evenly over the whole list (so source and target masks both show)."""
+    if len(items) <= rows:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (rows - 1))] for i in range(rows)] if rows > 1 else [items[0]]
+
+
+def _display(image: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(C, *S) -> a 2D grey view (first channel) or, for 3 channels, an RGB view; imshow settings."""
+    if image.shape[0] == 3:
+        return np.clip(np.moveaxis(np.stack([_middle_slice(c) for c in image]), 0, -1), 0, 1), {}
+    return _middle_slice(image[0]), {"cmap": "gray", "vmin": 0, "vmax": 1}
 
 
 def _middle_slice(a: np.ndarray) -> np.ndarray:
@@ -285,18 +300,18 @@ def _write_gallery(
     for r, it in enumerate(items):
         paths = _item_paths(out_dir, it, num_channels)
         label, _ = read_nifti(paths[-1])
-        image, _ = read_nifti(paths[0])
+        synthetic, synthetic_kw = _display(np.stack([read_nifti(path)[0] for path in paths[:-1]]))
         panels = [
             (_middle_slice(label), {"cmap": "tab10", "vmin": 0, "vmax": max(num_classes - 1, 1)}, "mask"),
-            (_middle_slice(image), {"cmap": "gray", "vmin": 0, "vmax": 1}, "synthetic"),
+            (synthetic, synthetic_kw, "synthetic"),
         ]
         if refs:
             ref = refs.get(it.source_id)
             if ref is not None:
                 ref = np.asarray(ref, dtype=np.float32)
                 spatial = np.asarray(masks[it.mask_index][1]).ndim
-                ref = ref[0] if ref.ndim == spatial + 1 else ref  # first channel
-                panels.append((_middle_slice(ref), {"cmap": "gray"}, "real"))
+                real, real_kw = _display(ref if ref.ndim == spatial + 1 else ref[None])
+                panels.append((real, real_kw, "real"))
             else:
                 panels.append((None, {}, "real (none)"))
         for c, (img, kw, title) in enumerate(panels):
