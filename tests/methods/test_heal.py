@@ -208,6 +208,30 @@ def test_adapter_handles_2d_and_3d_and_a_coarser_diffusion_grid(dims: int) -> No
         heal._sampling_steps(HEALConfig(sampler="ddpm", steps=3), dcfg)
 
 
+def test_single_foreground_class_skips_size_aware_fusion() -> None:
+    """With one foreground class (polyps) HEAL is HD + EGS, as in the paper: the answer is the
+    selected sample's segmentation, not the HD label that SAF would hand back."""
+    torch.manual_seed(0)
+    dcfg = DiffusionConfig.smoke(2)
+    diffusion = build_model(dcfg, 2, 1).eval().requires_grad_(False)
+    conv = torch.nn.Conv2d(1, 2, 1)
+    with torch.no_grad():  # foreground above 0.25
+        conv.weight.copy_(torch.tensor([-20.0, 20.0]).view(2, 1, 1, 1))
+        conv.bias.copy_(torch.tensor([5.0, -5.0]))
+    image = np.zeros((20, 20, 2), np.float32)
+    image[4:16, 4:16] = 0.5
+    case = PreparedCase("c", image[None], None, image.shape, np.eye(4))
+    labels = {"background": 0, "polyp": 1}
+    full = heal._Adapter(conv.eval(), diffusion, dcfg, 2, 1, labels, 2,
+                         HEALConfig(entropy_threshold=10.0, variance_threshold=1e9, **FAST), torch.device("cpu"))
+    no_saf = heal._Adapter(conv.eval(), diffusion, dcfg, 2, 1, labels, 2,
+                           HEALConfig(entropy_threshold=10.0, variance_threshold=1e9, size_aware_fusion=False, **FAST),
+                           torch.device("cpu"))
+    final, record = full.adapt(case)
+    assert record["size_aware_fusion"].startswith("skipped")
+    assert (final == no_saf.adapt(case)[0]).all()
+
+
 # ---------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def source_models(tiny_data_root: Path, tmp_path_factory: pytest.TempPathFactory):

@@ -139,7 +139,8 @@ class HEALConfig:
             sample index, so results do not depend on ``batch_size``).
         hierarchical_denoising: HD on (else the raw pseudo-label conditions the diffusion model).
         edge_guided_selection: EGS on (else a single sample is drawn and used).
-        size_aware_fusion: SAF on. With EGS and SAF both off no diffusion is used (the "HD" row).
+        size_aware_fusion: SAF on (skipped when there is one foreground class, as the paper does for
+            polyps: it would return the HD label). With EGS and SAF both off no diffusion is used.
     """
 
     entropy_threshold: float = 0.2
@@ -551,7 +552,12 @@ class _Adapter:
         record["selections"] = selections
         best_scores = [s["best_score"] for s in selections]
         record["mean_best_score"] = float(np.mean(best_scores)) if best_scores else None
-        if cfg.size_aware_fusion:
+        foreground_classes = [v for v in self.labels.values() if v != BACKGROUND]
+        if cfg.size_aware_fusion and len(foreground_classes) < 2:
+            # With one foreground class SAF would hand the whole answer back to the HD label; the paper
+            # applies HEAL to single-class tasks (polyps) without SAF, i.e. as HD + EGS.
+            record["size_aware_fusion"] = "skipped: single foreground class (as in the paper)"
+        elif cfg.size_aware_fusion:
             k = smallest_class(refined, self.labels)
             names = {v: name for name, v in self.labels.items()}
             record["smallest_class"] = names.get(k, k) if k is not None else None
