@@ -56,3 +56,46 @@ done
 
 # The demo (wall time on 2 cores, default threads).
 /usr/bin/time -v $BIN/diffuse-uda demo --out demo_output
+
+# ---- Session 2 ----------------------------------------------------------------------------------
+# Issue 3: the remaining stage-1 methods with 3 seeds (seed 0 is reused).
+for t in mscmr:mscmr-bssfp2lge polyp:polyp-kvasir2cvc; do
+  name=${t%%:*}; task=${t##*:}
+  $BIN/diffuse-uda bench -t "$task" --methods mean-teacher,cutmix,asc --seeds 3 -o "bench/$name"
+done
+
+# Issue 4: deformation speed, generator fidelity per sampler (needs the MS-CMRSeg pipeline run below
+# for its generator), generator memory.
+$BIN/python benchmarks/bench_deformation.py --out bench/deformation.json
+$BIN/python benchmarks/bench_diffusion_memory.py --profiles quick:2 paper:2 paper:3 --out bench/diffusion_memory.json
+
+# Issue 5: the pipeline as a bench entry (stage 1 = the bench's ascplus run of the same seed), and
+# the Table-3 rows that fitted in the session (rows share identical stages).
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods diffuse-uda --seeds 1 -o bench/mscmr
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods diffuse-uda --seeds 1 -o bench/polyp
+$BIN/python benchmarks/bench_synthesis.py --generator bench/mscmr/diffuse-uda/seed0/3_diffusion/diffusion_last.pt \
+    --segmenter bench/mscmr/target-supervised/seed0 --masks bench/mscmr/diffuse-uda/seed0/2_pseudolabels \
+    --samplers ddpm:250 ddim:50 ddim:25 ddim:10 --n 32 --out bench/synthesis_fidelity.json
+$BIN/python benchmarks/bench_synthesis.py --generator bench/polyp/diffuse-uda/seed0/3_diffusion/diffusion_last.pt \
+    --segmenter bench/polyp/target-supervised/seed0 --masks bench/polyp/diffuse-uda/seed0/2_pseudolabels \
+    --samplers ddim:25 --n 32 --out bench/synthesis_fidelity_polyp.json
+for m in M6 M2 M3 M4 M5; do
+  $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods diffuse-uda-$m --seeds 1 -o bench/mscmr
+done
+$BIN/diffuse-uda report bench/mscmr/source-only/seed0 bench/mscmr/ascplus/seed0 \
+    bench/mscmr/diffuse-uda/seed0/5_ascplus_synth bench/mscmr/target-supervised/seed0 -o bench/mscmr-report
+
+# Issue 6: comparators, seed 0 (HEAL reuses the bench's source-only run).
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods heal-HD,heal-HD-EGS,glua,ad --seeds 1 -o bench/polyp
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods ad,heal-HD,heal --seeds 1 -o bench/mscmr
+
+# Seed-0 tables over every method (links to the seed-0 runs), then the tables.
+for t in mscmr:mscmr-bssfp2lge polyp:polyp-kvasir2cvc; do
+  name=${t%%:*}; task=${t##*:}
+  rm -rf "bench/$name-seed0"; mkdir -p "bench/$name-seed0"
+  for run in bench/$name/*/seed0; do
+    m=$(basename "$(dirname "$run")"); [ "$m" = heal-source-generator ] && continue
+    mkdir -p "bench/$name-seed0/$m"; ln -sfn "$PWD/$run" "bench/$name-seed0/$m/seed0"
+  done
+  $BIN/python benchmarks/collect_bench.py "bench/$name-seed0" "$task" --data-root data
+done
