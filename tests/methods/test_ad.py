@@ -228,6 +228,18 @@ def test_rs_pseudo_labels() -> None:
     assert (rs_pseudo_label(agree, agree, g) == 2).all()
 
 
+def test_rs_lets_a_confident_difficulty_map_override_an_over_confident_diffusion_map() -> None:
+    # Diffusion map 99.9 % class 0, difficulty-aware map 90 % class 1: the point of RS (Eq. 7) is that
+    # the over-confident diffusion map does not always win; without RS it always does.
+    xi = torch.log(torch.tensor([0.999, 0.0005, 0.0005])).view(1, 3, 1, 1).expand(1, 3, 16, 16)
+    psi = torch.log(torch.tensor([0.05, 0.9, 0.05])).view(1, 3, 1, 1).expand(1, 3, 16, 16)
+    g = torch.Generator().manual_seed(0)
+    assert (rs_pseudo_label(xi, psi, g, rs=False) == 0).all()
+    for sigma in (0.0, 1.0):
+        share = (rs_pseudo_label(xi, psi, g, sigma=sigma) == 1).float().mean().item()
+        assert share > 0.3, (sigma, share)
+
+
 # --------------------------------------------------------------------------- training
 
 

@@ -70,3 +70,14 @@ def test_heal_rows_reuse_the_source_model_and_one_generator(tiny_task, tmp_path:
     assert (out / "heal-source-generator" / "seed0" / "diffusion_last.pt").is_file()
     assert [r["method"] for r in json.loads((out / "bench.json").read_text())["rows"]] == \
         ["source-only", "heal-HD", "heal"]
+    # A rerun reuses the finished rows; a row made with other HEAL settings is stale and is redone.
+    heal_run = out / "heal-HD" / "seed0" / "run.json"
+    first = json.loads(heal_run.read_text())
+    run_bench(tiny_task, ["source-only", "heal-HD"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
+              progress=False)
+    assert json.loads(heal_run.read_text())["adapt_seconds"] == first["adapt_seconds"]
+    stale = {**first, "heal": {**first["heal"], "entropy_threshold": 123.0}}
+    heal_run.write_text(json.dumps(stale))
+    run_bench(tiny_task, ["source-only", "heal-HD"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
+              progress=False)
+    assert json.loads(heal_run.read_text())["heal"] == first["heal"]

@@ -233,8 +233,10 @@ def rs_pseudo_label(logits_xi: Tensor | None, logits_psi: Tensor, generator: tor
         return p_psi.argmax(1)
     if not rs:
         return (logits_xi.float().softmax(1) + p_psi).argmax(1)
-    # Gumbel-softmax of the probability map = of its log-probabilities (softmax is shift invariant).
-    q = gumbel_softmax(F.log_softmax(logits_xi.float(), 1), temperature, generator)
+    # Eq. 7 applies Gumbel-softmax to the probability map p itself (as its logits), not to log p: with
+    # log p the draw is a sample of Categorical(p), which stays one-hot where the diffusion map is
+    # over-confident, and the randomness meant to let a confident p^{u;psi} override it would vanish.
+    q = gumbel_softmax(logits_xi.float().softmax(1), temperature, generator)
     if sigma > 0:
         q = gaussian_blur(q, torch.full((q.shape[0],), sigma, device=q.device), math.ceil(3 * sigma))
     return (q + p_psi).argmax(1)

@@ -92,14 +92,18 @@ def _run_heal(task: Task, entry: str, seed: int, out_dir: Path, profile: str, ov
     from diffuse_uda.methods.heal import HEALConfig, adapt_source_free, train_source_diffusion
 
     folder = out_dir / entry / f"seed{seed}"
-    if _complete_run(folder) and (folder / EVALUATION / "per_case.csv").is_file():
-        return folder
     seg_cfg = _segmentation_config(task, seed, profile, overrides)
+    config = HEALConfig(seed=seed, **HEAL_ENTRIES[entry])
+    if _complete_run(folder) and (folder / EVALUATION / "per_case.csv").is_file():
+        done = json.loads((folder / RUN_MANIFEST).read_text())
+        # A finished row is reused only if it was made with these settings (else it would be stale).
+        same_heal = done.get("heal") == json.loads(json.dumps(config.to_dict()))
+        if same_heal and done.get("config") == seg_cfg.model_dump(mode="json"):
+            return folder
     # The source site's two models: the bench's source-only segmenter and a source-only generator.
     segmenter, _ = run_experiment(task, "source-only", seg_cfg, out_dir / "source-only" / f"seed{seed}",
                                   progress=progress)
     ptask = task.with_preprocessing(seg_cfg.preprocessing)
-    config = HEALConfig(seed=seed, **HEAL_ENTRIES[entry])
     generator_seconds = 0.0
     checkpoint = Path("unused")
     if config.uses_diffusion:
