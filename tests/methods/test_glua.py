@@ -102,6 +102,9 @@ def test_training_across_both_stages(tmp_path: Path) -> None:
     assert header[2:] == list(LOSS_KEYS)
     stages = [float(r[header.index("stage")]) for r in rows[1:]]
     assert stages == [1, 1, 2, 2]
+    # The segmenter's poly schedule starts with stage 2, at the full learning rate.
+    lrs = [float(r[1]) for r in rows[1:]]
+    assert lrs[2] == pytest.approx(trainer.config.training.lr) and lrs[3] < lrs[2]
     for row in rows[1:]:
         assert all(torch.isfinite(torch.tensor(float(v))) for v in row[2:])
     net = trainer.method.inference_network().eval()

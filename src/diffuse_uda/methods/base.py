@@ -49,6 +49,9 @@ class Method(ABC):
         except ValidationError as exc:
             raise ConfigError(f"invalid options for method {self.name!r}: {exc}") from exc
         self.student: nn.Module | None = None
+        # Step at which the trainer's optimiser starts its learning-rate schedule: a method with an
+        # earlier phase of its own (GLUA's style-transfer stage) starts the segmenter's decay after it.
+        self.schedule_start_step = 0
 
     # ----------------------------------------------------------------- hooks
     def build(self, ctx: TrainContext) -> None:

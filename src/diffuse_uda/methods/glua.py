@@ -14,7 +14,8 @@ Two stages inside one run of the shared trainer:
    ``(x_s->t, y_s)`` plus ``lambda_d1`` / ``lambda_d2`` adversarial terms that make target features
    (D1, pixel-wise, feature space) and target predictions (D2, output space) look like source ones.
    Target bottleneck features are reweighted by D1's mask ``f + f * tanh(|D1(f)|)``. D1 and D2 are
-   trained by the method's own Adam optimizers on detached inputs, with poly decay over stage 2.
+   trained by the method's own Adam optimizers on detached inputs, with poly decay over stage 2; the
+   segmenter's poly schedule also starts with stage 2 (``schedule_start_step``).
 
 D1 belongs to the inference network (its mask reweights target features at test time), but it is a
 discriminator: it is excluded from :meth:`GLUA.trainable_parameters` and only its own optimizer
@@ -136,6 +137,8 @@ class GLUA(Method):
             self.style_disc_opt = torch.optim.Adam(self.style_disc.parameters(), lr=o.style_lr,
                                                    betas=tuple(o.style_betas), weight_decay=o.style_weight_decay)
             self.style_steps = max(1, int(o.style_fraction * ctx.total_steps))
+        # The paper trains the segmenter after the style transfer with a poly schedule of its own.
+        self.schedule_start_step = self.style_steps
         if o.local_alignment:
             self.d1_opt = torch.optim.Adam(self.net.d1.parameters(), lr=o.disc_lr, betas=tuple(o.disc_betas))
         if o.output_adversarial:

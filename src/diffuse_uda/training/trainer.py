@@ -150,7 +150,10 @@ class Trainer:
         try:
             for step in bar:
                 self.ctx.step = step
-                lr = poly_lr(tc.lr, step, tc.iterations, tc.poly_power) if tc.lr_schedule == "poly" else tc.lr
+                lr = tc.lr
+                if tc.lr_schedule == "poly":
+                    s0 = min(self.method.schedule_start_step, tc.iterations - 1)
+                    lr = poly_lr(tc.lr, max(0, step - s0), tc.iterations - s0, tc.poly_power)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 batch = self.next_batch()
