@@ -42,6 +42,12 @@ def test_pipeline_rows_reuse_stage1_and_share_stages(tiny_task, tmp_path: Path, 
     rows = {r["method"]: r for r in json.loads((out / "bench.json").read_text())["rows"]}
     total = json.loads((m2 / "pipeline.json").read_text())["total_seconds"]
     assert rows["diffuse-uda-M2"]["train_seconds"][0] == pytest.approx(total)
+    stage_seconds = rows["diffuse-uda-M2"]["stage_seconds"]
+    assert list(stage_seconds) == ["1 ascplus", "2 pseudo-labels", "3 diffusion", "4 synthesis",
+                                   "5 ascplus + synthetic"]
+    assert sum(v[0] for v in stage_seconds.values()) == pytest.approx(total)
+    assert rows["ascplus"]["stage_seconds"] is None
+    assert "Wall time per pipeline stage" in (out / "bench.md").read_text()
 
 
 def test_stage1_run_must_match_the_pipeline_settings(tiny_task, tmp_path: Path, monkeypatch) -> None:

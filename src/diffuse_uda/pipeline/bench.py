@@ -108,6 +108,19 @@ def _run_seconds(run_dir: Path, manifest: dict[str, Any]) -> float:
     return float(manifest.get("train_seconds", math.nan))
 
 
+def _stage_seconds(run_dirs: dict[int, Path]) -> dict[str, tuple[float, float]] | None:
+    """Wall time per stage (mean ± std over seeds) of a Diffuse-UDA pipeline entry, else None."""
+    per_stage: dict[str, list[float]] = {}
+    for run in run_dirs.values():
+        pipeline = run.parent / PIPELINE_MANIFEST
+        if run.name != STAGE3 or not pipeline.is_file():
+            return None
+        for st in json.loads(pipeline.read_text())["stages"]:
+            if st["seconds"] is not None:
+                per_stage.setdefault(st["stage"], []).append(float(st["seconds"]))
+    return {stage: mean_std(v) for stage, v in per_stage.items()}
+
+
 def _case_scores(run_dirs: dict[int, Path], classes: list[str]) -> dict[str, float]:
     """Mean-foreground Dice per case, averaged over seeds (for the paired test)."""
     acc: dict[str, list[float]] = {}
@@ -132,6 +145,7 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
         row["train_seconds"] = mean_std([_run_seconds(r, m) for r, m in zip(seed_runs.values(), manifests,
                                                                             strict=True)])
         row["peak_rss_mb"] = max(m.get("peak_rss_mb", math.nan) for m in manifests)
+        row["stage_seconds"] = _stage_seconds(seed_runs)
         rows.append(row)
     by_method = {r["method"]: r for r in rows}
     lower = by_method.get(LOWER, {}).get("dice_mean", (math.nan,))[0]
@@ -172,6 +186,14 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
           "of heal rows: the source-only generator plus the adaptation.", "",
           "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     md += ["| " + " | ".join(str(x) for x in row) + " |" for row in table]
+    staged = [r for r in rows if r["stage_seconds"]]
+    if staged:
+        stages = list(dict.fromkeys(st for r in staged for st in r["stage_seconds"]))
+        md += ["", "Wall time per pipeline stage (s; stage 1 is the ascplus row's run when reused):", "",
+               "| Method | " + " | ".join(stages) + " |", "|" + "---|" * (len(stages) + 1)]
+        md += ["| " + " | ".join([r["method"], *(fmt(r["stage_seconds"][st], d=0, seeds=r["seeds"])
+                                                   if st in r["stage_seconds"] else "n/a" for st in stages)]) + " |"
+               for r in staged]
     if significance:
         md += ["", f"Wilcoxon signed-rank over test cases (mean-foreground Dice averaged over seeds), "
                    f"{significance['best']} vs {significance['second']}: p = {significance['p_value']:.3g}"]
