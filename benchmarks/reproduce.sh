@@ -99,3 +99,22 @@ for t in mscmr:mscmr-bssfp2lge polyp:polyp-kvasir2cvc; do
   done
   $BIN/python benchmarks/collect_bench.py "bench/$name-seed0" "$task" --data-root data
 done
+
+# ---- Session 3 ----------------------------------------------------------------------------------
+# A fresh checkout (no bench/ left from sessions 1-2). Seed 0 of the bounds, ascplus, the pipeline,
+# HEAL and its ablation rows, then GLUA and A&D (after their fixes: GLUA's segmenter schedule, A&D's
+# Gumbel step), HEAL in the reverse polyp direction, then seeds 1-2 of the rows the pipeline claim
+# rests on. Two of these ran side by side, one per core (OMP_NUM_THREADS=1).
+for t in mscmr:mscmr-bssfp2lge polyp:polyp-kvasir2cvc; do
+  name=${t%%:*}; task=${t##*:}
+  $BIN/diffuse-uda bench -t "$task" --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS,heal \
+      --seeds 1 -o "bench/$name"
+  $BIN/diffuse-uda bench -t "$task" --methods glua,ad --seeds 1 -o "bench/$name"
+done
+$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods source-only,heal-HD,heal-HD-EGS,heal --seeds 1 -o bench/polyp-cvc2kvasir
+for t in mscmr:mscmr-bssfp2lge polyp:polyp-kvasir2cvc; do
+  name=${t%%:*}; task=${t##*:}
+  $BIN/diffuse-uda bench -t "$task" --methods source-only,target-supervised,ascplus,diffuse-uda --seeds 3 -o "bench/$name"
+  $BIN/python benchmarks/collect_bench.py "bench/$name" "$task" --data-root data \
+      --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS,heal,glua,ad
+done
