@@ -101,20 +101,33 @@ for t in mscmr:mscmr-bssfp2lge polyp:polyp-kvasir2cvc; do
 done
 
 # ---- Session 3 ----------------------------------------------------------------------------------
-# A fresh checkout (no bench/ left from sessions 1-2). Seed 0 of the bounds, ascplus, the pipeline,
-# HEAL and its ablation rows, then GLUA and A&D (after their fixes: GLUA's segmenter schedule, A&D's
-# Gumbel step), HEAL in the reverse polyp direction, then seeds 1-2 of the rows the pipeline claim
-# rests on. Two of these ran side by side, one per core (OMP_NUM_THREADS=1).
+# A fresh checkout (no bench/ left from sessions 1-2). Seed 0 of the bounds, ascplus, the pipeline and
+# the HEAL rows, then GLUA and A&D (after their fixes: GLUA's segmenter schedule, A&D's Gumbel step),
+# HEAL in the reverse polyp direction, then seeds 1-2 of the rows the pipeline claim rests on. Two of
+# these ran side by side, one per core (OMP_NUM_THREADS=1). On the one-class polyp tasks `heal` is
+# `heal-HD-EGS` (size-aware fusion needs two or more classes), so only the latter is run there.
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS,heal \
+    --seeds 1 -o bench/mscmr
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS \
+    --seeds 1 -o bench/polyp
 for t in mscmr:mscmr-bssfp2lge polyp:polyp-kvasir2cvc; do
   name=${t%%:*}; task=${t##*:}
-  $BIN/diffuse-uda bench -t "$task" --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS,heal \
-      --seeds 1 -o "bench/$name"
   $BIN/diffuse-uda bench -t "$task" --methods glua,ad --seeds 1 -o "bench/$name"
 done
-$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods source-only,heal-HD,heal-HD-EGS,heal --seeds 1 -o bench/polyp-cvc2kvasir
+$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods source-only,heal-HD,heal-HD-EGS --seeds 1 -o bench/polyp-cvc2kvasir
 for t in mscmr:mscmr-bssfp2lge polyp:polyp-kvasir2cvc; do
   name=${t%%:*}; task=${t##*:}
   $BIN/diffuse-uda bench -t "$task" --methods source-only,target-supervised,ascplus,diffuse-uda --seeds 3 -o "bench/$name"
-  $BIN/python benchmarks/collect_bench.py "bench/$name" "$task" --data-root data \
-      --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS,heal,glua,ad
+done
+$BIN/python benchmarks/collect_bench.py bench/mscmr mscmr-bssfp2lge --data-root data \
+    --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS,heal,glua,ad
+$BIN/python benchmarks/collect_bench.py bench/polyp polyp-kvasir2cvc --data-root data \
+    --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS,glua,ad
+$BIN/python benchmarks/collect_bench.py bench/polyp-cvc2kvasir polyp-cvc2kvasir --data-root data \
+    --methods source-only,heal-HD,heal-HD-EGS
+# Synthetic fidelity of this session's generators (DDIM-25; the oracle of each task segments them).
+for name in mscmr polyp; do
+  $BIN/python benchmarks/bench_synthesis.py --generator bench/$name/diffuse-uda/seed0/3_diffusion/diffusion_last.pt \
+      --segmenter bench/$name/target-supervised/seed0 --masks bench/$name/diffuse-uda/seed0/2_pseudolabels \
+      --samplers ddim:25 --n 32 --out bench/synthesis_fidelity_${name}_s3.json
 done
