@@ -131,3 +131,13 @@ for name in mscmr polyp; do
       --segmenter bench/$name/target-supervised/seed0 --masks bench/$name/diffuse-uda/seed0/2_pseudolabels \
       --samplers ddim:25 --n 32 --out bench/synthesis_fidelity_${name}_s3.json
 done
+# Fidelity of HEAL's source-only generators (source masks; the source-only segmenter scores them).
+$BIN/python benchmarks/bench_synthesis.py --generator bench/polyp/heal-source-generator/seed0/diffusion_last.pt \
+    --segmenter bench/polyp/source-only/seed0 --masks data/Dataset511_KvasirSEG --samplers ddim:50 --n 32 \
+    --out bench/synthesis_fidelity_polyp_heal_generator.json
+$BIN/python benchmarks/bench_synthesis.py --generator bench/mscmr/heal-source-generator/seed0/diffusion_last.pt \
+    --segmenter bench/mscmr/source-only/seed0 --masks data/Dataset501_MSCMR_bSSFP --samplers ddim:50 --n 32 \
+    --out bench/synthesis_fidelity_mscmr_heal_generator.json
+# Predicted / reference area on the test split (HD's effect on the source-only predictions).
+$BIN/python benchmarks/prediction_area.py data/Dataset502_MSCMR_LGE bench/mscmr/source-only/seed0 bench/mscmr/heal-HD/seed0
+$BIN/python benchmarks/prediction_area.py data/Dataset512_CVCClinicDB bench/polyp/source-only/seed0 bench/polyp/heal-HD/seed0
