@@ -58,7 +58,7 @@ from diffuse_uda.networks.style_transfer import (
 )
 from diffuse_uda.training.context import Batch, TrainContext
 from diffuse_uda.training.losses import dice_ce_loss
-from diffuse_uda.training.trainer import poly_lr
+from diffuse_uda.training.trainer import scheduled_lr
 
 # Every step returns all of these, so the training log keeps one fixed set of columns across stages.
 LOSS_KEYS = ("loss", "stage", "style_rec_im", "style_rec_c", "style_cyc", "style_adv", "style_disc",
@@ -205,12 +205,7 @@ class GLUA(Method):
 
     def _set_disc_lr(self, ctx: TrainContext) -> None:
         """Poly decay over stage 2 (the trainer's schedule settings), for the discriminators' own optimizers."""
-        tc = ctx.config.training
-        stage_len = max(1, ctx.total_steps - self.style_steps)
-        t = ctx.step - self.style_steps
-        lr = self.options.disc_lr
-        if tc.lr_schedule == "poly":
-            lr = poly_lr(lr, t, stage_len, tc.poly_power)
+        lr = scheduled_lr(self.options.disc_lr, ctx.step, ctx.config.training, self.schedule_start_step)
         for opt in (getattr(self, "d1_opt", None), getattr(self, "d2_opt", None)):
             if opt is not None:
                 for group in opt.param_groups:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from diffuse_uda.config import RunConfig
+from diffuse_uda.config import RunConfig, TrainingConfig
 from diffuse_uda.data.io import atomic_torch_save
 from diffuse_uda.methods.base import Method
 from diffuse_uda.training.augmentation import LabelledAugmentation
@@ -47,6 +47,15 @@ def seed_everything(seed: int) -> None:
 
 def poly_lr(base_lr: float, step: int, total: int, power: float) -> float:
     return base_lr * (1.0 - min(step, total - 1) / total) ** power
+
+
+def scheduled_lr(base_lr: float, step: int, tc: TrainingConfig, start: int = 0) -> float:
+    """The learning rate at ``step`` under the run's schedule, for a schedule that begins at ``start``
+    (before it: the base rate)."""
+    if tc.lr_schedule != "poly":
+        return base_lr
+    start = min(start, tc.iterations - 1)
+    return poly_lr(base_lr, max(0, step - start), tc.iterations - start, tc.poly_power)
 
 
 class Trainer:
@@ -150,10 +159,7 @@ class Trainer:
         try:
             for step in bar:
                 self.ctx.step = step
-                lr = tc.lr
-                if tc.lr_schedule == "poly":
-                    s0 = min(self.method.schedule_start_step, tc.iterations - 1)
-                    lr = poly_lr(tc.lr, max(0, step - s0), tc.iterations - s0, tc.poly_power)
+                lr = scheduled_lr(tc.lr, step, tc, self.method.schedule_start_step)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 batch = self.next_batch()
