@@ -1,0 +1,47 @@
+"""Each evaluated run against one reference run: mean-foreground Dice difference and the paired
+Wilcoxon p-value over test cases (e.g. every Table-3 row against its stage-1 ascplus).
+
+    python benchmarks/paired_test.py bench/mscmr/ascplus/seed0 bench/mscmr/diffuse-uda-M*/seed0/5_ascplus_synth
+
+Reads only the runs' ``evaluation/per_case.csv`` (written by the shared evaluation path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from diffuse_uda.evaluation.statistics import wilcoxon_paired
+from diffuse_uda.pipeline.experiment import EVALUATION
+
+
+def case_mean_dice(run: Path) -> dict[str, float]:
+    """Case id -> Dice averaged over the foreground classes."""
+    per_class: dict[str, list[float]] = defaultdict(list)
+    with open(run / EVALUATION / "per_case.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            per_class[row["case"]].append(float(row["dice"]))
+    return {case: float(np.nanmean(values)) for case, values in per_class.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("reference", type=Path, help="evaluated run folder to compare against")
+    ap.add_argument("runs", type=Path, nargs="+", help="evaluated run folders")
+    args = ap.parse_args()
+    ref = case_mean_dice(args.reference)
+    print(f"reference {args.reference}: mean Dice {100 * np.mean(list(ref.values())):.1f} over {len(ref)} cases")
+    for run in args.runs:
+        dice = case_mean_dice(run)
+        cases = sorted(set(ref) & set(dice))
+        diff = 100 * np.mean([dice[c] - ref[c] for c in cases])
+        print(f"{run}: {100 * np.mean([dice[c] for c in cases]):.1f} ({diff:+.1f}), "
+              f"Wilcoxon p = {wilcoxon_paired(dice, ref):.3g} over {len(cases)} cases")
+
+
+if __name__ == "__main__":
+    main()
