@@ -43,3 +43,27 @@ def test_every_component_ablation_is_a_valid_method_setting() -> None:
         created = create_method(method, options)
         for key, value in options.items():
             assert getattr(created.options, key) == value, entry
+
+
+def _fake_run(folder: Path, hd95: float) -> Path:
+    (folder / "evaluation").mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"train_seconds": 1.0, "peak_rss_mb": 10.0}))
+    rows = ["case,class,dice,hd95,assd,nsd"] + [f"c{i},fg,0.5,{hd95},{hd95},0.5" for i in range(3)]
+    (folder / "evaluation" / "per_case.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_bench_table_says_when_a_distance_mean_covers_fewer_seeds(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from diffuse_uda.pipeline.bench import write_bench_table
+
+    task = SimpleNamespace(name="t", labels={"background": 0, "fg": 1})
+    # Seed 1 missed the class in every case (HD95 undefined): its mean must not pass for 3 seeds' mean.
+    runs = {"m": {s: _fake_run(tmp_path / f"m{s}", h) for s, h in enumerate([4.0, float("nan"), 6.0])}}
+    md = (write_bench_table(task, runs, tmp_path / "out") / "bench.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| m |"))
+    assert "5.0 ± 1.0 (2 of 3 seeds)" in row
+    full = {"m": {s: _fake_run(tmp_path / f"f{s}", 4.0) for s in range(2)}}
+    md = (write_bench_table(task, full, tmp_path / "out2") / "bench.md").read_text()
+    assert "seeds)" not in next(line for line in md.splitlines() if line.startswith("| m |"))

@@ -141,7 +141,9 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
         for metric in ("dice", "hd95", "assd"):
             per_seed = [_seed_means(pc, classes, metric) for pc in per_case]
             for c in [*classes, "mean"]:
-                row[f"{metric}_{c}"] = mean_std([s[c] for s in per_seed])
+                values = [s[c] for s in per_seed]
+                row[f"{metric}_{c}"] = mean_std(values)
+                row[f"{metric}_{c}_seeds"] = sum(not math.isnan(v) for v in values)
         row["train_seconds"] = mean_std([_run_seconds(r, m) for r, m in zip(seed_runs.values(), manifests,
                                                                             strict=True)])
         row["peak_rss_mb"] = max(m.get("peak_rss_mb", math.nan) for m in manifests)
@@ -161,11 +163,17 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
         p = wilcoxon_paired(_case_scores(runs[a], classes), _case_scores(runs[b], classes))
         significance = {"best": a, "second": b, "p_value": p}
 
-    def fmt(ms: tuple[float, float], scale: float = 1.0, d: int = 1, seeds: int = 2) -> str:
+    def fmt(ms: tuple[float, float], scale: float = 1.0, d: int = 1, seeds: int = 2,
+            defined: int | None = None) -> str:
         if math.isnan(ms[0]):
             return "n/a"
         # One seed has no spread to show.
-        return f"{ms[0] * scale:.{d}f}" if seeds < 2 else f"{ms[0] * scale:.{d}f} ± {ms[1] * scale:.{d}f}"
+        text = f"{ms[0] * scale:.{d}f}" if seeds < 2 else f"{ms[0] * scale:.{d}f} ± {ms[1] * scale:.{d}f}"
+        # A distance is undefined for a seed that missed a class in every case: a mean over the other
+        # seeds alone would look better than the method is, so say how many seeds it covers.
+        if defined is not None and defined < seeds:
+            text += f" ({defined} of {seeds} seeds)"
+        return text
 
     headers = ["Method", *[f"Dice {c}" for c in classes], "Dice mean", "HD95 mean (mm)", "ASSD mean (mm)",
                "gap closed", "train s", "peak RSS MB", "seeds"]
@@ -175,12 +183,15 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
         gap = "n/a" if math.isnan(r["gap_closed"]) else f"{100 * r['gap_closed']:.0f}%"
         n = r["seeds"]
         table.append([name, *[fmt(r[f"dice_{c}"], 100, seeds=n) for c in classes], fmt(r["dice_mean"], 100, seeds=n),
-                      fmt(r["hd95_mean"], seeds=n), fmt(r["assd_mean"], seeds=n), gap,
+                      fmt(r["hd95_mean"], seeds=n, defined=r["hd95_mean_seeds"]),
+                      fmt(r["assd_mean"], seeds=n, defined=r["assd_mean_seeds"]), gap,
                       fmt(r["train_seconds"], d=0, seeds=n), f"{r['peak_rss_mb']:.0f}", n])
     md = [f"# bench: {task.name}", "",
           "Target-test Dice (%) per class, mean ± std over seeds (each seed: mean over test cases). "
           "Gap closed = (method - source-only) / (oracle - source-only); n/a when the oracle is not above "
-          "source-only. Peak RSS: maximum resident memory of the bench process by the end of the run "
+          "source-only. HD95 / ASSD: undefined for a case where a class is in the prediction or the "
+          "reference but not in both; such cases are left out, and a cell says when its mean covers "
+          "fewer seeds than the row has. Peak RSS: maximum resident memory of the bench process by the end of the run "
           "(the process runs methods in sequence, so it is an upper bound for the run). Train s of "
           "diffuse-uda rows: all pipeline stages (stage 1 included, also when reused from the ascplus row); "
           "of heal rows: the source-only generator plus the adaptation.", "",
