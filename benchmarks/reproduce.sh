@@ -142,3 +142,30 @@ $BIN/python benchmarks/bench_synthesis.py --generator bench/mscmr/heal-source-ge
 # Predicted / reference area on the test split (HD's effect on the source-only predictions).
 $BIN/python benchmarks/prediction_area.py data/Dataset502_MSCMR_LGE bench/mscmr/source-only/seed0 bench/mscmr/heal-HD/seed0
 $BIN/python benchmarks/prediction_area.py data/Dataset512_CVCClinicDB bench/polyp/source-only/seed0 bench/polyp/heal-HD/seed0
+
+# ---- Session 4 ----------------------------------------------------------------------------------
+# A fresh checkout again: the seed-0 rows the new tables need first (identical to session 3), then
+# the Table-3 rows (they share stage 1, the pseudo-labels and, where the settings agree, the
+# generator with each other and with `diffuse-uda`), the A&D ablation with 3 seeds, and polyp seeds
+# 0-2 of the rows the pipeline claim rests on. In the session two of these ran side by side, one per
+# core, with seeds 1 and 2 through `pipeline.bench.run_bench(..., seeds=[1])` / `[2]`; runs are
+# deterministic, so `--seeds 3` gives the same folders.
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods source-only,target-supervised,ascplus,diffuse-uda --seeds 1 -o bench/mscmr
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --seeds 1 -o bench/mscmr \
+    --methods diffuse-uda-M1,diffuse-uda-M2,diffuse-uda-M3,diffuse-uda-M4,diffuse-uda-M5,diffuse-uda-M6
+rm -rf bench/mscmr-table3
+for m in source-only target-supervised ascplus diffuse-uda diffuse-uda-M1 diffuse-uda-M2 diffuse-uda-M3 \
+         diffuse-uda-M4 diffuse-uda-M5 diffuse-uda-M6; do
+  mkdir -p "bench/mscmr-table3/$m"; ln -sfn "$PWD/bench/mscmr/$m/seed0" "bench/mscmr-table3/$m/seed0"
+done
+$BIN/python benchmarks/collect_bench.py bench/mscmr-table3 mscmr-bssfp2lge --data-root data \
+    --methods source-only,target-supervised,ascplus,diffuse-uda-M1,diffuse-uda-M2,diffuse-uda-M3,diffuse-uda-M4,diffuse-uda-M5,diffuse-uda-M6,diffuse-uda
+$BIN/python benchmarks/paired_test.py bench/mscmr/ascplus/seed0 bench/mscmr/diffuse-uda-M*/seed0/5_ascplus_synth \
+    bench/mscmr/diffuse-uda/seed0/5_ascplus_synth
+# A&D and its component ablation (paper Table 6), 3 seeds.
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods ad,ad-no-SVDA,ad-no-diffusion,ad-no-DRS,ad-no-RS --seeds 3 -o bench/mscmr-ad
+for s in 0 1 2; do
+  $BIN/python benchmarks/paired_test.py bench/mscmr-ad/ad/seed$s bench/mscmr-ad/ad-no-*/seed$s
+done
+# Kvasir -> CVC, 3 seeds of the bounds, ascplus and the pipeline.
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods source-only,target-supervised,ascplus,diffuse-uda --seeds 3 -o bench/polyp
