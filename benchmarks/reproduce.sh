@@ -169,3 +169,5 @@ for s in 0 1 2; do
 done
 # Kvasir -> CVC, 3 seeds of the bounds, ascplus and the pipeline.
 $BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods source-only,target-supervised,ascplus,diffuse-uda --seeds 3 -o bench/polyp
+# GLUA, 3 seeds on MS-CMRSeg.
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua --seeds 3 -o bench/mscmr-glua
