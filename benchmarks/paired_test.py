@@ -9,23 +9,19 @@ Reads only the runs' ``evaluation/per_case.csv`` (written by the shared evaluati
 from __future__ import annotations
 
 import argparse
-import csv
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from diffuse_uda.evaluation.evaluate import load_per_case
 from diffuse_uda.evaluation.statistics import wilcoxon_paired
 from diffuse_uda.pipeline.experiment import EVALUATION
 
 
 def case_mean_dice(run: Path) -> dict[str, float]:
     """Case id -> Dice averaged over the foreground classes."""
-    per_class: dict[str, list[float]] = defaultdict(list)
-    with open(run / EVALUATION / "per_case.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            per_class[row["case"]].append(float(row["dice"]))
-    return {case: float(np.nanmean(values)) for case, values in per_class.items()}
+    per_case = load_per_case(run / EVALUATION / "per_case.csv")
+    return {case: float(np.nanmean([m["dice"] for m in classes.values()])) for case, classes in per_case.items()}
 
 
 def main() -> None:
