@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -20,10 +21,29 @@ app.add_typer(import_app, name="import")
 
 DataRoot = Annotated[Path, typer.Option("--data-root", help="Folder holding the canonical datasets "
                                         "(default: $DIFFUSE_UDA_DATA or ./data).")]
+Force = Annotated[bool, typer.Option(
+    "--force", help="Replace finished or unfinished runs/stages in the output folder that were made with other "
+                    "settings or inputs (default: refuse with the differences). Matching ones are still reused.")]
 Overrides = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any setting, e.g. --set training.iterations=200 --set method.beta=0.05 "
                   "--set preprocessing.size=[64,64] (sections: preprocessing, network, training, method). "
                   "Repeatable.")]
+
+
+def _parse_label_map(text: str) -> dict[str, int]:
+    """``background=0,Myo=1`` -> {"background": 0, "Myo": 1}."""
+    from diffuse_uda.errors import ConfigError
+
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ConfigError(f"label map {text!r}: each item must look like NAME=INTEGER, got {item!r}")
+    return out
 
 
 def _data_root(value: Path | None) -> Path:
@@ -106,9 +126,11 @@ def train_cmd(
     overrides: Overrides = None,
     extra_labelled: Annotated[list[Path] | None, typer.Option(
         "--extra-labelled", help="Extra labelled datasets (synthetic, pseudo-labelled) added to the source.")] = None,
+    force: Force = False,
 ) -> None:
     """Train a segmentation model with METHOD on TASK. Never reads target labels (except the
-    clearly marked target-supervised oracle, which reads target *training* labels only)."""
+    clearly marked target-supervised oracle, which reads target *training* labels only). A finished
+    run in OUT is reused only if it was made with the same method, settings and inputs."""
     from diffuse_uda.config import build_run_config, parse_overrides
     from diffuse_uda.data.task import load_task
     from diffuse_uda.pipeline.train import train_method
@@ -117,7 +139,7 @@ def train_cmd(
     ov = parse_overrides(overrides)
     ov.setdefault("training", {}).setdefault("seed", seed)
     cfg = build_run_config(profile, t.preprocessing.spatial_dims, ov)
-    run = train_method(t, method, cfg, out, extra_labelled=extra_labelled or ())
+    run = train_method(t, method, cfg, out, extra_labelled=extra_labelled or (), force=force)
     typer.echo(f"model bundle: {run / 'model.pt'}")
 
 
@@ -183,15 +205,21 @@ def evaluate_cmd(
     split: Annotated[str, typer.Option(help="Ts = held-out test split; Tr = target training labels, for "
                                               "pseudo-label quality only.")] = "Ts",
     nsd_tolerance: Annotated[float, typer.Option(help="Normalised surface Dice tolerance in mm.")] = 2.0,
+    labels: Annotated[str | None, typer.Option(help="Label map of the predictions, e.g. background=0,Myo=1,LV=2 "
+                                                    "(only for predictions without the prediction.json that "
+                                                    "`diffuse-uda predict` writes).")] = None,
 ) -> None:
     """Dice, HD95, ASSD and NSD per case and class (MONAI metrics, physical spacing). The only command
-    that reads target labels."""
+    that reads target labels. The predictions' label map must equal the reference's, names included."""
+    from diffuse_uda.data.io import ensure_output_dir
     from diffuse_uda.evaluation.evaluate import evaluate_predictions
     from diffuse_uda.evaluation.reference import ReferenceLabels
 
     purpose = "pseudo-label-quality" if split == "Tr" else None
+    label_map = _parse_label_map(labels) if labels is not None else None
+    ensure_output_dir(out, "evaluation folder")
     evaluate_predictions(predictions, ReferenceLabels(reference, split=split, purpose=purpose), out,
-                         nsd_tolerance_mm=nsd_tolerance)
+                         nsd_tolerance_mm=nsd_tolerance, labels=label_map)
     typer.echo((out / "summary.md").read_text())
 
 
@@ -232,6 +260,7 @@ def run_cmd(
     ablation: Annotated[str | None, typer.Option(help="A Table-3 generation ablation row, M1..M6.")] = None,
     data_root: DataRoot = None,  # type: ignore[assignment]
     overrides: Overrides = None,
+    force: Force = False,
 ) -> None:
     """The Diffuse-UDA pipeline: ASCPlus -> pseudo-labels -> diffusion training -> synthesis ->
     ASCPlus on source + synthetic -> predictions -> evaluation -> report. Overrides: sections
@@ -253,7 +282,7 @@ def run_cmd(
         config = PipelineConfig.model_validate(_deep_update(settings, parse_overrides(overrides)))
     except ValueError as exc:
         raise ConfigError(f"invalid pipeline settings: {exc}") from exc
-    typer.echo(f"report: {run_pipeline(t, out, config)}")
+    typer.echo(f"report: {run_pipeline(t, out, config, force=force)}")
 
 
 @app.command("synthesize")
@@ -294,28 +323,38 @@ def synthesize_cmd(
 @app.command("bench")
 def bench_cmd(
     task: Annotated[str, typer.Option("--task", "-t", help="Shipped task name or task YAML path.")],
-    methods: Annotated[str, typer.Option(help="Comma-separated methods; also ablation rows ascplus-M1..M7, "
-                                                       "diffuse-uda-M1..M6, heal-HD, heal-HD-EGS, ad-no-SVDA, "
-                                                       "ad-no-diffusion, ad-no-DRS, ad-no-RS, glua-no-style-transfer, "
-                                                       "glua-no-local-alignment, glua-no-output-adversary; and the "
-                                                       "pipeline `diffuse-uda`.")] = (
+    methods: Annotated[str, typer.Option(help="Comma-separated bench entries: methods, ablation rows and the "
+                                              "pipeline `diffuse-uda` (all listed by `diffuse-uda bench-entries`)."
+                                         )] = (
         "source-only,target-supervised,fda,pseudo-label,mean-teacher,cutmix,asc,ascplus"),
     seeds: Annotated[int, typer.Option(help="Number of seeds (0..N-1).")] = 3,
     out: Annotated[Path, typer.Option("--out", "-o", help="Bench folder (resumes finished runs).")] = Path("bench"),
     profile: Annotated[str, typer.Option(help="smoke, quick or paper.")] = "quick",
     data_root: DataRoot = None,  # type: ignore[assignment]
     overrides: Overrides = None,
+    force: Force = False,
 ) -> None:
     """Run every method x seed on TASK under one split, preprocessing and evaluation; write one
-    table (bench.md / .csv / .json) with per-class Dice, HD95, ASSD, gap closed, time and memory."""
+    table (bench.md / .csv / .json) with per-class Dice, HD95, ASSD, gap closed, time and memory.
+    Entries: `diffuse-uda bench-entries` lists them all. Finished runs are reused only when their
+    method, settings and inputs match."""
     from diffuse_uda.config import parse_overrides
     from diffuse_uda.data.task import load_task
     from diffuse_uda.pipeline.bench import run_bench
 
     t = load_task(task, _data_root(data_root))
     folder = run_bench(t, [m.strip() for m in methods.split(",") if m.strip()], seeds, out, profile,
-                       parse_overrides(overrides))
+                       parse_overrides(overrides), force=force)
     typer.echo((folder / "bench.md").read_text())
+
+
+@app.command("bench-entries")
+def bench_entries_cmd() -> None:
+    """List every entry `bench --methods` accepts, with what it is."""
+    from diffuse_uda.pipeline.bench_entries import bench_entries
+
+    for name, summary in bench_entries().items():
+        typer.echo(f"{name:26s} {summary}")
 
 
 @app.command("demo")
@@ -332,11 +371,46 @@ def demo_cmd(
     typer.echo(f"report: {run_demo(out, profile=profile, seed=seed)}")
 
 
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error (accepted anywhere "
+                                                        "on the command line).")] = False,
+) -> None:
+    global _DEBUG
+    _DEBUG = _DEBUG or debug
+
+
+_DEBUG = bool(os.environ.get("DIFFUSE_UDA_DEBUG"))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, DiffuseUDAError):
+        return text
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or text}"
+    first = text.splitlines()[0]
+    return f"{type(exc).__name__}: {first}"
+
+
 def main() -> None:
+    """Entry point: one error boundary. Errors become one line on stderr and exit status 2
+    (``--debug`` or DIFFUSE_UDA_DEBUG=1 shows the traceback); an interrupt exits with 130."""
+    global _DEBUG
+    # --debug is accepted anywhere on the command line, not only before the verb.
+    if "--debug" in sys.argv[1:]:
+        _DEBUG = True
+        sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a != "--debug")]
     try:
         app()
-    except DiffuseUDAError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    except KeyboardInterrupt:
+        typer.secho("interrupted; rerun the same command to resume", fg=typer.colors.YELLOW, err=True)
+        sys.exit(130)
+    except (DiffuseUDAError, OSError, ValueError, RuntimeError, MemoryError, ImportError) as exc:
+        if _DEBUG:
+            raise
+        typer.secho(f"error: {_one_line(exc)}", fg=typer.colors.RED, err=True)
+        typer.secho("(run with --debug for the traceback)", err=True)
         sys.exit(2)
 
 

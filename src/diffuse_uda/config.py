@@ -9,7 +9,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from diffuse_uda.errors import ConfigError
 
@@ -18,9 +27,10 @@ PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
 
 
 class StrictModel(BaseModel):
-    """Base model: unknown keys are errors (a typo in a YAML file must not pass silently)."""
+    """Base model: unknown keys are errors (a typo in a YAML file must not pass silently), and NaN or
+    infinite numbers are refused (``lr=nan`` would train nothing and say nothing)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class PreprocessingConfig(StrictModel):
@@ -28,7 +38,7 @@ class PreprocessingConfig(StrictModel):
 
     spatial_dims: Literal[2, 3] = 2
     # 2D mode: in-plane size (H, W) of every axial slice; 3D mode: full volume size.
-    size: tuple[int, ...] = (128, 128)
+    size: tuple[PositiveInt, ...] = (128, 128)
     # Robust intensity normalisation: clip to these per-case percentiles, then scale to [0, 1].
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
 
@@ -46,36 +56,50 @@ class PreprocessingConfig(StrictModel):
 class NetworkConfig(StrictModel):
     """The segmentation network (MONAI SegResNet)."""
 
-    init_filters: int = 16
-    blocks_down: tuple[int, ...] = (1, 2, 2, 4)
-    blocks_up: tuple[int, ...] = (1, 1, 1)
-    dropout: float | None = None
+    init_filters: PositiveInt = 16
+    blocks_down: tuple[PositiveInt, ...] = (1, 2, 2, 4)
+    blocks_up: tuple[PositiveInt, ...] = (1, 1, 1)
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.blocks_down or len(self.blocks_up) != len(self.blocks_down) - 1:
+            raise ConfigError(f"network.blocks_up {self.blocks_up} must have one entry fewer than "
+                              f"network.blocks_down {self.blocks_down}")
 
 
 class TrainingConfig(StrictModel):
     """The shared segmentation trainer."""
 
-    iterations: int = 2000
+    iterations: PositiveInt = 2000
     # Labelled (source) and unlabelled (target) images per step. The paper: 4, split across domains.
-    batch_size: int = 4
+    batch_size: PositiveInt = 4
     optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-4
-    weight_decay: float = 1e-5
-    momentum: float = 0.99
+    lr: float = Field(1e-4, gt=0.0)
+    weight_decay: float = Field(1e-5, ge=0.0)
+    momentum: float = Field(0.99, ge=0.0, lt=1.0)
     lr_schedule: Literal["poly", "constant"] = "poly"
-    poly_power: float = 0.9
-    ema_decay: float = 0.99
+    poly_power: float = Field(0.9, gt=0.0)
+    ema_decay: float = Field(0.99, ge=0.0, lt=1.0)
     # Light augmentation of labelled batches (small affine + intensity), the same for all methods.
     augment: bool = True
     amp: bool = True
-    checkpoint_every: int = 200
-    log_every: int = 10
+    checkpoint_every: PositiveInt = 200
+    log_every: PositiveInt = 10
     # Fraction of source cases held out for source validation (model selection never uses target labels).
-    source_val_fraction: float = 0.0
+    source_val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     # Epoch length in iterations for epoch-based hooks (ensembles); 0 = iterations // 20.
-    epoch_length: int = 0
-    seed: int = 0
+    epoch_length: NonNegativeInt = 0
+    seed: NonNegativeInt = 0
     device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str, info: ValidationInfo) -> str:
+        # A stored config (a model bundle trained on a GPU, opened on a laptop) is not checked
+        # against this machine's devices: only a request to run here is.
+        if info.context and info.context.get("stored"):
+            return value
+        return check_device(value)
 
 
 class RunConfig(StrictModel):
@@ -87,6 +111,29 @@ class RunConfig(StrictModel):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     method: dict[str, Any] = Field(default_factory=dict)
+
+
+def check_device(name: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` / ``cuda:N`` (needs a CUDA build with a GPU) or ``mps``; else ConfigError."""
+    import torch
+
+    if name in ("auto", "cpu"):
+        return name
+    if name == "cuda" or name.startswith("cuda:"):
+        index = name.partition(":")[2]
+        if index and not index.isdigit():
+            raise ConfigError(f"device {name!r}: expected cuda or cuda:N")
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but this PyTorch build sees no CUDA GPU "
+                              f"(torch {torch.__version__}); use device=auto or cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        return name
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("device 'mps' requested but it is not available")
+        return name
+    raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
 def profile_defaults(profile: str, spatial_dims: int = 2) -> dict[str, Any]:
@@ -159,4 +206,16 @@ def build_run_config(
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from exc
+        raise ConfigError(f"invalid configuration: {format_validation_error(exc)}") from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: ``training.lr: Input should be greater than 0 (got 0)``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ())) or "value"
+        msg = err.get("msg", "invalid")
+        if "input" in err and not isinstance(err["input"], dict):
+            msg += f" (got {err['input']!r})"
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)

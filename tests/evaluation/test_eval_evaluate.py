@@ -13,6 +13,7 @@ import pytest
 
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.evaluation.evaluate import EvaluationSummary, evaluate_predictions, load_per_case, load_summary
+from diffuse_uda.evaluation.prediction_info import write_prediction_info
 from diffuse_uda.evaluation.reference import ReferenceLabels
 
 AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
@@ -48,7 +49,9 @@ def _make_dataset(root: Path, n_cases: int = 2) -> Path:
     return ds
 
 
-def _write_predictions(pred_dir: Path, n_cases: int = 2) -> None:
+def _write_predictions(pred_dir: Path, n_cases: int = 2, labels: dict[str, int] | None = None) -> None:
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    write_prediction_info(pred_dir, LABELS if labels is None else labels, model="test")
     for i in range(n_cases):
         pred = _label(0)  # predicts LV everywhere: case1 gets a false-positive LV (NaN distances)
         _save(pred_dir / f"case{i}.nii.gz", pred)
@@ -94,8 +97,40 @@ def test_evaluate_end_to_end(tmp_path: Path) -> None:
     assert not any(p.name.startswith(".") for p in out.iterdir())  # no temp files left behind
 
 
+def test_reference_with_an_extra_label_is_refused(tmp_path: Path) -> None:
+    """A reference that declares a class the model never had must not be scored (it would add a
+    class scored 'both empty' = 100 % Dice on cases without it, inflating the mean)."""
+    ds = _make_dataset(tmp_path)
+    pred_dir = tmp_path / "pred"
+    _write_predictions(pred_dir, labels={"background": 0, "Myo": 1})  # a model without LV
+    with pytest.raises(DataError, match="reference declares LV=2") as err:
+        evaluate_predictions(pred_dir, ReferenceLabels(ds), tmp_path / "eval", progress=False)
+    assert err.value.path == pred_dir
+    assert not (tmp_path / "eval" / "summary.json").exists()
+
+
+def test_reference_with_swapped_class_names_is_refused(tmp_path: Path) -> None:
+    ds = _make_dataset(tmp_path)
+    pred_dir = tmp_path / "pred"
+    _write_predictions(pred_dir, labels={"background": 0, "LV": 1, "Myo": 2})
+    with pytest.raises(DataError, match="LV is 1 in the predictions but 2 in the reference"):
+        evaluate_predictions(pred_dir, ReferenceLabels(ds), tmp_path / "eval", progress=False)
+
+
+def test_predictions_without_a_label_map_need_one(tmp_path: Path) -> None:
+    ds = _make_dataset(tmp_path)
+    pred_dir = tmp_path / "pred"
+    _write_predictions(pred_dir)
+    (pred_dir / "prediction.json").unlink()
+    with pytest.raises(DataError, match="no label map"):
+        evaluate_predictions(pred_dir, ReferenceLabels(ds), tmp_path / "eval", progress=False)
+    summary = evaluate_predictions(pred_dir, ReferenceLabels(ds), tmp_path / "eval", progress=False, labels=LABELS)
+    assert summary.metadata["n_cases"] == 2
+
+
 def test_prediction_shape_mismatch_names_file(tmp_path: Path) -> None:
     ds = _make_dataset(tmp_path, n_cases=1)
+    write_prediction_info(tmp_path / "pred", LABELS)
     bad = tmp_path / "pred" / "case0.nii.gz"
     _save(bad, np.zeros((12, 12, 5), dtype=np.uint8))
     with pytest.raises(DataError, match="shape") as err:
@@ -105,6 +140,7 @@ def test_prediction_shape_mismatch_names_file(tmp_path: Path) -> None:
 
 def test_prediction_affine_mismatch_names_file(tmp_path: Path) -> None:
     ds = _make_dataset(tmp_path, n_cases=1)
+    write_prediction_info(tmp_path / "pred", LABELS)
     bad = tmp_path / "pred" / "case0.nii.gz"
     _save(bad, _label(0), np.diag([1.0, 1.0, 1.0, 1.0]))
     with pytest.raises(DataError, match="affine") as err:

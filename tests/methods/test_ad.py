@@ -20,6 +20,7 @@ from diffuse_uda.methods.registry import available_methods, create_method
 from diffuse_uda.networks.ad_network import ADInferenceNetwork, ADNetwork
 from diffuse_uda.networks.segmenter import segmenter_from_spec, segmenter_spec
 from diffuse_uda.training.context import TrainingData
+from diffuse_uda.training.log import read_training_log
 from diffuse_uda.training.losses import IGNORE_INDEX
 from diffuse_uda.training.trainer import LOG_NAME, Trainer
 
@@ -247,12 +248,11 @@ def test_rs_lets_a_confident_difficulty_map_override_an_over_confident_diffusion
 def test_short_training_run_logs_finite_losses(tmp_path: Path, dims: int) -> None:
     trainer = _trainer(tmp_path, iterations=3, dims=dims)
     trainer.fit()
-    rows = [r.split(",") for r in (tmp_path / LOG_NAME).read_text().strip().splitlines()]
-    assert rows[0][2:] == list(LOSS_KEYS)
-    assert len(rows) == 4
-    for row in rows[1:]:
-        assert all(math.isfinite(float(v)) for v in row[2:])
-        assert float(row[rows[0].index("deno")]) > 0 and float(row[rows[0].index("unsup")]) > 0
+    log = read_training_log(tmp_path / LOG_NAME)
+    assert list(log) == ["lr", *LOSS_KEYS]
+    assert all([s for s, _ in points] == [1, 2, 3] for points in log.values())
+    assert all(math.isfinite(v) for points in log.values() for _, v in points)
+    assert all(v > 0 for _, v in log["deno"]) and all(v > 0 for _, v in log["unsup"])
     net = trainer.method.inference_network().eval()
     assert isinstance(net, ADInferenceNetwork)
     with torch.no_grad():
@@ -264,8 +264,7 @@ def test_short_training_run_logs_finite_losses(tmp_path: Path, dims: int) -> Non
 def test_ablations_train(tmp_path: Path, flags: dict) -> None:
     trainer = _trainer(tmp_path, iterations=2, **flags)
     trainer.fit()
-    header = (tmp_path / LOG_NAME).read_text().splitlines()[0].split(",")
-    assert header[2:] == list(LOSS_KEYS)  # same columns whatever the flags
+    assert list(read_training_log(tmp_path / LOG_NAME)) == ["lr", *LOSS_KEYS]  # same keys whatever the flags
     if not flags.get("diffusion", True):
         assert trainer.method.net.xi is None
 

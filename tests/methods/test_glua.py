@@ -1,3 +1,4 @@
+import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from diffuse_uda.methods.registry import available_methods, create_method
 from diffuse_uda.networks.glua import LocalAlignmentSegmenter
 from diffuse_uda.networks.segmenter import segmenter_from_spec, segmenter_spec
 from diffuse_uda.training.context import TrainingData
+from diffuse_uda.training.log import read_training_log
 from diffuse_uda.training.trainer import CHECKPOINT_NAME, LOG_NAME, Trainer
 
 torch.set_num_threads(1)
@@ -97,16 +99,13 @@ def test_d1_is_in_the_inference_network_but_not_in_the_trainers_optimizer(tmp_pa
 def test_training_across_both_stages(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, iterations=4, style_fraction=0.5)
     trainer.fit()
-    rows = [r.split(",") for r in (tmp_path / LOG_NAME).read_text().strip().splitlines()]
-    header = rows[0]
-    assert header[2:] == list(LOSS_KEYS)
-    stages = [float(r[header.index("stage")]) for r in rows[1:]]
-    assert stages == [1, 1, 2, 2]
+    log = read_training_log(tmp_path / LOG_NAME)
+    assert list(log) == ["lr", *LOSS_KEYS]
+    assert [v for _, v in log["stage"]] == [1, 1, 2, 2]
     # The segmenter's poly schedule starts with stage 2, at the full learning rate.
-    lrs = [float(r[1]) for r in rows[1:]]
+    lrs = [v for _, v in log["lr"]]
     assert lrs[2] == pytest.approx(trainer.config.training.lr) and lrs[3] < lrs[2]
-    for row in rows[1:]:
-        assert all(torch.isfinite(torch.tensor(float(v))) for v in row[2:])
+    assert all(math.isfinite(v) for points in log.values() for _, v in points)
     net = trainer.method.inference_network().eval()
     with torch.no_grad():
         assert net(torch.rand(2, 1, 16, 16)).shape == (2, 3, 16, 16)

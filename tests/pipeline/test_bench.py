@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 
 from diffuse_uda.errors import ConfigError
-from diffuse_uda.pipeline.bench import resolve_method, run_bench
+from diffuse_uda.pipeline.bench import run_bench
+from diffuse_uda.pipeline.bench_entries import COMPONENT_ABLATION, bench_entries, resolve_method
+from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest, RunRequest
 
 
 def test_resolve_method_presets() -> None:
@@ -36,7 +38,6 @@ def test_bench_writes_one_table_for_all_methods(tiny_task, tmp_path: Path, monke
 
 def test_every_component_ablation_is_a_valid_method_setting() -> None:
     from diffuse_uda.methods.registry import create_method
-    from diffuse_uda.pipeline.bench import COMPONENT_ABLATION
 
     for entry in COMPONENT_ABLATION:
         method, options = resolve_method(entry)
@@ -47,7 +48,8 @@ def test_every_component_ablation_is_a_valid_method_setting() -> None:
 
 def _fake_run(folder: Path, hd95: float) -> Path:
     (folder / "evaluation").mkdir(parents=True)
-    (folder / "run.json").write_text(json.dumps({"train_seconds": 1.0, "peak_rss_mb": 10.0}))
+    RunFolder(folder).write(RunManifest(request=RunRequest(method="m", config={}), display_name="m",
+                                        status="complete", train_seconds=1.0, peak_rss_mb=10.0))
     rows = ["case,class,dice,hd95,assd,nsd"] + [f"c{i},fg,0.5,{hd95},{hd95},0.5" for i in range(3)]
     (folder / "evaluation" / "per_case.csv").write_text("\n".join(rows) + "\n")
     return folder
@@ -67,3 +69,18 @@ def test_bench_table_says_when_a_distance_mean_covers_fewer_seeds(tmp_path: Path
     full = {"m": {s: _fake_run(tmp_path / f"f{s}", 4.0) for s in range(2)}}
     md = (write_bench_table(task, full, tmp_path / "out2") / "bench.md").read_text()
     assert "seeds)" not in next(line for line in md.splitlines() if line.startswith("| m |"))
+
+
+def test_every_listed_entry_resolves_and_unknown_ones_are_refused_before_any_work(tiny_task, tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """Defect: `bench --methods source-only,nosuch` trained source-only before it rejected `nosuch`."""
+    from diffuse_uda.pipeline.bench_entries import is_composite
+
+    for entry in bench_entries():
+        if not is_composite(entry):
+            resolve_method(entry)
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ConfigError, match="unknown bench entry 'nosuch'"):
+        run_bench(tiny_task, ["source-only", "nosuch"], 1, tmp_path / "bench", profile="smoke",
+                  overrides={"training": {"iterations": 2, "device": "cpu"}}, progress=False)
+    assert not (tmp_path / "bench" / "source-only").exists()

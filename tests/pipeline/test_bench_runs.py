@@ -11,9 +11,10 @@ import pytest
 from diffuse_uda.config import build_run_config
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.pipeline.bench import run_bench
-from diffuse_uda.pipeline.bench_runs import is_composite
+from diffuse_uda.pipeline.bench_entries import is_composite
 from diffuse_uda.pipeline.manifest import read_manifest
 from diffuse_uda.pipeline.run import reusable_stage1
+from diffuse_uda.pipeline.run_folder import RunFolder
 
 SMOKE = {"training": {"iterations": 2, "device": "cpu"}}
 
@@ -34,11 +35,11 @@ def test_pipeline_rows_reuse_stage1_and_share_stages(tiny_task, tmp_path: Path, 
     assert not (m2 / "1_ascplus").exists() and not (m3 / "1_ascplus").exists()
     for row in (m2, m3):
         stages = json.loads((row / "pipeline.json").read_text())["stages"]
-        assert stages[0]["folder"] == str(ascplus) and stages[0]["reused"]
+        assert Path(stages[0]["folder"]).resolve() == ascplus.resolve() and stages[0]["reused"]
     # M3 differs from M2 only in the synthesis masks: pseudo-labels and the generator are M2's.
     assert not (m3 / "3_diffusion").exists() and not (m3 / "2_pseudolabels").exists()
-    assert read_manifest(m3 / "4_synthetic")["config"]["synthesis"]["masks"] == "both"
-    assert read_manifest(m2 / "4_synthetic")["config"]["synthesis"]["masks"] == "source"
+    assert read_manifest(m3 / "4_synthetic").config["synthesis"]["masks"] == "both"
+    assert read_manifest(m2 / "4_synthetic").config["synthesis"]["masks"] == "source"
     rows = {r["method"]: r for r in json.loads((out / "bench.json").read_text())["rows"]}
     total = json.loads((m2 / "pipeline.json").read_text())["total_seconds"]
     assert rows["diffuse-uda-M2"]["train_seconds"][0] == pytest.approx(total)
@@ -55,12 +56,12 @@ def test_stage1_run_must_match_the_pipeline_settings(tiny_task, tmp_path: Path, 
     run_bench(tiny_task, ["ascplus", "source-only"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
               progress=False)
     cfg = build_run_config("smoke", 2, {**SMOKE, "training": {**SMOKE["training"], "seed": 0}})
-    assert reusable_stage1(tmp_path / "bench" / "ascplus" / "seed0", cfg)
-    with pytest.raises(ConfigError, match="other settings"):
-        reusable_stage1(tmp_path / "bench" / "ascplus" / "seed0",
+    assert reusable_stage1(tmp_path / "bench" / "ascplus" / "seed0", tiny_task, cfg)
+    with pytest.raises(ConfigError, match="training.iterations: 2 -> 3"):
+        reusable_stage1(tmp_path / "bench" / "ascplus" / "seed0", tiny_task,
                         build_run_config("smoke", 2, {"training": {"iterations": 3, "device": "cpu"}}))
-    with pytest.raises(ConfigError, match="complete ascplus"):
-        reusable_stage1(tmp_path / "bench" / "source-only" / "seed0", cfg)
+    with pytest.raises(ConfigError, match="method 'source-only'"):
+        reusable_stage1(tmp_path / "bench" / "source-only" / "seed0", tiny_task, cfg)
 
 
 def test_heal_rows_reuse_the_source_model_and_one_generator(tiny_task, tmp_path: Path, monkeypatch) -> None:
@@ -69,21 +70,26 @@ def test_heal_rows_reuse_the_source_model_and_one_generator(tiny_task, tmp_path:
                     overrides=SMOKE, progress=False)
     source = out / "source-only" / "seed0"
     for entry in ("heal-HD", "heal"):
-        manifest = json.loads((out / entry / "seed0" / "run.json").read_text())
-        assert manifest["status"] == "complete" and manifest["source_segmenter"] == str(source)
+        manifest = RunFolder(out / entry / "seed0").manifest()
+        assert manifest.status == "complete" and manifest.details["source_segmenter"] == str(source.resolve())
         assert (out / entry / "seed0" / "evaluation" / "per_case.csv").is_file()
-    assert json.loads((out / "heal-HD" / "seed0" / "run.json").read_text())["generator_seconds"] == 0.0
+    assert RunFolder(out / "heal-HD" / "seed0").manifest().details["generator_seconds"] == 0.0
     assert (out / "heal-source-generator" / "seed0" / "diffusion_last.pt").is_file()
     assert [r["method"] for r in json.loads((out / "bench.json").read_text())["rows"]] == \
         ["source-only", "heal-HD", "heal"]
-    # A rerun reuses the finished rows; a row made with other HEAL settings is stale and is redone.
+    # A rerun reuses the finished rows; a row made with other HEAL settings is stale: refused, or
+    # redone with force.
     heal_run = out / "heal-HD" / "seed0" / "run.json"
     first = json.loads(heal_run.read_text())
     run_bench(tiny_task, ["source-only", "heal-HD"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
               progress=False)
-    assert json.loads(heal_run.read_text())["adapt_seconds"] == first["adapt_seconds"]
-    stale = {**first, "heal": {**first["heal"], "entropy_threshold": 123.0}}
+    assert json.loads(heal_run.read_text())["details"]["adapt_seconds"] == first["details"]["adapt_seconds"]
+    stale = json.loads(json.dumps(first))
+    stale["request"]["config"]["heal"]["entropy_threshold"] = 123.0
     heal_run.write_text(json.dumps(stale))
+    with pytest.raises(ConfigError, match="heal.entropy_threshold: 123.0 -> 0.2"):
+        run_bench(tiny_task, ["source-only", "heal-HD"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
+                  progress=False)
     run_bench(tiny_task, ["source-only", "heal-HD"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
-              progress=False)
-    assert json.loads(heal_run.read_text())["heal"] == first["heal"]
+              progress=False, force=True)
+    assert json.loads(heal_run.read_text())["request"]["config"]["heal"] == first["request"]["config"]["heal"]

@@ -31,7 +31,7 @@ def _task_yaml(tmp_path: Path) -> Path:
 
 def _assert_outputs_whole(run: Path) -> None:
     for stage in STAGES:
-        assert read_manifest(run / stage)["status"] == "complete", stage
+        assert read_manifest(run / stage).status == "complete", stage
     leftovers = [p for p in run.rglob("*") if p.name.endswith(".tmp") or ".tmp" in p.name]
     assert not leftovers, leftovers
     for f in list((run / "4_synthetic").rglob("*.nii.gz")) + list((run / "2_pseudolabels").rglob("*.nii.gz")):
@@ -47,10 +47,10 @@ def test_pipeline_runs_every_stage_and_skips_when_complete(tiny_task, tmp_path: 
     assert report.name == "report.md" and "diffuse-uda" in text and "ascplus (stage 1)" in text
     _assert_outputs_whole(tmp_path / "run")
     syn = json.loads((tmp_path / "run" / "4_synthetic" / "dataset.json").read_text())
-    assert syn["numTraining"] == 2 * read_manifest(tmp_path / "run" / "4_synthetic")["result"]["n_masks"]
-    before = {s: read_manifest(tmp_path / "run" / s)["started"] for s in STAGES}
+    assert syn["numTraining"] == 2 * read_manifest(tmp_path / "run" / "4_synthetic").result["n_masks"]
+    before = {s: read_manifest(tmp_path / "run" / s).started for s in STAGES}
     run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
-    assert before == {s: read_manifest(tmp_path / "run" / s)["started"] for s in STAGES}
+    assert before == {s: read_manifest(tmp_path / "run" / s).started for s in STAGES}
 
     # `diffuse-uda synthesize` from the finished run: two shards into one folder = one unsharded job.
     whole = tmp_path / "syn_whole"
@@ -66,7 +66,7 @@ def test_pipeline_runs_every_stage_and_skips_when_complete(tiny_task, tmp_path: 
                                      for p in (tmp_path / "syn_shards" / "imagesTr").iterdir())
     for f in files:
         assert (nib.load(whole / f).get_fdata() == nib.load(tmp_path / "syn_shards" / f).get_fdata()).all()
-    n_target = read_manifest(tmp_path / "run" / "3_diffusion")["result"]["n_target_pairs"]
+    n_target = read_manifest(tmp_path / "run" / "3_diffusion").result["n_target_pairs"]
     assert json.loads((whole / "dataset.json").read_text())["numTraining"] == 2 * n_target
 
 
@@ -92,7 +92,7 @@ def test_sigkill_mid_stage_then_resume(tiny_data_root: Path, tmp_path: Path) -> 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ckpt.exists(), "stage 1 never checkpointed"
-    assert read_manifest(tmp_path / "run" / "1_ascplus")["status"] == "running"
+    assert read_manifest(tmp_path / "run" / "1_ascplus").status == "running"
     # Finish quickly: the rerun keeps the stage's config (same iterations) and resumes.
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]

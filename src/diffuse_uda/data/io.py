@@ -10,6 +10,7 @@ import functools
 import gzip
 import json
 import os
+import re
 import tempfile
 import uuid
 import zlib
@@ -90,13 +91,44 @@ def _storable(array: np.ndarray, path: Path) -> np.ndarray:
     return array
 
 
+# Temporary files are named ".{final name}.{pid}-{random}.tmp[suffix]": the pid tells a leftover of a
+# killed process (removable) from a file another live process is writing right now (kept).
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)-[A-Za-z0-9_]+\.tmp(\.[A-Za-z0-9.]+)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Delete temporary files that killed processes left in ``folder``; returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*"):
+        match = _TEMP_NAME.match(path.name)
+        if match and path.is_file() and not _pid_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 @contextmanager
 def _temp_sibling(path: Path, suffix: str) -> Iterator[Path]:
     """Yield a unique temp path next to `path`; remove it if the caller fails before renaming."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Hidden name plus the real suffix: format detection (e.g. nibabel's gzip choice) keys on
     # the ending, and a leading dot keeps half-written files out of directory listings.
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{suffix}"
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp{suffix}"
     try:
         yield tmp
     finally:
@@ -274,7 +306,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
     os.close(fd)
     try:
         torch.save(obj, tmp)
@@ -282,4 +314,20 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return path
+
+
+def ensure_output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Create ``path`` (and parents) and prove it writable before any work starts, so a bad output
+    location fails in a second rather than after an hour of training."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(path, f"{what} is an existing file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=f".write-probe.{os.getpid()}-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DataError(path, f"{what} cannot be written ({exc.strerror or exc})") from None
     return path

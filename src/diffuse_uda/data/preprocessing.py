@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +23,11 @@ from tqdm.auto import tqdm
 
 from diffuse_uda.config import PreprocessingConfig
 from diffuse_uda.data.dataset_json import image_paths, label_path, list_cases, load_dataset_json
-from diffuse_uda.data.io import read_nifti
+from diffuse_uda.data.io import atomic_torch_save, read_nifti
 from diffuse_uda.data.validation import validate_case_arrays
 from diffuse_uda.errors import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -170,19 +168,29 @@ def prepare_split(dataset_dir: Path, split: str, cfg: PreprocessingConfig, with_
         cache_file = Path(cache_dir) / f"{info.name or dataset_dir.name}_{split}_{key}.pt"
         if cache_file.is_file():
             try:
-                return torch.load(cache_file, weights_only=False)
-            except Exception:  # a damaged cache is rebuilt, never trusted
+                return [_case_from_state(s) for s in torch.load(cache_file, weights_only=True)]
+            except Exception:  # a damaged (or crafted) cache is rebuilt, never trusted
                 cache_file.unlink(missing_ok=True)
     desc = f"preprocess {dataset_dir.name}/images{split}" + (" + labels" if with_labels else "")
     prepared = [prepare_case(dataset_dir, split, c, cfg, info.num_channels, labels)
                 for c in tqdm(cases, desc=desc, disable=not progress, leave=False)]
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save(prepared, tmp)
-        os.replace(tmp, cache_file)
+        atomic_torch_save([_case_state(c) for c in prepared], cache_file)
     return prepared
+
+
+def _case_state(case: PreparedCase) -> dict[str, object]:
+    """A cache entry as tensors and plain values only, so the cache loads with ``weights_only=True``."""
+    return {"case_id": case.case_id, "image": torch.from_numpy(case.image),
+            "label": None if case.label is None else torch.from_numpy(case.label),
+            "original_shape": list(case.original_shape), "affine": torch.from_numpy(case.affine)}
+
+
+def _case_from_state(state: dict) -> PreparedCase:
+    label = state["label"]
+    return PreparedCase(str(state["case_id"]), state["image"].numpy(), None if label is None else label.numpy(),
+                        tuple(int(n) for n in state["original_shape"]), state["affine"].numpy())
 
 
 def stack_samples(cases: list[PreparedCase], spatial_dims: int) -> tuple[torch.Tensor, torch.Tensor | None]:

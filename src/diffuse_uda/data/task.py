@@ -96,6 +96,10 @@ class Task:
         return Task(self.config.model_copy(update={"preprocessing": prep}), self.source_dir, self.target_dir,
                     self.yaml_path)
 
+    def resolved(self) -> Task:
+        """The same task with absolute dataset folders (so a record of it does not depend on the cwd)."""
+        return Task(self.config, self.source_dir.resolve(), self.target_dir.resolve(), self.yaml_path)
+
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.model_dump(mode="json"), "source_dir": str(self.source_dir),
                 "target_dir": str(self.target_dir)}

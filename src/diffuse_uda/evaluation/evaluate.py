@@ -26,6 +26,7 @@ from tqdm import tqdm
 from diffuse_uda.data.io import atomic_write_json, atomic_write_text, read_nifti, spacing_from_affine
 from diffuse_uda.errors import DataError
 from diffuse_uda.evaluation.metrics import METRICS, case_metrics
+from diffuse_uda.evaluation.prediction_info import PREDICTION_INFO, check_label_maps, read_prediction_labels
 from diffuse_uda.evaluation.reference import ReferenceLabels, validate_label_map
 from diffuse_uda.evaluation.statistics import describe
 
@@ -256,17 +257,27 @@ def evaluate_predictions(
     out_dir: Path,
     nsd_tolerance_mm: float = 2.0,
     progress: bool = True,
+    labels: dict[str, int] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> EvaluationSummary:
     """Evaluate ``prediction_dir/{case}.nii.gz`` against every case of ``reference``.
 
-    Each prediction must have the shape and affine of its reference label (original image space);
-    otherwise a :class:`DataError` names the prediction file. Spacing is taken from the reference
-    affine. Writes per_case.csv, summary.json and summary.md into ``out_dir`` and returns the summary.
+    The predictions' label map (``labels``, else their ``prediction.json`` or dataset.json) must equal
+    the reference's, names included. Each prediction must have the shape and affine of its reference
+    label (original image space); otherwise a :class:`DataError` names the prediction file. Spacing is
+    taken from the reference affine. Writes per_case.csv, summary.json and summary.md into ``out_dir``
+    (``metadata`` is added to the summary's) and returns the summary.
     """
     prediction_dir = Path(prediction_dir)
     out_dir = Path(out_dir)
     if not prediction_dir.is_dir():
         raise DataError(prediction_dir, "prediction folder does not exist")
+    predicted_labels = labels if labels is not None else read_prediction_labels(prediction_dir)
+    if predicted_labels is None:
+        raise DataError(prediction_dir, f"no label map for these predictions ({PREDICTION_INFO} is written by "
+                                        "`diffuse-uda predict`); for other predictions give it with --labels "
+                                        "NAME=VALUE,...")
+    check_label_maps(prediction_dir, predicted_labels, reference.labels, reference.dataset_dir)
     class_names = [n for n, v in sorted(reference.labels.items(), key=lambda kv: kv[1]) if int(v) != 0]
     allowed = np.array(sorted({int(v) for v in reference.labels.values()}), dtype=np.int64)
 
@@ -286,6 +297,7 @@ def evaluate_predictions(
         "n_cases": len(per_case),
         "classes": class_names,
         "nsd_tolerance_mm": float(nsd_tolerance_mm),
+        **(metadata or {}),
         "conventions": "both empty: dice=nsd=1, hd95=assd=0; one empty: dice=nsd=0, hd95=assd=NaN "
         "(excluded from means, counted in n_nan; a case's foreground mean is NaN if any class is NaN)",
     }

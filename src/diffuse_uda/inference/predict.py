@@ -10,8 +10,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
-from diffuse_uda.data.io import write_nifti
+from diffuse_uda.data.io import ensure_output_dir, write_nifti
 from diffuse_uda.data.preprocessing import PreparedCase, prepare_case, restore_labels
+from diffuse_uda.evaluation.prediction_info import write_prediction_info
 from diffuse_uda.training.bundle import load_bundle
 from diffuse_uda.training.trainer import resolve_device
 
@@ -45,8 +46,9 @@ def predict_dataset(model: str | Path, dataset_dir: Path, out_dir: Path, split: 
     bundle = load_bundle(model, dev)
     info = load_dataset_json(dataset_dir)
     cfg = bundle.preprocessing
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_output_dir(out_dir, "prediction folder")
+    write_prediction_info(out_dir, bundle.labels, model=str(bundle.path.resolve()), method=bundle.method,
+                          dataset=str(Path(dataset_dir).resolve()), split=split)
     for case_id in tqdm(list_cases(dataset_dir, split), desc=f"predict {dataset_dir.name}/images{split}",
                         disable=not progress, leave=False):
         case = prepare_case(dataset_dir, split, case_id, cfg, info.num_channels, labels=None)

@@ -70,13 +70,14 @@ from skimage.feature import canny
 from tqdm.auto import tqdm
 
 from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
-from diffuse_uda.data.io import atomic_write_json, write_nifti
+from diffuse_uda.data.io import atomic_write_json, ensure_output_dir, write_nifti
 from diffuse_uda.data.preprocessing import PreparedCase, prepare_case, prepare_split, restore_labels, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.diffusion.config import DiffusionConfig
 from diffuse_uda.diffusion.samplers import DEFAULT_DDIM_STEPS, SAMPLERS, sample_images
 from diffuse_uda.diffusion.trainer import PairSample, load_diffusion, train_diffusion
 from diffuse_uda.errors import ConfigError, DataError
+from diffuse_uda.evaluation.prediction_info import write_prediction_info
 from diffuse_uda.inference.predict import predict_probabilities
 from diffuse_uda.training.bundle import load_bundle
 from diffuse_uda.training.trainer import resolve_device
@@ -636,7 +637,9 @@ def adapt_source_free(segmenter_bundle: Path, diffusion_checkpoint: Path, target
     adapter = _Adapter(network, diffusion, dcfg, num_classes, info.num_channels, bundle.labels, dims, config, dev)
     if adapter.steps is not None:
         diffusion_info["sampling_steps"] = adapter.steps
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_output_dir(out_dir, "prediction folder")
+    write_prediction_info(out_dir, bundle.labels, model=str(bundle.path.resolve()), method="heal",
+                          dataset=str(target_dataset.resolve()), split=split)
     records = []
     for case_id in tqdm(list_cases(target_dataset, split), desc=f"HEAL {target_dataset.name}/images{split}",
                         disable=not progress, leave=False):

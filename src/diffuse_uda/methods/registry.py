@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 from diffuse_uda.errors import ConfigError
@@ -18,18 +20,13 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 def _load_all() -> None:
-    # Importing the modules runs their @register decorators.
-    from diffuse_uda.methods import (  # noqa: F401
-        ad,
-        asc,
-        cutmix,
-        fda,
-        glua,
-        mean_teacher,
-        pseudo_label,
-        source_only,
-        target_supervised,
-    )
+    """Import every module of this package: their @register decorators fill METHODS, so adding a
+    method is adding one file (heal is a source-free adaptation, not a trained method: it registers nothing)."""
+    import diffuse_uda.methods as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 def available_methods() -> dict[str, type[Method]]:

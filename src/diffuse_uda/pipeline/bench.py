@@ -19,67 +19,46 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from diffuse_uda.config import build_run_config
-from diffuse_uda.data.io import atomic_write_json, atomic_write_text
+from diffuse_uda.data.io import atomic_write_json, atomic_write_text, ensure_output_dir
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.evaluation.evaluate import load_per_case
 from diffuse_uda.evaluation.statistics import gap_closed, mean_std, wilcoxon_paired
-from diffuse_uda.methods.asc import ASCPLUS_ABLATION
-from diffuse_uda.methods.registry import available_methods
-from diffuse_uda.pipeline.bench_runs import is_composite, run_composite
+from diffuse_uda.pipeline.bench_entries import check_entries, is_composite, resolve_method
+from diffuse_uda.pipeline.bench_runs import run_composite
 from diffuse_uda.pipeline.experiment import EVALUATION, run_experiment
-from diffuse_uda.pipeline.run import PIPELINE_MANIFEST, STAGE3
-from diffuse_uda.pipeline.train import RUN_MANIFEST
+from diffuse_uda.pipeline.run import STAGE3, PipelineRecord, read_pipeline_record
+from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
 
 LOWER, UPPER = "source-only", "target-supervised"
 
 
-# Component ablations of the comparators, as bench entries (one row = the method without one part).
-COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
-    "ad-no-SVDA": ("ad", {"svda": False}),
-    "ad-no-diffusion": ("ad", {"diffusion": False}),
-    "ad-no-DRS": ("ad", {"drs": False}),
-    "ad-no-RS": ("ad", {"rs": False}),
-    "glua-no-style-transfer": ("glua", {"style_transfer": False}),
-    "glua-no-local-alignment": ("glua", {"local_alignment": False}),
-    "glua-no-output-adversary": ("glua", {"output_adversarial": False}),
-}
-
-
-def resolve_method(entry: str) -> tuple[str, dict[str, Any]]:
-    """``name`` -> (name, {}); ``ascplus-M3`` -> the Table-4 preset; ``ad-no-DRS`` etc. -> a component
-    ablation of a comparator."""
-    if entry.startswith("ascplus-") and entry.split("-", 1)[1] in ASCPLUS_ABLATION:
-        method, options = ASCPLUS_ABLATION[entry.split("-", 1)[1]]
-        return method, dict(options)
-    if entry in COMPONENT_ABLATION:
-        method, options = COMPONENT_ABLATION[entry]
-        return method, dict(options)
-    if entry not in available_methods():
-        raise ConfigError(f"unknown method {entry!r}; available: {', '.join(available_methods())}, "
-                          f"ascplus-M1..M7, diffuse-uda, diffuse-uda-M1..M6, heal, heal-HD, heal-HD-EGS, "
-                          f"{', '.join(COMPONENT_ABLATION)}")
-    return entry, {}
-
-
 def run_bench(task: Task, methods: Sequence[str], seeds: int | Sequence[int], out_dir: Path, profile: str = "quick",
-              overrides: dict[str, Any] | None = None, progress: bool = True) -> Path:
-    """Run (or resume) every method x seed; returns the folder holding bench.md/csv/json."""
-    out_dir = Path(out_dir)
+              overrides: dict[str, Any] | None = None, progress: bool = True, force: bool = False) -> Path:
+    """Run (or resume) every method x seed; returns the folder holding bench.md/csv/json.
+
+    A finished run in the bench folder is reused only when its method, settings and inputs match;
+    one made for anything else stops the bench with the differences, or is redone with ``force``."""
+    check_entries(methods)
+    task.check()
+    out_dir = ensure_output_dir(Path(out_dir), "bench folder")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ConfigError("--seeds must be at least 1")
     runs: dict[str, dict[int, Path]] = {}
     jobs = [(m, s) for m in methods for s in seed_list]
     for entry, seed in tqdm(jobs, desc=f"bench {task.name}", disable=not progress):
         if is_composite(entry):
             runs.setdefault(entry, {})[seed] = run_composite(task, entry, seed, out_dir, profile, overrides or {},
-                                                             progress)
+                                                             progress, force)
             continue
         method, options = resolve_method(entry)
         ov = json.loads(json.dumps(overrides or {}))
         ov.setdefault("training", {})["seed"] = seed
         ov["method"] = {**options, **ov.get("method", {})}
         config = build_run_config(profile, task.preprocessing.spatial_dims, ov)
-        run_dir, _ = run_experiment(task, method, config, out_dir / entry / f"seed{seed}", progress=progress)
+        run_dir, _ = run_experiment(task, method, config, out_dir / entry / f"seed{seed}", progress=progress,
+                                    force=force)
         runs.setdefault(entry, {})[seed] = run_dir
     return write_bench_table(task, runs, out_dir)
 
@@ -100,24 +79,29 @@ def _seed_means(per_case: dict[str, dict[str, dict[str, float]]], classes: list[
     return out
 
 
-def _run_seconds(run_dir: Path, manifest: dict[str, Any]) -> float:
+def _pipeline_record(run_dir: Path) -> PipelineRecord | None:
+    """The pipeline record of a Diffuse-UDA entry's stage-3 run folder, else None."""
+    return read_pipeline_record(run_dir.parent) if run_dir.name == STAGE3 else None
+
+
+def _run_seconds(run_dir: Path, manifest: RunManifest) -> float:
     """Training time of a run; for a Diffuse-UDA pipeline, the sum of all its stages."""
-    pipeline = run_dir.parent / PIPELINE_MANIFEST
-    if run_dir.name == STAGE3 and pipeline.is_file():
-        return float(json.loads(pipeline.read_text()).get("total_seconds", math.nan))
-    return float(manifest.get("train_seconds", math.nan))
+    record = _pipeline_record(run_dir)
+    if record is not None:
+        return math.nan if record.total_seconds is None else record.total_seconds
+    return math.nan if manifest.train_seconds is None else manifest.train_seconds
 
 
 def _stage_seconds(run_dirs: dict[int, Path]) -> dict[str, tuple[float, float]] | None:
     """Wall time per stage (mean ± std over seeds) of a Diffuse-UDA pipeline entry, else None."""
     per_stage: dict[str, list[float]] = {}
     for run in run_dirs.values():
-        pipeline = run.parent / PIPELINE_MANIFEST
-        if run.name != STAGE3 or not pipeline.is_file():
+        record = _pipeline_record(run)
+        if record is None:
             return None
-        for st in json.loads(pipeline.read_text())["stages"]:
-            if st["seconds"] is not None:
-                per_stage.setdefault(st["stage"], []).append(float(st["seconds"]))
+        for st in record.stages:
+            if st.seconds is not None:
+                per_stage.setdefault(st.stage, []).append(st.seconds)
     return {stage: mean_std(v) for stage, v in per_stage.items()}
 
 
@@ -134,8 +118,8 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
     classes = [n for n, v in sorted(task.labels.items(), key=lambda kv: kv[1]) if v != 0]
     rows: list[dict[str, Any]] = []
     for entry, seed_runs in runs.items():
-        manifests = [json.loads((r / RUN_MANIFEST).read_text()) for r in seed_runs.values()]
-        row: dict[str, Any] = {"method": entry, "oracle": any(m.get("oracle") for m in manifests),
+        manifests = [RunFolder(r).manifest() for r in seed_runs.values()]
+        row: dict[str, Any] = {"method": entry, "oracle": any(m.oracle for m in manifests),
                                "seeds": len(seed_runs)}
         per_case = [load_per_case(r / EVALUATION / "per_case.csv") for r in seed_runs.values()]
         for metric in ("dice", "hd95", "assd"):
@@ -146,7 +130,7 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
                 row[f"{metric}_{c}_seeds"] = sum(not math.isnan(v) for v in values)
         row["train_seconds"] = mean_std([_run_seconds(r, m) for r, m in zip(seed_runs.values(), manifests,
                                                                             strict=True)])
-        row["peak_rss_mb"] = max(m.get("peak_rss_mb", math.nan) for m in manifests)
+        row["peak_rss_mb"] = max(math.nan if m.peak_rss_mb is None else m.peak_rss_mb for m in manifests)
         row["stage_seconds"] = _stage_seconds(seed_runs)
         rows.append(row)
     by_method = {r["method"]: r for r in rows}

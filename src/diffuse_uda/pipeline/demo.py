@@ -7,6 +7,7 @@ from pathlib import Path
 
 from diffuse_uda.config import build_run_config
 from diffuse_uda.data.demo_brain import DemoBrainConfig, generate_demo_brain
+from diffuse_uda.data.io import ensure_output_dir
 from diffuse_uda.data.task import load_task
 from diffuse_uda.pipeline.experiment import run_experiment
 from diffuse_uda.pipeline.run import PipelineConfig, run_pipeline
@@ -29,7 +30,7 @@ def run_demo(out: Path, profile: str = "quick", seed: int = 0, methods: Sequence
              progress: bool = True) -> Path:
     """Generate the demo data under ``out/data/TAG``; run the two bounds and the Diffuse-UDA pipeline
     under ``out/runs/TAG`` (TAG = profile and seed); returns ``out/report/report.md``, which compares them."""
-    out = Path(out)
+    out = ensure_output_dir(Path(out), "demo output folder")
     # One data/run folder per (profile, seed): the generated data differ between them.
     tag = f"{profile}_seed{seed}"
     data_root = out / "data" / tag

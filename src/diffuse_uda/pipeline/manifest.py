@@ -1,84 +1,126 @@
-"""Stage manifests: every pipeline stage writes into its own folder and records its config, the
-checksums of its inputs, its seed and timings in ``stage.json``. A stage whose manifest says
-``complete`` with the same config and inputs is skipped on a rerun; an incomplete one is resumed
-(training stages from their last checkpoint, writing stages file by file, each file atomically).
+"""Stage manifests: every pipeline stage writes into its own folder and records what it was made
+from in ``stage.json`` (a :class:`StageManifest`): its settings, the content fingerprints of its
+inputs (keyed by role, each with its resolved path), its seed and timings.
+
+The reuse rule is the run folder's (:mod:`diffuse_uda.pipeline.run_folder`): a stage whose manifest
+says ``complete`` for exactly these settings and inputs is skipped; an unfinished one with the same
+request resumes (training stages from their last checkpoint, writing stages file by file, each file
+atomically); a stage made from anything else is refused with the differences, or, with ``force``,
+emptied and made again. It is never silently reused.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from diffuse_uda.data.io import atomic_write_json
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from diffuse_uda.data.io import atomic_write_json, remove_stale_temporaries
+from diffuse_uda.errors import ConfigError, DataError
+from diffuse_uda.pipeline.run_folder import InputRecord, RunRequest
 
 STAGE_MANIFEST = "stage.json"
 
 
-def fingerprint(paths: Sequence[Path]) -> dict[str, str]:
-    """Checksums of a stage's inputs: sha256 of files; for folders, of their sorted names, sizes and
-    the content of their small metadata files (dataset.json, stage.json, run.json)."""
-    out: dict[str, str] = {}
-    for path in paths:
-        path = Path(path)
-        h = hashlib.sha256()
-        if path.is_file():
-            with path.open("rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-        elif path.is_dir():
-            for p in sorted(path.rglob("*")):
-                if p.is_file() and not p.name.startswith("."):
-                    h.update(f"{p.relative_to(path)}:{p.stat().st_size}".encode())
-                    if p.name in ("dataset.json", STAGE_MANIFEST, "run.json") and p.parent == path:
-                        h.update(p.read_bytes())
-        else:
-            h.update(b"missing")
-        out[str(path)] = h.hexdigest()[:16]
-    return out
+class StageManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stage: str
+    status: Literal["running", "complete"] = "running"
+    config: dict[str, Any]
+    inputs: dict[str, InputRecord]
+    seed: int
+    started: str
+    seconds: float | None = None
+    result: dict[str, Any] = Field(default_factory=dict)
+
+    def request(self) -> RunRequest:
+        return RunRequest(method=self.stage, config=self.config, inputs=self.inputs)
 
 
-def read_manifest(folder: Path) -> dict[str, Any] | None:
+def read_manifest(folder: Path) -> StageManifest | None:
+    """The stage manifest of ``folder``, None when there is none; DataError when it is unreadable."""
     path = Path(folder) / STAGE_MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return StageManifest.model_validate(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, ValidationError) as exc:
+        raise DataError(path, f"not a stage manifest of this diffuse-uda version ({str(exc).splitlines()[0]}); "
+                              "rerun with --force to redo the stage") from None
 
 
-def _complete_for(folder: Path, config: dict[str, Any], checksums: dict[str, str]) -> bool:
-    previous = read_manifest(folder)
-    return bool(previous and previous.get("status") == "complete" and previous.get("config") == config
-                and previous.get("inputs") == checksums)
+def _complete_for(folder: Path, request: RunRequest) -> bool:
+    try:
+        previous = read_manifest(folder)
+    except DataError:
+        return False
+    return bool(previous and previous.status == "complete" and previous.request() == request)
 
 
-def run_stage(name: str, folder: Path, config: dict[str, Any], inputs: Sequence[Path], seed: int,
+def _clear(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def run_stage(name: str, folder: Path, config: dict[str, Any], inputs: dict[str, InputRecord], seed: int,
               fn: Callable[[Path], Any], log: Callable[[str], None] = print,
-              shared: Sequence[Path] = ()) -> Path:
-    """Run ``fn(folder)`` unless the stage is complete for this config and these inputs.
+              shared: Sequence[Path] = (), force: bool = False) -> Path:
+    """Run ``fn(folder)`` unless the stage is complete for these settings and inputs.
 
     ``shared``: the same stage's folders in other runs (e.g. the rows of an ablation). One that is
-    complete for exactly this config and these inputs is returned instead of recomputing it; it
-    is only read, never written.
+    complete for exactly this request is returned instead of recomputing it; it is only read, never
+    written.
     """
     folder = Path(folder)
-    checksums = fingerprint(inputs)
-    if _complete_for(folder, config, checksums):
-        log(f"[{name}] complete, skipped ({folder})")
-        return folder
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: stage folder path is a file, not a folder")
+    config = json.loads(json.dumps(config))  # the form it has once stored, so comparisons are exact
+    request = RunRequest(method=name, config=config, inputs=inputs)
+    try:
+        previous = read_manifest(folder)
+    except DataError as exc:
+        if not force:
+            raise
+        log(f"[{name}] {exc}: redoing it (--force)")
+        previous = None
+        _clear(folder)
+    if previous is not None:
+        diffs = request.differences(previous.request())
+        if not diffs and previous.status == "complete":
+            log(f"[{name}] complete, skipped ({folder})")
+            return folder
+        if diffs:
+            if not force:
+                raise ConfigError(f"[{name}] {folder} was made with other settings or inputs ({'; '.join(diffs)}). "
+                                  "Pass --force to redo it, or choose another output folder.")
+            log(f"[{name}] settings or inputs changed ({'; '.join(diffs)}): redoing it (--force)")
+            _clear(folder)
+            previous = None
+    elif folder.is_dir() and any(folder.iterdir()) and not force:
+        raise ConfigError(f"[{name}] {folder} holds files but no {STAGE_MANIFEST}; pass --force to replace them")
     for other in shared:
-        if Path(other).resolve() != folder.resolve() and _complete_for(Path(other), config, checksums):
+        if Path(other).resolve() != folder.resolve() and _complete_for(Path(other), request):
             log(f"[{name}] identical stage complete in {other}, reused")
             return Path(other)
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = {"stage": name, "status": "running", "config": config, "inputs": checksums, "seed": seed,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    atomic_write_json(folder / STAGE_MANIFEST, manifest)
-    log(f"[{name}] running -> {folder}")
+    remove_stale_temporaries(folder)
+    manifest = StageManifest(stage=name, config=config, inputs=inputs, seed=seed,
+                             started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    atomic_write_json(folder / STAGE_MANIFEST, manifest.model_dump(mode="json"))
+    log(f"[{name}] {'resuming' if previous is not None else 'running'} -> {folder}")
     t0 = time.perf_counter()
     result = fn(folder)
-    manifest.update(status="complete", seconds=time.perf_counter() - t0)
+    manifest.status = "complete"
+    manifest.seconds = time.perf_counter() - t0
     if isinstance(result, dict):
-        manifest["result"] = result
-    atomic_write_json(folder / STAGE_MANIFEST, manifest)
+        manifest.result = json.loads(json.dumps(result, default=str))
+    atomic_write_json(folder / STAGE_MANIFEST, manifest.model_dump(mode="json"))
     return folder

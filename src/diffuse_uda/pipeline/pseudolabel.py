@@ -25,7 +25,7 @@ from diffuse_uda.data.dataset_json import (
     load_dataset_json,
     write_dataset_json,
 )
-from diffuse_uda.data.io import read_nifti, write_nifti
+from diffuse_uda.data.io import ensure_output_dir, read_nifti, write_nifti
 from diffuse_uda.data.preprocessing import prepare_case, restore_probabilities
 from diffuse_uda.inference.predict import predict_probabilities
 from diffuse_uda.training.bundle import load_bundle
@@ -44,7 +44,7 @@ def write_pseudolabels(run: Path, out_dir: Path, dataset: Path | None = None, th
         threshold = float(bundle.run_config.method.get("confidence_threshold", 0.9))
     info = load_dataset_json(dataset)
     cfg = bundle.preprocessing
-    out_dir = Path(out_dir)
+    out_dir = ensure_output_dir(Path(out_dir), "pseudo-label dataset folder")
     confident: dict[str, float] = {}
     cases = list_cases(dataset, "Tr")
     for case_id in tqdm(cases, desc=f"pseudo-label {dataset.name}", disable=not progress, leave=False):

@@ -21,23 +21,23 @@ from typing import Any, Literal
 
 import numpy as np
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from diffuse_uda.config import RunConfig, StrictModel, build_run_config
 from diffuse_uda.data.dataset_json import load_dataset_json
-from diffuse_uda.data.io import atomic_write_json
+from diffuse_uda.data.io import atomic_write_json, ensure_output_dir
 from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.diffusion.config import DiffusionConfig
 from diffuse_uda.diffusion.synthesize import synthesize_dataset
 from diffuse_uda.diffusion.trainer import PairSample, train_diffusion
-from diffuse_uda.errors import ConfigError
+from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.pipeline.experiment import evaluate_run
 from diffuse_uda.pipeline.manifest import read_manifest, run_stage
 from diffuse_uda.pipeline.pseudolabel import write_pseudolabels
-from diffuse_uda.pipeline.train import RUN_MANIFEST, default_cache_dir, train_method
+from diffuse_uda.pipeline.run_folder import InputRecord, RunFolder, dataset_input, file_input
+from diffuse_uda.pipeline.train import default_cache_dir, run_request, train_method
 from diffuse_uda.report.run_report import write_comparison_report
-from diffuse_uda.training.bundle import BUNDLE_NAME
 from diffuse_uda.training.trainer import resolve_device
 
 PIPELINE_MANIFEST = "pipeline.json"  # per-stage wall times and the total, written when every stage is done
@@ -143,40 +143,65 @@ def _samples(cases: list, spatial_dims: int, size: tuple[int, ...],
     return out
 
 
-def reusable_stage1(run_dir: Path, seg_cfg: RunConfig) -> Path:
-    """Check that ``run_dir`` is a complete ascplus run trained with ``seg_cfg``; return it."""
-    run_dir = Path(run_dir)
-    manifest_path = run_dir / RUN_MANIFEST
-    if not manifest_path.is_file() or not (run_dir / BUNDLE_NAME).is_file():
-        raise ConfigError(f"{run_dir}: stage1_run is not a finished run (no {RUN_MANIFEST} / {BUNDLE_NAME})")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("status") != "complete" or manifest.get("method") != "ascplus":
-        raise ConfigError(f"{run_dir}: stage1_run must be a complete ascplus run, found method "
-                          f"{manifest.get('method')!r} with status {manifest.get('status')!r}")
-    if manifest.get("config") != seg_cfg.model_dump(mode="json"):
-        raise ConfigError(f"{run_dir}: stage1_run was trained with other settings than this pipeline's "
-                          f"stage 1 (profile, seed or overrides differ)")
-    return run_dir
+def reusable_stage1(run_dir: Path, task: Task, seg_cfg: RunConfig) -> Path:
+    """Check that ``run_dir`` is a complete ascplus run of exactly this pipeline's stage-1 request; return it."""
+    folder = RunFolder(run_dir)
+    manifest = folder.manifest()
+    request = run_request(task, "ascplus", seg_cfg)
+    diffs = request.differences(manifest.request)
+    if diffs or manifest.status != "complete" or not folder.bundle_path.is_file():
+        raise ConfigError(f"{run_dir}: stage1_run is not a complete ascplus run of this pipeline's stage 1 ("
+                          f"{'; '.join(diffs) or 'status ' + manifest.status})")
+    return Path(run_dir)
+
+
+class StageRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stage: str
+    folder: str
+    seconds: float | None = None
+    reused: bool = False
+
+
+class PipelineRecord(BaseModel):
+    """``pipeline.json``: the settings, the task and where each stage lives (its own folder or a reused one)."""
+
+    model_config = ConfigDict(extra="forbid")
+    config: dict[str, Any]
+    task: dict[str, Any]
+    stages: list[StageRecord] = Field(default_factory=list)
+    total_seconds: float | None = None
+
+
+def read_pipeline_record(run_dir: Path) -> PipelineRecord | None:
+    path = Path(run_dir) / PIPELINE_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return PipelineRecord.model_validate(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, ValidationError) as exc:
+        raise DataError(path, f"invalid pipeline record ({str(exc).splitlines()[0]})") from None
 
 
 def _seconds(folder: Path) -> float | None:
     """Wall time of a stage: its stage manifest, or the run manifest of a reused training run."""
     manifest = read_manifest(folder)
-    if manifest and "seconds" in manifest:
-        return float(manifest["seconds"])
-    run_manifest = Path(folder) / RUN_MANIFEST
-    if run_manifest.is_file():
-        info = json.loads(run_manifest.read_text())
-        return float(info.get("train_seconds", 0.0)) + float(info.get("preprocessing_seconds", 0.0))
+    if manifest is not None and manifest.seconds is not None:
+        return manifest.seconds
+    run = RunFolder(folder)
+    if run.exists():
+        m = run.manifest()
+        return (m.train_seconds or 0.0) + (m.preprocessing_seconds or 0.0)
     return None
 
 
 def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, progress: bool = True,
-                 extra_runs: Sequence[Path] = (), report_dir: Path | None = None) -> Path:
+                 extra_runs: Sequence[Path] = (), report_dir: Path | None = None, force: bool = False) -> Path:
     """Run (or resume) every stage; returns the report path. ``extra_runs`` (evaluated run folders of
-    other methods on the same task, e.g. the bounds) are added to the report's comparison."""
+    other methods on the same task, e.g. the bounds) are added to the report's comparison. A stage
+    made with other settings or inputs is refused, or redone with ``force``."""
     config = config or PipelineConfig()
-    out = Path(out)
+    out = ensure_output_dir(Path(out), "pipeline run folder")
     task.check()
     dims = task.preprocessing.spatial_dims
     seg_ov = json.loads(json.dumps(config.segmentation))
@@ -187,33 +212,37 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     device = resolve_device(seg_cfg.training.device)
     cache = default_cache_dir()
     seg_json = seg_cfg.model_dump(mode="json")
+    source_in = dataset_input(task.source_dir, with_labels=True)
+    target_in = dataset_input(task.target_dir, with_labels=False)
 
     shared = [Path(p) for p in config.share_stages_with]
-    record: dict[str, Any] = {"config": config.model_dump(mode="json"), "task": task.to_dict(), "stages": []}
+    record = PipelineRecord(config=config.model_dump(mode="json"), task=task.to_dict())
 
     def done(name: str, folder: Path) -> Path:
         """Record where a stage's result lives (its own folder or a reused one) and how long it took."""
-        record["stages"].append({"stage": name, "folder": str(folder), "seconds": _seconds(folder),
-                                 "reused": folder.parent != out})
-        atomic_write_json(out / PIPELINE_MANIFEST, record)
+        record.stages.append(StageRecord(stage=name, folder=str(folder), seconds=_seconds(folder),
+                                         reused=Path(folder).resolve().parent != out.resolve()))
+        atomic_write_json(out / PIPELINE_MANIFEST, record.model_dump(mode="json"))
         return folder
 
     def others(stage: str) -> list[Path]:
         return [p / stage for p in shared]
 
-    if config.stage1_run is not None:
-        stage1 = reusable_stage1(Path(config.stage1_run), seg_cfg)
-        print(f"[stage 1: ascplus] reusing {stage1}")
-        out.mkdir(parents=True, exist_ok=True)
-    else:
-        stage1 = run_stage("stage 1: ascplus", out / "1_ascplus", {"segmentation": seg_json},
-                           [task.source_dir / "dataset.json", task.target_dir / "dataset.json"], config.seed,
-                           lambda d: train_method(task, "ascplus", seg_cfg, d, progress=progress,
-                                                  display_name="ascplus (stage 1)"), shared=others("1_ascplus"))
-    done("1 ascplus", stage1)
-    pseudo = run_stage("pseudo-labels", out / "2_pseudolabels", {}, [stage1 / "model.pt"], config.seed,
-                       lambda d: write_pseudolabels(stage1, d, progress=progress), shared=others("2_pseudolabels"))
+    def stage(name: str, folder: str, settings: dict[str, Any], inputs: dict[str, InputRecord], fn) -> Path:
+        return run_stage(name, out / folder, settings, inputs, config.seed, fn, shared=others(folder), force=force)
 
+    if config.stage1_run is not None:
+        stage1 = reusable_stage1(Path(config.stage1_run), task, seg_cfg)
+        print(f"[stage 1: ascplus] reusing {stage1}")
+    else:
+        stage1 = stage("stage 1: ascplus", "1_ascplus", {"segmentation": seg_json},
+                       {"source": source_in, "target_images": target_in},
+                       lambda d: train_method(task, "ascplus", seg_cfg, d, progress=progress,
+                                              display_name="ascplus (stage 1)", force=force))
+    done("1 ascplus", stage1)
+    pseudo = stage("pseudo-labels", "2_pseudolabels", {}, {"stage1_model": file_input(stage1 / "model.pt"),
+                                                           "target_images": target_in},
+                   lambda d: write_pseudolabels(stage1, d, progress=progress))
     done("2 pseudo-labels", pseudo)
 
     @functools.cache  # shared by the generator and synthesis stages when both run in this process
@@ -228,43 +257,42 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
         train_diffusion(pairs, task.num_classes, dcfg, folder, device=device, progress=progress)
         return {"n_source_pairs": len(src), "n_target_pairs": len(tgt) if config.diffusion_domains == "both" else 0}
 
-    generator = run_stage("diffusion training", out / "3_diffusion",
-                          {"diffusion": dcfg.to_dict(), "domains": config.diffusion_domains,
-                           "training_fraction": config.training_fraction},
-                          [pseudo / "dataset.json", task.source_dir / "dataset.json"], config.seed, train_generator,
-                          shared=others("3_diffusion"))
+    pseudo_in = file_input(pseudo)
+    generator = stage("diffusion training", "3_diffusion",
+                      {"diffusion": dcfg.to_dict(), "domains": config.diffusion_domains,
+                       "training_fraction": config.training_fraction},
+                      {"pseudolabels": pseudo_in, "source": source_in}, train_generator)
     done("3 diffusion", generator)
 
     def synthesize(folder: Path) -> dict[str, Any]:
         src, tgt = labelled_samples()
         return _synthesize(task, generator, src, tgt, config.synthesis, folder, config.seed, (0, 1), device, progress)
 
-    synthetic = run_stage("synthesis", out / "4_synthetic", {"synthesis": config.synthesis.model_dump(mode="json"),
-                                                             "training_fraction": config.training_fraction},
-                          [generator / "diffusion_last.pt", pseudo / "dataset.json"], config.seed, synthesize,
-                          shared=others("4_synthetic"))
+    synthetic = stage("synthesis", "4_synthetic", {"synthesis": config.synthesis.model_dump(mode="json"),
+                                                   "training_fraction": config.training_fraction},
+                      {"generator": file_input(generator / "diffusion_last.pt"), "pseudolabels": pseudo_in,
+                       "source": source_in}, synthesize)
     done("4 synthesis", synthetic)
-    stage3 = run_stage("stage 3: ascplus on source + synthetic", out / STAGE3, {"segmentation": seg_json},
-                       [synthetic / "dataset.json", task.source_dir / "dataset.json"], config.seed,
-                       lambda d: train_method(task, "ascplus", seg_cfg, d, extra_labelled=[synthetic],
-                                              progress=progress, display_name="diffuse-uda"),
-                       shared=others(STAGE3))
+    stage3 = stage("stage 3: ascplus on source + synthetic", STAGE3, {"segmentation": seg_json},
+                   {"synthetic": file_input(synthetic), "source": source_in, "target_images": target_in},
+                   lambda d: train_method(task, "ascplus", seg_cfg, d, extra_labelled=[synthetic],
+                                          progress=progress, display_name="diffuse-uda", force=force))
     done("5 ascplus + synthetic", stage3)
     evaluated = [run for run in (stage1, stage3) if evaluate_run(run, task, progress) is not None]
-    record["total_seconds"] = sum(st["seconds"] for st in record["stages"] if st["seconds"] is not None)
-    atomic_write_json(out / PIPELINE_MANIFEST, record)
-    timing_text = "  \n".join(f"{st['stage']}: {st['seconds']:.0f} s" + (f" (reused: {st['folder']})" if st["reused"]
-                                                                         else "")
-                              for st in record["stages"] if st["seconds"] is not None)
+    record.total_seconds = sum(st.seconds for st in record.stages if st.seconds is not None)
+    atomic_write_json(out / PIPELINE_MANIFEST, record.model_dump(mode="json"))
+    timing_text = "  \n".join(f"{st.stage}: {st.seconds:.0f} s" + (f" (reused: {st.folder})" if st.reused else "")
+                              for st in record.stages if st.seconds is not None)
     gallery = synthetic / "gallery.png"
+    synth_manifest = read_manifest(synthetic)
     sections = [("Stage timings", timing_text),
-                ("Synthetic gallery", f"![gallery]({gallery.resolve()})  \n{read_manifest(synthetic).get('result')}")]
+                ("Synthetic gallery", f"![gallery]({gallery.resolve()})  \n"
+                                      f"{synth_manifest.result if synth_manifest else ''}")]
     if not evaluated:
         return out
     return write_comparison_report([*extra_runs, *evaluated], report_dir or out / "report",
                                    title=f"Diffuse-UDA run: {task.name}",
                                    extra_sections=sections)
-
 
 
 def pipeline_stage_folders(run_dir: Path) -> dict[str, Path]:
@@ -274,9 +302,9 @@ def pipeline_stage_folders(run_dir: Path) -> dict[str, Path]:
     folders = {"1 ascplus": run_dir / "1_ascplus", "2 pseudo-labels": run_dir / "2_pseudolabels",
                "3 diffusion": run_dir / "3_diffusion", "4 synthesis": run_dir / "4_synthetic",
                "5 ascplus + synthetic": run_dir / STAGE3}
-    record = run_dir / PIPELINE_MANIFEST
-    if record.is_file():
-        folders.update({st["stage"]: Path(st["folder"]) for st in json.loads(record.read_text())["stages"]})
+    record = read_pipeline_record(run_dir)
+    if record is not None:
+        folders.update({st.stage: Path(st.folder) for st in record.stages})
     return folders
 
 
@@ -285,17 +313,18 @@ def synthesize_from_run(run_dir: Path, out_dir: Path, options: SynthesisOptions,
     """A synthetic dataset from a pipeline run's trained generator (``diffuse-uda synthesize``):
     conditioned on the run's source masks and/or target pseudo-label masks, as in its synthesis stage."""
     folders = pipeline_stage_folders(run_dir)
-    stage1, pseudo, generator = folders["1 ascplus"], folders["2 pseudo-labels"], folders["3 diffusion"]
+    pseudo, generator = folders["2 pseudo-labels"], folders["3 diffusion"]
     gen_manifest = read_manifest(generator)
-    if not gen_manifest or gen_manifest.get("status") != "complete":
+    if gen_manifest is None or gen_manifest.status != "complete":
         raise ConfigError(f"{generator}: the run's generator is not trained yet (run `diffuse-uda run` first)")
-    if not (stage1 / RUN_MANIFEST).is_file() or not (pseudo / "dataset.json").is_file():
-        raise ConfigError(f"{run_dir}: stage 1 or its pseudo-labels are missing")
-    task = Task.from_dict(json.loads((stage1 / RUN_MANIFEST).read_text())["task"])
-    size = gen_manifest["config"]["diffusion"]["image_size"]
-    src, tgt = conditioning_samples(task, pseudo, float(gen_manifest["config"]["training_fraction"]), size,
+    record = read_pipeline_record(run_dir)
+    if record is None or not (pseudo / "dataset.json").is_file():
+        raise ConfigError(f"{run_dir}: not a pipeline run with finished pseudo-labels (no {PIPELINE_MANIFEST})")
+    task = Task.from_dict(record.task)
+    size = gen_manifest.config["diffusion"]["image_size"]
+    src, tgt = conditioning_samples(task, pseudo, float(gen_manifest.config["training_fraction"]), size,
                                     default_cache_dir(), progress)
-    out_dir = Path(out_dir)
+    out_dir = ensure_output_dir(Path(out_dir), "synthetic dataset folder")
     result = _synthesize(task, generator, src, tgt, options, out_dir, seed, shard, resolve_device(device), progress)
     print(f"[synthesize] {result['n_synthetic']} pairs from {result['n_masks']} masks "
           f"(shard {shard[0]}/{shard[1]}) -> {out_dir}")

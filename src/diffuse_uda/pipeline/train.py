@@ -6,29 +6,35 @@ Run folder contents: ``model.pt`` (bundle), ``checkpoint_last.pt`` (resume), ``t
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from diffuse_uda.config import RunConfig
-from diffuse_uda.data.io import atomic_torch_save, atomic_write_json
+from diffuse_uda.data.io import atomic_torch_save, ensure_output_dir
 from diffuse_uda.data.preprocessing import PreparedCase, prepare_split, resample_label, stack_samples
 from diffuse_uda.data.task import Task
-from diffuse_uda.methods.registry import create_method
+from diffuse_uda.methods.registry import available_methods, create_method
 from diffuse_uda.networks.ensemble import SnapshotEnsemble
 from diffuse_uda.networks.segmenter import segmenter_spec
-from diffuse_uda.training.bundle import BUNDLE_NAME, save_bundle
+from diffuse_uda.pipeline.run_folder import (
+    RUN_MANIFEST,
+    InputRecord,
+    RunFolder,
+    RunManifest,
+    RunRequest,
+    dataset_input,
+)
+from diffuse_uda.training.bundle import save_bundle
 from diffuse_uda.training.context import TrainingData
 from diffuse_uda.training.trainer import Trainer
 
-RUN_MANIFEST = "run.json"
+__all__ = ["RUN_MANIFEST", "build_training_data", "default_cache_dir", "peak_rss_mb", "run_request", "train_method"]
 
 
 def default_cache_dir() -> Path:
@@ -84,32 +90,54 @@ def build_training_data(task: Task, uses_target_images: bool, uses_target_labels
     return TrainingData(images_t, labels_t, target_t)
 
 
+def run_request(task: Task, method_name: str, config: RunConfig, extra_labelled: Sequence[Path] = ()) -> RunRequest:
+    """The request a training run is made for: method, resolved settings, task and the fingerprints of
+    every dataset it reads (target *images* only, unless the method is the oracle)."""
+    method_cls = available_methods().get(method_name)
+    if method_cls is None:
+        create_method(method_name)  # raises the unknown-method error
+        raise AssertionError  # unreachable
+    task = task.with_preprocessing(config.preprocessing)
+    inputs: dict[str, InputRecord] = {}
+    if method_cls.uses_target_labels:
+        inputs["target_labelled"] = dataset_input(task.target_dir, with_labels=True)
+    else:
+        inputs["source"] = dataset_input(task.source_dir, with_labels=True)
+    if method_cls.uses_target_images:
+        inputs["target_images"] = dataset_input(task.target_dir, with_labels=False)
+    for i, extra in enumerate(extra_labelled):
+        inputs[f"extra_labelled_{i}"] = dataset_input(Path(extra), with_labels=True)
+    return RunRequest(method=method_name, config=config.model_dump(mode="json"),
+                      task=task.config.model_dump(mode="json"), inputs=inputs)
+
+
 def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
                  extra_labelled: Sequence[Path] = (), cache_dir: Path | None = None,
-                 progress: bool = True, display_name: str | None = None) -> Path:
-    """Train (or resume) ``method_name`` on ``task``; returns the run folder. Skips a finished run."""
+                 progress: bool = True, display_name: str | None = None, force: bool = False) -> Path:
+    """Train (or resume) ``method_name`` on ``task``; returns the run folder.
+
+    A folder holding a complete run of exactly this request is returned as it is; an unfinished one
+    resumes; one made for anything else is refused unless ``force`` (see :mod:`run_folder`)."""
     out_dir = Path(out_dir)
-    manifest_path = out_dir / RUN_MANIFEST
-    if ((out_dir / BUNDLE_NAME).is_file() and manifest_path.is_file()
-            and json.loads(manifest_path.read_text()).get("status") == "complete"):
-        return out_dir
     task = task.with_preprocessing(config.preprocessing)
     task.check()
     method = create_method(method_name, config.method)
+    request = run_request(task, method_name, config, extra_labelled)
+    folder = RunFolder(out_dir)
+    if folder.open(request, force=force) == "complete" and folder.bundle_path.is_file():
+        return out_dir
+    ensure_output_dir(out_dir, "run folder")
     t0 = time.perf_counter()
     data = build_training_data(task, method.uses_target_images, method.uses_target_labels, extra_labelled,
                                cache_dir if cache_dir is not None else default_cache_dir(), progress)
     prep_seconds = time.perf_counter() - t0
-    manifest: dict[str, Any] = {
-        "status": "running", "method": method_name, "display_name": display_name or method_name,
-        "method_summary": method.summary,
-        "oracle": method.uses_target_labels, "task": task.to_dict(), "config": config.model_dump(mode="json"),
-        "extra_labelled": [str(p) for p in extra_labelled],
-        "n_labelled_samples": int(data.source_images.shape[0]),
-        "n_target_samples": int(data.target_images.shape[0]) if data.target_images is not None else 0,
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(manifest_path, manifest)
+    manifest = RunManifest(
+        request=request, task=task.resolved().to_dict(), display_name=display_name or method_name,
+        method_summary=method.summary,
+        oracle=method.uses_target_labels, extra_labelled=[str(Path(p).resolve()) for p in extra_labelled],
+        n_labelled_samples=int(data.source_images.shape[0]),
+        n_target_samples=int(data.target_images.shape[0]) if data.target_images is not None else 0)
+    folder.write(manifest)
     trainer = Trainer(method, data, config, out_dir, task.preprocessing.spatial_dims, task.num_classes, progress)
     stats = trainer.fit()
     spec = segmenter_spec(task.preprocessing.spatial_dims, int(data.source_images.shape[1]), task.num_classes,
@@ -120,9 +148,12 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
     if hasattr(method, "bundle_spec"):  # methods with their own inference architecture (e.g. GLUA) extend it
         spec = method.bundle_spec(spec)
     save_bundle(out_dir, network, spec, task, method_name, config)
+    outputs = []
     for name, value in method.extra_outputs().items():
         if isinstance(value, torch.Tensor | dict | list):
             atomic_torch_save(value, out_dir / f"{name}.pt")
-    manifest.update(status="complete", preprocessing_seconds=prep_seconds, peak_rss_mb=peak_rss_mb(), **stats)
-    atomic_write_json(manifest_path, manifest)
+            outputs.append(f"{name}.pt")
+    manifest = manifest.model_copy(update={"status": "complete", "preprocessing_seconds": prep_seconds,
+                                           "peak_rss_mb": peak_rss_mb(), "outputs": outputs, **stats})
+    folder.write(RunManifest.model_validate(manifest.model_dump()))
     return out_dir

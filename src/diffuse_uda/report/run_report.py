@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from diffuse_uda.data.dataset_json import load_dataset_json
-from diffuse_uda.data.io import read_nifti
+from diffuse_uda.data.io import ensure_output_dir, read_nifti
 from diffuse_uda.data.preprocessing import load_image
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import DataError
 from diffuse_uda.evaluation.evaluate import EvaluationSummary, load_summary
 from diffuse_uda.evaluation.reference import ReferenceLabels
 from diffuse_uda.pipeline.experiment import EVALUATION, PREDICTIONS
-from diffuse_uda.pipeline.train import RUN_MANIFEST, default_cache_dir
+from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
+from diffuse_uda.pipeline.train import default_cache_dir
 from diffuse_uda.report.feature_embedding import embed_domains, plot_domain_embeddings
 from diffuse_uda.report.plots import pick_slice, plot_class_bars, plot_overlay_montage, plot_training_curves
 from diffuse_uda.report.report import MarkdownReport, add_results_tables
 from diffuse_uda.training.trainer import LOG_NAME
 
 
-def _run_label(manifest: dict[str, Any], run_dir: Path, seen: set[str]) -> str:
-    label = manifest.get("display_name") or manifest.get("method", run_dir.name)
-    if manifest.get("oracle") and "target-supervised" not in label:
+def _run_label(manifest: RunManifest, run_dir: Path, seen: set[str]) -> str:
+    label = manifest.display_name or manifest.method
+    if manifest.oracle and "target-supervised" not in label:
         label = f"{label} (oracle)"  # the table marks target-supervised rows as the upper bound itself
     if label in seen:
         label = f"{label} [{run_dir.name}]"
     seen.add(label)
     return label
+
+
+def _fmt_number(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f}"
 
 
 def _display_slice(image: np.ndarray, z: int) -> np.ndarray:
@@ -45,21 +48,17 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
                             feature_embedding: bool = True) -> Path:
     """``report.md`` in ``out_dir`` comparing evaluated runs of one task (``feature_embedding``: add
     the t-SNE of source vs target encoder features per model)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    entries: list[tuple[str, Path, dict[str, Any], EvaluationSummary]] = []
+    out_dir = ensure_output_dir(Path(out_dir), "report folder")
+    entries: list[tuple[str, Path, RunManifest, EvaluationSummary]] = []
     seen: set[str] = set()
     for run in runs:
         run = Path(run)
-        manifest_path = run / RUN_MANIFEST
-        if not manifest_path.is_file():
-            raise DataError(manifest_path, "not a run folder (no run.json)")
-        manifest = json.loads(manifest_path.read_text())
+        manifest = RunFolder(run).manifest()
         summary = load_summary(run / EVALUATION / "summary.json")
         entries.append((_run_label(manifest, run, seen), run, manifest, summary))
     if not entries:
         raise DataError(out_dir, "no runs to report")
-    task = Task.from_dict(entries[0][2]["task"])
+    task = Task.from_dict(entries[0][2].task)
     report = MarkdownReport(title or f"diffuse-uda report: {task.name}")
     report.paragraph(f"Task **{task.name}**: {task.config.description}  \n"
                      f"Source `{task.source_dir.name}` -> target `{task.target_dir.name}`; labels "
@@ -76,9 +75,8 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
                  "Per-class Dice on the target test split (mean ± std over cases).")
     report.heading("Cost")
     report.table(["Run", "iterations", "train time (s)", "preprocessing (s)", "peak RSS (MB)", "device"],
-                 [[label, m.get("iterations", "?"), f"{m.get('train_seconds', float('nan')):.0f}",
-                   f"{m.get('preprocessing_seconds', float('nan')):.0f}", f"{m.get('peak_rss_mb', float('nan')):.0f}",
-                   m.get("device", "?")] for label, _, m, _ in entries])
+                 [[label, m.iterations or "?", _fmt_number(m.train_seconds), _fmt_number(m.preprocessing_seconds),
+                   _fmt_number(m.peak_rss_mb), m.device or "?"] for label, _, m, _ in entries])
     # Overlays of the held-out test cases (reference read through the evaluation reader).
     reference = ReferenceLabels(task.target_dir, split="Ts")
     info = load_dataset_json(task.target_dir)

@@ -53,11 +53,13 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> ModelBu
     if not path.is_file():
         raise DataError(path, "model bundle does not exist (train a model first: `diffuse-uda train`)")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a bundle is tensors and plain containers; anything else (a crafted pickle that
+        # would run code when loaded) is refused by the unpickler.
+        raw = torch.load(path, map_location="cpu", weights_only=True)
         network = segmenter_from_spec(raw["spec"])
         network.load_state_dict(raw["network"])
     except Exception as exc:
         raise DataError(path, f"cannot load model bundle: {exc}") from exc
     network.to(device).eval()
     return ModelBundle(network, raw["spec"], Task.from_dict(raw["task"]), raw["method"],
-                       RunConfig.model_validate(raw["run_config"]), path)
+                       RunConfig.model_validate(raw["run_config"], context={"stored": True}), path)

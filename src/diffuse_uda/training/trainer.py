@@ -11,8 +11,6 @@ Model selection never uses target labels: the bundle is the last step's inferenc
 
 from __future__ import annotations
 
-import csv
-import os
 import random
 import time
 from pathlib import Path
@@ -24,9 +22,11 @@ from tqdm.auto import tqdm
 
 from diffuse_uda.config import RunConfig, TrainingConfig
 from diffuse_uda.data.io import atomic_torch_save
+from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.methods.base import Method
 from diffuse_uda.training.augmentation import LabelledAugmentation
 from diffuse_uda.training.context import Batch, TrainContext, TrainingData
+from diffuse_uda.training.log import TrainingLog
 from diffuse_uda.training.losses import IGNORE_INDEX
 
 CHECKPOINT_NAME = "checkpoint_last.pt"
@@ -114,29 +114,20 @@ class Trainer:
     def _state(self, step: int) -> dict[str, Any]:
         return {"step": step, "method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "generator": self.ctx.generator.get_state(), "cpu_generator": self.ctx.cpu_generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "config": self.config.model_dump(mode="json")}
+                "torch_rng": torch.get_rng_state(), "config": self.config.model_dump(mode="json"),
+                "method_name": self.method.name}
 
-    def _load(self, state: dict[str, Any]) -> int:
+    def _load(self, state: dict[str, Any], path: Path) -> int:
+        # A checkpoint of another method or other settings must never be continued as if it were this run.
+        if state.get("method_name") != self.method.name or state.get("config") != self.config.model_dump(mode="json"):
+            raise ConfigError(f"{path}: checkpoint was written by method {state.get('method_name')!r} with other "
+                              f"settings than this run ({self.method.name!r}); remove it or use another run folder")
         self.method.load_state_dict(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ctx.generator.set_state(state["generator"])
         self.ctx.cpu_generator.set_state(state["cpu_generator"])
         torch.set_rng_state(state["torch_rng"])
         return int(state["step"])
-
-    def _truncate_log(self, path: Path, step: int) -> None:
-        """After a resume, drop log rows written after the checkpoint (they will be redone)."""
-        if not path.exists():
-            return
-        with path.open() as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            return
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as f:
-            csv.writer(f).writerows(kept)
-        os.replace(tmp, path)
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, Any]:
@@ -146,14 +137,16 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         start = 0
         if ckpt_path.exists():
-            start = self._load(torch.load(ckpt_path, map_location=self.device, weights_only=False))
-            self._truncate_log(log_path, start)
+            try:
+                state = torch.load(ckpt_path, map_location=self.device, weights_only=True)
+            except Exception as exc:  # unpickling refuses anything but tensors and plain containers
+                raise DataError(ckpt_path, f"cannot load checkpoint: {exc}") from None
+            start = self._load(state, ckpt_path)
         if torch.cuda.is_available() and self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         t0 = time.perf_counter()
         running: dict[str, torch.Tensor] = {}
-        log_file = log_path.open("a", newline="")
-        writer: csv.writer | None = None
+        log = TrainingLog(log_path, start)
         bar = tqdm(range(start, tc.iterations), initial=start, total=tc.iterations,
                    desc=f"train {self.method.name}", disable=not self.progress, leave=False)
         try:
@@ -179,19 +172,14 @@ class Trainer:
                     n = tc.log_every if done % tc.log_every == 0 else done % tc.log_every
                     values = {k: float(v) / n for k, v in running.items()}
                     running = {}
-                    if writer is None:
-                        writer = csv.writer(log_file)
-                        if log_path.stat().st_size == 0:
-                            writer.writerow(["step", "lr", *values.keys()])
-                    writer.writerow([done, f"{lr:.3g}", *(f"{v:.5g}" for v in values.values())])
-                    log_file.flush()
+                    log.write(done, {"lr": lr, **values})
                     bar.set_postfix(loss=f"{values['loss']:.4f}")
                 if done % self.ctx.epoch_length == 0:
                     self.method.on_epoch_end(self.ctx, done // self.ctx.epoch_length - 1)
                 if done % tc.checkpoint_every == 0 or done == tc.iterations:
                     atomic_torch_save(self._state(done), ckpt_path)
         finally:
-            log_file.close()
+            log.close()
             bar.close()
         stats: dict[str, Any] = {"train_seconds": time.perf_counter() - t0, "resumed_from_step": start,
                                  "iterations": tc.iterations, "device": str(self.device)}

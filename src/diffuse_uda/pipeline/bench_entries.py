@@ -1,0 +1,88 @@
+"""Every name ``diffuse-uda bench --methods`` accepts, in one place.
+
+An entry is either a registered method (``ascplus``), a preset of a method's options (the rows of
+the paper's Table-4 ablation ``ascplus-M1..M7``, the component ablations of the comparators), or a
+composite entry that is not one trained method (the Diffuse-UDA pipeline and its Table-3 rows,
+HEAL and its ablation rows; see :mod:`diffuse_uda.pipeline.bench_runs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from diffuse_uda.errors import ConfigError
+from diffuse_uda.methods.asc import ASCPLUS_ABLATION
+from diffuse_uda.methods.registry import available_methods
+
+PIPELINE_ENTRY = "diffuse-uda"
+# HEAL's ablation rows (its Table 3): hierarchical denoising alone, + edge-guided selection, + size-aware fusion.
+HEAL_ENTRIES: dict[str, dict[str, bool]] = {
+    "heal-HD": {"edge_guided_selection": False, "size_aware_fusion": False},
+    "heal-HD-EGS": {"size_aware_fusion": False},
+    "heal": {},
+}
+
+# Component ablations of the comparators, as bench entries (one row = the method without one part).
+COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
+    "ad-no-SVDA": ("ad", {"svda": False}),
+    "ad-no-diffusion": ("ad", {"diffusion": False}),
+    "ad-no-DRS": ("ad", {"drs": False}),
+    "ad-no-RS": ("ad", {"rs": False}),
+    "glua-no-style-transfer": ("glua", {"style_transfer": False}),
+    "glua-no-local-alignment": ("glua", {"local_alignment": False}),
+    "glua-no-output-adversary": ("glua", {"output_adversarial": False}),
+}
+
+
+def generation_ablation_rows() -> list[str]:
+    from diffuse_uda.pipeline.run import GENERATION_ABLATION
+
+    return list(GENERATION_ABLATION)
+
+
+def is_composite(entry: str) -> bool:
+    return entry in HEAL_ENTRIES or entry == PIPELINE_ENTRY or (
+        entry.startswith(PIPELINE_ENTRY + "-") and entry.removeprefix(PIPELINE_ENTRY + "-")
+        in generation_ablation_rows())
+
+
+def bench_entries() -> dict[str, str]:
+    """Every accepted entry name with a one-line description."""
+    out = {name: cls.summary for name, cls in available_methods().items()}
+    out.update({f"ascplus-{row}": f"ASCPlus ablation row {row} (paper Table 4)" for row in ASCPLUS_ABLATION})
+    out.update({name: f"{method} with {', '.join(f'{k}={v}' for k, v in options.items())}"
+                for name, (method, options) in COMPONENT_ABLATION.items()})
+    out[PIPELINE_ENTRY] = "the Diffuse-UDA pipeline (stage 1 = the bench's ascplus run of the same seed)"
+    out.update({f"{PIPELINE_ENTRY}-{row}": f"Diffuse-UDA generation ablation row {row} (paper Table 3)"
+                for row in generation_ablation_rows()})
+    out.update({name: "HEAL (source-free, learning-free) " + ("full" if not opts else "ablation: " + ", ".join(
+        k for k, v in opts.items() if not v) + " off") for name, opts in HEAL_ENTRIES.items()})
+    return out
+
+
+def resolve_method(entry: str) -> tuple[str, dict[str, Any]]:
+    """A method entry -> (registered method, option preset). Composite entries are not methods."""
+    if entry.startswith("ascplus-") and entry.split("-", 1)[1] in ASCPLUS_ABLATION:
+        method, options = ASCPLUS_ABLATION[entry.split("-", 1)[1]]
+        return method, dict(options)
+    if entry in COMPONENT_ABLATION:
+        method, options = COMPONENT_ABLATION[entry]
+        return method, dict(options)
+    if entry not in available_methods():
+        raise ConfigError(f"unknown bench entry {entry!r}; available: {', '.join(bench_entries())}")
+    return entry, {}
+
+
+def check_entries(entries: Sequence[str]) -> None:
+    """Reject unknown or repeated entries before any work starts."""
+    known = bench_entries()
+    unknown = [e for e in entries if e not in known]
+    if unknown:
+        raise ConfigError(f"unknown bench entr{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
+                          f"available: {', '.join(known)}")
+    repeated = sorted({e for e in entries if list(entries).count(e) > 1})
+    if repeated:
+        raise ConfigError(f"bench entries given twice: {', '.join(repeated)}")
+    if not entries:
+        raise ConfigError("no bench entries given")
