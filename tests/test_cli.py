@@ -71,3 +71,80 @@ def test_demo_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert r.exit_code == 0, r.output
     report = (tmp_path / "demo" / "report" / "report.md").read_text()
     assert "source-only" in report and "upper bound" in report
+
+
+def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run the real entry point (with its error boundary); returns (exit status, stderr)."""
+    import sys
+
+    from diffuse_uda.cli import main
+
+    saved = sys.argv
+    sys.argv = ["diffuse-uda", *argv]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main()
+    finally:
+        sys.argv = saved
+    return int(exc.value.code), capsys.readouterr().err
+
+
+@pytest.fixture()
+def cli_task(tiny_data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    task = tmp_path / "tiny.yaml"
+    task.write_text("name: tiny\nsource: Dataset901_DemoBrainT1\ntarget: Dataset902_DemoBrainT2\n"
+                    "labels: {background: 0, CSF: 1, GM: 2, WM: 3}\n"
+                    "preprocessing: {spatial_dims: 2, size: [16, 16]}\n")
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    return ["-t", str(task), "--data-root", str(tiny_data_root), "--profile", "smoke"]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("training.checkpoint_every=0", "training.checkpoint_every: Input should be greater than 0"),
+    ("training.log_every=0", "training.log_every: Input should be greater than 0"),
+    ("training.lr=nan", "training.lr: Input should be a finite number"),
+    ("network.init_filters=0", "network.init_filters: Input should be greater than 0"),
+    ("training.batch_size=0", "training.batch_size: Input should be greater than 0"),
+    ("training.iterations=-3", "training.iterations: Input should be greater than 0"),
+    ("training.device=cuda", "sees no CUDA GPU"),
+])
+def test_bad_settings_are_one_line_errors_before_any_work(setting: str, message: str, cli_task: list[str],
+                                                         tmp_path: Path, capsys) -> None:
+    """Defect: these raised raw tracebacks (or, for batch_size=0 / iterations=-3, gave a bundle marked
+    complete with no learning)."""
+    import torch
+
+    if setting.endswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, err = _main(["train", "-m", "source-only", *cli_task, "-o", str(tmp_path / "run"), "--set", setting],
+                      capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 2  # the error + the --debug hint
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_output_path_that_is_a_file_fails_up_front(cli_task: list[str], tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    for argv in (["train", "-m", "source-only", *cli_task, "-o", str(blocker / "run")],
+                 ["bench", *cli_task, "--methods", "source-only", "--seeds", "1", "-o", str(blocker)],
+                 ["run", *cli_task, "-o", str(blocker)]):
+        code, err = _main(argv, capsys)
+        assert code == 2 and str(blocker) in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "cache" / "preprocessed").exists()  # nothing was preprocessed
+
+
+def test_debug_shows_the_traceback(cli_task: list[str], tmp_path: Path) -> None:
+    import sys
+
+    from diffuse_uda.cli import main
+    from diffuse_uda.errors import ConfigError
+
+    saved = sys.argv
+    sys.argv = ["diffuse-uda", "train", "-m", "source-only", *cli_task, "-o", str(tmp_path / "r"),
+                "--set", "training.lr=nan", "--debug"]
+    try:
+        with pytest.raises(ConfigError):
+            main()
+    finally:
+        sys.argv = saved

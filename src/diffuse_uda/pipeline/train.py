@@ -19,6 +19,7 @@ from diffuse_uda.config import RunConfig
 from diffuse_uda.data.io import atomic_torch_save, ensure_output_dir
 from diffuse_uda.data.preprocessing import PreparedCase, prepare_split, resample_label, stack_samples
 from diffuse_uda.data.task import Task
+from diffuse_uda.errors import ConfigError
 from diffuse_uda.methods.registry import available_methods, create_method
 from diffuse_uda.networks.ensemble import SnapshotEnsemble
 from diffuse_uda.networks.segmenter import segmenter_spec
@@ -119,6 +120,9 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
     A folder holding a complete run of exactly this request is returned as it is; an unfinished one
     resumes; one made for anything else is refused unless ``force`` (see :mod:`run_folder`)."""
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: run folder path is a file, not a folder")
+    ensure_output_dir(out_dir, "run folder")
     task = task.with_preprocessing(config.preprocessing)
     task.check()
     method = create_method(method_name, config.method)
@@ -126,7 +130,6 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
     folder = RunFolder(out_dir)
     if folder.open(request, force=force) == "complete" and folder.bundle_path.is_file():
         return out_dir
-    ensure_output_dir(out_dir, "run folder")
     t0 = time.perf_counter()
     data = build_training_data(task, method.uses_target_images, method.uses_target_labels, extra_labelled,
                                cache_dir if cache_dir is not None else default_cache_dir(), progress)
