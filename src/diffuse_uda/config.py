@@ -33,6 +33,17 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+class ConfigModel(StrictModel):
+    """A settings object made in code (``DiffusionConfig(...)``): a bad value is a ConfigError that
+    names the field, raised when the object is made, before any work starts."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid {type(self).__name__}: {format_validation_error(exc)}") from None
+
+
 class PreprocessingConfig(StrictModel):
     """How images become network inputs. Never looks at labels of the target domain."""
 

@@ -6,7 +6,6 @@ import json
 import os
 import socket
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -128,7 +127,7 @@ def test_subjects_differ(generated: tuple[Path, Path, Path]) -> None:
 def test_same_seed_identical_other_seed_differs(generated: tuple[Path, Path, Path], tmp_path: Path) -> None:
     _, source, _ = generated
     again, _ = generate_demo_brain(tmp_path / "again", TINY, progress=False)
-    other, _ = generate_demo_brain(tmp_path / "other", replace(TINY, seed=4), progress=False)
+    other, _ = generate_demo_brain(tmp_path / "other", TINY.model_copy(update={"seed": 4}), progress=False)
     for case in _cases(source):
         image, label = _pair(source, case)
         image2, label2 = _pair(again, case)
@@ -150,7 +149,7 @@ def test_rerun_is_idempotent(generated: tuple[Path, Path, Path]) -> None:
 def test_existing_folder_with_other_settings_is_an_error(generated: tuple[Path, Path, Path]) -> None:
     root, _, _ = generated
     with pytest.raises(DataError, match="generator settings"):
-        generate_demo_brain(root, replace(TINY, n_source=3), progress=False)
+        generate_demo_brain(root, TINY.model_copy(update={"n_source": 3}), progress=False)
 
 
 def test_other_domain_settings_do_not_invalidate_a_dataset(tmp_path: Path) -> None:
@@ -158,7 +157,7 @@ def test_other_domain_settings_do_not_invalidate_a_dataset(tmp_path: Path) -> No
     mtime = (source / "dataset.json").stat().st_mtime_ns
     # More target test subjects: the source dataset is reused as is, only the target is a mismatch.
     with pytest.raises(DataError, match=TARGET_DATASET):
-        generate_demo_brain(tmp_path, replace(TINY, n_target_test=2), progress=False)
+        generate_demo_brain(tmp_path, TINY.model_copy(update={"n_target_test": 2}), progress=False)
     assert (source / "dataset.json").stat().st_mtime_ns == mtime
 
 
@@ -184,3 +183,6 @@ def test_invalid_config() -> None:
         DemoBrainConfig(n_source=0)
     with pytest.raises(ConfigError):
         DemoBrainConfig(shape=(4, 64, 64))
+    for bad in ({"max_scale": float("nan")}, {"tissue_sharpness": 0.0}, {"no_such": 1}, {"n_target_test": -1}):
+        with pytest.raises(ConfigError, match="invalid DemoBrainConfig"):
+            DemoBrainConfig(**bad)

@@ -13,7 +13,6 @@ from diffuse_uda.transforms.deformation import DeformationParams
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_profiles_are_valid(profile: str, spatial_dims: int) -> None:
     cfg = getattr(DiffusionConfig, profile)(spatial_dims=spatial_dims)
-    cfg.validate()
     assert len(cfg.image_size) == spatial_dims
 
 
@@ -35,8 +34,10 @@ def test_round_trip_and_overrides() -> None:
     back = DiffusionConfig.from_dict(d)
     assert back == cfg
     assert back.architecture() == cfg.architecture()
-    with pytest.raises(ConfigError, match="unknown"):
+    with pytest.raises(ConfigError, match="bogus: Extra inputs are not permitted"):
         DiffusionConfig.from_dict({**d, "bogus": 1})
+    with pytest.raises(ConfigError, match="lr: Input should be a finite number"):
+        DiffusionConfig.from_dict({**d, "lr": float("nan")})
 
 
 @pytest.mark.parametrize(
@@ -48,6 +49,9 @@ def test_round_trip_and_overrides() -> None:
         {"source_target_ratio": 1.5},
         {"schedule": "nope"},
         {"iterations": 0},
+        {"checkpoint_every": 0},
+        {"log_every": 0},
+        {"ema_decay": 1.0},
         {"image_size": (16,)},
     ],
 )
@@ -55,4 +59,4 @@ def test_invalid_settings_raise(changes: dict) -> None:
     if changes.get("image_size") == (18, 18):
         changes = {**changes, "channels": (8, 16, 16)}
     with pytest.raises(ConfigError):
-        DiffusionConfig.smoke(**changes).validate()
+        DiffusionConfig.smoke(**changes)

@@ -116,9 +116,10 @@ def test_entropy_quantile_sets_the_threshold_from_the_case() -> None:
 
 def test_config_rejects_impossible_settings() -> None:
     for bad in ({"n_samples": 0}, {"sampler": "euler"}, {"edge_metric": "iou"}, {"local_window": 2},
-                {"kappa": 0.0}, {"entropy_quantile": 1.5}):
+                {"kappa": 0.0}, {"entropy_quantile": 1.5}, {"batch_size": 0}, {"canny_sigma": float("nan")},
+                {"no_such_setting": 1}):
         with pytest.raises(ConfigError):
-            HEALConfig(**bad).validate()
+            HEALConfig(**bad)
     assert HEALConfig.paper().sampler == "ddpm" and HEALConfig.paper().steps is None
     assert HEALConfig().n_samples == 6 and HEALConfig().entropy_threshold == 0.2
 

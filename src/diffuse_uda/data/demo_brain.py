@@ -63,17 +63,19 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import nibabel as nib
 import numpy as np
+from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
-from diffuse_uda.errors import ConfigError, DataError
+from diffuse_uda.config import ConfigModel
+from diffuse_uda.errors import DataError
 
 SOURCE_DATASET = "Dataset901_DemoBrainT1"
 TARGET_DATASET = "Dataset902_DemoBrainT2"
@@ -100,20 +102,21 @@ REFERENCES = (
 _DOMAIN_CODE = {"source": 1, "target": 2}
 
 
-@dataclass(frozen=True)
-class ContrastModel:
+class ContrastModel(ConfigModel):
     """Appearance of one domain: tissue intensities and acquisition artefacts."""
 
+    model_config = ConfigDict(frozen=True)
+
     modality: str
-    csf: float
-    gm: float
-    wm: float
-    background: float = 0.0
-    bias_strength: float = 0.05  # max |log bias| over the field of view
-    noise_sigma: float = 0.02  # std of each Gaussian component of the Rician noise
-    blur_sigma_vox: float = 0.0  # Gaussian point-spread, in output voxels
-    intensity_jitter: float = 0.04  # relative per-subject std of each tissue intensity
-    texture_std: float = 0.02  # relative std of a fine multiplicative within-tissue texture
+    csf: float = Field(ge=0.0)
+    gm: float = Field(ge=0.0)
+    wm: float = Field(ge=0.0)
+    background: float = Field(0.0, ge=0.0)
+    bias_strength: float = Field(0.05, ge=0.0)  # max |log bias| over the field of view
+    noise_sigma: float = Field(0.02, ge=0.0)  # std of each Gaussian component of the Rician noise
+    blur_sigma_vox: float = Field(0.0, ge=0.0)  # Gaussian point-spread, in output voxels
+    intensity_jitter: float = Field(0.04, ge=0.0, lt=1.0)  # relative per-subject std of each tissue intensity
+    texture_std: float = Field(0.02, ge=0.0, lt=1.0)  # relative std of a fine multiplicative within-tissue texture
 
 
 def _t1_like() -> ContrastModel:
@@ -125,36 +128,29 @@ def _t2_like() -> ContrastModel:
                          blur_sigma_vox=0.6)
 
 
-@dataclass(frozen=True)
-class DemoBrainConfig:
+class DemoBrainConfig(ConfigModel):
     """Parameters of the demo generator (all lengths in mm unless named ``_vox``)."""
 
-    n_source: int = 12
-    n_target_train: int = 12
-    n_target_test: int = 6
+    model_config = ConfigDict(frozen=True)
+
+    n_source: PositiveInt = 12
+    n_target_train: PositiveInt = 12
+    n_target_test: NonNegativeInt = 6
     # Output grid (x, y, z); axial slices are (x, y). Small so a 2D model trains in ~1 min on CPU.
-    shape: tuple[int, int, int] = (64, 64, 48)
-    seed: int = 0
-    max_rotation_deg: float = 5.0
-    max_scale: float = 0.06
-    max_shift_mm: float = 4.0
-    elastic_magnitude_mm: float = 6.0
-    elastic_smoothness_mm: float = 16.0
-    margin_mm: float = 8.0  # room around the brain so deformed brains stay inside the grid
-    csf_rim_mm: int = 3  # outer CSF rim added around the skull-stripped template's mask
+    shape: tuple[Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)], Annotated[int, Field(ge=8)]] = (64, 64, 48)
+    seed: NonNegativeInt = 0
+    max_rotation_deg: float = Field(5.0, ge=0.0, le=180.0)
+    max_scale: float = Field(0.06, ge=0.0, lt=1.0)
+    max_shift_mm: float = Field(4.0, ge=0.0)
+    elastic_magnitude_mm: float = Field(6.0, ge=0.0)
+    elastic_smoothness_mm: float = Field(16.0, gt=0.0)
+    margin_mm: float = Field(8.0, ge=0.0)  # room around the brain so deformed brains stay inside the grid
+    csf_rim_mm: NonNegativeInt = 3  # outer CSF rim added around the skull-stripped template's mask
     # Exponent on the tissue probabilities before intensities are mixed: > 1 reduces the partial-volume
     # blur of the coarse grid so each tissue keeps its contrast (labels are unaffected).
-    tissue_sharpness: float = 2.0
-    source: ContrastModel = field(default_factory=_t1_like)
-    target: ContrastModel = field(default_factory=_t2_like)
-
-    def __post_init__(self) -> None:
-        if self.n_source < 1 or self.n_target_train < 1 or self.n_target_test < 0:
-            raise ConfigError("demo data needs n_source >= 1, n_target_train >= 1 and n_target_test >= 0")
-        if len(self.shape) != 3 or min(self.shape) < 8:
-            raise ConfigError(f"demo shape must be three sizes >= 8, got {self.shape}")
-        # Normalise a list (e.g. read back from JSON) to a tuple so configs compare equal.
-        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+    tissue_sharpness: float = Field(2.0, gt=0.0)
+    source: ContrastModel = Field(default_factory=_t1_like)
+    target: ContrastModel = Field(default_factory=_t2_like)
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,7 +420,7 @@ def _write_json_atomic(obj: dict[str, Any], path: Path) -> None:
 
 def _config_record(cfg: DemoBrainConfig) -> dict[str, Any]:
     """JSON-normalised config (tuples become lists) so it compares equal after a round trip."""
-    return json.loads(json.dumps(asdict(cfg)))
+    return cfg.model_dump(mode="json")
 
 
 # Settings that do not change a domain's files: changing them must not invalidate that dataset.

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from diffuse_uda.errors import ConfigError
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+
+from diffuse_uda.config import ConfigModel
 from diffuse_uda.transforms.deformation import DeformationParams
 
 __all__ = ["ARCHITECTURE_FIELDS", "DEFORM_CHOICES", "DiffusionConfig"]
@@ -29,8 +29,7 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
 )
 
 
-@dataclass
-class DiffusionConfig:
+class DiffusionConfig(ConfigModel):
     """Training settings of the conditional DDPM.
 
     An *iteration* is one optimizer update, made of ``grad_accumulation`` micro-batches of
@@ -68,109 +67,59 @@ class DiffusionConfig:
         deformation: ranges of the deformable augmentation (Algorithm 1).
     """
 
-    spatial_dims: int = 2
-    image_size: tuple[int, ...] = (128, 128)
-    channels: tuple[int, ...] = (64, 128, 128)
+    spatial_dims: Literal[2, 3] = 2
+    image_size: tuple[PositiveInt, ...] = (128, 128)
+    channels: tuple[PositiveInt, ...] = (64, 128, 128)
     attention_levels: tuple[bool, ...] | None = None
-    num_res_blocks: int = 1
-    embed_channels: int = 8
-    norm_num_groups: int = 32
-    num_train_timesteps: int = 250
-    schedule: str = "cosine"
-    lr: float = 1e-5
-    batch_size: int = 1
-    grad_accumulation: int = 2
-    iterations: int = 100_000
-    ema_decay: float = 0.995
-    ema_start: int = 100
-    checkpoint_every: int = 1000
-    sample_every: int = 0
-    log_every: int = 50
+    num_res_blocks: PositiveInt = 1
+    embed_channels: PositiveInt = 8
+    norm_num_groups: PositiveInt = 32
+    num_train_timesteps: PositiveInt = 250
+    schedule: Literal["cosine", "linear_beta", "scaled_linear_beta", "sigmoid_beta"] = "cosine"
+    lr: float = Field(1e-5, gt=0.0)
+    batch_size: PositiveInt = 1
+    grad_accumulation: PositiveInt = 2
+    iterations: PositiveInt = 100_000
+    ema_decay: float = Field(0.995, ge=0.0, lt=1.0)
+    ema_start: NonNegativeInt = 100
+    checkpoint_every: PositiveInt = 1000
+    sample_every: NonNegativeInt = 0
+    log_every: PositiveInt = 50
     amp: bool = True
-    seed: int = 0
-    deform: str = "source"
-    source_target_ratio: float | None = None
-    deformation: DeformationParams = field(default_factory=DeformationParams)
+    seed: NonNegativeInt = 0
+    deform: Literal["source", "target", "both", "none"] = "source"
+    source_target_ratio: float | None = Field(None, ge=0.0, le=1.0)
+    deformation: DeformationParams = Field(default_factory=DeformationParams)
 
-    def __post_init__(self) -> None:
-        # Accept lists (from YAML/JSON/checkpoints) but store tuples so configs compare equal.
-        self.image_size = tuple(int(s) for s in self.image_size)
-        self.channels = tuple(int(c) for c in self.channels)
-        if self.attention_levels is not None:
-            self.attention_levels = tuple(bool(a) for a in self.attention_levels)
-        if isinstance(self.deformation, dict):
-            self.deformation = _deformation_from_dict(self.deformation)
-
-    # ------------------------------------------------------------------ checks
-    def validate(self) -> DiffusionConfig:
-        """Raise :class:`ConfigError` on inconsistent settings; returns ``self``."""
-        if self.spatial_dims not in (2, 3):
-            raise ConfigError(f"diffusion spatial_dims must be 2 or 3, got {self.spatial_dims}")
+    @model_validator(mode="after")
+    def _consistent(self) -> DiffusionConfig:
         if len(self.image_size) != self.spatial_dims:
-            raise ConfigError(
-                f"diffusion image_size {self.image_size} does not have spatial_dims={self.spatial_dims} entries"
-            )
+            raise ValueError(f"image_size {self.image_size} does not have spatial_dims={self.spatial_dims} entries")
         if not self.channels:
-            raise ConfigError("diffusion channels must not be empty")
+            raise ValueError("channels must not be empty")
         factor = 2 ** (len(self.channels) - 1)
-        if any(s <= 0 or s % factor for s in self.image_size):
-            raise ConfigError(
-                f"diffusion image_size {self.image_size} must be divisible by {factor} "
-                f"(the UNet has {len(self.channels)} levels)"
-            )
+        if any(s % factor for s in self.image_size):
+            raise ValueError(f"image_size {self.image_size} must be divisible by {factor} "
+                             f"(the UNet has {len(self.channels)} levels)")
         if any(c % self.norm_num_groups for c in self.channels):
-            raise ConfigError(
-                f"every diffusion channel count {self.channels} must be a multiple of "
-                f"norm_num_groups={self.norm_num_groups}"
-            )
+            raise ValueError(f"every channel count {self.channels} must be a multiple of "
+                             f"norm_num_groups={self.norm_num_groups}")
         if self.attention_levels is not None and len(self.attention_levels) != len(self.channels):
-            raise ConfigError("diffusion attention_levels must have one entry per channels level")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"diffusion schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.deform not in DEFORM_CHOICES:
-            raise ConfigError(f"diffusion deform must be one of {DEFORM_CHOICES}, got {self.deform!r}")
-        positive = {
-            "num_res_blocks": self.num_res_blocks,
-            "embed_channels": self.embed_channels,
-            "num_train_timesteps": self.num_train_timesteps,
-            "batch_size": self.batch_size,
-            "grad_accumulation": self.grad_accumulation,
-            "iterations": self.iterations,
-            "checkpoint_every": self.checkpoint_every,
-            "log_every": self.log_every,
-        }
-        for name, value in positive.items():
-            if int(value) < 1:
-                raise ConfigError(f"diffusion {name} must be >= 1, got {value}")
-        if not self.lr > 0:
-            raise ConfigError(f"diffusion lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"diffusion ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.ema_start < 0 or self.sample_every < 0:
-            raise ConfigError("diffusion ema_start and sample_every must be >= 0")
-        if self.source_target_ratio is not None and not 0.0 <= self.source_target_ratio <= 1.0:
-            raise ConfigError(f"diffusion source_target_ratio must be in [0, 1], got {self.source_target_ratio}")
+            raise ValueError("attention_levels must have one entry per channels level")
+        return self
+
+    def checked(self) -> DiffusionConfig:
+        """Kept for callers that validated explicitly: a DiffusionConfig is validated when it is made."""
         return self
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, numbers, strings) for checkpoints and JSON provenance."""
-        out = dataclasses.asdict(self)
-        for key, value in out.items():
-            if isinstance(value, tuple):
-                out[key] = list(value)
-        out["deformation"] = {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self.deformation).items()
-        }
-        return out
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DiffusionConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown diffusion setting(s): {', '.join(unknown)}")
+        """Inverse of :meth:`to_dict`; unknown keys or bad values raise :class:`ConfigError`."""
         return cls(**d)
 
     def architecture(self) -> dict[str, Any]:
@@ -179,8 +128,8 @@ class DiffusionConfig:
         return {k: full[k] for k in ARCHITECTURE_FIELDS}
 
     def replace(self, **changes: Any) -> DiffusionConfig:
-        """Copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+        """Copy with some fields changed (validated)."""
+        return type(self)(**{**self.model_dump(), **changes})
 
     # ------------------------------------------------------------------ profiles
     @classmethod
@@ -201,7 +150,7 @@ class DiffusionConfig:
             checkpoint_every=5,
             log_every=2,
         )
-        return dataclasses.replace(base, **overrides)
+        return base.replace(**overrides)
 
     @classmethod
     def quick(cls, spatial_dims: int = 2, **overrides: Any) -> DiffusionConfig:
@@ -233,7 +182,7 @@ class DiffusionConfig:
             sample_every=0,
             log_every=25,
         )
-        return dataclasses.replace(base, **overrides)
+        return base.replace(**overrides)
 
     @classmethod
     def paper(cls, spatial_dims: int = 2, **overrides: Any) -> DiffusionConfig:
@@ -257,13 +206,4 @@ class DiffusionConfig:
             checkpoint_every=1000,
             sample_every=1000,
         )
-        return dataclasses.replace(base, **overrides)
-
-
-def _deformation_from_dict(d: dict[str, Any]) -> DeformationParams:
-    names = {f.name for f in dataclasses.fields(DeformationParams)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ConfigError(f"unknown deformation setting(s): {', '.join(unknown)}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-    return DeformationParams(**kwargs)
+        return base.replace(**overrides)

@@ -278,7 +278,7 @@ def train_diffusion(
     Returns:
         Path of the final checkpoint.
     """
-    config.validate()
+    config.checked()
     device = torch.device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

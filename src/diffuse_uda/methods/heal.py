@@ -53,28 +53,29 @@ NIG parameterisation (Eqs. 3-5, as implemented here)
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 from scipy import ndimage
 from scipy.special import xlogy
 from skimage.feature import canny
 from tqdm.auto import tqdm
 
+from diffuse_uda.config import ConfigModel
 from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
 from diffuse_uda.data.io import atomic_write_json, ensure_output_dir, write_nifti
 from diffuse_uda.data.preprocessing import PreparedCase, prepare_case, prepare_split, restore_labels, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.diffusion.config import DiffusionConfig
-from diffuse_uda.diffusion.samplers import DEFAULT_DDIM_STEPS, SAMPLERS, sample_images
+from diffuse_uda.diffusion.samplers import DEFAULT_DDIM_STEPS, sample_images
 from diffuse_uda.diffusion.trainer import PairSample, load_diffusion, train_diffusion
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.evaluation.prediction_info import write_prediction_info
@@ -106,8 +107,7 @@ EDGE_METRICS: tuple[str, ...] = ("recall", "f1")
 BACKGROUND = 0
 
 
-@dataclass(frozen=True)
-class HEALConfig:
+class HEALConfig(ConfigModel):
     """Settings of HEAL (paper Sec. 3.1.2 where it gives them).
 
     Attributes:
@@ -144,68 +144,55 @@ class HEALConfig:
             polyps: it would return the HD label). With EGS and SAF both off no diffusion is used.
     """
 
-    entropy_threshold: float = 0.2
-    entropy_quantile: float | None = None
-    variance_threshold: float = 0.2
-    kappa: float = 2.0
-    epsilon: float = 1e-3
-    zeta1: float = 1.0
-    zeta2: float = 0.05
-    eta1: float = 1.0
-    eta2: float = 0.05
-    local_window: int = 3
-    n_samples: int = 6
-    sampler: str = "ddim"
-    steps: int | None = 50
-    eta: float = 0.0
-    canny_sigma: float = 1.0
-    canny_threshold: float = 0.1
-    edge_tolerance: int = 1
-    edge_metric: str = "recall"
-    batch_size: int = 48
-    seed: int = 0
+    model_config = ConfigDict(frozen=True)
+
+    entropy_threshold: float = Field(0.2, ge=0.0)
+    entropy_quantile: float | None = Field(None, ge=0.0, le=1.0)
+    variance_threshold: float = Field(0.2, ge=0.0)
+    kappa: float = Field(2.0, gt=0.0)
+    epsilon: float = Field(1e-3, gt=0.0)
+    zeta1: float = Field(1.0, gt=0.0)
+    zeta2: float = Field(0.05, gt=0.0)
+    eta1: float = Field(1.0, gt=0.0)
+    eta2: float = Field(0.05, gt=0.0)
+    local_window: PositiveInt = 3
+    n_samples: PositiveInt = 6
+    sampler: Literal["ddpm", "ddim"] = "ddim"
+    steps: PositiveInt | None = 50
+    eta: float = Field(0.0, ge=0.0)
+    canny_sigma: float = Field(1.0, gt=0.0)
+    canny_threshold: float = Field(0.1, gt=0.0)
+    edge_tolerance: NonNegativeInt = 1
+    edge_metric: Literal["recall", "f1"] = "recall"
+    batch_size: PositiveInt = 48
+    seed: NonNegativeInt = 0
     hierarchical_denoising: bool = True
     edge_guided_selection: bool = True
     size_aware_fusion: bool = True
 
+    @field_validator("local_window")
+    @classmethod
+    def _odd_window(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"local_window must be an odd number, got {value}")
+        return value
+
     @classmethod
     def paper(cls, **overrides: Any) -> HEALConfig:
         """The paper's sampling (DDPM over all training steps) and exact edge overlap."""
-        return dataclasses.replace(cls(sampler="ddpm", steps=None, edge_tolerance=0), **overrides)
+        return cls(**{"sampler": "ddpm", "steps": None, "edge_tolerance": 0, **overrides})
 
     @property
     def uses_diffusion(self) -> bool:
         """Whether the diffusion model is sampled at all (not in the HD-only ablation)."""
         return self.edge_guided_selection or self.size_aware_fusion
 
-    def validate(self) -> HEALConfig:
-        """Raise :class:`ConfigError` on impossible settings; returns ``self``."""
-        positive = {"kappa": self.kappa, "epsilon": self.epsilon, "zeta1": self.zeta1, "eta1": self.eta1,
-                    "zeta2": self.zeta2, "eta2": self.eta2, "canny_sigma": self.canny_sigma,
-                    "canny_threshold": self.canny_threshold}
-        for name, value in positive.items():
-            if not value > 0:
-                raise ConfigError(f"HEAL {name} must be > 0, got {value}")
-        if self.entropy_threshold < 0 or self.variance_threshold < 0:
-            raise ConfigError("HEAL entropy_threshold and variance_threshold must be >= 0")
-        if self.entropy_quantile is not None and not 0.0 <= self.entropy_quantile <= 1.0:
-            raise ConfigError(f"HEAL entropy_quantile must be in [0, 1], got {self.entropy_quantile}")
-        if self.local_window < 1 or self.local_window % 2 == 0:
-            raise ConfigError(f"HEAL local_window must be an odd number >= 1, got {self.local_window}")
-        if self.n_samples < 1 or self.batch_size < 1:
-            raise ConfigError("HEAL n_samples and batch_size must be >= 1")
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"HEAL sampler must be one of {SAMPLERS}, got {self.sampler!r}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"HEAL steps must be >= 1, got {self.steps}")
-        if self.edge_tolerance < 0:
-            raise ConfigError(f"HEAL edge_tolerance must be >= 0, got {self.edge_tolerance}")
-        if self.edge_metric not in EDGE_METRICS:
-            raise ConfigError(f"HEAL edge_metric must be one of {EDGE_METRICS}, got {self.edge_metric!r}")
+    def checked(self) -> HEALConfig:
+        """Kept for callers that validated explicitly: a HEALConfig is validated when it is made."""
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
 
 
 # ---------------------------------------------------------------------- hierarchical denoising
@@ -606,7 +593,7 @@ def adapt_source_free(segmenter_bundle: Path, diffusion_checkpoint: Path, target
     Returns:
         ``out_dir``.
     """
-    config.validate()
+    config.checked()
     dev = resolve_device(device)
     target_dataset, out_dir = Path(target_dataset), Path(out_dir)
     bundle = load_bundle(segmenter_bundle, dev)
@@ -683,7 +670,7 @@ def train_source_diffusion(task: Task, out_dir: Path, config: DiffusionConfig, d
     Trains on every source training slice (2D) or volume (3D) that holds foreground, resized to
     ``config.image_size``. Returns the checkpoint path (``out_dir/diffusion_last.pt``).
     """
-    config.validate()
+    config.checked()
     if config.spatial_dims != task.preprocessing.spatial_dims:
         raise ConfigError(f"diffusion spatial_dims={config.spatial_dims} but task {task.name!r} is "
                           f"{task.preprocessing.spatial_dims}D")

@@ -93,7 +93,7 @@ def diffusion_config(profile: str, spatial_dims: int, overrides: dict[str, Any],
     base.update(overrides)
     if "seed" not in overrides:
         base["seed"] = seed
-    return DiffusionConfig.from_dict(base).validate()
+    return DiffusionConfig.from_dict(base)
 
 
 def _subset(cases: list, fraction: float) -> list:
