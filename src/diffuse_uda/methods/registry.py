@@ -28,6 +28,7 @@ def _load_all() -> None:
         mean_teacher,
         pseudo_label,
         source_only,
+        source_only_dg,
         target_supervised,
     )
 
