@@ -10,7 +10,7 @@ import torch
 
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.transforms import FourierStyleTransfer, available_appearance_transfers, build_appearance_transfer
-from diffuse_uda.transforms.appearance import bezier_curves, match_histograms, rgb_to_ycbcr, ycbcr_to_rgb
+from diffuse_uda.transforms.appearance import bezier_curves, interp_rows, match_histograms, rgb_to_ycbcr, ycbcr_to_rgb
 
 MEMBERS = ["bezier", "fourier", "fourier-bounded", "fourier-luminance", "gin", "histogram-matching", "random-choice"]
 RANDOM_MEMBERS = ["bezier", "gin", "random-choice"]
@@ -225,6 +225,14 @@ def test_bezier_curves_are_valid_knots() -> None:
     assert (y.amin(1) == 0).all() and torch.allclose(y.amax(1), torch.ones(64))  # stretched to full range
     mx, my = bezier_curves(64, 128, _gen(0), "cpu", random_endpoints=False, invert_probability=0.0, stretch=False)
     assert (my.diff(dim=1) >= -1e-6).all() and (my[:, 0] == 0).all() and torch.allclose(my[:, -1], torch.ones(64))
+
+
+def test_bezier_maps_intensities_through_the_drawn_curve() -> None:
+    ramp = torch.linspace(0.0, 1.0, 400).view(1, 1, 20, 20).expand(3, 1, 20, 20).contiguous()
+    out, _ = build_appearance_transfer("bezier")(ramp, None, _gen(4))
+    x, y = bezier_curves(3, 256, _gen(4), "cpu")  # the same first draws
+    expected = interp_rows(ramp.reshape(3, -1), x, y).view_as(ramp)
+    torch.testing.assert_close(out, expected, atol=0.01, rtol=0)  # up to resampling on a 256-point grid
 
 
 def test_bezier_rgb_shares_one_curve_unless_per_channel() -> None:

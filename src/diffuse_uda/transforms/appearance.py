@@ -390,8 +390,13 @@ class BezierCurves(AppearanceTransfer):
         rows = b * c if o.per_channel and c > 1 else b
         x_knots, y_knots = bezier_curves(rows, o.grid, generator, images.device, o.random_endpoints,
                                          o.invert_probability, o.stretch)
-        flat = images.clamp(0.0, 1.0).reshape(rows, -1)
-        out = interp_rows(flat, x_knots, y_knots).view_as(images)
+        # The curve as a function of intensity on a uniform grid; then each voxel is an O(1) lookup
+        # (4-6x faster on CPU than a binary search of every voxel among the curve's knots).
+        levels = torch.linspace(0.0, 1.0, o.grid, device=images.device).expand(rows, o.grid)
+        curve = interp_rows(levels, x_knots, y_knots)
+        pos = images.clamp(0.0, 1.0).reshape(rows, -1) * (o.grid - 1)
+        left = pos.floor().long().clamp_(0, o.grid - 2)
+        out = torch.lerp(curve.gather(1, left), curve.gather(1, left + 1), pos - left).view_as(images)
         out = _location_scale(out, o, generator)
         return out, _mean_abs_change(images, out)
 
@@ -499,10 +504,12 @@ def match_histograms(images: Tensor, reference: Tensor) -> Tensor:
     reference = reference.expand(b, c, *reference.shape[2:])
     src = images.reshape(b * c, -1)
     ref_sorted = reference.reshape(b * c, -1).sort(dim=1).values
-    src_sorted = src.sort(dim=1).values
+    src_sorted, order = src.sort(dim=1)
     m, m_ref = src.shape[1], ref_sorted.shape[1]
-    below = torch.searchsorted(src_sorted, src.contiguous(), right=False)
-    upto = torch.searchsorted(src_sorted, src.contiguous(), right=True)
+    # CDF spans of the sorted values (queries in sorted order are ~2x faster than in image order); the
+    # mapped values are put back in image order at the end.
+    below = torch.searchsorted(src_sorted, src_sorted, right=False)
+    upto = torch.searchsorted(src_sorted, src_sorted, right=True)
     # Mid-rank CDF level (below + upto) / 2m, read off the reference with sample i at (i + 0.5) / m_ref and
     # linear in between: position (below + upto) * m_ref / 2m - 0.5. Kept in integers so that equal voxel
     # counts give exact reference values (float32 would round positions for large volumes).
@@ -510,7 +517,8 @@ def match_histograms(images: Tensor, reference: Tensor) -> Tensor:
     lo = torch.div(num, 2 * m, rounding_mode="floor")
     frac = (num - lo * (2 * m)).float() / (2 * m)
     hi = (lo + 1).clamp_max_(m_ref - 1)
-    out = torch.lerp(ref_sorted.gather(1, lo), ref_sorted.gather(1, hi), frac)
+    mapped = torch.lerp(ref_sorted.gather(1, lo), ref_sorted.gather(1, hi), frac)
+    out = torch.empty_like(mapped).scatter_(1, order, mapped)
     return out.view_as(images)
 
 
@@ -569,12 +577,18 @@ class RandomChoice(AppearanceTransfer):
         p = torch.tensor(o.probabilities or [1.0] * len(o.members), dtype=torch.float64)
         # Upper edges of the members' intervals in [0, 1); the last is open so rounding never overflows it.
         self._edges = (p.cumsum(0) / p.sum())[:-1].float()
+        self._edges_on: dict[torch.device, Tensor] = {}  # copied to each device once, not on every call
+
+    def _edges_for(self, device: torch.device) -> Tensor:
+        if device not in self._edges_on:
+            self._edges_on[device] = self._edges.to(device)
+        return self._edges_on[device]
 
     def restyle(self, images: Tensor, reference: Tensor | None,
                 generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         b = images.shape[0]
         u = _random.rand((b,), generator, images.device)
-        choice = (u[:, None] >= self._edges.to(images.device, non_blocking=True)[None]).sum(1)
+        choice = (u[:, None] >= self._edges_for(images.device)[None]).sum(1)
         outs, strengths = zip(*(m.restyle(images, reference, generator) for m in self.members), strict=True)
         rows = torch.arange(b, device=images.device)
         return torch.stack(outs)[choice, rows], torch.stack(strengths)[choice, rows]
