@@ -12,6 +12,11 @@ target restyled to source x_tfs = FDA(x_t <- x_s).
 ASCPlus adds the adaptive beta (Eq. 3), the dual view and a snapshot ensemble of the last N
 epochs whose confident predictions are the pseudo-labels. Every component is a flag, so the
 paper's Table-4 ablation (M1..M7) is a set of option presets (:data:`ASCPLUS_ABLATION`).
+
+The restyling T is the paper's FDA by default (``appearance="fourier"``); any member of
+:mod:`diffuse_uda.transforms.appearance` can replace it (``appearance="bezier"``, ...).
+Target-agnostic members ignore the other domain's image: x_sft and x_tfs are then two random
+restylings of x_s and x_t.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from diffuse_uda.methods.registry import register
@@ -27,8 +32,8 @@ from diffuse_uda.methods.teacher_student import TeacherStudentMethod, TeacherStu
 from diffuse_uda.networks.ensemble import SnapshotEnsemble
 from diffuse_uda.training.context import Batch, TrainContext
 from diffuse_uda.training.losses import dice_ce_loss, softmax_mse
+from diffuse_uda.transforms.appearance import AppearanceTransfer, build_appearance_transfer
 from diffuse_uda.transforms.cutmix import cutmix, random_box_mask
-from diffuse_uda.transforms.fourier import FourierStyleTransfer
 
 
 class ASCOptions(TeacherStudentOptions):
@@ -44,6 +49,23 @@ class ASCOptions(TeacherStudentOptions):
     ensemble: bool = Field(False, description="Predict with the snapshot ensemble of the last N epochs.")
     ensemble_epochs: int | None = Field(None, description="N; None = 10% of the epochs (the paper: 10 of 100).")
     confidence_threshold: float = Field(0.9, description="Pseudo-label voxels below this confidence are unreliable.")
+    appearance: str = Field("fourier", description="Appearance transfer T for x_sft and x_tfs, by name.")
+    appearance_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options of T. The Fourier members take adaptive_beta/beta/alpha_range/min_beta above unless "
+                    "set here.")
+
+    @model_validator(mode="after")
+    def _appearance_is_valid(self) -> ASCOptions:
+        asc_appearance(self)  # an unknown member or bad options fail when the options are read, not mid-run
+        return self
+
+
+def asc_appearance(o: ASCOptions) -> AppearanceTransfer:
+    """The appearance transfer T of ASC/ASCPlus; ``"fourier"`` is the paper's FDA with the beta options."""
+    fourier_defaults = {"mode": "adaptive" if o.adaptive_beta else "fixed", "beta": o.beta,
+                        "alpha_range": tuple(o.alpha_range), "min_beta": o.min_beta}
+    return build_appearance_transfer(o.appearance, o.appearance_options, fourier_defaults=fourier_defaults)
 
 
 @register
@@ -55,9 +77,9 @@ class ASC(TeacherStudentMethod):
     def build(self, ctx: TrainContext) -> None:
         super().build(ctx)
         o = self.options
-        mode = "adaptive" if o.adaptive_beta else "fixed"
-        self.restyle = FourierStyleTransfer(mode=mode, beta=o.beta, alpha_range=tuple(o.alpha_range),
-                                            min_beta=o.min_beta)
+        self.restyle = asc_appearance(o)
+        # "beta" for the Fourier members (comparable with earlier logs), "appearance_strength" otherwise.
+        self.strength_key = self.restyle.strength_name
         n_epochs = max(1, ctx.total_steps // ctx.epoch_length)
         self.n_snapshots = o.ensemble_epochs or max(2, round(0.1 * n_epochs))
         self.first_snapshot_epoch = n_epochs - self.n_snapshots
@@ -68,7 +90,7 @@ class ASC(TeacherStudentMethod):
         o = self.options
         x_s, y_s, x_t = batch.source_image, batch.source_label, batch.target_image
         n = x_s.shape[0]
-        x_sft, beta_s = self.restyle(x_s, x_t, ctx.generator)
+        x_sft, strength_s = self.restyle(x_s, x_t, ctx.generator)
         x_tfs, _ = self.restyle(x_t, x_s, ctx.generator)
         use_cons = o.app_target or o.app_restyled
         student_in = [x_s] + ([x_sft] if o.seg_restyled else [])
@@ -92,7 +114,7 @@ class ASC(TeacherStudentMethod):
         logits = self.student(torch.cat(student_in))  # one forward for all views
         n_seg = 2 if o.seg_restyled else 1
         seg = dice_ce_loss(logits[: n_seg * n], torch.cat([y_s] * n_seg))
-        losses = {"supervised": seg, "beta": beta_s.mean().detach()}
+        losses = {"supervised": seg, self.strength_key: strength_s.mean().detach()}
         loss = seg
         if targets:
             cons = sum(softmax_mse(logits[(n_seg + i) * n:(n_seg + i + 1) * n], t) for i, t in enumerate(targets))

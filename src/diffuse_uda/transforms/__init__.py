@@ -1,5 +1,12 @@
-"""Batched, device-resident augmentations: Fourier style transfer, CutMix and random deformation."""
+"""Batched, device-resident augmentations: appearance transfer (Fourier, Bezier, GIN, histogram matching),
+CutMix and random deformation."""
 
+from diffuse_uda.transforms.appearance import (
+    APPEARANCE_TRANSFERS,
+    AppearanceTransfer,
+    available_appearance_transfers,
+    build_appearance_transfer,
+)
 from diffuse_uda.transforms.cutmix import cutmix, random_box_mask
 from diffuse_uda.transforms.deformation import DeformationParams, RandomDeformation
 from diffuse_uda.transforms.fourier import (
@@ -12,11 +19,15 @@ from diffuse_uda.transforms.fourier import (
 )
 
 __all__ = [
+    "APPEARANCE_TRANSFERS",
     "HIST_DISTANCE_MAX",
+    "AppearanceTransfer",
     "DeformationParams",
     "FourierStyleTransfer",
     "RandomDeformation",
     "adaptive_beta",
+    "available_appearance_transfers",
+    "build_appearance_transfer",
     "cutmix",
     "fda_amplitude_swap",
     "histogram_distance",
