@@ -33,6 +33,10 @@ def _data_root(value: Path | None) -> Path:
 
 
 # ---------------------------------------------------------------- import
+def _report_import(path: Path, written: bool) -> None:
+    typer.echo(f"wrote {path}" if written else f"already imported, skipped: {path}")
+
+
 @import_app.command("mscmrseg")
 def import_mscmrseg_cmd(
     src: Annotated[Path, typer.Argument(help="MS-CMRSeg folder with C0/ and LGE/ subfolders.")],
@@ -57,6 +61,18 @@ def import_polyp_cmd(
 
     for d in import_polyp(src, out, seed=seed, test_fraction=test_fraction):
         typer.echo(f"wrote {d}")
+
+
+@import_app.command("abdominal")
+def import_abdominal_cmd(
+    src: Annotated[Path, typer.Argument(help="Folder with CT/ and MR_T2/ subfolders (image_N/label_N.nii.gz).")],
+    out: Annotated[Path, typer.Option("--out", help="Data root to write the datasets into.")] = Path("data"),
+    seed: Annotated[int, typer.Option(help="Seed of the by-volume train/test splits.")] = 0,
+) -> None:
+    """Abdominal CT <-> MR T2-SPIR (liver, kidneys, spleen): datasets for CT -> MR (main) and MR -> CT."""
+    from diffuse_uda.data.importers.abdominal import import_abdominal
+
+    import_abdominal(src, out, seed=seed, on_dataset=_report_import)
 
 
 @import_app.command("folder")

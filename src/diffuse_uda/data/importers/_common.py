@@ -22,6 +22,9 @@ from diffuse_uda.errors import ConfigError, DataError
 
 T = TypeVar("T")
 R = TypeVar("R")
+# Told (dataset folder, written) once per output dataset; written is False when an existing complete
+# import with the same settings was kept and no work was done.
+ImportReport = Callable[[Path, bool], None]
 
 # Threads suffice: JPEG decoding and gzip compression release the GIL, and the machine may be shared.
 MAX_WORKERS = 4
