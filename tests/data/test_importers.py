@@ -317,3 +317,53 @@ def test_real_data_imports(tmp_path: Path) -> None:
     assert not {c.split("_")[0] for c in c_tr} & {c.split("_")[0] for c in c_ts}
     meta = json.loads((cvc / "dataset.json").read_text())
     assert meta["numTraining"] == len(c_tr)
+
+
+# ------------------------------------------------------------------------------- folder: mask defects
+
+
+def _grey_images(folder: Path, stems: list[str], size: tuple[int, int] = (16, 16)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for stem in stems:
+        Image.fromarray(rng.integers(0, 255, size, dtype=np.uint8)).save(folder / f"{stem}.png")
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_folder_colour_photo_as_mask_is_an_error(tmp_path: Path, suffix: str) -> None:
+    # Defect: a colour JPEG given as a mask was silently binarised (a colour PNG raised another message).
+    _grey_images(tmp_path / "img", ["a", "b"])
+    (tmp_path / "msk").mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "msk" / f"a{suffix}")
+    photo = np.random.default_rng(2).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "msk" / f"b{suffix}", quality=90)
+    with pytest.raises(DataError, match=rf"msk/b\{suffix}: colour image given as a mask"):
+        import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk")
+    assert not (tmp_path / "out").exists()
+
+
+def test_folder_grey_jpeg_mask_with_channel_noise_still_imports(tmp_path: Path) -> None:
+    _grey_images(tmp_path / "img", ["a", "b"])
+    (tmp_path / "msk").mkdir()
+    rng = np.random.default_rng(3)
+    for stem in ("a", "b"):
+        grey = np.zeros((16, 16), np.int16)
+        grey[4:12, 4:12] = 255
+        # A grey mask saved as RGB with a few levels of per-channel noise (as lossy pipelines leave it).
+        rgb = np.clip(grey[..., None] + rng.integers(-6, 7, (16, 16, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(tmp_path / "msk" / f"{stem}.jpg", quality=95)
+    from diffuse_uda.data.io import read_mask_2d
+
+    stored = read_mask_2d(tmp_path / "msk" / "a.jpg")
+    assert stored.ndim == 3 and not np.array_equal(stored[..., 0], stored[..., 1])  # channels really differ
+    out = import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk")
+    mask, _ = read_nifti(out / "labelsTr" / "a.nii.gz")
+    expected = np.zeros((16, 16, 1), np.uint8)
+    expected[4:12, 4:12] = 1
+    np.testing.assert_array_equal(mask, expected)
+    assert load_dataset_json(out).labels == {"background": 0, "label_1": 1}
+    # The same noise in a lossless file has no compression to explain it: refused, not guessed at.
+    Image.fromarray(stored).save(tmp_path / "msk" / "b.png")
+    (tmp_path / "msk" / "b.jpg").unlink()
+    with pytest.raises(DataError, match=r"msk/b\.png: RGB mask whose channels differ by up to"):
+        import_folder(tmp_path / "img", tmp_path / "out2", tmp_path / "msk")

@@ -1,7 +1,8 @@
 """Generic importer: a folder of images (NIfTI or photos), optionally with masks, to the canonical layout.
 
 Masks pair with images by file stem, optionally with a ``_mask``, ``_seg`` or ``_label`` suffix
-(``case1.png`` <-> ``case1_mask.png``). Lossy JPEG masks are binarised at grey level > 127.
+(``case1.png`` <-> ``case1_mask.png``). Lossy JPEG masks are binarised at grey level > 127; a colour
+image given as a mask is an error (see COLOUR_LEVELS).
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ MASK_SUFFIXES: tuple[str, ...] = ("_mask", "_seg", "_label")
 MAX_INFERRED_LABELS = 50
 JPEG_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg")
 MASK_THRESHOLD = 127
+# A 3-channel mask is a real colour image (not a grey mask saved as RGB/JPEG) when more than
+# COLOUR_FRACTION of its pixels have channels differing by more than COLOUR_LEVELS grey levels.
+# JPEG noise on a grey mask moves channels by a few levels, near edges only; colour photos differ by
+# far more on most pixels (Kvasir-SEG photos: ~80% of pixels beyond 32 levels; its masks: none).
+COLOUR_LEVELS = 32
+COLOUR_FRACTION = 0.01
 _IMPORT_VERSION = 1
 _SALT = 500
 
@@ -137,6 +144,22 @@ def _read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return image, None
 
 
+def _grey_mask(mask: np.ndarray, path: Path) -> np.ndarray:
+    """One channel from an (H, W, 3) mask; DataError for a colour image or a noisy lossless one."""
+    spread = mask.max(axis=2).astype(np.int16) - mask.min(axis=2)
+    coloured = float(np.mean(spread > COLOUR_LEVELS))
+    if coloured > COLOUR_FRACTION:
+        raise DataError(path, f"colour image given as a mask ({coloured:.0%} of pixels have channels differing by "
+                              f"more than {COLOUR_LEVELS} grey levels); expected a single-channel label map")
+    if not spread.any():
+        return mask[..., 0]  # a grey mask saved as RGB
+    if path.suffix.lower() in JPEG_SUFFIXES:
+        return mask.mean(axis=2)  # JPEG channel noise: binarised by the caller
+    # Lossless files have no compression noise to explain slightly different channels.
+    raise DataError(path, f"RGB mask whose channels differ by up to {int(spread.max())} grey levels; save masks as "
+                          "single-channel (greyscale or palette) label maps")
+
+
 def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(mask, affine or None for photos): integer (X, Y, Z) for NIfTI, (H, W) for photos; JPEGs binarised."""
     affine = None
@@ -147,13 +170,7 @@ def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     else:
         mask = read_mask_2d(path)
         if mask.ndim == 3:
-            grey_saved = np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0], mask[..., 2])
-            if grey_saved:
-                mask = mask[..., 0]
-            elif path.suffix.lower() in JPEG_SUFFIXES:
-                mask = mask.mean(axis=2)
-            else:
-                raise DataError(path, "colour mask: expected a single-channel label map (one value per class)")
+            mask = _grey_mask(mask, path)
         if path.suffix.lower() in JPEG_SUFFIXES:
             # JPEG compression smears label values, so only a binary mask can be recovered.
             return (mask > MASK_THRESHOLD).astype(np.uint8), None
