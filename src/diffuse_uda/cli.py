@@ -82,11 +82,14 @@ def import_folder_cmd(
     masks: Annotated[Path | None, typer.Option(help="Folder of masks with the same file stems.")] = None,
     test_fraction: Annotated[float, typer.Option(help="Fraction held out as imagesTs/labelsTs.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    binary: Annotated[bool, typer.Option("--binary", help="Every non-zero mask value is foreground (1), e.g. "
+                                         "for masks mixing 0/1 and 0/255 encodings.")] = False,
 ) -> None:
     """Generic paired image/mask files -> canonical dataset (labels inferred from the masks)."""
     from diffuse_uda.data.importers.folder import import_folder
 
-    typer.echo(f"wrote {import_folder(images, out, masks_dir=masks, test_fraction=test_fraction, seed=seed)}")
+    out = import_folder(images, out, masks_dir=masks, test_fraction=test_fraction, seed=seed, binary=binary)
+    typer.echo(f"wrote {out}")
 
 
 @app.command("validate")

@@ -367,3 +367,58 @@ def test_folder_grey_jpeg_mask_with_channel_noise_still_imports(tmp_path: Path) 
     (tmp_path / "msk" / "b.jpg").unlink()
     with pytest.raises(DataError, match=r"msk/b\.png: RGB mask whose channels differ by up to"):
         import_folder(tmp_path / "img", tmp_path / "out2", tmp_path / "msk")
+
+
+def _binary_masks(folder: Path, values: dict[str, int], size: tuple[int, int] = (16, 16)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, value in values.items():
+        mask = np.zeros(size, np.uint8)
+        mask[2:6, 3:9] = value
+        Image.fromarray(mask).save(folder / f"{stem}.png")
+
+
+def test_folder_mixed_binary_encodings_need_binary(tmp_path: Path) -> None:
+    # Defect: 0/1 and 0/255 masks in one folder became two classes (label_1 and label_2).
+    _grey_images(tmp_path / "img", ["a", "b", "c"])
+    _binary_masks(tmp_path / "msk", {"a": 1, "b": 255, "c": 1})
+    with pytest.raises(DataError) as exc:
+        import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk")
+    message = str(exc.value)
+    assert "msk/a.png" in message and "msk/b.png" in message and "--binary" in message, message
+    assert not (tmp_path / "out").exists()
+
+    out = import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk", binary=True)
+    assert load_dataset_json(out).labels == {"background": 0, "label_1": 1}
+    for stem in ("a", "b", "c"):
+        mask, _ = read_nifti(out / "labelsTr" / f"{stem}.nii.gz")
+        assert sorted(np.unique(mask).tolist()) == [0, 1] and mask[3, 4, 0] == 1
+    validate_dataset(out)
+
+
+def test_folder_binary_option_on_the_command_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from diffuse_uda.cli import app
+
+    _grey_images(tmp_path / "img", ["a", "b"])
+    _binary_masks(tmp_path / "msk", {"a": 1, "b": 255})
+    args = ["import", "folder", str(tmp_path / "img"), "--masks", str(tmp_path / "msk"), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and not (tmp_path / "o").exists()
+    result = CliRunner().invoke(app, [*args, "--binary"])
+    assert result.exit_code == 0, result.output
+    assert load_dataset_json(tmp_path / "o").provenance["mask_rule"] == "binary: every non-zero mask value -> 1"
+
+
+def test_folder_one_class_per_mask_multiclass_and_declared_binary(tmp_path: Path) -> None:
+    _grey_images(tmp_path / "img", ["a", "b"])
+    # Not binary (one mask holds two non-zero values): genuinely several classes, inferred as before.
+    _binary_masks(tmp_path / "msk", {"a": 1, "b": 2})
+    mask = np.zeros((16, 16), np.uint8)
+    mask[0, 0], mask[5, 5] = 1, 2
+    Image.fromarray(mask).save(tmp_path / "msk" / "a.png")
+    out = import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk")
+    assert load_dataset_json(out).labels == {"background": 0, "label_1": 1, "label_2": 2}
+    with pytest.raises(ConfigError, match="binary"):
+        import_folder(tmp_path / "img", tmp_path / "o2", tmp_path / "msk", binary=True,
+                      labels={"background": 0, "a": 1, "b": 2})

@@ -196,15 +196,41 @@ def _infer_labels(cases: list[_Case]) -> tuple[dict[str, int], dict[int, int]]:
         return {int(v) for v in np.unique(_read_mask(case.mask)[0])}
 
     found: set[int] = set()
+    per_case: list[set[int]] = []
     for case, values in zip(cases, map_progress(values_of, cases, desc="scan masks"), strict=True):
         found |= values
+        per_case.append(values)
         if len(found) > MAX_INFERRED_LABELS:
             raise DataError(case.mask, f"masks hold more than {MAX_INFERRED_LABELS} distinct values: these are "
                                        "probably images, not label masks (pass labels= to declare them)")
+    _check_binary_encodings(cases, per_case)
     # Consecutive values keep networks' output channels dense: e.g. 0/255 masks become 0/1.
     value_map = {0: 0} | {v: i for i, v in enumerate(sorted(found - {0}), start=1)}
     labels = {"background": 0} | {f"label_{i}": i for i in range(1, len(value_map))}
     return labels, value_map
+
+
+def _check_binary_encodings(cases: list[_Case], per_case: list[set[int]]) -> None:
+    """DataError when every mask is binary but the foreground value differs between files (0/1 vs 0/255).
+
+    Inferring labels would make those two classes. A mask with two or more non-zero values shows that
+    values are classes, so the check stays quiet then.
+    """
+    foreground = [values - {0} for values in per_case]
+    if any(len(v) > 1 for v in foreground):
+        return
+    first_of: dict[int, Path] = {}
+    for case, values in zip(cases, foreground, strict=True):
+        for value in values:
+            assert case.mask is not None
+            first_of.setdefault(value, case.mask)
+    if len(first_of) < 2:
+        return
+    (value, path), *others = sorted(first_of.items())
+    rest = "; ".join(f"{p} uses 0/{v}" for v, p in others)
+    raise DataError(path, f"binary mask 0/{value}, but {rest}: every mask is binary with different foreground "
+                          "values, which would become separate classes; pass --binary (binary=True) if every "
+                          "non-zero value means foreground, or declare the labels if each value is its own class")
 
 
 def _remap(mask: np.ndarray, path: Path, labels: dict[str, int], value_map: dict[int, int] | None) -> np.ndarray:
@@ -227,9 +253,9 @@ def _remap(mask: np.ndarray, path: Path, labels: dict[str, int], value_map: dict
     return out
 
 
-def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None]) -> int:
+def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None, bool]) -> int:
     """Write one case; returns its number of channels."""
-    case, root, labels, value_map = job
+    case, root, labels, value_map, binary = job
     split = "Ts" if case.is_test else "Tr"
     image, affine = _read_image(case.image)
     if affine is None:
@@ -241,6 +267,8 @@ def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None]) -> 
     if case.mask is None:
         return n_channels
     mask, mask_affine = _read_mask(case.mask)
+    if binary:
+        mask = (mask != 0).astype(np.uint8)
     if mask.ndim == 2:
         mask = mask[..., None]
     if mask.shape != spatial:
@@ -254,12 +282,13 @@ def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None]) -> 
 
 def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None,
                   labels: dict[str, int] | None = None, test_fraction: float = 0.0, seed: int = 0,
-                  name: str | None = None) -> Path:
+                  name: str | None = None, binary: bool = False) -> Path:
     """Convert a folder of images (+ optional masks) into the canonical dataset `out_dir`.
 
     `labels` None: inferred from the mask values ({background: 0, label_1: 1, ...}, values
-    renumbered consecutively), or {background: 0} without masks. `test_fraction` of the cases
-    (seeded, by image) go to imagesTs/labelsTs. Skipped if `out_dir` already holds this import.
+    renumbered consecutively), or {background: 0} without masks. `binary`: every non-zero mask
+    value becomes 1 (labels {background: 0, label_1: 1} unless declared). `test_fraction` of the
+    cases (seeded, by image) go to imagesTs/labelsTs. Skipped if `out_dir` already holds this import.
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     masks_dir = Path(masks_dir) if masks_dir is not None else None
@@ -268,6 +297,8 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
         # Reuse dataset.json's checks (name -> int, background 0, no duplicates) before any work.
         DatasetInfo.from_json({"channel_names": {"0": "image"}, "labels": labels, "numTraining": 0,
                                "file_ending": ".nii.gz"})
+    if binary and labels is not None and sorted(labels.values()) != [0, 1]:
+        raise ConfigError(f"binary masks have values 0 and 1 only, but the declared labels are {labels}")
     name = name or out_dir.name
     if not name:
         raise ConfigError("a dataset name is required")
@@ -277,6 +308,8 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
         "masks_dir": str(masks_dir.resolve()) if masks_dir is not None else None,
         "labels": labels, "test_fraction": float(test_fraction), "seed": int(seed), "name": name,
     }
+    if binary:  # only when set, so imports made before the option existed still match
+        settings["binary"] = True
     if already_imported(out_dir, settings):
         return out_dir
 
@@ -287,13 +320,15 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
     value_map: dict[int, int] | None = None
     if masks_dir is None:
         final_labels = dict(labels) if labels is not None else {"background": 0}
+    elif binary:
+        final_labels = dict(labels) if labels is not None else {"background": 0, "label_1": 1}
     elif labels is None:
         final_labels, value_map = _infer_labels(cases)
     else:
         final_labels = dict(labels)
 
     with staged_dataset(out_dir) as tmp:
-        jobs = [(case, tmp, final_labels, value_map) for case in cases]
+        jobs = [(case, tmp, final_labels, value_map, binary) for case in cases]
         n_channels = map_progress(_convert, jobs, desc=f"import {name}")
         for case, n in zip(cases, n_channels, strict=True):
             if n != n_channels[0]:
@@ -310,8 +345,11 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
         }
         if value_map is not None:
             provenance["label_value_map"] = {str(k): v for k, v in value_map.items()}
+        if binary:
+            provenance["mask_rule"] = "binary: every non-zero mask value -> 1"
         if any(c.mask is not None and c.mask.suffix.lower() in JPEG_SUFFIXES for c in cases):
-            provenance["mask_rule"] = f"JPEG masks binarised at grey level > {MASK_THRESHOLD}"
+            jpeg_rule = f"JPEG masks binarised at grey level > {MASK_THRESHOLD}"
+            provenance["mask_rule"] = f"{provenance['mask_rule']}; {jpeg_rule}" if binary else jpeg_rule
         info = DatasetInfo(
             name=name, channel_names=channel_names, labels=final_labels,
             num_training=sum(1 for c in cases if not c.is_test),
