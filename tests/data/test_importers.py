@@ -422,3 +422,20 @@ def test_folder_one_class_per_mask_multiclass_and_declared_binary(tmp_path: Path
     with pytest.raises(ConfigError, match="binary"):
         import_folder(tmp_path / "img", tmp_path / "o2", tmp_path / "msk", binary=True,
                       labels={"background": 0, "a": 1, "b": 2})
+
+
+@pytest.mark.parametrize("how", ["inferred", "declared", "binary"])
+def test_folder_every_mask_empty_is_an_error(tmp_path: Path, how: str) -> None:
+    # Defect: all-zero masks gave a dataset whose only label is background, without a word.
+    _grey_images(tmp_path / "img", ["a", "b", "c"])
+    _binary_masks(tmp_path / "msk", {"a": 0, "b": 0, "c": 0})
+    kwargs: dict[str, object] = {"labels": {"background": 0, "lesion": 1}} if how == "declared" else {}
+    with pytest.raises(DataError, match=r"msk: every mask is empty"):
+        import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk", binary=how == "binary", **kwargs)
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # A few empty masks among non-empty ones are normal (images without the structure).
+    _binary_masks(tmp_path / "msk", {"b": 255})
+    out = import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk", binary=how == "binary", **kwargs)
+    mask, _ = read_nifti(out / "labelsTr" / "a.nii.gz")
+    assert not mask.any() and read_nifti(out / "labelsTr" / "b.nii.gz")[0].max() == 1

@@ -253,8 +253,8 @@ def _remap(mask: np.ndarray, path: Path, labels: dict[str, int], value_map: dict
     return out
 
 
-def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None, bool]) -> int:
-    """Write one case; returns its number of channels."""
+def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None, bool]) -> tuple[int, bool]:
+    """Write one case; returns (its number of channels, whether its mask has any foreground)."""
     case, root, labels, value_map, binary = job
     split = "Ts" if case.is_test else "Tr"
     image, affine = _read_image(case.image)
@@ -265,7 +265,7 @@ def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None, bool
         write_nifti(root / f"images{split}" / f"{case.case_id}_0000.nii.gz", image, affine)
         n_channels, spatial = 1, image.shape
     if case.mask is None:
-        return n_channels
+        return n_channels, False
     mask, mask_affine = _read_mask(case.mask)
     if binary:
         mask = (mask != 0).astype(np.uint8)
@@ -275,9 +275,9 @@ def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None, bool
         raise DataError(case.mask, f"mask shape {mask.shape} differs from image {case.image} shape {spatial}")
     if affine is not None and mask_affine is not None and not affines_close(affine, mask_affine):
         raise DataError(case.mask, f"mask affine differs from image {case.image} affine")
-    write_nifti(root / f"labels{split}" / f"{case.case_id}.nii.gz", _remap(mask, case.mask, labels, value_map),
-                affine)
-    return n_channels
+    label = _remap(mask, case.mask, labels, value_map)
+    write_nifti(root / f"labels{split}" / f"{case.case_id}.nii.gz", label, affine)
+    return n_channels, bool(label.any())
 
 
 def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None,
@@ -329,7 +329,12 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
 
     with staged_dataset(out_dir) as tmp:
         jobs = [(case, tmp, final_labels, value_map, binary) for case in cases]
-        n_channels = map_progress(_convert, jobs, desc=f"import {name}")
+        results = map_progress(_convert, jobs, desc=f"import {name}")
+        n_channels = [n for n, _ in results]
+        if masks_dir is not None and not any(foreground for _, foreground in results):
+            # Background-only training data is a broken export or threshold, never a usable dataset.
+            raise DataError(masks_dir, f"every mask is empty (all {len(cases)} hold background only); "
+                                       "check how the masks were exported")
         for case, n in zip(cases, n_channels, strict=True):
             if n != n_channels[0]:
                 raise DataError(case.image, f"has {n} channel(s) but {cases[0].image.name} has {n_channels[0]}")
