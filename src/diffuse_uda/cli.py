@@ -45,8 +45,7 @@ def import_mscmrseg_cmd(
     """MS-CMRSeg 2019: bSSFP (C0, source, 35 patients) and LGE (target; patients 36-45 held out for test)."""
     from diffuse_uda.data.importers.mscmrseg import import_mscmrseg
 
-    for d in import_mscmrseg(src, out):
-        typer.echo(f"wrote {d}")
+    import_mscmrseg(src, out, on_dataset=_report_import)
 
 
 @import_app.command("polyp")
@@ -59,8 +58,7 @@ def import_polyp_cmd(
     """Kvasir-SEG and CVC-ClinicDB (CVC split by its 29 video sequences, never by frame)."""
     from diffuse_uda.data.importers.polyp import import_polyp
 
-    for d in import_polyp(src, out, seed=seed, test_fraction=test_fraction):
-        typer.echo(f"wrote {d}")
+    import_polyp(src, out, seed=seed, test_fraction=test_fraction, on_dataset=_report_import)
 
 
 @import_app.command("abdominal")
@@ -88,8 +86,8 @@ def import_folder_cmd(
     """Generic paired image/mask files -> canonical dataset (labels inferred from the masks)."""
     from diffuse_uda.data.importers.folder import import_folder
 
-    out = import_folder(images, out, masks_dir=masks, test_fraction=test_fraction, seed=seed, binary=binary)
-    typer.echo(f"wrote {out}")
+    import_folder(images, out, masks_dir=masks, test_fraction=test_fraction, seed=seed, binary=binary,
+                  on_dataset=_report_import)
 
 
 @app.command("validate")

@@ -439,3 +439,47 @@ def test_folder_every_mask_empty_is_an_error(tmp_path: Path, how: str) -> None:
     out = import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk", binary=how == "binary", **kwargs)
     mask, _ = read_nifti(out / "labelsTr" / "a.nii.gz")
     assert not mask.any() and read_nifti(out / "labelsTr" / "b.nii.gz")[0].max() == 1
+
+
+# ------------------------------------------------------------------------- reporting skipped imports
+
+
+def _cli(*args: str) -> list[str]:
+    from typer.testing import CliRunner
+
+    from diffuse_uda.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
+def test_import_verbs_say_when_they_skipped(tmp_path: Path) -> None:
+    # Defect: a second import printed "wrote ..." although it found the datasets and wrote nothing.
+    mscmr = make_fake_mscmr(tmp_path / "mscmr", c0=(1,), lge=(1, 36))
+    polyp = make_fake_polyp(tmp_path / "polyp")
+    _grey_images(tmp_path / "img", ["a", "b"])
+    _binary_masks(tmp_path / "msk", {"a": 255, "b": 255})
+    root = tmp_path / "data"
+    runs = [
+        (["mscmrseg", str(mscmr)], [root / "Dataset501_MSCMR_bSSFP", root / "Dataset502_MSCMR_LGE"]),
+        (["polyp", str(polyp)], [root / "Dataset511_KvasirSEG", root / "Dataset512_CVCClinicDB"]),
+        (["folder", str(tmp_path / "img"), "--masks", str(tmp_path / "msk")], [root / "Dataset600_Mine"]),
+    ]
+    for args, dirs in runs:
+        out = ["--out", str(dirs[0] if args[0] == "folder" else root)]
+        assert _cli("import", *args, *out) == [f"wrote {d}" for d in dirs]
+        assert _cli("import", *args, *out) == [f"already imported, skipped: {d}" for d in dirs]
+
+
+def test_importers_report_written_or_skipped(tmp_path: Path) -> None:
+    src = make_fake_mscmr(tmp_path / "src", c0=(1,), lge=(1, 36))
+    reports: list[tuple[str, bool]] = []
+    import_mscmrseg(src, tmp_path / "raw", on_dataset=lambda p, w: reports.append((p.name, w)))
+    # Only the target dataset is missing now: the source is kept, the target rewritten.
+    import shutil
+
+    shutil.rmtree(tmp_path / "raw" / "Dataset502_MSCMR_LGE")
+    import_mscmrseg(src, tmp_path / "raw", on_dataset=lambda p, w: reports.append((p.name, w)))
+    assert reports == [("Dataset501_MSCMR_bSSFP", True), ("Dataset502_MSCMR_LGE", True),
+                       ("Dataset501_MSCMR_bSSFP", False), ("Dataset502_MSCMR_LGE", True)]

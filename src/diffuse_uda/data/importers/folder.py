@@ -16,6 +16,7 @@ import numpy as np
 
 from diffuse_uda.data.dataset_json import DatasetInfo
 from diffuse_uda.data.importers._common import (
+    ImportReport,
     already_imported,
     check_case_id,
     check_test_fraction,
@@ -282,13 +283,14 @@ def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None, bool
 
 def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None,
                   labels: dict[str, int] | None = None, test_fraction: float = 0.0, seed: int = 0,
-                  name: str | None = None, binary: bool = False) -> Path:
+                  name: str | None = None, binary: bool = False, on_dataset: ImportReport | None = None) -> Path:
     """Convert a folder of images (+ optional masks) into the canonical dataset `out_dir`.
 
     `labels` None: inferred from the mask values ({background: 0, label_1: 1, ...}, values
     renumbered consecutively), or {background: 0} without masks. `binary`: every non-zero mask
     value becomes 1 (labels {background: 0, label_1: 1} unless declared). `test_fraction` of the
-    cases (seeded, by image) go to imagesTs/labelsTs. Skipped if `out_dir` already holds this import.
+    cases (seeded, by image) go to imagesTs/labelsTs. Skipped if `out_dir` already holds this import;
+    `on_dataset(out_dir, written)` is told which happened.
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     masks_dir = Path(masks_dir) if masks_dir is not None else None
@@ -311,6 +313,8 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
     if binary:  # only when set, so imports made before the option existed still match
         settings["binary"] = True
     if already_imported(out_dir, settings):
+        if on_dataset is not None:
+            on_dataset(out_dir, False)
         return out_dir
 
     cases = _pair_cases(images_dir, masks_dir)
@@ -362,4 +366,6 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
             provenance=provenance,
         )
         finish_dataset(tmp, info, settings)
+    if on_dataset is not None:
+        on_dataset(out_dir, True)
     return out_dir
