@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,12 @@ Overrides = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any setting, e.g. --set training.iterations=200 --set method.beta=0.05 "
                   "--set preprocessing.size=[64,64] (sections: preprocessing, network, training, method). "
                   "Repeatable.")]
+
+
+class SplitChoice(str, Enum):
+    Tr = "Tr"
+    Ts = "Ts"
+    all = "all"
 
 
 def _data_root(value: Path | None) -> Path:
@@ -94,11 +101,13 @@ def import_folder_cmd(
 def validate_cmd(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder in the canonical layout.")],
     no_labels: Annotated[bool, typer.Option("--no-labels", help="Check images only (target data).")] = False,
+    split: Annotated[SplitChoice, typer.Option("--split", help="Split to check; all: every split present in the "
+                                               "folder.")] = SplitChoice.all,
 ) -> None:
     """Check a dataset: readable files, matching shapes/affines, declared label values, no NaN."""
     from diffuse_uda.data.validation import validate_dataset
 
-    report = validate_dataset(dataset, splits=("Tr",), check_labels=not no_labels)
+    report = validate_dataset(dataset, splits=split.value, check_labels=not no_labels)
     typer.echo(f"OK: {report}")
 
 
