@@ -244,3 +244,11 @@ def test_real_abdominal_import(tmp_path: Path) -> None:
     assert validate_dataset(ct).shapes["Tr"]["max_spacing"] == [1.75, 1.75, 1.0]
     assert validate_dataset(mr_all).shapes["Tr"]["min_spacing"][:2] == [1.25, 1.25]
     assert elapsed < 300
+
+
+def test_broken_symlink_is_an_error(tmp_path: Path) -> None:
+    src = make_fake_abdominal(tmp_path / "src")
+    (src / "MR_T2" / "image_3.nii.gz").unlink()
+    (src / "MR_T2" / "image_3.nii.gz").symlink_to(tmp_path / "elsewhere" / "image_3.nii.gz")
+    with pytest.raises(DataError, match=r"MR_T2/image_3\.nii\.gz: broken symbolic link"):
+        import_abdominal(src, tmp_path / "data")

@@ -483,3 +483,19 @@ def test_importers_report_written_or_skipped(tmp_path: Path) -> None:
     import_mscmrseg(src, tmp_path / "raw", on_dataset=lambda p, w: reports.append((p.name, w)))
     assert reports == [("Dataset501_MSCMR_bSSFP", True), ("Dataset502_MSCMR_LGE", True),
                        ("Dataset501_MSCMR_bSSFP", False), ("Dataset502_MSCMR_LGE", True)]
+
+
+@pytest.mark.parametrize("where", ["img", "msk"])
+def test_folder_broken_symlink_is_an_error(tmp_path: Path, where: str) -> None:
+    # Defect: a dangling link among the images was skipped silently (the case vanished); among the masks it
+    # surfaced only as "no mask found" for the image.
+    _grey_images(tmp_path / "img", ["a", "b"])
+    _binary_masks(tmp_path / "msk", {"a": 255, "b": 255})
+    if where == "img":
+        (tmp_path / "img" / "c.png").symlink_to(tmp_path / "gone" / "c.png")
+    else:
+        (tmp_path / "msk" / "b.png").unlink()
+        (tmp_path / "msk" / "b.png").symlink_to(tmp_path / "gone" / "b.png")
+    with pytest.raises(DataError, match=rf"{where}/[bc]\.png: broken symbolic link"):
+        import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk")
+    assert not (tmp_path / "out").exists()

@@ -134,6 +134,8 @@ def test_missing_label(tmp_path: Path) -> None:
     root = make_dataset(tmp_path)
     (root / "labelsTr" / "case1.nii.gz").unlink()
     _expect(root, "case1.nii.gz", "missing label file")
+    (root / "labelsTr" / "case1.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
+    _expect(root, "labelsTr/case1.nii.gz", "broken symbolic link")
 
 
 def test_label_shape_mismatch(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from diffuse_uda.data.dataset_json import (
     list_cases,
     load_dataset_json,
 )
-from diffuse_uda.data.io import read_nifti, spacing_from_affine
+from diffuse_uda.data.io import check_not_broken_link, read_nifti, spacing_from_affine
 from diffuse_uda.errors import ConfigError, DataError
 
 # Affines written as float32 in NIfTI headers lose ~1e-5 relative precision; 1e-3 (scaled by the
@@ -197,6 +197,7 @@ def _validate_split(dataset_dir: Path, info: DatasetInfo, split: str, check_labe
         spacings.append(spacing_from_affine(ref_affine))
         if check_labels:
             lpath = label_path(dataset_dir, split, case_id, ending)
+            check_not_broken_link(lpath)
             if not lpath.is_file():
                 raise DataError(lpath, f"missing label file for case {case_id!r}")
             label, label_affine = read_nifti(lpath)

@@ -34,7 +34,7 @@ from diffuse_uda.data.importers._common import (
     seeded_permutation,
     staged_dataset,
 )
-from diffuse_uda.data.io import read_nifti, spacing_from_affine, write_nifti
+from diffuse_uda.data.io import check_not_broken_link, read_nifti, spacing_from_affine, write_nifti
 from diffuse_uda.data.validation import validate_case_arrays
 from diffuse_uda.errors import DataError
 
@@ -73,6 +73,8 @@ def _find_volumes(folder: Path) -> dict[int, tuple[Path, Path]]:
     images: dict[int, Path] = {}
     labels: dict[int, Path] = {}
     for p in folder.iterdir():
+        if _IMAGE_RE.match(p.name) or _LABEL_RE.match(p.name):
+            check_not_broken_link(p)
         if (m := _IMAGE_RE.match(p.name)) is not None:
             images[int(m.group(1))] = p
         elif (m := _LABEL_RE.match(p.name)) is not None:

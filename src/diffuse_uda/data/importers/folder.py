@@ -29,6 +29,7 @@ from diffuse_uda.data.importers._common import (
 )
 from diffuse_uda.data.io import (
     IMAGE_2D_SUFFIXES,
+    check_not_broken_link,
     is_nifti,
     read_image_2d,
     read_mask_2d,
@@ -73,8 +74,10 @@ def _is_supported(path: Path) -> bool:
 def _list_files(folder: Path, what: str) -> list[Path]:
     if not folder.is_dir():
         raise DataError(folder, f"{what} folder does not exist" if not folder.exists() else "is not a folder")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and _is_supported(p))
+    candidates = [p for p in folder.iterdir() if not p.name.startswith(".") and _is_supported(p)]
+    for p in candidates:
+        check_not_broken_link(p)
+    files = sorted(p for p in candidates if p.is_file())
     if not files:
         raise DataError(folder, f"no {what} files found (NIfTI .nii/.nii.gz, PNG, JPEG, BMP or TIFF)")
     return files

@@ -20,7 +20,7 @@ from diffuse_uda.data.importers._common import (
     map_progress,
     staged_dataset,
 )
-from diffuse_uda.data.io import read_nifti, write_nifti
+from diffuse_uda.data.io import check_not_broken_link, read_nifti, write_nifti
 from diffuse_uda.data.validation import validate_case_arrays
 from diffuse_uda.errors import DataError
 
@@ -45,6 +45,7 @@ def _find_patients(folder: Path, modality: str) -> dict[int, Path]:
     for p in folder.iterdir():
         m = pattern.match(p.name)
         if m:
+            check_not_broken_link(p)
             found[int(m.group(1))] = p
     if not found:
         raise DataError(folder, f"no patientN_{modality}.nii.gz images found")
@@ -72,6 +73,7 @@ def _convert_case(job: tuple[Path, Path, Path, str]) -> None:
     """Read, check and write one patient (image float32, mask uint8, original affines)."""
     image_src, images_dir, labels_dir, case_id = job
     label_src = _manual_path(image_src)
+    check_not_broken_link(label_src)
     if not label_src.is_file():
         raise DataError(label_src, f"missing manual segmentation for {image_src.name}")
     image, image_affine = read_nifti(image_src)

@@ -26,7 +26,7 @@ from diffuse_uda.data.importers._common import (
     staged_dataset,
     write_photo_channels,
 )
-from diffuse_uda.data.io import read_image_2d, write_nifti
+from diffuse_uda.data.io import check_not_broken_link, read_image_2d, write_nifti
 from diffuse_uda.errors import DataError
 
 KVASIR_DATASET = "Dataset511_KvasirSEG"
@@ -66,6 +66,7 @@ def _photos(folder: Path) -> dict[str, Path]:
     for p in sorted(folder.iterdir()):
         if p.name.startswith(".") or p.suffix.lower() not in _PHOTO_SUFFIXES:
             continue
+        check_not_broken_link(p)
         if p.stem in found:
             raise DataError(p, f"two files with the same name stem ({found[p.stem].name})")
         found[p.stem] = p
