@@ -499,3 +499,52 @@ def test_folder_broken_symlink_is_an_error(tmp_path: Path, where: str) -> None:
     with pytest.raises(DataError, match=rf"{where}/[bc]\.png: broken symbolic link"):
         import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk")
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------- leftovers of a killed import
+
+
+def test_stale_staging_leftovers_are_removed_before_import(tmp_path: Path) -> None:
+    # Defect: hidden staging folders and .tmp files of a killed import stayed next to the output for ever.
+    import os
+    import subprocess
+    import sys
+    import time
+
+    _grey_images(tmp_path / "img", ["a", "b"])
+    _binary_masks(tmp_path / "msk", {"a": 255, "b": 255})
+    data = tmp_path / "data"
+    out = data / "Dataset600_Mine"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    def leftover(name: str, is_dir: bool = True, age_s: float = 3600.0) -> Path:
+        path = data / name
+        if is_dir:
+            (path / "imagesTr").mkdir(parents=True)
+            (path / "imagesTr" / "a_0000.nii.gz").write_bytes(b"half")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"half")
+        stamp = time.time() - age_s
+        os.utime(path, (stamp, stamp))
+        return path
+
+    stale = [
+        leftover(".Dataset600_Mine.tmp-0123456789ab"),  # staging folder as named before pids were added
+        leftover(f".Dataset600_Mine.tmp-{dead.pid}-0123456789ab"),  # its process is gone
+        leftover(".Dataset600_Mine.0123456789ab.tmp.nii.gz", is_dir=False),  # an atomic write's temp file
+    ]
+    kept = [
+        leftover(f".Dataset600_Mine.tmp-{os.getpid()}-fedcba987654"),  # a live process may still be writing
+        leftover(".Dataset600_Mine.tmp-aaaaaaaaaaaa", age_s=-60),  # younger than this process
+        leftover(".Dataset601_Other.tmp-0123456789ab"),  # another output's
+        leftover(".Dataset600_Mine.notes"),  # not the staging name pattern
+    ]
+    import_folder(tmp_path / "img", out, tmp_path / "msk")
+    assert [p for p in stale if p.exists()] == [] and all(p.exists() for p in kept)
+    assert list_cases(out, "Tr") == ["a", "b"]
+    # Also when the output is complete and the import is skipped.
+    again = leftover(".Dataset600_Mine.tmp-bbbbbbbbbbbb")
+    import_folder(tmp_path / "img", out, tmp_path / "msk")
+    assert not again.exists()
