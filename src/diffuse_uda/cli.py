@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -46,6 +47,12 @@ def _parse_label_map(text: str) -> dict[str, int]:
     return out
 
 
+class SplitChoice(str, Enum):
+    Tr = "Tr"
+    Ts = "Ts"
+    all = "all"
+
+
 def _data_root(value: Path | None) -> Path:
     from diffuse_uda.data.task import default_data_root
 
@@ -53,6 +60,10 @@ def _data_root(value: Path | None) -> Path:
 
 
 # ---------------------------------------------------------------- import
+def _report_import(path: Path, written: bool) -> None:
+    typer.echo(f"wrote {path}" if written else f"already imported, skipped: {path}")
+
+
 @import_app.command("mscmrseg")
 def import_mscmrseg_cmd(
     src: Annotated[Path, typer.Argument(help="MS-CMRSeg folder with C0/ and LGE/ subfolders.")],
@@ -61,8 +72,7 @@ def import_mscmrseg_cmd(
     """MS-CMRSeg 2019: bSSFP (C0, source, 35 patients) and LGE (target; patients 36-45 held out for test)."""
     from diffuse_uda.data.importers.mscmrseg import import_mscmrseg
 
-    for d in import_mscmrseg(src, out):
-        typer.echo(f"wrote {d}")
+    import_mscmrseg(src, out, on_dataset=_report_import)
 
 
 @import_app.command("polyp")
@@ -75,8 +85,19 @@ def import_polyp_cmd(
     """Kvasir-SEG and CVC-ClinicDB (CVC split by its 29 video sequences, never by frame)."""
     from diffuse_uda.data.importers.polyp import import_polyp
 
-    for d in import_polyp(src, out, seed=seed, test_fraction=test_fraction):
-        typer.echo(f"wrote {d}")
+    import_polyp(src, out, seed=seed, test_fraction=test_fraction, on_dataset=_report_import)
+
+
+@import_app.command("abdominal")
+def import_abdominal_cmd(
+    src: Annotated[Path, typer.Argument(help="Folder with CT/ and MR_T2/ subfolders (image_N/label_N.nii.gz).")],
+    out: Annotated[Path, typer.Option("--out", help="Data root to write the datasets into.")] = Path("data"),
+    seed: Annotated[int, typer.Option(help="Seed of the by-volume train/test splits.")] = 0,
+) -> None:
+    """Abdominal CT <-> MR T2-SPIR (liver, kidneys, spleen): datasets for CT -> MR (main) and MR -> CT."""
+    from diffuse_uda.data.importers.abdominal import import_abdominal
+
+    import_abdominal(src, out, seed=seed, on_dataset=_report_import)
 
 
 @import_app.command("folder")
@@ -86,22 +107,27 @@ def import_folder_cmd(
     masks: Annotated[Path | None, typer.Option(help="Folder of masks with the same file stems.")] = None,
     test_fraction: Annotated[float, typer.Option(help="Fraction held out as imagesTs/labelsTs.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    binary: Annotated[bool, typer.Option("--binary", help="Every non-zero mask value is foreground (1), e.g. "
+                                         "for masks mixing 0/1 and 0/255 encodings.")] = False,
 ) -> None:
     """Generic paired image/mask files -> canonical dataset (labels inferred from the masks)."""
     from diffuse_uda.data.importers.folder import import_folder
 
-    typer.echo(f"wrote {import_folder(images, out, masks_dir=masks, test_fraction=test_fraction, seed=seed)}")
+    import_folder(images, out, masks_dir=masks, test_fraction=test_fraction, seed=seed, binary=binary,
+                  on_dataset=_report_import)
 
 
 @app.command("validate")
 def validate_cmd(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder in the canonical layout.")],
     no_labels: Annotated[bool, typer.Option("--no-labels", help="Check images only (target data).")] = False,
+    split: Annotated[SplitChoice, typer.Option("--split", help="Split to check; all: every split present in the "
+                                               "folder.")] = SplitChoice.all,
 ) -> None:
     """Check a dataset: readable files, matching shapes/affines, declared label values, no NaN."""
     from diffuse_uda.data.validation import validate_dataset
 
-    report = validate_dataset(dataset, splits=("Tr",), check_labels=not no_labels)
+    report = validate_dataset(dataset, splits=split.value, check_labels=not no_labels)
     typer.echo(f"OK: {report}")
 
 

@@ -149,3 +149,21 @@ def test_list_cases_missing_channel_names_file(tmp_path: Path) -> None:
     (tmp_path / "imagesTr" / "b_0002.nii.gz").rename(tmp_path / "imagesTr" / "b.nii.gz")
     with pytest.raises(DataError, match=r"b\.nii\.gz: image file not named"):
         list_cases(tmp_path, "Tr")
+
+
+def test_list_cases_broken_symlink_is_an_error(tmp_path: Path) -> None:
+    # Defect: a dangling link in imagesTr was skipped silently, so its case vanished from training/evaluation.
+    write_dataset_json(tmp_path, _info())
+    for k in range(2):
+        _touch(tmp_path / "imagesTr" / f"a_{k:04d}.nii.gz")
+        (tmp_path / "imagesTr" / f"b_{k:04d}.nii.gz").symlink_to(tmp_path / "moved" / f"b_{k:04d}.nii.gz")
+    with pytest.raises(DataError, match=r"imagesTr/b_0000\.nii\.gz: broken symbolic link"):
+        list_cases(tmp_path, "Tr")
+    # A split holding nothing but broken links is still present: listing it must fail, not skip it.
+    (tmp_path / "imagesTs").mkdir()
+    (tmp_path / "imagesTs" / "c_0000.nii.gz").symlink_to(tmp_path / "moved" / "c_0000.nii.gz")
+    assert has_split(tmp_path, "Ts")
+    # Links that work are fine.
+    for k in range(2):
+        _touch(tmp_path / "moved" / f"b_{k:04d}.nii.gz")
+    assert list_cases(tmp_path, "Tr") == ["a", "b"]

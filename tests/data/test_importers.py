@@ -317,3 +317,234 @@ def test_real_data_imports(tmp_path: Path) -> None:
     assert not {c.split("_")[0] for c in c_tr} & {c.split("_")[0] for c in c_ts}
     meta = json.loads((cvc / "dataset.json").read_text())
     assert meta["numTraining"] == len(c_tr)
+
+
+# ------------------------------------------------------------------------------- folder: mask defects
+
+
+def _grey_images(folder: Path, stems: list[str], size: tuple[int, int] = (16, 16)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for stem in stems:
+        Image.fromarray(rng.integers(0, 255, size, dtype=np.uint8)).save(folder / f"{stem}.png")
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_folder_colour_photo_as_mask_is_an_error(tmp_path: Path, suffix: str) -> None:
+    # Defect: a colour JPEG given as a mask was silently binarised (a colour PNG raised another message).
+    _grey_images(tmp_path / "img", ["a", "b"])
+    (tmp_path / "msk").mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "msk" / f"a{suffix}")
+    photo = np.random.default_rng(2).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "msk" / f"b{suffix}", quality=90)
+    with pytest.raises(DataError, match=rf"msk/b\{suffix}: colour image given as a mask"):
+        import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk")
+    assert not (tmp_path / "out").exists()
+
+
+def test_folder_grey_jpeg_mask_with_channel_noise_still_imports(tmp_path: Path) -> None:
+    _grey_images(tmp_path / "img", ["a", "b"])
+    (tmp_path / "msk").mkdir()
+    rng = np.random.default_rng(3)
+    for stem in ("a", "b"):
+        grey = np.zeros((16, 16), np.int16)
+        grey[4:12, 4:12] = 255
+        # A grey mask saved as RGB with a few levels of per-channel noise (as lossy pipelines leave it).
+        rgb = np.clip(grey[..., None] + rng.integers(-6, 7, (16, 16, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(tmp_path / "msk" / f"{stem}.jpg", quality=95)
+    from diffuse_uda.data.io import read_mask_2d
+
+    stored = read_mask_2d(tmp_path / "msk" / "a.jpg")
+    assert stored.ndim == 3 and not np.array_equal(stored[..., 0], stored[..., 1])  # channels really differ
+    out = import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk")
+    mask, _ = read_nifti(out / "labelsTr" / "a.nii.gz")
+    expected = np.zeros((16, 16, 1), np.uint8)
+    expected[4:12, 4:12] = 1
+    np.testing.assert_array_equal(mask, expected)
+    assert load_dataset_json(out).labels == {"background": 0, "label_1": 1}
+    # The same noise in a lossless file has no compression to explain it: refused, not guessed at.
+    Image.fromarray(stored).save(tmp_path / "msk" / "b.png")
+    (tmp_path / "msk" / "b.jpg").unlink()
+    with pytest.raises(DataError, match=r"msk/b\.png: RGB mask whose channels differ by up to"):
+        import_folder(tmp_path / "img", tmp_path / "out2", tmp_path / "msk")
+
+
+def _binary_masks(folder: Path, values: dict[str, int], size: tuple[int, int] = (16, 16)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, value in values.items():
+        mask = np.zeros(size, np.uint8)
+        mask[2:6, 3:9] = value
+        Image.fromarray(mask).save(folder / f"{stem}.png")
+
+
+def test_folder_mixed_binary_encodings_need_binary(tmp_path: Path) -> None:
+    # Defect: 0/1 and 0/255 masks in one folder became two classes (label_1 and label_2).
+    _grey_images(tmp_path / "img", ["a", "b", "c"])
+    _binary_masks(tmp_path / "msk", {"a": 1, "b": 255, "c": 1})
+    with pytest.raises(DataError) as exc:
+        import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk")
+    message = str(exc.value)
+    assert "msk/a.png" in message and "msk/b.png" in message and "--binary" in message, message
+    assert not (tmp_path / "out").exists()
+
+    out = import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk", binary=True)
+    assert load_dataset_json(out).labels == {"background": 0, "label_1": 1}
+    for stem in ("a", "b", "c"):
+        mask, _ = read_nifti(out / "labelsTr" / f"{stem}.nii.gz")
+        assert sorted(np.unique(mask).tolist()) == [0, 1] and mask[3, 4, 0] == 1
+    validate_dataset(out)
+
+
+def test_folder_binary_option_on_the_command_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from diffuse_uda.cli import app
+
+    _grey_images(tmp_path / "img", ["a", "b"])
+    _binary_masks(tmp_path / "msk", {"a": 1, "b": 255})
+    args = ["import", "folder", str(tmp_path / "img"), "--masks", str(tmp_path / "msk"), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and not (tmp_path / "o").exists()
+    result = CliRunner().invoke(app, [*args, "--binary"])
+    assert result.exit_code == 0, result.output
+    assert load_dataset_json(tmp_path / "o").provenance["mask_rule"] == "binary: every non-zero mask value -> 1"
+
+
+def test_folder_one_class_per_mask_multiclass_and_declared_binary(tmp_path: Path) -> None:
+    _grey_images(tmp_path / "img", ["a", "b"])
+    # Not binary (one mask holds two non-zero values): genuinely several classes, inferred as before.
+    _binary_masks(tmp_path / "msk", {"a": 1, "b": 2})
+    mask = np.zeros((16, 16), np.uint8)
+    mask[0, 0], mask[5, 5] = 1, 2
+    Image.fromarray(mask).save(tmp_path / "msk" / "a.png")
+    out = import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk")
+    assert load_dataset_json(out).labels == {"background": 0, "label_1": 1, "label_2": 2}
+    with pytest.raises(ConfigError, match="binary"):
+        import_folder(tmp_path / "img", tmp_path / "o2", tmp_path / "msk", binary=True,
+                      labels={"background": 0, "a": 1, "b": 2})
+
+
+@pytest.mark.parametrize("how", ["inferred", "declared", "binary"])
+def test_folder_every_mask_empty_is_an_error(tmp_path: Path, how: str) -> None:
+    # Defect: all-zero masks gave a dataset whose only label is background, without a word.
+    _grey_images(tmp_path / "img", ["a", "b", "c"])
+    _binary_masks(tmp_path / "msk", {"a": 0, "b": 0, "c": 0})
+    kwargs: dict[str, object] = {"labels": {"background": 0, "lesion": 1}} if how == "declared" else {}
+    with pytest.raises(DataError, match=r"msk: every mask is empty"):
+        import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk", binary=how == "binary", **kwargs)
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # A few empty masks among non-empty ones are normal (images without the structure).
+    _binary_masks(tmp_path / "msk", {"b": 255})
+    out = import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk", binary=how == "binary", **kwargs)
+    mask, _ = read_nifti(out / "labelsTr" / "a.nii.gz")
+    assert not mask.any() and read_nifti(out / "labelsTr" / "b.nii.gz")[0].max() == 1
+
+
+# ------------------------------------------------------------------------- reporting skipped imports
+
+
+def _cli(*args: str) -> list[str]:
+    from typer.testing import CliRunner
+
+    from diffuse_uda.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output.splitlines()
+
+
+def test_import_verbs_say_when_they_skipped(tmp_path: Path) -> None:
+    # Defect: a second import printed "wrote ..." although it found the datasets and wrote nothing.
+    mscmr = make_fake_mscmr(tmp_path / "mscmr", c0=(1,), lge=(1, 36))
+    polyp = make_fake_polyp(tmp_path / "polyp")
+    _grey_images(tmp_path / "img", ["a", "b"])
+    _binary_masks(tmp_path / "msk", {"a": 255, "b": 255})
+    root = tmp_path / "data"
+    runs = [
+        (["mscmrseg", str(mscmr)], [root / "Dataset501_MSCMR_bSSFP", root / "Dataset502_MSCMR_LGE"]),
+        (["polyp", str(polyp)], [root / "Dataset511_KvasirSEG", root / "Dataset512_CVCClinicDB"]),
+        (["folder", str(tmp_path / "img"), "--masks", str(tmp_path / "msk")], [root / "Dataset600_Mine"]),
+    ]
+    for args, dirs in runs:
+        out = ["--out", str(dirs[0] if args[0] == "folder" else root)]
+        assert _cli("import", *args, *out) == [f"wrote {d}" for d in dirs]
+        assert _cli("import", *args, *out) == [f"already imported, skipped: {d}" for d in dirs]
+
+
+def test_importers_report_written_or_skipped(tmp_path: Path) -> None:
+    src = make_fake_mscmr(tmp_path / "src", c0=(1,), lge=(1, 36))
+    reports: list[tuple[str, bool]] = []
+    import_mscmrseg(src, tmp_path / "raw", on_dataset=lambda p, w: reports.append((p.name, w)))
+    # Only the target dataset is missing now: the source is kept, the target rewritten.
+    import shutil
+
+    shutil.rmtree(tmp_path / "raw" / "Dataset502_MSCMR_LGE")
+    import_mscmrseg(src, tmp_path / "raw", on_dataset=lambda p, w: reports.append((p.name, w)))
+    assert reports == [("Dataset501_MSCMR_bSSFP", True), ("Dataset502_MSCMR_LGE", True),
+                       ("Dataset501_MSCMR_bSSFP", False), ("Dataset502_MSCMR_LGE", True)]
+
+
+@pytest.mark.parametrize("where", ["img", "msk"])
+def test_folder_broken_symlink_is_an_error(tmp_path: Path, where: str) -> None:
+    # Defect: a dangling link among the images was skipped silently (the case vanished); among the masks it
+    # surfaced only as "no mask found" for the image.
+    _grey_images(tmp_path / "img", ["a", "b"])
+    _binary_masks(tmp_path / "msk", {"a": 255, "b": 255})
+    if where == "img":
+        (tmp_path / "img" / "c.png").symlink_to(tmp_path / "gone" / "c.png")
+    else:
+        (tmp_path / "msk" / "b.png").unlink()
+        (tmp_path / "msk" / "b.png").symlink_to(tmp_path / "gone" / "b.png")
+    with pytest.raises(DataError, match=rf"{where}/[bc]\.png: broken symbolic link"):
+        import_folder(tmp_path / "img", tmp_path / "out", tmp_path / "msk")
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------- leftovers of a killed import
+
+
+def test_stale_staging_leftovers_are_removed_before_import(tmp_path: Path) -> None:
+    # Defect: hidden staging folders and .tmp files of a killed import stayed next to the output for ever.
+    import os
+    import subprocess
+    import sys
+    import time
+
+    _grey_images(tmp_path / "img", ["a", "b"])
+    _binary_masks(tmp_path / "msk", {"a": 255, "b": 255})
+    data = tmp_path / "data"
+    out = data / "Dataset600_Mine"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+
+    def leftover(name: str, is_dir: bool = True, age_s: float = 3600.0) -> Path:
+        path = data / name
+        if is_dir:
+            (path / "imagesTr").mkdir(parents=True)
+            (path / "imagesTr" / "a_0000.nii.gz").write_bytes(b"half")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"half")
+        stamp = time.time() - age_s
+        os.utime(path, (stamp, stamp))
+        return path
+
+    stale = [
+        leftover(".Dataset600_Mine.tmp-0123456789ab"),  # staging folder as named before pids were added
+        leftover(f".Dataset600_Mine.tmp-{dead.pid}-0123456789ab"),  # its process is gone
+        leftover(".Dataset600_Mine.0123456789ab.tmp.nii.gz", is_dir=False),  # an atomic write's temp file
+    ]
+    kept = [
+        leftover(f".Dataset600_Mine.tmp-{os.getpid()}-fedcba987654"),  # a live process may still be writing
+        leftover(".Dataset600_Mine.tmp-aaaaaaaaaaaa", age_s=-60),  # younger than this process
+        leftover(".Dataset601_Other.tmp-0123456789ab"),  # another output's
+        leftover(".Dataset600_Mine.notes"),  # not the staging name pattern
+    ]
+    import_folder(tmp_path / "img", out, tmp_path / "msk")
+    assert [p for p in stale if p.exists()] == [] and all(p.exists() for p in kept)
+    assert list_cases(out, "Tr") == ["a", "b"]
+    # Also when the output is complete and the import is skipped.
+    again = leftover(".Dataset600_Mine.tmp-bbbbbbbbbbbb")
+    import_folder(tmp_path / "img", out, tmp_path / "msk")
+    assert not again.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -133,6 +134,8 @@ def test_missing_label(tmp_path: Path) -> None:
     root = make_dataset(tmp_path)
     (root / "labelsTr" / "case1.nii.gz").unlink()
     _expect(root, "case1.nii.gz", "missing label file")
+    (root / "labelsTr" / "case1.nii.gz").symlink_to(tmp_path / "gone.nii.gz")
+    _expect(root, "labelsTr/case1.nii.gz", "broken symbolic link")
 
 
 def test_label_shape_mismatch(tmp_path: Path) -> None:
@@ -217,3 +220,46 @@ def test_validate_case_arrays_core() -> None:
     bad[1, 1, 1] = np.nan
     with pytest.raises(DataError, match="img.nii.gz: image contains 1 NaN"):
         validate_case_arrays("img.nii.gz", bad, None, None, None, None, None)
+
+
+@pytest.fixture()
+def validate_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run ``diffuse-uda validate ARGS`` through the real entry point: (exit code, stdout + stderr)."""
+    from diffuse_uda.cli import main
+
+    def run(*args: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["diffuse-uda", "validate", *args])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        captured = capsys.readouterr()
+        return int(exc.value.code or 0), captured.out + captured.err
+
+    return run
+
+
+def test_validate_cli_checks_every_present_split_by_default(tmp_path: Path, validate_cli) -> None:
+    # Defect: `validate` only ever looked at imagesTr/labelsTr, so a broken test split passed.
+    root = make_dataset(tmp_path / "Dataset900_Toy", splits=("Tr", "Ts"))
+    code, output = validate_cli(str(root))
+    assert code == 0 and "Tr: 2 case(s)" in output and "Ts: 2 case(s)" in output, output
+    label = np.zeros(SHAPE, np.uint8)
+    label[0, 0, 0] = 7
+    write_nifti(root / "labelsTs" / "case1.nii.gz", label, AFFINE)
+    for args in ([], ["--split", "all"], ["--split", "Ts"]):
+        code, output = validate_cli(str(root), *args)
+        assert code == 2 and "labelsTs/case1.nii.gz" in output and "[7] are not declared" in output, (args, output)
+    code, output = validate_cli(str(root), "--split", "Tr")
+    assert code == 0 and "Ts:" not in output, output
+    # --no-labels still skips the labels, of every split.
+    code, output = validate_cli(str(root), "--no-labels")
+    assert code == 0 and "Ts: 2 case(s)" in output, output
+
+
+def test_validate_cli_missing_split_is_an_error_only_when_requested(tmp_path: Path, validate_cli) -> None:
+    root = make_dataset(tmp_path / "Dataset900_Toy", splits=("Tr",))
+    code, output = validate_cli(str(root))
+    assert code == 0 and "Tr: 2 case(s)" in output and "Ts:" not in output, output
+    code, output = validate_cli(str(root), "--split", "Ts")
+    assert code == 2 and "imagesTs" in output and "split Ts was requested" in output, output
+    code, output = validate_cli(str(root), "--split", "Val")
+    assert code != 0 and "Val" in output

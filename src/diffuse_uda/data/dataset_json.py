@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diffuse_uda.data.io import atomic_write_json
+from diffuse_uda.data.io import atomic_write_json, check_not_broken_link
 from diffuse_uda.errors import ConfigError, DataError
 
 DATASET_JSON = "dataset.json"
@@ -183,7 +183,8 @@ def has_split(dataset_dir: str | Path, split: str) -> bool:
     folder = Path(dataset_dir) / f"images{split}"
     if not folder.is_dir():
         return False
-    return any(not p.name.startswith(".") and p.is_file() for p in folder.iterdir())
+    # A broken link counts: the split is there, and listing it must fail rather than skip it.
+    return any(not p.name.startswith(".") and (p.is_file() or p.is_symlink()) for p in folder.iterdir())
 
 
 def list_cases(dataset_dir: str | Path, split: str) -> list[str]:
@@ -198,9 +199,10 @@ def list_cases(dataset_dir: str | Path, split: str) -> list[str]:
     channels: dict[str, set[int]] = {}
     for p in sorted(folder.iterdir()):
         # Hidden files are OS clutter or our own in-progress temp files.
-        if p.name.startswith(".") or not p.is_file():
+        if p.name.startswith(".") or not p.name.endswith(ending):
             continue
-        if not p.name.endswith(ending):
+        check_not_broken_link(p)
+        if not p.is_file():
             continue
         m = _CHANNEL_RE.match(p.name[: -len(ending)])
         if m is None:

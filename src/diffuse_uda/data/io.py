@@ -49,6 +49,16 @@ def strip_nifti_suffix(name: str) -> str:
     return name
 
 
+def check_not_broken_link(path: Path) -> None:
+    """DataError naming `path` when it is a symbolic link to nothing (or a link loop).
+
+    Folder listings call this: ``is_file()`` is False for such links, so they would otherwise vanish
+    from a dataset without a word.
+    """
+    if path.is_symlink() and not path.exists():
+        raise DataError(path, f"broken symbolic link (its target {os.readlink(path)} does not exist)")
+
+
 def _require_file(path: Path) -> None:
     if not path.exists():
         raise DataError(path, "file does not exist")

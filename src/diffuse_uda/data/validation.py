@@ -17,17 +17,19 @@ from tqdm import tqdm
 from diffuse_uda.data.dataset_json import (
     SPLITS,
     DatasetInfo,
+    has_split,
     image_paths,
     label_path,
     list_cases,
     load_dataset_json,
 )
-from diffuse_uda.data.io import read_nifti, spacing_from_affine
+from diffuse_uda.data.io import check_not_broken_link, read_nifti, spacing_from_affine
 from diffuse_uda.errors import ConfigError, DataError
 
 # Affines written as float32 in NIfTI headers lose ~1e-5 relative precision; 1e-3 (scaled by the
 # voxel size) accepts that round-off but rejects genuinely different geometry.
 AFFINE_ATOL = 1e-3
+ALL_SPLITS = "all"
 _MAX_LISTED = 20
 
 
@@ -162,6 +164,9 @@ def _summarise(shapes: list[tuple[int, ...]], spacings: list[tuple[float, ...]],
 
 def _validate_split(dataset_dir: Path, info: DatasetInfo, split: str, check_labels: bool,
                     report: ValidationReport) -> None:
+    folder = dataset_dir / f"images{split}"
+    if not folder.exists():
+        raise DataError(folder, f"split {split} was requested but the folder does not exist")
     cases = list_cases(dataset_dir, split)
     ending = info.file_ending
     shapes: list[tuple[int, ...]] = []
@@ -192,6 +197,7 @@ def _validate_split(dataset_dir: Path, info: DatasetInfo, split: str, check_labe
         spacings.append(spacing_from_affine(ref_affine))
         if check_labels:
             lpath = label_path(dataset_dir, split, case_id, ending)
+            check_not_broken_link(lpath)
             if not lpath.is_file():
                 raise DataError(lpath, f"missing label file for case {case_id!r}")
             label, label_affine = read_nifti(lpath)
@@ -212,14 +218,19 @@ def _validate_split(dataset_dir: Path, info: DatasetInfo, split: str, check_labe
             report.warnings.append(f"{label_dir}: label file(s) without images: {_fmt_values(orphans)}")
 
 
-def validate_dataset(dataset_dir: str | Path, splits: Sequence[str] = ("Tr",),
+def validate_dataset(dataset_dir: str | Path, splits: Sequence[str] | str = ("Tr",),
                      check_labels: bool = True) -> ValidationReport:
     """Validate a canonical dataset folder; raise DataError naming the first bad file.
 
-    With ``check_labels=False`` label folders and files are never touched (not even stat-ed).
+    `splits`: "Tr", "Ts", a sequence of them, or "all" for every split whose images folder holds
+    files (Tr when none does, so an empty dataset still fails). A requested split that does not
+    exist is an error. With ``check_labels=False`` label folders and files are never touched
+    (not even stat-ed).
     """
     dataset_dir = Path(dataset_dir)
-    if isinstance(splits, str):  # a bare "Tr" would otherwise iterate as "T", "r"
+    if splits == ALL_SPLITS:
+        splits = tuple(s for s in SPLITS if dataset_dir.is_dir() and has_split(dataset_dir, s)) or ("Tr",)
+    elif isinstance(splits, str):  # a bare "Tr" would otherwise iterate as "T", "r"
         splits = (splits,)
     for split in splits:
         if split not in SPLITS:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +23,16 @@ from diffuse_uda.errors import ConfigError, DataError
 
 T = TypeVar("T")
 R = TypeVar("R")
+# Told (dataset folder, written) once per output dataset; written is False when an existing complete
+# import with the same settings was kept and no work was done.
+ImportReport = Callable[[Path, bool], None]
 
 # Threads suffice: JPEG decoding and gzip compression release the GIL, and the machine may be shared.
 MAX_WORKERS = 4
 FOLDERS: tuple[str, ...] = ("imagesTr", "labelsTr", "imagesTs", "labelsTs")
 _CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# When this process (near enough) started: leftovers older than it cannot be this process's work.
+_STARTED = time.time()
 
 
 def check_test_fraction(test_fraction: float) -> None:
@@ -51,12 +57,60 @@ def count_files(dataset_dir: Path) -> dict[str, int]:
     return counts
 
 
+def _staging_pattern(out_dir: Path) -> re.Pattern[str]:
+    """Names of `out_dir`'s temporaries: staging folders ``.{name}.tmp-[{pid}-]{hex}`` (the pid since
+    it was added) and io's atomic-write files ``.{name}.{hex}.tmp{suffix}``."""
+    name = re.escape(out_dir.name)
+    return re.compile(rf"^\.{name}\.(?:tmp-(?:(?P<pid>\d+)-)?[0-9a-f]{{12}}|[0-9a-f]{{12}}\.tmp(?:\..*)?)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else, or cannot tell: assume alive
+    return True
+
+
+def remove_stale_staging(out_dir: Path) -> list[Path]:
+    """Delete the temporaries a killed import of `out_dir` left next to it; return what was removed.
+
+    Stale means: named like our staging folders or atomic-write temp files for this output, last
+    modified before this process started, and (when the name records one) from a process that is
+    gone. A concurrent import's staging folder is younger or has a live pid, so it is left alone.
+    """
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return []
+    pattern = _staging_pattern(out_dir)
+    removed = []
+    for path in parent.iterdir():
+        m = pattern.match(path.name)
+        if m is None:
+            continue
+        try:
+            if path.lstat().st_mtime >= _STARTED or (m["pid"] is not None and _pid_alive(int(m["pid"]))):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            continue  # another process cleaned it up first
+        removed.append(path)
+    return removed
+
+
 def already_imported(out_dir: Path, settings: dict[str, Any]) -> bool:
     """True when `out_dir` holds a complete import made with the same settings.
 
+    First removes stale leftovers of a killed import of `out_dir` (see remove_stale_staging).
     An absent or empty folder means "not yet"; anything else that is not a matching complete
     import is an error rather than something to overwrite (it may be the user's data).
     """
+    remove_stale_staging(out_dir)
     if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
         return False
     if not out_dir.is_dir():
@@ -84,7 +138,9 @@ def staged_dataset(out_dir: Path) -> Iterator[Path]:
     Readers therefore see either no dataset or a complete one, never a partial import.
     """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}"
+    remove_stale_staging(out_dir)
+    # The pid lets a later run tell a killed import's leftovers from a running one's.
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
         yield tmp

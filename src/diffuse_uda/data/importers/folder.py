@@ -1,7 +1,8 @@
 """Generic importer: a folder of images (NIfTI or photos), optionally with masks, to the canonical layout.
 
 Masks pair with images by file stem, optionally with a ``_mask``, ``_seg`` or ``_label`` suffix
-(``case1.png`` <-> ``case1_mask.png``). Lossy JPEG masks are binarised at grey level > 127.
+(``case1.png`` <-> ``case1_mask.png``). Lossy JPEG masks are binarised at grey level > 127; a colour
+image given as a mask is an error (see COLOUR_LEVELS).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from diffuse_uda.data.dataset_json import DatasetInfo
 from diffuse_uda.data.importers._common import (
+    ImportReport,
     already_imported,
     check_case_id,
     check_test_fraction,
@@ -27,6 +29,7 @@ from diffuse_uda.data.importers._common import (
 )
 from diffuse_uda.data.io import (
     IMAGE_2D_SUFFIXES,
+    check_not_broken_link,
     is_nifti,
     read_image_2d,
     read_mask_2d,
@@ -42,6 +45,12 @@ MASK_SUFFIXES: tuple[str, ...] = ("_mask", "_seg", "_label")
 MAX_INFERRED_LABELS = 50
 JPEG_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg")
 MASK_THRESHOLD = 127
+# A 3-channel mask is a real colour image (not a grey mask saved as RGB/JPEG) when more than
+# COLOUR_FRACTION of its pixels have channels differing by more than COLOUR_LEVELS grey levels.
+# JPEG noise on a grey mask moves channels by a few levels, near edges only; colour photos differ by
+# far more on most pixels (Kvasir-SEG photos: ~80% of pixels beyond 32 levels; its masks: none).
+COLOUR_LEVELS = 32
+COLOUR_FRACTION = 0.01
 _IMPORT_VERSION = 1
 _SALT = 500
 
@@ -65,8 +74,10 @@ def _is_supported(path: Path) -> bool:
 def _list_files(folder: Path, what: str) -> list[Path]:
     if not folder.is_dir():
         raise DataError(folder, f"{what} folder does not exist" if not folder.exists() else "is not a folder")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and _is_supported(p))
+    candidates = [p for p in folder.iterdir() if not p.name.startswith(".") and _is_supported(p)]
+    for p in candidates:
+        check_not_broken_link(p)
+    files = sorted(p for p in candidates if p.is_file())
     if not files:
         raise DataError(folder, f"no {what} files found (NIfTI .nii/.nii.gz, PNG, JPEG, BMP or TIFF)")
     return files
@@ -137,6 +148,22 @@ def _read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return image, None
 
 
+def _grey_mask(mask: np.ndarray, path: Path) -> np.ndarray:
+    """One channel from an (H, W, 3) mask; DataError for a colour image or a noisy lossless one."""
+    spread = mask.max(axis=2).astype(np.int16) - mask.min(axis=2)
+    coloured = float(np.mean(spread > COLOUR_LEVELS))
+    if coloured > COLOUR_FRACTION:
+        raise DataError(path, f"colour image given as a mask ({coloured:.0%} of pixels have channels differing by "
+                              f"more than {COLOUR_LEVELS} grey levels); expected a single-channel label map")
+    if not spread.any():
+        return mask[..., 0]  # a grey mask saved as RGB
+    if path.suffix.lower() in JPEG_SUFFIXES:
+        return mask.mean(axis=2)  # JPEG channel noise: binarised by the caller
+    # Lossless files have no compression noise to explain slightly different channels.
+    raise DataError(path, f"RGB mask whose channels differ by up to {int(spread.max())} grey levels; save masks as "
+                          "single-channel (greyscale or palette) label maps")
+
+
 def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(mask, affine or None for photos): integer (X, Y, Z) for NIfTI, (H, W) for photos; JPEGs binarised."""
     affine = None
@@ -147,13 +174,7 @@ def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     else:
         mask = read_mask_2d(path)
         if mask.ndim == 3:
-            grey_saved = np.array_equal(mask[..., 0], mask[..., 1]) and np.array_equal(mask[..., 0], mask[..., 2])
-            if grey_saved:
-                mask = mask[..., 0]
-            elif path.suffix.lower() in JPEG_SUFFIXES:
-                mask = mask.mean(axis=2)
-            else:
-                raise DataError(path, "colour mask: expected a single-channel label map (one value per class)")
+            mask = _grey_mask(mask, path)
         if path.suffix.lower() in JPEG_SUFFIXES:
             # JPEG compression smears label values, so only a binary mask can be recovered.
             return (mask > MASK_THRESHOLD).astype(np.uint8), None
@@ -179,15 +200,41 @@ def _infer_labels(cases: list[_Case]) -> tuple[dict[str, int], dict[int, int]]:
         return {int(v) for v in np.unique(_read_mask(case.mask)[0])}
 
     found: set[int] = set()
+    per_case: list[set[int]] = []
     for case, values in zip(cases, map_progress(values_of, cases, desc="scan masks"), strict=True):
         found |= values
+        per_case.append(values)
         if len(found) > MAX_INFERRED_LABELS:
             raise DataError(case.mask, f"masks hold more than {MAX_INFERRED_LABELS} distinct values: these are "
                                        "probably images, not label masks (pass labels= to declare them)")
+    _check_binary_encodings(cases, per_case)
     # Consecutive values keep networks' output channels dense: e.g. 0/255 masks become 0/1.
     value_map = {0: 0} | {v: i for i, v in enumerate(sorted(found - {0}), start=1)}
     labels = {"background": 0} | {f"label_{i}": i for i in range(1, len(value_map))}
     return labels, value_map
+
+
+def _check_binary_encodings(cases: list[_Case], per_case: list[set[int]]) -> None:
+    """DataError when every mask is binary but the foreground value differs between files (0/1 vs 0/255).
+
+    Inferring labels would make those two classes. A mask with two or more non-zero values shows that
+    values are classes, so the check stays quiet then.
+    """
+    foreground = [values - {0} for values in per_case]
+    if any(len(v) > 1 for v in foreground):
+        return
+    first_of: dict[int, Path] = {}
+    for case, values in zip(cases, foreground, strict=True):
+        for value in values:
+            assert case.mask is not None
+            first_of.setdefault(value, case.mask)
+    if len(first_of) < 2:
+        return
+    (value, path), *others = sorted(first_of.items())
+    rest = "; ".join(f"{p} uses 0/{v}" for v, p in others)
+    raise DataError(path, f"binary mask 0/{value}, but {rest}: every mask is binary with different foreground "
+                          "values, which would become separate classes; pass --binary (binary=True) if every "
+                          "non-zero value means foreground, or declare the labels if each value is its own class")
 
 
 def _remap(mask: np.ndarray, path: Path, labels: dict[str, int], value_map: dict[int, int] | None) -> np.ndarray:
@@ -210,9 +257,9 @@ def _remap(mask: np.ndarray, path: Path, labels: dict[str, int], value_map: dict
     return out
 
 
-def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None]) -> int:
-    """Write one case; returns its number of channels."""
-    case, root, labels, value_map = job
+def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None, bool]) -> tuple[int, bool]:
+    """Write one case; returns (its number of channels, whether its mask has any foreground)."""
+    case, root, labels, value_map, binary = job
     split = "Ts" if case.is_test else "Tr"
     image, affine = _read_image(case.image)
     if affine is None:
@@ -222,27 +269,31 @@ def _convert(job: tuple[_Case, Path, dict[str, int], dict[int, int] | None]) -> 
         write_nifti(root / f"images{split}" / f"{case.case_id}_0000.nii.gz", image, affine)
         n_channels, spatial = 1, image.shape
     if case.mask is None:
-        return n_channels
+        return n_channels, False
     mask, mask_affine = _read_mask(case.mask)
+    if binary:
+        mask = (mask != 0).astype(np.uint8)
     if mask.ndim == 2:
         mask = mask[..., None]
     if mask.shape != spatial:
         raise DataError(case.mask, f"mask shape {mask.shape} differs from image {case.image} shape {spatial}")
     if affine is not None and mask_affine is not None and not affines_close(affine, mask_affine):
         raise DataError(case.mask, f"mask affine differs from image {case.image} affine")
-    write_nifti(root / f"labels{split}" / f"{case.case_id}.nii.gz", _remap(mask, case.mask, labels, value_map),
-                affine)
-    return n_channels
+    label = _remap(mask, case.mask, labels, value_map)
+    write_nifti(root / f"labels{split}" / f"{case.case_id}.nii.gz", label, affine)
+    return n_channels, bool(label.any())
 
 
 def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None,
                   labels: dict[str, int] | None = None, test_fraction: float = 0.0, seed: int = 0,
-                  name: str | None = None) -> Path:
+                  name: str | None = None, binary: bool = False, on_dataset: ImportReport | None = None) -> Path:
     """Convert a folder of images (+ optional masks) into the canonical dataset `out_dir`.
 
     `labels` None: inferred from the mask values ({background: 0, label_1: 1, ...}, values
-    renumbered consecutively), or {background: 0} without masks. `test_fraction` of the cases
-    (seeded, by image) go to imagesTs/labelsTs. Skipped if `out_dir` already holds this import.
+    renumbered consecutively), or {background: 0} without masks. `binary`: every non-zero mask
+    value becomes 1 (labels {background: 0, label_1: 1} unless declared). `test_fraction` of the
+    cases (seeded, by image) go to imagesTs/labelsTs. Skipped if `out_dir` already holds this import;
+    `on_dataset(out_dir, written)` is told which happened.
     """
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     masks_dir = Path(masks_dir) if masks_dir is not None else None
@@ -251,6 +302,8 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
         # Reuse dataset.json's checks (name -> int, background 0, no duplicates) before any work.
         DatasetInfo.from_json({"channel_names": {"0": "image"}, "labels": labels, "numTraining": 0,
                                "file_ending": ".nii.gz"})
+    if binary and labels is not None and sorted(labels.values()) != [0, 1]:
+        raise ConfigError(f"binary masks have values 0 and 1 only, but the declared labels are {labels}")
     name = name or out_dir.name
     if not name:
         raise ConfigError("a dataset name is required")
@@ -260,7 +313,11 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
         "masks_dir": str(masks_dir.resolve()) if masks_dir is not None else None,
         "labels": labels, "test_fraction": float(test_fraction), "seed": int(seed), "name": name,
     }
+    if binary:  # only when set, so imports made before the option existed still match
+        settings["binary"] = True
     if already_imported(out_dir, settings):
+        if on_dataset is not None:
+            on_dataset(out_dir, False)
         return out_dir
 
     cases = _pair_cases(images_dir, masks_dir)
@@ -270,14 +327,21 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
     value_map: dict[int, int] | None = None
     if masks_dir is None:
         final_labels = dict(labels) if labels is not None else {"background": 0}
+    elif binary:
+        final_labels = dict(labels) if labels is not None else {"background": 0, "label_1": 1}
     elif labels is None:
         final_labels, value_map = _infer_labels(cases)
     else:
         final_labels = dict(labels)
 
     with staged_dataset(out_dir) as tmp:
-        jobs = [(case, tmp, final_labels, value_map) for case in cases]
-        n_channels = map_progress(_convert, jobs, desc=f"import {name}")
+        jobs = [(case, tmp, final_labels, value_map, binary) for case in cases]
+        results = map_progress(_convert, jobs, desc=f"import {name}")
+        n_channels = [n for n, _ in results]
+        if masks_dir is not None and not any(foreground for _, foreground in results):
+            # Background-only training data is a broken export or threshold, never a usable dataset.
+            raise DataError(masks_dir, f"every mask is empty (all {len(cases)} hold background only); "
+                                       "check how the masks were exported")
         for case, n in zip(cases, n_channels, strict=True):
             if n != n_channels[0]:
                 raise DataError(case.image, f"has {n} channel(s) but {cases[0].image.name} has {n_channels[0]}")
@@ -293,8 +357,11 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
         }
         if value_map is not None:
             provenance["label_value_map"] = {str(k): v for k, v in value_map.items()}
+        if binary:
+            provenance["mask_rule"] = "binary: every non-zero mask value -> 1"
         if any(c.mask is not None and c.mask.suffix.lower() in JPEG_SUFFIXES for c in cases):
-            provenance["mask_rule"] = f"JPEG masks binarised at grey level > {MASK_THRESHOLD}"
+            jpeg_rule = f"JPEG masks binarised at grey level > {MASK_THRESHOLD}"
+            provenance["mask_rule"] = f"{provenance['mask_rule']}; {jpeg_rule}" if binary else jpeg_rule
         info = DatasetInfo(
             name=name, channel_names=channel_names, labels=final_labels,
             num_training=sum(1 for c in cases if not c.is_test),
@@ -302,4 +369,6 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
             provenance=provenance,
         )
         finish_dataset(tmp, info, settings)
+    if on_dataset is not None:
+        on_dataset(out_dir, True)
     return out_dir

@@ -13,8 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from diffuse_uda.data.dataset_json import DatasetInfo
-from diffuse_uda.data.importers._common import already_imported, finish_dataset, map_progress, staged_dataset
-from diffuse_uda.data.io import read_nifti, write_nifti
+from diffuse_uda.data.importers._common import (
+    ImportReport,
+    already_imported,
+    finish_dataset,
+    map_progress,
+    staged_dataset,
+)
+from diffuse_uda.data.io import check_not_broken_link, read_nifti, write_nifti
 from diffuse_uda.data.validation import validate_case_arrays
 from diffuse_uda.errors import DataError
 
@@ -39,6 +45,7 @@ def _find_patients(folder: Path, modality: str) -> dict[int, Path]:
     for p in folder.iterdir():
         m = pattern.match(p.name)
         if m:
+            check_not_broken_link(p)
             found[int(m.group(1))] = p
     if not found:
         raise DataError(folder, f"no patientN_{modality}.nii.gz images found")
@@ -66,6 +73,7 @@ def _convert_case(job: tuple[Path, Path, Path, str]) -> None:
     """Read, check and write one patient (image float32, mask uint8, original affines)."""
     image_src, images_dir, labels_dir, case_id = job
     label_src = _manual_path(image_src)
+    check_not_broken_link(label_src)
     if not label_src.is_file():
         raise DataError(label_src, f"missing manual segmentation for {image_src.name}")
     image, image_affine = read_nifti(image_src)
@@ -91,12 +99,13 @@ def _provenance(src_dir: Path, role: str, split_rule: str, cases: dict[str, list
     }
 
 
-def import_mscmrseg(src_dir: Path, out_root: Path) -> tuple[Path, Path]:
+def import_mscmrseg(src_dir: Path, out_root: Path, on_dataset: ImportReport | None = None) -> tuple[Path, Path]:
     """Create ``out_root/Dataset501_MSCMR_bSSFP`` (source) and ``Dataset502_MSCMR_LGE`` (target).
 
     Source: every C0 patient in imagesTr/labelsTr. Target: LGE patients 1..35 in imagesTr (their
     labelsTr exist only for pseudo-label evaluation) and 36..45 in imagesTs/labelsTs (held-out
-    test). Split by patient. Each dataset is skipped if already imported completely.
+    test). Split by patient. Each dataset is skipped if already imported completely;
+    `on_dataset(path, written)` is told which happened.
     """
     src_dir, out_root = Path(src_dir), Path(out_root)
     if not src_dir.is_dir():
@@ -112,7 +121,8 @@ def import_mscmrseg(src_dir: Path, out_root: Path) -> tuple[Path, Path]:
         raise DataError(c0[leaking[0]], f"C0 patient numbers {leaking} exceed {LAST_SHARED_PATIENT}; they would "
                                         "overlap the held-out LGE test patients")
 
-    if not already_imported(source_dir, settings):
+    source_done = already_imported(source_dir, settings)
+    if not source_done:
         with staged_dataset(source_dir) as tmp:
             jobs = [(p, tmp / "imagesTr", tmp / "labelsTr", f"patient{n}") for n, p in c0.items()]
             map_progress(_convert_case, jobs, desc="MS-CMRSeg C0")
@@ -128,7 +138,11 @@ def import_mscmrseg(src_dir: Path, out_root: Path) -> tuple[Path, Path]:
             )
             finish_dataset(tmp, info, settings)
 
-    if not already_imported(target_dir, settings):
+    if on_dataset is not None:
+        on_dataset(source_dir, not source_done)
+
+    target_done = already_imported(target_dir, settings)
+    if not target_done:
         with staged_dataset(target_dir) as tmp:
             jobs = []
             for n, p in lge.items():
@@ -153,4 +167,6 @@ def import_mscmrseg(src_dir: Path, out_root: Path) -> tuple[Path, Path]:
                 ),
             )
             finish_dataset(tmp, info, settings)
+    if on_dataset is not None:
+        on_dataset(target_dir, not target_done)
     return source_dir, target_dir

@@ -15,6 +15,7 @@ from PIL import Image
 
 from diffuse_uda.data.dataset_json import DatasetInfo
 from diffuse_uda.data.importers._common import (
+    ImportReport,
     already_imported,
     check_case_id,
     check_test_fraction,
@@ -25,7 +26,7 @@ from diffuse_uda.data.importers._common import (
     staged_dataset,
     write_photo_channels,
 )
-from diffuse_uda.data.io import read_image_2d, write_nifti
+from diffuse_uda.data.io import check_not_broken_link, read_image_2d, write_nifti
 from diffuse_uda.errors import DataError
 
 KVASIR_DATASET = "Dataset511_KvasirSEG"
@@ -65,6 +66,7 @@ def _photos(folder: Path) -> dict[str, Path]:
     for p in sorted(folder.iterdir()):
         if p.name.startswith(".") or p.suffix.lower() not in _PHOTO_SUFFIXES:
             continue
+        check_not_broken_link(p)
         if p.stem in found:
             raise DataError(p, f"two files with the same name stem ({found[p.stem].name})")
         found[p.stem] = p
@@ -162,12 +164,14 @@ def _split_cvc(frames: dict[int, tuple[Path, Path]], seed: int,
     return sorted(order[:best_k]), by_seq
 
 
-def import_polyp(src_dir: Path, out_root: Path, seed: int = 0, test_fraction: float = 0.2) -> tuple[Path, Path]:
+def import_polyp(src_dir: Path, out_root: Path, seed: int = 0, test_fraction: float = 0.2,
+                 on_dataset: ImportReport | None = None) -> tuple[Path, Path]:
     """Create ``out_root/Dataset511_KvasirSEG`` and ``Dataset512_CVCClinicDB`` with Tr and held-out Ts splits.
 
     Kvasir-SEG: seeded split by image (no patient/sequence ids exist). CVC-ClinicDB: seeded split by
     whole video sequence (case ids ``seqSS_frameFFFF``). Masks binarised at > 127; images stored as
-    R, G, B uint8 channel files. Each dataset is skipped if already imported with the same settings.
+    R, G, B uint8 channel files. Each dataset is skipped if already imported with the same settings;
+    `on_dataset(path, written)` is told which happened.
     """
     src_dir, out_root = Path(src_dir), Path(out_root)
     check_test_fraction(test_fraction)
@@ -177,7 +181,8 @@ def import_polyp(src_dir: Path, out_root: Path, seed: int = 0, test_fraction: fl
                 "test_fraction": float(test_fraction)}
     kvasir_dir, cvc_dir = out_root / KVASIR_DATASET, out_root / CVC_DATASET
 
-    if not already_imported(kvasir_dir, settings):
+    kvasir_done = already_imported(kvasir_dir, settings)
+    if not kvasir_done:
         pairs = _pairs(src_dir / "Kvasir-SEG")
         for stem, image, _ in pairs:
             check_case_id(stem, image)
@@ -199,7 +204,11 @@ def import_polyp(src_dir: Path, out_root: Path, seed: int = 0, test_fraction: fl
             settings,
         )
 
-    if not already_imported(cvc_dir, settings):
+    if on_dataset is not None:
+        on_dataset(kvasir_dir, not kvasir_done)
+
+    cvc_done = already_imported(cvc_dir, settings)
+    if not cvc_done:
         frames: dict[int, tuple[Path, Path]] = {}
         for stem, image, mask in _pairs(src_dir / "CVC-ClinicDB"):
             if not re.fullmatch(r"\d+", stem) or cvc_sequence(int(stem)) is None:
@@ -226,4 +235,6 @@ def import_polyp(src_dir: Path, out_root: Path, seed: int = 0, test_fraction: fl
             },
             settings,
         )
+    if on_dataset is not None:
+        on_dataset(cvc_dir, not cvc_done)
     return kvasir_dir, cvc_dir
