@@ -8,6 +8,7 @@ HEAL and its ablation rows; see :mod:`diffuse_uda.pipeline.bench_runs`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,23 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+# ASCPlus with each appearance transfer (paper: the FFT amplitude swap with the adaptive beta, exactly the
+# stage 1 of the paper and of diffuse-uda <= 0.1). The target-agnostic remaps add the random global
+# location-scale of Su et al. (AAAI 2023), as in source-only-dg.
+_LOCATION_SCALE = {"location_scale": True}
+APPEARANCE_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"appearance": "fourier"},
+    "fourier-luminance": {"appearance": "fourier-luminance"},
+    "fourier-bounded": {"appearance": "fourier-bounded"},
+    "histogram-matching": {"appearance": "histogram-matching"},
+    "bezier": {"appearance": "bezier", "appearance_options": _LOCATION_SCALE},
+    "gin": {"appearance": "gin", "appearance_options": _LOCATION_SCALE},
+    "mix": {"appearance": "random-choice", "appearance_options": {
+        "members": ["fourier", "bezier", "gin"],
+        "member_options": {"bezier": _LOCATION_SCALE, "gin": _LOCATION_SCALE}}},
+}
+
+
 def generation_ablation_rows() -> list[str]:
     from diffuse_uda.pipeline.run import GENERATION_ABLATION
 
@@ -51,6 +69,9 @@ def bench_entries() -> dict[str, str]:
     """Every accepted entry name with a one-line description."""
     out = {name: cls.summary for name, cls in available_methods().items()}
     out.update({f"ascplus-{row}": f"ASCPlus ablation row {row} (paper Table 4)" for row in ASCPLUS_ABLATION})
+    out.update({f"ascplus-{name}": "ASCPlus with appearance " + json.dumps(preset, separators=(",", ":"))
+                for name, preset in APPEARANCE_PRESETS.items()})
+    out["ascplus-paper"] = "ASCPlus exactly as in the paper (FFT amplitude swap, adaptive beta)"
     out.update({name: f"{method} with {', '.join(f'{k}={v}' for k, v in options.items())}"
                 for name, (method, options) in COMPONENT_ABLATION.items()})
     out[PIPELINE_ENTRY] = "the Diffuse-UDA pipeline (stage 1 = the bench's ascplus run of the same seed)"
@@ -66,6 +87,8 @@ def resolve_method(entry: str) -> tuple[str, dict[str, Any]]:
     if entry.startswith("ascplus-") and entry.split("-", 1)[1] in ASCPLUS_ABLATION:
         method, options = ASCPLUS_ABLATION[entry.split("-", 1)[1]]
         return method, dict(options)
+    if entry.startswith("ascplus-") and entry.removeprefix("ascplus-") in APPEARANCE_PRESETS:
+        return "ascplus", json.loads(json.dumps(APPEARANCE_PRESETS[entry.removeprefix("ascplus-")]))
     if entry in COMPONENT_ABLATION:
         method, options = COMPONENT_ABLATION[entry]
         return method, dict(options)

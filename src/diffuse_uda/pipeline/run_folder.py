@@ -59,10 +59,12 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: str
     config: dict[str, Any]
+    # The method's options with every default filled in: a changed default is a different request.
+    options: dict[str, Any] = Field(default_factory=dict)
     task: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, InputRecord] = Field(default_factory=dict)
 
-    @field_validator("config", "task")
+    @field_validator("config", "options", "task")
     @classmethod
     def _as_stored(cls, value: dict[str, Any]) -> dict[str, Any]:
         # The form it has once written to JSON (tuples become lists), so comparisons are exact.
@@ -75,6 +77,8 @@ class RunRequest(BaseModel):
             out.append(f"method {other.method!r} (requested {self.method!r})")
         if self.config != other.config:
             out.append("settings: " + ", ".join(_dict_diff(other.config, self.config)[:6]))
+        if self.options != other.options:
+            out.append("method options: " + ", ".join(_dict_diff(other.options, self.options)[:6]))
         if self.task != other.task:
             out.append("task: " + ", ".join(_dict_diff(other.task, self.task)[:6]))
         for role in sorted(set(self.inputs) | set(other.inputs)):

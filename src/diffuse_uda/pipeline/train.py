@@ -108,7 +108,8 @@ def run_request(task: Task, method_name: str, config: RunConfig, extra_labelled:
         inputs["target_images"] = dataset_input(task.target_dir, with_labels=False)
     for i, extra in enumerate(extra_labelled):
         inputs[f"extra_labelled_{i}"] = dataset_input(Path(extra), with_labels=True)
-    return RunRequest(method=method_name, config=config.model_dump(mode="json"),
+    options = create_method(method_name, config.method).options.model_dump(mode="json")
+    return RunRequest(method=method_name, config=config.model_dump(mode="json"), options=options,
                       task=task.config.model_dump(mode="json"), inputs=inputs)
 
 
