@@ -24,6 +24,8 @@ def _data() -> TrainingData:
 
 
 def _fit(method_name: str, options: dict, tmp_path: Path, iterations: int = 4) -> Trainer:
+    if method_name == "ascplus":  # a Method needs a concrete transfer; "auto" is resolved by train_method
+        options = {"appearance": "fourier", **options}
     cfg = build_run_config("smoke", 2, {"training": {"iterations": iterations, "device": "cpu", "epoch_length": 1},
                                         "method": options})
     trainer = Trainer(create_method(method_name, options), _data(), cfg, tmp_path, 2, 3, progress=False)

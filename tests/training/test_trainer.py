@@ -20,8 +20,10 @@ def _data(n: int = 6, size: int = 16) -> TrainingData:
 
 
 def _train(method: str, out: Path, iterations: int, **training) -> Trainer:
-    cfg = build_run_config("smoke", 2, {"training": {"iterations": iterations, "device": "cpu", **training}})
-    trainer = Trainer(create_method(method), _data(), cfg, out, spatial_dims=2, num_classes=2, progress=False)
+    options = {"appearance": "fourier"} if method == "ascplus" else {}
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": iterations, "device": "cpu", **training},
+                                        "method": options})
+    trainer = Trainer(create_method(method, options), _data(), cfg, out, spatial_dims=2, num_classes=2, progress=False)
     trainer.fit()
     return trainer
 
@@ -30,8 +32,10 @@ def _train(method: str, out: Path, iterations: int, **training) -> Trainer:
 def test_resume_gives_the_same_weights_as_one_run(tmp_path: Path, method: str, fit_until_crash) -> None:
     straight = _train(method, tmp_path / "a", 6, checkpoint_every=3)
     # A run interrupted after step 5 (last checkpoint at step 3) is resumed by a fresh trainer.
-    cfg = build_run_config("smoke", 2, {"training": {"iterations": 6, "device": "cpu", "checkpoint_every": 3}})
-    broken = Trainer(create_method(method), _data(), cfg, tmp_path / "b", 2, 2, progress=False)
+    options = {"appearance": "fourier"} if method == "ascplus" else {}
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": 6, "device": "cpu", "checkpoint_every": 3},
+                                        "method": options})
+    broken = Trainer(create_method(method, options), _data(), cfg, tmp_path / "b", 2, 2, progress=False)
     fit_until_crash(broken, 4)
     assert torch.load(tmp_path / "b" / CHECKPOINT_NAME, weights_only=True)["step"] == 3
     resumed = _train(method, tmp_path / "b", 6, checkpoint_every=3)

@@ -27,6 +27,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from diffuse_uda.errors import ConfigError
 from diffuse_uda.methods.registry import register
 from diffuse_uda.methods.teacher_student import TeacherStudentMethod, TeacherStudentOptions
 from diffuse_uda.networks.ensemble import SnapshotEnsemble
@@ -34,6 +35,24 @@ from diffuse_uda.training.context import Batch, TrainContext
 from diffuse_uda.training.losses import dice_ce_loss, softmax_mse
 from diffuse_uda.transforms.appearance import AppearanceTransfer, build_appearance_transfer
 from diffuse_uda.transforms.cutmix import cutmix, random_box_mask
+
+AUTO = "auto"
+
+# ASCPlus with each appearance transfer: the candidates of the label-free choice and bench rows
+# (`ascplus-<name>`). "paper" is the paper's FFT amplitude swap with the adaptive beta (exactly the stage 1
+# of the paper). The target-agnostic remaps get the random global location-scale of Su et al. (AAAI 2023).
+_LOCATION_SCALE = {"location_scale": True}
+APPEARANCE_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"appearance": "fourier"},
+    "fourier-luminance": {"appearance": "fourier-luminance"},
+    "fourier-bounded": {"appearance": "fourier-bounded"},
+    "histogram-matching": {"appearance": "histogram-matching"},
+    "bezier": {"appearance": "bezier", "appearance_options": _LOCATION_SCALE},
+    "gin": {"appearance": "gin", "appearance_options": _LOCATION_SCALE},
+    "mix": {"appearance": "random-choice", "appearance_options": {
+        "members": ["fourier", "bezier", "gin"],
+        "member_options": {"bezier": _LOCATION_SCALE, "gin": _LOCATION_SCALE}}},
+}
 
 
 class ASCOptions(TeacherStudentOptions):
@@ -55,8 +74,19 @@ class ASCOptions(TeacherStudentOptions):
         description="Options of T. The Fourier members take adaptive_beta/beta/alpha_range/min_beta above unless "
                     "set here.")
 
+    appearance_candidates: tuple[str, ...] | None = Field(
+        None, description="With appearance='auto' (ascplus only): the APPEARANCE_PRESETS to choose among; None = "
+                          "the default set for the task's channels (see pipeline.appearance_choice).")
+
     @model_validator(mode="after")
     def _appearance_is_valid(self) -> ASCOptions:
+        if self.appearance == AUTO:
+            unknown = [c for c in self.appearance_candidates or () if c not in APPEARANCE_PRESETS]
+            if unknown:
+                raise ValueError(f"appearance_candidates {unknown} are not presets ({', '.join(APPEARANCE_PRESETS)})")
+            if self.appearance_candidates is not None and len(self.appearance_candidates) < 2:
+                raise ValueError("appearance_candidates needs at least two presets to choose among")
+            return self
         asc_appearance(self)  # an unknown member or bad options fail when the options are read, not mid-run
         return self
 
@@ -77,6 +107,9 @@ class ASC(TeacherStudentMethod):
     def build(self, ctx: TrainContext) -> None:
         super().build(ctx)
         o = self.options
+        if o.appearance == AUTO:
+            raise ConfigError("appearance 'auto' is resolved before training (train_method trains the candidates "
+                              "and picks one); a Method needs a concrete appearance transfer")
         self.restyle = asc_appearance(o)
         # "beta" for the Fourier members (comparable with earlier logs), "appearance_strength" otherwise.
         self.strength_key = self.restyle.strength_name
@@ -148,6 +181,9 @@ class ASCPlusOptions(ASCOptions):
     app_restyled: bool = True
     adaptive_beta: bool = True
     ensemble: bool = True
+    # The product default: the appearance transfer is chosen per task by a label-free rule among
+    # APPEARANCE_PRESETS (pipeline.appearance_choice); "fourier" is the paper's exact stage 1.
+    appearance: str = Field(AUTO, description="Appearance transfer T by name, or 'auto' (chosen per task, label-free).")
 
 
 @register
@@ -157,9 +193,10 @@ class ASCPlus(ASC):
     Options = ASCPlusOptions
 
 
-# The paper's Table 4, as (method, options) presets; M1 is the source-only lower bound.
+# The paper's Table 4, as (method, options) presets; M1 is the source-only lower bound. Every row uses the
+# paper's FFT amplitude swap.
 _OFF = {"seg_restyled": False, "app_target": False, "app_restyled": False, "structure": False,
-        "adaptive_beta": False, "ensemble": False}
+        "adaptive_beta": False, "ensemble": False, "appearance": "fourier"}
 ASCPLUS_ABLATION: dict[str, tuple[str, dict[str, bool]]] = {
     "M1": ("source-only", {}),
     "M2": ("ascplus", {**_OFF, "seg_restyled": True}),
@@ -168,5 +205,5 @@ ASCPLUS_ABLATION: dict[str, tuple[str, dict[str, bool]]] = {
     "M5": ("ascplus", {**_OFF, "seg_restyled": True, "app_target": True, "app_restyled": True, "structure": True}),
     "M6": ("ascplus", {**_OFF, "seg_restyled": True, "app_target": True, "app_restyled": True, "structure": True,
                        "adaptive_beta": True}),
-    "M7": ("ascplus", {}),
+    "M7": ("ascplus", {"appearance": "fourier"}),
 }

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from diffuse_uda.errors import ConfigError
-from diffuse_uda.methods.asc import ASCPLUS_ABLATION
+from diffuse_uda.methods.asc import APPEARANCE_PRESETS, ASCPLUS_ABLATION
 from diffuse_uda.methods.registry import available_methods
 
 PIPELINE_ENTRY = "diffuse-uda"
@@ -33,23 +33,6 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "glua-no-style-transfer": ("glua", {"style_transfer": False}),
     "glua-no-local-alignment": ("glua", {"local_alignment": False}),
     "glua-no-output-adversary": ("glua", {"output_adversarial": False}),
-}
-
-
-# ASCPlus with each appearance transfer (paper: the FFT amplitude swap with the adaptive beta, exactly the
-# stage 1 of the paper and of diffuse-uda <= 0.1). The target-agnostic remaps add the random global
-# location-scale of Su et al. (AAAI 2023), as in source-only-dg.
-_LOCATION_SCALE = {"location_scale": True}
-APPEARANCE_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"appearance": "fourier"},
-    "fourier-luminance": {"appearance": "fourier-luminance"},
-    "fourier-bounded": {"appearance": "fourier-bounded"},
-    "histogram-matching": {"appearance": "histogram-matching"},
-    "bezier": {"appearance": "bezier", "appearance_options": _LOCATION_SCALE},
-    "gin": {"appearance": "gin", "appearance_options": _LOCATION_SCALE},
-    "mix": {"appearance": "random-choice", "appearance_options": {
-        "members": ["fourier", "bezier", "gin"],
-        "member_options": {"bezier": _LOCATION_SCALE, "gin": _LOCATION_SCALE}}},
 }
 
 

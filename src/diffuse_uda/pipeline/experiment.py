@@ -6,7 +6,7 @@ This is the single evaluation path every method goes through (``demo``, ``bench`
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from diffuse_uda.config import RunConfig
@@ -64,7 +64,8 @@ def score_test_predictions(predictions: Path, task: Task, run_dir: Path, progres
 
 def run_experiment(task: Task, method: str, config: RunConfig, out_dir: Path,
                    extra_labelled: Sequence[Path] = (), progress: bool = True,
-                   force: bool = False) -> tuple[Path, EvaluationSummary | None]:
+                   force: bool = False, candidate_dirs: Mapping[str, Path] | None = None,
+                   ) -> tuple[Path, EvaluationSummary | None]:
     run_dir = train_method(task, method, config, out_dir, extra_labelled=extra_labelled, progress=progress,
-                           force=force)
+                           force=force, candidate_dirs=candidate_dirs)
     return run_dir, evaluate_run(run_dir, task.with_preprocessing(config.preprocessing), progress=progress)

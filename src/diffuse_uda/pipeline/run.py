@@ -32,6 +32,7 @@ from diffuse_uda.diffusion.config import DiffusionConfig
 from diffuse_uda.diffusion.synthesize import synthesize_dataset
 from diffuse_uda.diffusion.trainer import PairSample, train_diffusion
 from diffuse_uda.errors import ConfigError, DataError
+from diffuse_uda.pipeline.appearance_choice import candidate_config, read_choice
 from diffuse_uda.pipeline.experiment import evaluate_run
 from diffuse_uda.pipeline.manifest import read_manifest, run_stage
 from diffuse_uda.pipeline.pseudolabel import write_pseudolabels
@@ -273,9 +274,13 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
                       {"generator": file_input(generator / "diffusion_last.pt"), "pseudolabels": pseudo_in,
                        "source": source_in}, synthesize)
     done("4 synthesis", synthetic)
-    stage3 = stage("stage 3: ascplus on source + synthetic", STAGE3, {"segmentation": seg_json},
+    # Stage 3 is ASCPlus again, with the appearance transfer stage 1 chose (or was given).
+    choice = read_choice(stage1)
+    stage3_cfg = candidate_config(seg_cfg, choice.chosen) if choice is not None else seg_cfg
+    stage3 = stage("stage 3: ascplus on source + synthetic", STAGE3,
+                   {"segmentation": stage3_cfg.model_dump(mode="json")},
                    {"synthetic": file_input(synthetic), "source": source_in, "target_images": target_in},
-                   lambda d: train_method(task, "ascplus", seg_cfg, d, extra_labelled=[synthetic],
+                   lambda d: train_method(task, "ascplus", stage3_cfg, d, extra_labelled=[synthetic],
                                           progress=progress, display_name="diffuse-uda", force=force))
     done("5 ascplus + synthetic", stage3)
     evaluated = [run for run in (stage1, stage3) if evaluate_run(run, task, progress) is not None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from diffuse_uda.data.io import atomic_torch_save, ensure_output_dir
 from diffuse_uda.data.preprocessing import PreparedCase, prepare_split, resample_label, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import ConfigError
+from diffuse_uda.methods.asc import AUTO
 from diffuse_uda.methods.registry import available_methods, create_method
 from diffuse_uda.networks.ensemble import SnapshotEnsemble
 from diffuse_uda.networks.segmenter import segmenter_spec
@@ -115,11 +116,14 @@ def run_request(task: Task, method_name: str, config: RunConfig, extra_labelled:
 
 def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
                  extra_labelled: Sequence[Path] = (), cache_dir: Path | None = None,
-                 progress: bool = True, display_name: str | None = None, force: bool = False) -> Path:
+                 progress: bool = True, display_name: str | None = None, force: bool = False,
+                 candidate_dirs: Mapping[str, Path] | None = None) -> Path:
     """Train (or resume) ``method_name`` on ``task``; returns the run folder.
 
     A folder holding a complete run of exactly this request is returned as it is; an unfinished one
-    resumes; one made for anything else is refused unless ``force`` (see :mod:`run_folder`)."""
+    resumes; one made for anything else is refused unless ``force`` (see :mod:`run_folder`).
+    ``ascplus`` with ``appearance="auto"`` (its default) trains the appearance candidates (into
+    ``candidate_dirs``, see :mod:`appearance_choice`) and keeps the one the label-free rule picks."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: run folder path is a file, not a folder")
@@ -127,6 +131,14 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
     task = task.with_preprocessing(config.preprocessing)
     task.check()
     method = create_method(method_name, config.method)
+    if getattr(method.options, "appearance", None) == AUTO:
+        if extra_labelled:
+            raise ConfigError("appearance 'auto' with extra labelled data is not supported: pass the appearance "
+                              "chosen for stage 1 (method.appearance=...)")
+        from diffuse_uda.pipeline.appearance_choice import train_with_appearance_choice
+
+        return train_with_appearance_choice(task, config, out_dir, candidate_dirs, cache_dir, progress, display_name,
+                                            force)
     request = run_request(task, method_name, config, extra_labelled)
     folder = RunFolder(out_dir)
     if folder.open(request, force=force) == "complete" and folder.bundle_path.is_file():

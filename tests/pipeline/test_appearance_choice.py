@@ -1,0 +1,75 @@
+"""The label-free choice of ASCPlus's appearance transfer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffuse_uda.config import build_run_config
+from diffuse_uda.methods.asc import APPEARANCE_PRESETS
+from diffuse_uda.pipeline.appearance_choice import (
+    CHOICE_FILE,
+    GREY_CANDIDATES,
+    RGB_CANDIDATES,
+    candidate_config,
+    default_candidates,
+    pooled_dice,
+    read_choice,
+)
+from diffuse_uda.pipeline.run_folder import RunFolder
+from diffuse_uda.pipeline.train import train_method
+from diffuse_uda.training.bundle import load_bundle
+
+
+def test_pooled_dice_counts_empty_agreement_as_no_evidence() -> None:
+    a = torch.zeros(2, 4, 4, dtype=torch.long)
+    b = a.clone()
+    a[0, :2, :2] = 1
+    b[0, :2, :2] = 1
+    assert pooled_dice(a, b, [1]) == 1.0
+    assert pooled_dice(a, b, [1, 2]) == 0.5  # class 2 empty in both: 0, not 1
+    b[0, :2, :2] = 0
+    assert pooled_dice(a, b, [1]) == 0.0
+
+
+def test_candidate_sets_and_configs() -> None:
+    assert default_candidates(1) == GREY_CANDIDATES and default_candidates(3) == RGB_CANDIDATES
+    assert set(RGB_CANDIDATES) <= set(APPEARANCE_PRESETS)
+    cfg = build_run_config("smoke", 2, {"method": {"appearance_candidates": ["paper", "bezier"], "beta": 0.2}})
+    bezier = candidate_config(cfg, "bezier")
+    assert bezier.method == {"beta": 0.2, **APPEARANCE_PRESETS["bezier"]}
+
+
+def test_ascplus_auto_trains_candidates_and_keeps_the_most_agreed_one(tiny_task, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": 3, "device": "cpu"},
+                                        "method": {"appearance_candidates": ["paper", "bezier", "gin"]}})
+    shared = {"bezier": tmp_path / "bench" / "ascplus-bezier" / "seed0"}
+    out = train_method(tiny_task, "ascplus", cfg, tmp_path / "bench" / "ascplus" / "seed0", progress=False,
+                       candidate_dirs=shared)
+    choice = read_choice(out)
+    assert choice is not None and set(choice.scores) == {"paper", "bezier", "gin"}
+    assert choice.chosen == max(choice.scores, key=choice.scores.get)
+    assert (shared["bezier"] / "model.pt").is_file() and (out / "candidates" / "gin" / "model.pt").is_file()
+    # The run folder holds the chosen candidate's model, and says which it is.
+    bundle = load_bundle(out)
+    assert bundle.run_config.method == candidate_config(cfg, choice.chosen).method
+    manifest = RunFolder(out).manifest()
+    assert manifest.details["appearance"] == choice.chosen and CHOICE_FILE in manifest.outputs
+    candidates = [RunFolder(p).manifest().train_seconds for p in choice.candidates.values()]
+    assert manifest.train_seconds >= sum(candidates)
+    # A rerun reuses everything.
+    before = (out / CHOICE_FILE).stat().st_mtime_ns
+    train_method(tiny_task, "ascplus", cfg, out, progress=False, candidate_dirs=shared)
+    assert (out / CHOICE_FILE).stat().st_mtime_ns == before
+
+
+def test_auto_with_extra_labelled_data_is_refused(tiny_task, tmp_path: Path) -> None:
+    from diffuse_uda.errors import ConfigError
+
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": 2, "device": "cpu"}})
+    with pytest.raises(ConfigError, match="appearance 'auto' with extra labelled data"):
+        train_method(tiny_task, "ascplus", cfg, tmp_path / "r", extra_labelled=[tiny_task.source_dir], progress=False)
