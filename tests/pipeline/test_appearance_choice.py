@@ -39,7 +39,7 @@ def test_candidate_sets_and_configs() -> None:
     assert set(RGB_CANDIDATES) <= set(APPEARANCE_PRESETS)
     cfg = build_run_config("smoke", 2, {"method": {"appearance_candidates": ["paper", "bezier"], "beta": 0.2}})
     bezier = candidate_config(cfg, "bezier")
-    assert bezier.method == {"beta": 0.2, **APPEARANCE_PRESETS["bezier"]}
+    assert bezier.method == {"beta": 0.2, "appearance_candidates": ["paper", "bezier"], **APPEARANCE_PRESETS["bezier"]}
 
 
 def test_ascplus_auto_trains_candidates_and_keeps_the_most_agreed_one(tiny_task, tmp_path: Path,
@@ -73,3 +73,21 @@ def test_auto_with_extra_labelled_data_is_refused(tiny_task, tmp_path: Path) -> 
     cfg = build_run_config("smoke", 2, {"training": {"iterations": 2, "device": "cpu"}})
     with pytest.raises(ConfigError, match="appearance 'auto' with extra labelled data"):
         train_method(tiny_task, "ascplus", cfg, tmp_path / "r", extra_labelled=[tiny_task.source_dir], progress=False)
+
+
+def test_bench_shows_the_label_free_pick_beside_the_test_label_pick(tiny_task, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from diffuse_uda.pipeline.bench import run_bench
+
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    out = run_bench(tiny_task, ["ascplus-bezier", "ascplus"], 1, tmp_path / "bench", profile="smoke",
+                    overrides={"training": {"iterations": 2, "device": "cpu"},
+                               "method": {"appearance_candidates": ["paper", "bezier"]}}, progress=False)
+    # The bezier candidate is the bench's own ascplus-bezier row; the paper candidate lives under ascplus.
+    assert not (out / "ascplus" / "seed0" / "candidates" / "bezier").exists()
+    (entry,) = json.loads((out / "bench.json").read_text())["appearance_choice"]
+    assert set(entry["test_dice"]) == {"paper", "bezier"} and entry["test_pick"] in ("paper", "bezier")
+    assert entry["given_up"] >= 0
+    assert "test-label pick" in (out / "bench.md").read_text()

@@ -49,6 +49,8 @@ def test_train_and_predict_never_read_target_labels(method, tiny_task, smoke_con
                        progress=False)
     preds = predict_dataset(run, tiny_task.target_dir, tmp_path / "pred", split="Ts", device="cpu", progress=False)
     assert len(list(preds.glob("*.nii.gz"))) == 2
+    if method == "ascplus":  # the product default: its appearance transfer was chosen without labels
+        assert (run / "appearance_choice.json").is_file()
     # 2) ... no file under a target label folder was even opened ...
     assert watched_reads, "the watcher saw no reads at all"
     assert not [p for p in watched_reads if p.parent.name.startswith("labels") and tiny_task.target_dir.name in str(p)]
@@ -93,3 +95,69 @@ def test_only_known_modules_use_the_reference_label_reader():
     allowed = {"evaluation/evaluate.py", "pipeline/experiment.py", "pipeline/train.py", "report/run_report.py",
                "cli.py", "pipeline/pseudolabel.py"}
     assert users <= allowed, users - allowed
+
+
+def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(tiny_task, tmp_path, monkeypatch):
+    """`diffuse-uda run` (stage 1 with the label-free appearance choice, pseudo-labels, generator,
+    synthesis, stage 3): the target training labels are deleted, and every read of a target test label
+    happens inside the evaluation module's reader, after the last training step of any stage."""
+    import inspect
+
+    from diffuse_uda.pipeline.run import PipelineConfig, run_pipeline
+    from diffuse_uda.training.trainer import Trainer
+
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    shutil.rmtree(tiny_task.target_dir / "labelsTr")
+    events: list[tuple[str, bool]] = []
+    original_load, original_fit = nibabel.load, Trainer.fit
+
+    def load(filename, *args, **kwargs):
+        path = Path(filename).resolve()
+        if path.parent.name.startswith("labels") and tiny_task.target_dir.resolve() in path.parents:
+            in_reader = any(f.filename.endswith("evaluation/reference.py") for f in inspect.stack())
+            events.append(("target-label", in_reader))
+        return original_load(filename, *args, **kwargs)
+
+    def fit(self):  # noqa: ANN202
+        events.append(("train", True))
+        return original_fit(self)
+
+    monkeypatch.setattr(nibabel, "load", load)
+    monkeypatch.setattr(Trainer, "fit", fit)
+    cfg = PipelineConfig(profile="smoke", segmentation={"training": {"iterations": 2, "device": "cpu"},
+                                                        "method": {"appearance_candidates": ["paper", "bezier"]}},
+                         diffusion={"iterations": 2}, synthesis={"steps": 2})
+    run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
+    kinds = [k for k, _ in events]
+    assert kinds.count("train") == 3  # two stage-1 candidates and stage 3
+    assert "target-label" in kinds and all(ok for k, ok in events if k == "target-label")
+    assert max(i for i, k in enumerate(kinds) if k == "train") < kinds.index("target-label")
+
+
+def test_adapt_source_free_entry_point_never_reads_target_labels(tiny_task, smoke_config, tmp_path, watched_reads,
+                                                                 monkeypatch):
+    """`diffuse-uda adapt-source-free` (HEAL) through the command line, with every target label deleted."""
+    import sys
+
+    from diffuse_uda.cli import main
+    from diffuse_uda.diffusion.config import DiffusionConfig
+    from diffuse_uda.methods.heal import train_source_diffusion
+
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    run = train_method(tiny_task, "source-only", smoke_config, tmp_path / "run", progress=False)
+    ckpt = train_source_diffusion(tiny_task, tmp_path / "gen", DiffusionConfig.smoke(iterations=2), device="cpu",
+                                  progress=False)
+    _hide_target_labels(tiny_task)
+    watched_reads.clear()
+    saved = sys.argv
+    sys.argv = ["diffuse-uda", "adapt-source-free", "--model", str(run), "--diffusion", str(ckpt), "--images",
+                str(tiny_task.target_dir), "--out", str(tmp_path / "preds"), "--n-samples", "2", "--steps", "2",
+                "--device", "cpu"]
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    finally:
+        sys.argv = saved
+    assert len(list((tmp_path / "preds").glob("*.nii.gz"))) == 2
+    assert watched_reads and not [p for p in watched_reads if p.parent.name.startswith("labels")]

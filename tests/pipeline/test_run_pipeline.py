@@ -82,9 +82,11 @@ def test_sigkill_mid_stage_then_resume(tiny_data_root: Path, tmp_path: Path) -> 
     cmd = [sys.executable, "-m", "diffuse_uda.cli", "run", "-t", str(_task_yaml(tmp_path)), "-o",
            str(tmp_path / "run"), "--profile", "smoke", "--data-root", str(data),
            "--set", "segmentation.training.iterations=400", "--set", "segmentation.training.checkpoint_every=5",
-           "--set", "segmentation.training.device=cpu", "--set", "diffusion.iterations=2"]
+           "--set", "segmentation.training.device=cpu", "--set", "diffusion.iterations=2",
+           "--set", "segmentation.method.appearance_candidates=[paper,bezier]"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = tmp_path / "run" / "1_ascplus" / "checkpoint_last.pt"
+    # Stage 1 trains the appearance candidates first; kill it inside the first one.
+    ckpt = tmp_path / "run" / "1_ascplus" / "candidates" / "paper" / "checkpoint_last.pt"
     deadline = time.time() + 240
     while time.time() < deadline and not ckpt.exists():
         time.sleep(0.2)
@@ -96,7 +98,7 @@ def test_sigkill_mid_stage_then_resume(tiny_data_root: Path, tmp_path: Path) -> 
     # Finish quickly: the rerun keeps the stage's config (same iterations) and resumes.
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    run_json = json.loads((tmp_path / "run" / "1_ascplus" / "run.json").read_text())
+    run_json = json.loads((ckpt.parent / "run.json").read_text())
     assert run_json["resumed_from_step"] >= 5
     _assert_outputs_whole(tmp_path / "run")
 

@@ -76,9 +76,9 @@ def default_candidates(num_channels: int) -> tuple[str, ...]:
 
 
 def candidate_config(config: RunConfig, name: str) -> RunConfig:
-    """The run config of one candidate: the product's, with the candidate's appearance preset."""
-    method = {k: v for k, v in config.method.items() if k not in ("appearance", "appearance_options",
-                                                                   "appearance_candidates")}
+    """The run config of one candidate: the product's, with the candidate's appearance preset (so a bench's
+    ``ascplus-<name>`` row, made with the same overrides, is the same run)."""
+    method = {k: v for k, v in config.method.items() if k not in ("appearance", "appearance_options")}
     method.update(json.loads(json.dumps(APPEARANCE_PRESETS[name])))
     return config.model_copy(update={"method": method})
 

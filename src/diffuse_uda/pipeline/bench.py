@@ -25,9 +25,10 @@ from diffuse_uda.errors import ConfigError
 from diffuse_uda.evaluation.evaluate import load_per_case
 from diffuse_uda.evaluation.statistics import gap_closed, mean_std, wilcoxon_paired
 from diffuse_uda.methods.asc import APPEARANCE_PRESETS
+from diffuse_uda.pipeline.appearance_choice import RULE, read_choice
 from diffuse_uda.pipeline.bench_entries import check_entries, is_composite, resolve_method
 from diffuse_uda.pipeline.bench_runs import run_composite
-from diffuse_uda.pipeline.experiment import EVALUATION, run_experiment
+from diffuse_uda.pipeline.experiment import EVALUATION, evaluate_run, run_experiment
 from diffuse_uda.pipeline.run import STAGE3, PipelineRecord, read_pipeline_record
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
 
@@ -62,6 +63,13 @@ def run_bench(task: Task, methods: Sequence[str], seeds: int | Sequence[int], ou
         candidates = {name: out_dir / f"ascplus-{name}" / f"seed{seed}" for name in APPEARANCE_PRESETS}
         run_dir, _ = run_experiment(task, method, config, out_dir / entry / f"seed{seed}", progress=progress,
                                     force=force, candidate_dirs=candidates if method == "ascplus" else None)
+        choice = read_choice(run_dir)
+        if choice is not None:
+            # After training, for the report only: score every candidate on the test split, so the table
+            # can show which one the test labels would have picked. Nothing is chosen from this.
+            ptask = task.with_preprocessing(config.preprocessing)
+            for candidate in choice.candidates.values():
+                evaluate_run(Path(candidate), ptask, progress=progress)
         runs.setdefault(entry, {})[seed] = run_dir
     return write_bench_table(task, runs, out_dir)
 
@@ -115,6 +123,26 @@ def _case_scores(run_dirs: dict[int, Path], classes: list[str]) -> dict[str, flo
         for case, v in load_per_case(run / EVALUATION / "per_case.csv").items():
             acc.setdefault(case, []).append(sum(v[c]["dice"] for c in classes) / len(classes))
     return {case: sum(x) / len(x) for case, x in acc.items()}
+
+
+def _appearance_choices(runs: dict[str, dict[int, Path]], classes: list[str]) -> list[dict[str, Any]]:
+    """Per seed of the ascplus row: the label-free pick, its scores and (post hoc) each candidate's test Dice."""
+    out = []
+    for seed, run in sorted(runs.get("ascplus", {}).items()):
+        choice = read_choice(run)
+        if choice is None:
+            continue
+        test_dice = {}
+        for name, candidate in choice.candidates.items():
+            per_case = Path(candidate) / EVALUATION / "per_case.csv"
+            test_dice[name] = _seed_means(load_per_case(per_case), classes, "dice")["mean"] if per_case.is_file() \
+                else math.nan
+        finite = {n: d for n, d in test_dice.items() if not math.isnan(d)}
+        pick = max(finite, key=finite.get) if finite else "n/a"
+        given_up = finite[pick] - finite.get(choice.chosen, math.nan) if finite else math.nan
+        out.append({"seed": seed, "chosen": choice.chosen, "scores": choice.scores, "entropy": choice.entropy,
+                    "test_dice": test_dice, "test_pick": pick, "given_up": given_up})
+    return out
 
 
 def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Path) -> Path:
@@ -192,6 +220,19 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
         md += ["| " + " | ".join([r["method"], *(fmt(r["stage_seconds"][st], d=0, seeds=r["seeds"])
                                                    if st in r["stage_seconds"] else "n/a" for st in stages)]) + " |"
                for r in staged]
+    choices = _appearance_choices(runs, classes)
+    if choices:
+        names = list(dict.fromkeys(n for c in choices for n in c["scores"]))
+        md += ["", "Appearance transfer of `ascplus`, chosen per seed without labels (rule: "
+                   f"{RULE}). Post hoc, for this table only: each candidate's target-test Dice (%) and the "
+                   "candidate the test labels would have picked.", "",
+               "| seed | chosen | " + " | ".join(f"{n} (score / test Dice)" for n in names)
+               + " | test-label pick | Dice given up |", "|" + "---|" * (len(names) + 4)]
+        for c in choices:
+            cells = [f"{c['scores'][n]:.3f} / {100 * c['test_dice'][n]:.1f}" if n in c["scores"] else "n/a"
+                     for n in names]
+            md.append(f"| {c['seed']} | {c['chosen']} | " + " | ".join(cells) +
+                      f" | {c['test_pick']} | {100 * c['given_up']:.1f} |")
     if significance:
         md += ["", f"Wilcoxon signed-rank over test cases (mean-foreground Dice averaged over seeds), "
                    f"{significance['best']} vs {significance['second']}: p = {significance['p_value']:.3g}"]
@@ -201,6 +242,7 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
     csv.writer(buf).writerows([headers, *table])
     atomic_write_text(out_dir / "bench.csv", buf.getvalue())
     atomic_write_json(out_dir / "bench.json", {"task": task.name, "rows": rows, "significance": significance,
+                                               "appearance_choice": choices,
                                                "runs": {m: {str(s): str(p) for s, p in r.items()}
                                                         for m, r in runs.items()}})
     return out_dir

@@ -14,6 +14,7 @@ from diffuse_uda.data.task import Task
 from diffuse_uda.errors import DataError
 from diffuse_uda.evaluation.evaluate import EvaluationSummary, load_summary
 from diffuse_uda.evaluation.reference import ReferenceLabels
+from diffuse_uda.pipeline.appearance_choice import RULE, read_choice
 from diffuse_uda.pipeline.experiment import EVALUATION, PREDICTIONS
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
 from diffuse_uda.pipeline.train import default_cache_dir
@@ -73,6 +74,18 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
                     for c in s.class_names} for label, _, _, s in entries}
     report.image(plot_class_bars(bars, out_dir / "dice_per_class.png", title=f"{task.name}: target-test Dice"),
                  "Per-class Dice on the target test split (mean ± std over cases).")
+    choices = [(label, read_choice(run)) for label, run, _, _ in entries]
+    choices = [(label, c) for label, c in choices if c is not None]
+    if choices:
+        report.heading("Appearance transfer (chosen without labels)")
+        report.paragraph(f"ASCPlus was trained once per appearance transfer and the rule kept one: {RULE}. "
+                         "Mean normalised prediction entropy on the target training images is shown for "
+                         "reference; it was not used.")
+        for label, c in choices:
+            report.table(["candidate", "agreement score", "entropy", "chosen"],
+                         [[name, f"{c.scores[name]:.3f}", f"{c.entropy[name]:.3f}",
+                           "**yes**" if name == c.chosen else ""] for name in c.scores])
+            report.paragraph(f"{label}: **{c.chosen}**.")
     report.heading("Cost")
     report.table(["Run", "iterations", "train time (s)", "preprocessing (s)", "peak RSS (MB)", "device"],
                  [[label, m.iterations or "?", _fmt_number(m.train_seconds), _fmt_number(m.preprocessing_seconds),
