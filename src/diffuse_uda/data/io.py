@@ -341,3 +341,22 @@ def ensure_output_dir(path: str | Path, what: str = "output folder") -> Path:
     except OSError as exc:
         raise DataError(path, f"{what} cannot be written ({exc.strerror or exc})") from None
     return path
+
+
+def safe_torch_load(path: str | Path, what: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain containers only. A file that would run code
+    when unpickled (or is damaged) is a one-line DataError naming it."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), "")
+        raise DataError(path, f"cannot load {what}: it holds Python objects that could run code when loaded, "
+                              f"refused{f' ({detail})' if detail else ''}") from None
+    except Exception as exc:  # torch raises many types for damaged files
+        raise DataError(path, f"cannot load {what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")\
+            from None

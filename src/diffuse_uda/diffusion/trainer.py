@@ -28,7 +28,7 @@ from monai.networks.schedulers import DDPMScheduler
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from diffuse_uda.data.io import atomic_torch_save
+from diffuse_uda.data.io import atomic_torch_save, safe_torch_load
 from diffuse_uda.diffusion.config import DiffusionConfig
 from diffuse_uda.diffusion.samplers import autocast_context, sample_images
 from diffuse_uda.errors import ConfigError, DataError
@@ -184,10 +184,7 @@ def _augmented_batch(
 def _load_checkpoint(path: Path) -> dict[str, Any]:
     """Load onto the CPU: ``load_state_dict`` then moves each tensor to its parameter's device, and
     Adam's ``step`` counters must stay on the CPU (on CUDA they would cost a host sync per step)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated / foreign files
-        raise DataError(path, f"cannot read diffusion checkpoint: {exc}") from exc
+    state = safe_torch_load(path, "diffusion checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DataError(path, "not a diffuse-uda diffusion checkpoint")
     return state

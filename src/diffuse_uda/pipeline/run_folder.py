@@ -72,9 +72,9 @@ class RunRequest(BaseModel):
 
     def differences(self, other: RunRequest) -> list[str]:
         """Human-readable list of what differs from ``other`` (empty when equal)."""
+        if self.method != other.method:  # the rest would differ too and only hide the point
+            return [f"method {other.method!r} (requested {self.method!r})"]
         out: list[str] = []
-        if self.method != other.method:
-            out.append(f"method {other.method!r} (requested {self.method!r})")
         if self.config != other.config:
             out.append("settings: " + ", ".join(_dict_diff(other.config, self.config)[:6]))
         if self.options != other.options:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from diffuse_uda.config import PreprocessingConfig, RunConfig
-from diffuse_uda.data.io import atomic_torch_save
+from diffuse_uda.data.io import atomic_torch_save, safe_torch_load
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import DataError
 from diffuse_uda.networks.segmenter import segmenter_from_spec
@@ -52,10 +52,10 @@ def load_bundle(path: str | Path, device: torch.device | str = "cpu") -> ModelBu
         path = path / BUNDLE_NAME
     if not path.is_file():
         raise DataError(path, "model bundle does not exist (train a model first: `diffuse-uda train`)")
+    # A bundle is tensors and plain containers; anything else (a crafted pickle that would run code
+    # when loaded) is refused by the unpickler.
+    raw = safe_torch_load(path, "model bundle")
     try:
-        # weights_only: a bundle is tensors and plain containers; anything else (a crafted pickle that
-        # would run code when loaded) is refused by the unpickler.
-        raw = torch.load(path, map_location="cpu", weights_only=True)
         network = segmenter_from_spec(raw["spec"])
         network.load_state_dict(raw["network"])
     except Exception as exc:

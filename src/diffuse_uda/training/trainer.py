@@ -21,8 +21,8 @@ import torch
 from tqdm.auto import tqdm
 
 from diffuse_uda.config import RunConfig, TrainingConfig
-from diffuse_uda.data.io import atomic_torch_save
-from diffuse_uda.errors import ConfigError, DataError
+from diffuse_uda.data.io import atomic_torch_save, safe_torch_load
+from diffuse_uda.errors import ConfigError
 from diffuse_uda.methods.base import Method
 from diffuse_uda.training.augmentation import LabelledAugmentation
 from diffuse_uda.training.context import Batch, TrainContext, TrainingData
@@ -137,10 +137,7 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         start = 0
         if ckpt_path.exists():
-            try:
-                state = torch.load(ckpt_path, map_location=self.device, weights_only=True)
-            except Exception as exc:  # unpickling refuses anything but tensors and plain containers
-                raise DataError(ckpt_path, f"cannot load checkpoint: {exc}") from None
+            state = safe_torch_load(ckpt_path, "checkpoint", map_location=self.device)
             start = self._load(state, ckpt_path)
         if torch.cuda.is_available() and self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
