@@ -26,6 +26,7 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "norm_num_groups",
     "num_train_timesteps",
     "schedule",
+    "domain_conditioning",
 )
 
 
@@ -65,6 +66,15 @@ class DiffusionConfig(ConfigModel):
         source_target_ratio: ``None`` draws pairs uniformly from all pairs as given; otherwise the
             probability that a drawn pair is a source pair (e.g. 0.5 = balanced domains).
         deformation: ranges of the deformable augmentation (Algorithm 1).
+        domain_conditioning: the network also takes a learned embedding of the pair's domain (source
+            or target; added to the timestep embedding), so sampling can ask for the target's style.
+            False is the paper's generator (mask only).
+        domain_dropout: with domain conditioning, the probability that a training pair's domain is
+            replaced by the "unknown" domain, which classifier-free guidance contrasts with at sampling.
+        mask_dropout: the probability that a pair's mask is replaced by an empty condition (all-zero
+            one-hot), so the model also learns the unconditional image distribution.
+        pair_weighting: "none" (the paper), or "confidence": each target pseudo-pair's loss is weighted
+            by its ``weight`` (stage 1's own confidence in that pseudo-label; source pairs weigh 1).
     """
 
     spatial_dims: Literal[2, 3] = 2
@@ -90,6 +100,10 @@ class DiffusionConfig(ConfigModel):
     deform: Literal["source", "target", "both", "none"] = "source"
     source_target_ratio: float | None = Field(None, ge=0.0, le=1.0)
     deformation: DeformationParams = Field(default_factory=DeformationParams)
+    domain_conditioning: bool = False
+    domain_dropout: float = Field(0.15, ge=0.0, le=1.0)
+    mask_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    pair_weighting: Literal["none", "confidence"] = "none"
 
     @model_validator(mode="after")
     def _consistent(self) -> DiffusionConfig:

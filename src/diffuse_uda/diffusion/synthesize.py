@@ -34,6 +34,7 @@ from diffuse_uda.data.io import atomic_write_json, read_nifti, write_nifti
 from diffuse_uda.diffusion.samplers import SAMPLERS, sample_images
 from diffuse_uda.diffusion.trainer import load_diffusion
 from diffuse_uda.errors import ConfigError, DataError
+from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX
 from diffuse_uda.transforms.deformation import DeformationParams, RandomDeformation
 
 __all__ = ["GALLERY_NAME", "SynthesisItem", "item_seed", "synthesis_items", "synthesize_dataset"]
@@ -120,6 +121,8 @@ def synthesize_dataset(
     reference_images: Sequence[tuple[str, np.ndarray]] | None = None,
     progress: bool = True,
     deformation: DeformationParams | None = None,
+    domain: str | None = None,
+    guidance_scale: float = 1.0,
 ) -> Path:
     """Sample a synthetic data set conditioned on ``masks``.
 
@@ -142,6 +145,9 @@ def synthesize_dataset(
             ones in the gallery (matched by the conditioning mask's id).
         progress: show a progress bar.
         deformation: deformation ranges; default: the ones the model was trained with.
+        domain: the domain to draw (``"target"``) with a domain-conditioned generator; ``None``: the
+            paper's generator (no domain input).
+        guidance_scale: classifier-free guidance toward ``domain`` (1 = none).
 
     Returns:
         ``out_dir``. dataset.json and gallery.png are written once every shard's files exist.
@@ -175,6 +181,9 @@ def synthesize_dataset(
 
     T = config.num_train_timesteps
     eff_steps = T if sampler == "ddpm" else min(50 if steps is None else int(steps), T)
+    if domain is not None and not config.domain_conditioning:
+        raise ConfigError(f"{checkpoint}: the generator has no domain input; synthesise with domain=None")
+    domain_id = None if domain is None else DOMAIN_INDEX[domain]
     items = synthesis_items(masks, times)
     todo = [it for it in items if it.index % shard_n == shard_i and not _is_done(out_dir, it, num_channels)]
     deform_params = deformation or config.deformation
@@ -192,6 +201,8 @@ def synthesize_dataset(
             else None
         ),
         "seed": seed,
+        "domain": domain,
+        "guidance_scale": float(guidance_scale),
     }
     # Files already present are kept (resume); refuse to mix them with files made otherwise.
     settings_path = out_dir / SETTINGS_NAME
@@ -225,7 +236,7 @@ def synthesize_dataset(
         images = sample_images(
             model, cond, num_classes, num_channels, sampler=sampler, steps=eff_steps,
             num_train_timesteps=T, schedule=config.schedule,
-            generator=gens, amp=config.amp,
+            generator=gens, amp=config.amp, domain=domain_id, guidance_scale=guidance_scale,
         )
         images_np = images.float().cpu().numpy()
         cond_np = cond.cpu().numpy().astype(label_dtype)

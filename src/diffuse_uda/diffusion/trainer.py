@@ -32,7 +32,7 @@ from diffuse_uda.data.io import atomic_torch_save, safe_torch_load
 from diffuse_uda.diffusion.config import DiffusionConfig
 from diffuse_uda.diffusion.samplers import autocast_context, sample_images
 from diffuse_uda.errors import ConfigError, DataError
-from diffuse_uda.networks.conditional_unet import ConditionalDiffusionUNet, one_hot
+from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX, ConditionalDiffusionUNet, one_hot
 from diffuse_uda.training.ema import update_ema
 from diffuse_uda.transforms.deformation import RandomDeformation
 
@@ -60,12 +60,15 @@ class PairSample:
         mask: ``(*S)`` integer label map (class indices ``0..K-1``): a label or a pseudo-label.
         domain: ``"source"`` or ``"target"``.
         case_id: identifier used in messages and previews.
+        weight: loss weight with ``pair_weighting="confidence"`` (a target pseudo-pair: stage 1's
+            confidence in its pseudo-label, in [0, 1]; source pairs: 1).
     """
 
     image: np.ndarray
     mask: np.ndarray
     domain: str
     case_id: str
+    weight: float = 1.0
 
 
 def build_model(config: DiffusionConfig, num_classes: int, image_channels: int) -> ConditionalDiffusionUNet:
@@ -79,6 +82,7 @@ def build_model(config: DiffusionConfig, num_classes: int, image_channels: int) 
         attention_levels=config.attention_levels,
         num_res_blocks=config.num_res_blocks,
         norm_num_groups=config.norm_num_groups,
+        num_domains=len(DOMAINS) if config.domain_conditioning else 0,
     )
 
 
@@ -110,6 +114,8 @@ class _DeviceData:
                 raise DataError(None, f"{where}: mask values outside 0..{num_classes - 1}")
             if not np.isfinite(image).all():
                 raise DataError(None, f"{where}: image has non-finite values")
+            if not 0.0 <= p.weight <= 1.0:
+                raise DataError(None, f"{where}: weight {p.weight} outside [0, 1]")
         assert channels is not None
         self.image_channels = int(channels)
         mask_dtype = torch.uint8 if num_classes <= 256 else torch.int32  # compact storage on the device
@@ -119,6 +125,8 @@ class _DeviceData:
         )
         is_source = np.array([p.domain == "source" for p in pairs])
         self.is_source = torch.from_numpy(is_source).to(device)
+        self.domain = torch.tensor([DOMAIN_INDEX[p.domain] for p in pairs], dtype=torch.long, device=device)
+        self.weight = torch.tensor([float(p.weight) for p in pairs], dtype=torch.float32, device=device)
         self.source_idx = torch.from_numpy(np.flatnonzero(is_source)).to(device)
         self.target_idx = torch.from_numpy(np.flatnonzero(~is_source)).to(device)
         self.num_source = int(is_source.sum())
@@ -256,6 +264,33 @@ def _save_preview(
     os.replace(tmp, path)
 
 
+def _conditions(data: _DeviceData, idx: Tensor, mask: Tensor, num_classes: int, config: DiffusionConfig,
+                generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    """The one-hot mask and the domain ids of a batch, each dropped (to "empty" / "unknown") with its
+    probability. No draw happens for a dropout that is off, so the paper's configuration keeps its
+    exact random stream."""
+    cond = one_hot(mask, num_classes)
+    b, dev = idx.shape[0], idx.device
+    if config.mask_dropout > 0:
+        keep = torch.rand((b,), generator=generator, device=dev) >= config.mask_dropout
+        cond = cond * keep.view(-1, *([1] * (cond.ndim - 1)))
+    if not config.domain_conditioning:
+        return cond, None
+    domain = data.domain[idx]
+    if config.domain_dropout > 0:
+        drop = torch.rand((b,), generator=generator, device=dev) < config.domain_dropout
+        domain = torch.where(drop, torch.zeros_like(domain), domain)
+    return cond, domain
+
+
+def _loss(pred: Tensor, noise: Tensor, weight: Tensor | None) -> Tensor:
+    """L1 on the noise (paper Eq. 13); with per-pair weights, their weighted mean."""
+    if weight is None:
+        return F.l1_loss(pred, noise)
+    per_pair = (pred - noise).abs().flatten(1).mean(1)
+    return (per_pair * weight).sum() / weight.sum().clamp_min(1e-6)
+
+
 # ---------------------------------------------------------------------- training
 def train_diffusion(
     pairs: Sequence[PairSample],
@@ -372,9 +407,10 @@ def train_diffusion(
                 noise = torch.randn(x0.shape, generator=generator, device=device)
                 t = torch.randint(0, T, (x0.shape[0],), generator=generator, device=device)
                 x_t = scheduler.add_noise(x0, noise, t)
+                cond, domain = _conditions(data, idx, mask, num_classes, config, generator)
                 with autocast_context(device, use_amp):
-                    pred = model(x_t, one_hot(mask, num_classes), t)
-                loss = F.l1_loss(pred.float(), noise)  # paper Eq. 13
+                    pred = model(x_t, cond, t, domain)
+                loss = _loss(pred.float(), noise, data.weight[idx] if config.pair_weighting == "confidence" else None)
                 scaler.scale(loss / accum).backward()
                 running += loss.detach() / accum
             scaler.step(optimizer)

@@ -4,6 +4,12 @@ The condition ``c`` (a label map) is one-hot encoded and passed through a learne
 linear layer ``f_e`` (a 1x1(x1) convolution); the embedding is concatenated with the noisy
 image ``x_t`` along the channel axis and fed to MONAI's ``DiffusionModelUNet``, which predicts
 the noise ``epsilon``.
+
+Beyond the paper, the network can also take the *domain* of the image it denoises (``num_domains``
+> 0): a learned embedding per domain (index 0 = "unknown", then source, target, ...) that MONAI's
+UNet adds to the timestep embedding (its class embedding). Training with the domain sometimes set
+to "unknown" lets sampling use classifier-free guidance toward the target domain
+(:func:`diffuse_uda.diffusion.samplers.sample_images`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import torch
 from monai.networks.nets import DiffusionModelUNet
 from torch import Tensor, nn
 
-__all__ = ["ConditionalDiffusionUNet", "one_hot"]
+__all__ = ["DOMAIN_INDEX", "ConditionalDiffusionUNet", "one_hot"]
+
+# Domain ids of the domain embedding; 0 is the "unknown" domain of classifier-free guidance.
+DOMAIN_INDEX: dict[str, int] = {"unknown": 0, "source": 1, "target": 2}
 
 
 def one_hot(mask: Tensor, num_classes: int) -> Tensor:
@@ -52,6 +61,8 @@ class ConditionalDiffusionUNet(nn.Module):
             memory-efficient ``scaled_dot_product_attention``.
         num_res_blocks: residual blocks per level.
         norm_num_groups: GroupNorm groups; must divide every entry of ``channels``.
+        num_domains: 0 (the paper: no domain input) or the number of domains (2: source and
+            target), each with a learned embedding, plus the "unknown" domain 0.
     """
 
     def __init__(
@@ -64,6 +75,7 @@ class ConditionalDiffusionUNet(nn.Module):
         attention_levels: Sequence[bool] | None = None,
         num_res_blocks: int = 1,
         norm_num_groups: int = 32,
+        num_domains: int = 0,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -77,6 +89,7 @@ class ConditionalDiffusionUNet(nn.Module):
         self.image_channels = image_channels
         self.num_classes = num_classes
         self.embed_channels = embed_channels
+        self.num_domains = int(num_domains)
 
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         # f_e: a learned per-voxel linear map from the one-hot label to an embedding
@@ -92,19 +105,23 @@ class ConditionalDiffusionUNet(nn.Module):
             norm_num_groups=norm_num_groups,
             num_head_channels=channels,
             use_flash_attention=True,
+            num_class_embeds=self.num_domains + 1 if self.num_domains else None,
         )
 
     def embed_condition(self, mask_onehot: Tensor) -> Tensor:
         """Apply ``f_e`` to a one-hot mask ``(B, K, *S)``."""
         return self.mask_embed(mask_onehot)
 
-    def forward(self, noisy_image: Tensor, mask_onehot: Tensor, timesteps: Tensor) -> Tensor:
+    def forward(self, noisy_image: Tensor, mask_onehot: Tensor, timesteps: Tensor,
+                domain: Tensor | None = None) -> Tensor:
         """Predict the noise.
 
         Args:
             noisy_image: ``(B, C, *S)`` noisy image ``x_t`` (in the ``[-1, 1]`` data range).
-            mask_onehot: ``(B, K, *S)`` one-hot condition (see :func:`one_hot`).
+            mask_onehot: ``(B, K, *S)`` one-hot condition (see :func:`one_hot`); all zeros = no mask.
             timesteps: ``(B,)`` integer timesteps.
+            domain: ``(B,)`` domain ids (:data:`DOMAIN_INDEX`) for a domain-conditioned network
+                (``None`` = unknown); must be ``None`` for the paper's network.
 
         Returns:
             ``(B, C, *S)`` predicted noise.
@@ -116,4 +133,9 @@ class ConditionalDiffusionUNet(nn.Module):
         if mask_onehot.shape[1] != self.num_classes:
             raise ValueError(f"mask has {mask_onehot.shape[1]} channels, model expects {self.num_classes}")
         cond = self.embed_condition(mask_onehot.to(noisy_image.dtype))
-        return self.unet(torch.cat([noisy_image, cond], dim=1), timesteps)
+        labels = None
+        if self.num_domains:
+            labels = domain if domain is not None else torch.zeros_like(timesteps)
+        elif domain is not None:
+            raise ValueError("this generator has no domain input (trained without domain conditioning)")
+        return self.unet(torch.cat([noisy_image, cond], dim=1), timesteps, class_labels=labels)

@@ -77,3 +77,25 @@ def write_pseudolabels(run: Path, out_dir: Path, dataset: Path | None = None, th
 def confident_fraction(pseudo_dataset: Path) -> dict[str, float]:
     """Per-case fraction of voxels at or above the threshold, as recorded at writing time."""
     return dict(load_dataset_json(pseudo_dataset).provenance.get("confident_fraction", {}))
+
+
+def pseudo_label_reliability(pseudo_dataset: Path, case_id: str, spatial_dims: int) -> np.ndarray:
+    """Stage 1's own reliability of a case's pseudo-label, label-free: the fraction of its predicted
+    foreground voxels whose confidence reaches the threshold, per axial slice (2D mode: shape (Z,)) or
+    for the volume (3D: shape (1,)). A slice without predicted foreground scores 1 (it holds no structure
+    to get wrong). Datasets without confidence maps (not written by :func:`write_pseudolabels`) score 1."""
+    pseudo_dataset = Path(pseudo_dataset)
+    conf_path = pseudo_dataset / CONFIDENCE_DIR / f"{case_id}.nii.gz"
+    label, _ = read_nifti(label_path(pseudo_dataset, "Tr", case_id))
+    label = label if label.ndim == 3 else label[..., None]
+    if not conf_path.is_file():
+        return np.ones(label.shape[-1] if spatial_dims == 2 else 1, dtype=np.float32)
+    threshold = float(load_dataset_json(pseudo_dataset).provenance.get("confidence_threshold", 0.9))
+    conf, _ = read_nifti(conf_path)
+    conf = conf if conf.ndim == 3 else conf[..., None]
+    fg = label > 0
+    reliable = fg & (conf >= threshold)
+    axes = (0, 1) if spatial_dims == 2 else (0, 1, 2)
+    n_fg = fg.sum(axis=axes)
+    out = np.where(n_fg > 0, reliable.sum(axis=axes) / np.maximum(n_fg, 1), 1.0)
+    return np.atleast_1d(out).astype(np.float32)

@@ -35,7 +35,7 @@ from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.pipeline.appearance_choice import candidate_config, read_choice
 from diffuse_uda.pipeline.experiment import evaluate_run
 from diffuse_uda.pipeline.manifest import read_manifest, run_stage
-from diffuse_uda.pipeline.pseudolabel import write_pseudolabels
+from diffuse_uda.pipeline.pseudolabel import pseudo_label_reliability, write_pseudolabels
 from diffuse_uda.pipeline.run_folder import InputRecord, RunFolder, dataset_input, file_input
 from diffuse_uda.pipeline.train import default_cache_dir, run_request, train_method
 from diffuse_uda.report.run_report import write_comparison_report
@@ -49,9 +49,22 @@ class SynthesisOptions(StrictModel):
     masks: Literal["source", "target", "both"] = "both"
     deform: bool = True
     times: int = Field(1, ge=1, description="Synthetic pairs per conditioning mask (scale-up factor).")
-    sampler: Literal["ddpm", "ddim"] = "ddim"
-    steps: int | None = 25
-    batch_size: int = 16
+    sampler: Literal["ddpm", "ddim", "dpm++2m"] = "dpm++2m"
+    steps: int | None = Field(20, ge=1)
+    batch_size: int = Field(16, ge=1)
+    # Classifier-free guidance toward the target domain (domain-guided generator only; 1 = none).
+    guidance_scale: float = Field(2.0, ge=0.0)
+
+
+# The generator of the paper (mask only, every pair weighted alike) and ours (also the pair's domain,
+# trained with domain dropout for classifier-free guidance; target pseudo-pairs weighted by stage 1's
+# confidence). The paper's entry samples as the pipeline did before (DDIM, 25 steps, no guidance).
+GENERATORS: dict[str, dict[str, Any]] = {
+    "domain-guided": {"domain_conditioning": True, "pair_weighting": "confidence"},
+    "paper": {"domain_conditioning": False, "pair_weighting": "none"},
+}
+PAPER_PIPELINE: dict[str, Any] = {"generator": "paper", "synthesis": {"sampler": "ddim", "steps": 25,
+                                                                      "guidance_scale": 1.0}}
 
 
 class PipelineConfig(StrictModel):
@@ -61,6 +74,8 @@ class PipelineConfig(StrictModel):
     segmentation: dict[str, Any] = Field(default_factory=dict)
     # Overrides of DiffusionConfig fields (e.g. iterations, lr, deform, source_target_ratio).
     diffusion: dict[str, Any] = Field(default_factory=dict)
+    # "domain-guided" (the default) or "paper" (see GENERATORS).
+    generator: Literal["domain-guided", "paper"] = "domain-guided"
     # Which pairs train the generator: both domains (the paper) or source only (Table 3, M1).
     diffusion_domains: Literal["both", "source"] = "both"
     # Fraction of cases used for the generator and its masks (Table 3: M1-M5 use half).
@@ -104,31 +119,39 @@ def _subset(cases: list, fraction: float) -> list:
 
 
 def conditioning_samples(task: Task, pseudo_dir: Path, training_fraction: float, size: Sequence[int],
-                         cache: Path | None, progress: bool) -> tuple[list, list]:
-    """(source, target) samples for the generator and its conditioning masks: source image-label pairs
-    and target image-pseudo-label pairs (``pseudo_dir``), the first ``training_fraction`` of each."""
+                         cache: Path | None, progress: bool) -> tuple[list[PairSample], list[PairSample]]:
+    """(source, target) pairs for the generator and its conditioning masks: source image-label pairs
+    and target image-pseudo-label pairs (``pseudo_dir``), the first ``training_fraction`` of each.
+    Each target pair carries stage 1's reliability of its pseudo-label (:func:`pseudo_label_reliability`)."""
     dims = task.preprocessing.spatial_dims
     src = prepare_split(task.source_dir, "Tr", task.preprocessing, True, cache, progress, task.labels)
     tgt = prepare_split(pseudo_dir, "Tr", task.preprocessing, True, cache, progress, task.labels)
     src, tgt = _subset(src, training_fraction), _subset(tgt, training_fraction)
+    weights = {c.case_id: pseudo_label_reliability(pseudo_dir, c.case_id, dims) for c in tgt}
     # Source and target datasets may use the same case ids (MS-CMRSeg: patient10 in both): prefix the domain.
-    return _samples(src, dims, tuple(size), "source_"), _samples(tgt, dims, tuple(size), "target_")
+    return (_samples(src, dims, tuple(size), "source", None),
+            _samples(tgt, dims, tuple(size), "target", weights))
 
 
-def _synthesize(task: Task, generator: Path, src: list, tgt: list, syn: SynthesisOptions, folder: Path, seed: int,
-                shard: tuple[int, int], device: Any, progress: bool) -> dict[str, Any]:
+def _synthesize(task: Task, generator: Path, src: list[PairSample], tgt: list[PairSample], syn: SynthesisOptions,
+                folder: Path, seed: int, shard: tuple[int, int], device: Any, progress: bool,
+                domain: str | None) -> dict[str, Any]:
     chosen = (src if syn.masks in ("source", "both") else []) + (tgt if syn.masks in ("target", "both") else [])
     info = load_dataset_json(task.source_dir)
-    synthesize_dataset(generator / "diffusion_last.pt", [(sid, m) for sid, _, m in chosen], folder,
+    guidance = syn.guidance_scale if domain is not None else 1.0
+    synthesize_dataset(generator / "diffusion_last.pt", [(p.case_id, p.mask) for p in chosen], folder,
                        task.labels, dict(info.channel_names), times=syn.times, deform=syn.deform, shard=shard,
                        sampler=syn.sampler, steps=syn.steps, batch_size=syn.batch_size, seed=seed,
-                       device=device, reference_images=[(sid, img) for sid, img, _ in chosen], progress=progress)
-    return {"n_masks": len(chosen), "n_synthetic": len(chosen) * syn.times}
+                       device=device, reference_images=[(p.case_id, p.image) for p in chosen], progress=progress,
+                       domain=domain, guidance_scale=guidance)
+    return {"n_masks": len(chosen), "n_synthetic": len(chosen) * syn.times, "domain": domain,
+            "guidance_scale": guidance}
 
 
-def _samples(cases: list, spatial_dims: int, size: tuple[int, ...],
-             prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(id, image (C,*S), mask (*S)) at the generator's resolution; only samples with foreground."""
+def _samples(cases: list, spatial_dims: int, size: tuple[int, ...], domain: str,
+             weights: dict[str, np.ndarray] | None) -> list[PairSample]:
+    """Pairs (image (C,*S), mask (*S)) at the generator's resolution; only samples with foreground.
+    ``weights``: per case, one reliability per slice (2D) or one for the volume (3D)."""
     out = []
     for case in cases:
         images, labels = stack_samples([case], spatial_dims)
@@ -139,8 +162,10 @@ def _samples(cases: list, spatial_dims: int, size: tuple[int, ...],
             labels = F.interpolate(labels[:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
         for i in range(images.shape[0]):
             if bool((labels[i] > 0).any()):
-                sid = prefix + (f"{case.case_id}_z{i:03d}" if spatial_dims == 2 else case.case_id)
-                out.append((sid, images[i].clamp(0, 1).numpy(), labels[i].numpy().astype(np.uint8)))
+                sid = f"{domain}_" + (f"{case.case_id}_z{i:03d}" if spatial_dims == 2 else case.case_id)
+                weight = 1.0 if weights is None else float(weights[case.case_id][i])
+                out.append(PairSample(images[i].clamp(0, 1).numpy(), labels[i].numpy().astype(np.uint8), domain, sid,
+                                      weight))
     return out
 
 
@@ -209,7 +234,8 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     seg_ov.setdefault("training", {}).setdefault("seed", config.seed)
     seg_cfg = build_run_config(config.profile, dims, seg_ov)
     task = task.with_preprocessing(seg_cfg.preprocessing)  # one preprocessing for every stage
-    dcfg = diffusion_config(config.profile, dims, config.diffusion, config.seed)
+    dcfg = diffusion_config(config.profile, dims, {**GENERATORS[config.generator], **config.diffusion}, config.seed)
+    domain = "target" if dcfg.domain_conditioning else None
     device = resolve_device(seg_cfg.training.device)
     cache = default_cache_dir()
     seg_json = seg_cfg.model_dump(mode="json")
@@ -252,11 +278,11 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
 
     def train_generator(folder: Path) -> dict[str, Any]:
         src, tgt = labelled_samples()
-        pairs = [PairSample(img, m, "source", sid) for sid, img, m in src]
-        if config.diffusion_domains == "both":
-            pairs += [PairSample(img, m, "target", sid) for sid, img, m in tgt]
+        pairs = src + (tgt if config.diffusion_domains == "both" else [])
         train_diffusion(pairs, task.num_classes, dcfg, folder, device=device, progress=progress)
-        return {"n_source_pairs": len(src), "n_target_pairs": len(tgt) if config.diffusion_domains == "both" else 0}
+        used = tgt if config.diffusion_domains == "both" else []
+        return {"n_source_pairs": len(src), "n_target_pairs": len(used),
+                "mean_target_pair_weight": float(np.mean([p.weight for p in used])) if used else None}
 
     pseudo_in = file_input(pseudo)
     generator = stage("diffusion training", "3_diffusion",
@@ -267,7 +293,8 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
 
     def synthesize(folder: Path) -> dict[str, Any]:
         src, tgt = labelled_samples()
-        return _synthesize(task, generator, src, tgt, config.synthesis, folder, config.seed, (0, 1), device, progress)
+        return _synthesize(task, generator, src, tgt, config.synthesis, folder, config.seed, (0, 1), device, progress,
+                           domain)
 
     synthetic = stage("synthesis", "4_synthetic", {"synthesis": config.synthesis.model_dump(mode="json"),
                                                    "training_fraction": config.training_fraction},
@@ -330,7 +357,9 @@ def synthesize_from_run(run_dir: Path, out_dir: Path, options: SynthesisOptions,
     src, tgt = conditioning_samples(task, pseudo, float(gen_manifest.config["training_fraction"]), size,
                                     default_cache_dir(), progress)
     out_dir = ensure_output_dir(Path(out_dir), "synthetic dataset folder")
-    result = _synthesize(task, generator, src, tgt, options, out_dir, seed, shard, resolve_device(device), progress)
+    domain = "target" if gen_manifest.config["diffusion"].get("domain_conditioning") else None
+    result = _synthesize(task, generator, src, tgt, options, out_dir, seed, shard, resolve_device(device), progress,
+                         domain)
     print(f"[synthesize] {result['n_synthetic']} pairs from {result['n_masks']} masks "
           f"(shard {shard[0]}/{shard[1]}) -> {out_dir}")
     return out_dir

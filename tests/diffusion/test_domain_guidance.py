@@ -1,0 +1,107 @@
+"""Domain conditioning, classifier-free guidance, pseudo-pair weights and DPM-Solver++(2M)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from diffusion_helpers import NUM_CLASSES, make_pairs
+from torch import nn
+
+from diffuse_uda.diffusion.config import DiffusionConfig
+from diffuse_uda.diffusion.samplers import dpm_timesteps, make_scheduler, sample_images
+from diffuse_uda.diffusion.trainer import load_diffusion, train_diffusion
+from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX, ConditionalDiffusionUNet, one_hot
+
+
+def _masks(batch: int = 2) -> torch.Tensor:
+    m = torch.zeros(batch, 16, 16, dtype=torch.long)
+    m[:, 4:12, 4:12] = 1
+    return m
+
+
+def test_domain_embedding_changes_the_prediction_and_the_paper_network_has_none() -> None:
+    torch.manual_seed(0)
+    net = ConditionalDiffusionUNet(2, 1, NUM_CLASSES, channels=(8, 16), norm_num_groups=4, num_domains=2)
+    for p in net.parameters():  # MONAI zero-initialises the output layers: make every path visible
+        if not p.detach().abs().sum():
+            nn.init.normal_(p, std=0.1)
+    x, c, t = torch.randn(2, 1, 16, 16), one_hot(_masks(), NUM_CLASSES), torch.tensor([5, 5])
+    source = net(x, c, t, torch.full((2,), DOMAIN_INDEX["source"]))
+    target = net(x, c, t, torch.full((2,), DOMAIN_INDEX["target"]))
+    assert source.shape == (2, 1, 16, 16) and not torch.allclose(source, target)
+    paper = ConditionalDiffusionUNet(2, 1, NUM_CLASSES, channels=(8, 16), norm_num_groups=4)
+    with pytest.raises(ValueError, match="no domain input"):
+        paper(x, c, t, torch.full((2,), 2))
+
+
+class _OracleEps(nn.Module):
+    """Predicts exactly the noise that separates x_t from a fixed clean image (per domain)."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor, clean: dict[int, torch.Tensor]) -> None:
+        super().__init__()
+        self.abar, self.clean = alphas_cumprod, clean
+
+    def forward(self, x, cond, t, domain=None):  # noqa: ANN001, ANN201
+        a = self.abar[t].float().view(-1, 1, 1, 1)
+        keys = domain if domain is not None else torch.zeros_like(t)
+        x0 = torch.stack([self.clean[int(k)] for k in keys])
+        return (x - a.sqrt() * x0) / (1 - a).sqrt()
+
+
+@pytest.mark.parametrize("steps", [5, 10, 25])
+def test_dpm_solver_recovers_the_clean_image_of_an_exact_model(steps: int) -> None:
+    abar = make_scheduler("dpm++2m", 250, "cosine").alphas_cumprod
+    clean = {0: torch.linspace(-0.8, 0.8, 256).view(1, 16, 16)}
+    out = sample_images(_OracleEps(abar, clean), _masks(), NUM_CLASSES, 1, sampler="dpm++2m", steps=steps,
+                        num_train_timesteps=250, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out * 2 - 1, clean[0].expand(2, 1, 16, 16), atol=1e-3)
+    assert dpm_timesteps(250, steps)[0] == 249 and dpm_timesteps(250, steps)[-1] == 0
+    assert len(dpm_timesteps(250, steps)) == steps
+
+
+def test_guidance_extrapolates_from_the_unknown_toward_the_requested_domain() -> None:
+    abar = make_scheduler("dpm++2m", 250, "cosine").alphas_cumprod
+    clean = {0: torch.full((1, 16, 16), -0.2), 2: torch.full((1, 16, 16), 0.2)}
+    model = _OracleEps(abar, clean)
+    kw = dict(sampler="dpm++2m", steps=10, num_train_timesteps=250, domain=2)
+    plain = sample_images(model, _masks(), NUM_CLASSES, 1, generator=torch.Generator().manual_seed(0), **kw)
+    guided = sample_images(model, _masks(), NUM_CLASSES, 1, generator=torch.Generator().manual_seed(0),
+                           guidance_scale=2.0, **kw)
+    assert torch.allclose(plain * 2 - 1, torch.full_like(plain, 0.2), atol=1e-3)
+    assert (guided * 2 - 1).mean() > 0.3  # pushed past the target image, away from the unknown one
+    with pytest.raises(ValueError, match="needs a domain"):
+        sample_images(model, _masks(), NUM_CLASSES, 1, sampler="dpm++2m", steps=3, guidance_scale=2.0)
+
+
+def test_domain_conditioned_training_with_dropout_and_weights_resumes_exactly(tmp_path: Path) -> None:
+    pairs = make_pairs()
+    for p in pairs:
+        if p.domain == "target":
+            p.weight = 0.25
+    cfg = DiffusionConfig.smoke(iterations=6, checkpoint_every=3, domain_conditioning=True, domain_dropout=0.5,
+                                mask_dropout=0.2, pair_weighting="confidence")
+    straight = train_diffusion(pairs, NUM_CLASSES, cfg, tmp_path / "a", progress=False)
+    # Interrupted after the checkpoint at 3, then resumed.
+    train_diffusion(pairs, NUM_CLASSES, cfg.replace(iterations=3), tmp_path / "b", progress=False)
+    resumed = train_diffusion(pairs, NUM_CLASSES, cfg, tmp_path / "b", progress=False)
+    a, _, _ = load_diffusion(straight)
+    b, cfg_b, _ = load_diffusion(resumed)
+    assert cfg_b.domain_conditioning and a.num_domains == 2
+    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(va, vb), ka
+    images = sample_images(b, _masks(), NUM_CLASSES, 1, sampler="dpm++2m", steps=4, num_train_timesteps=10,
+                           domain=DOMAIN_INDEX["target"], guidance_scale=1.5,
+                           generator=torch.Generator().manual_seed(0))
+    assert images.shape == (2, 1, 16, 16) and 0 <= images.min() and images.max() <= 1
+
+
+def test_pair_weights_scale_the_loss() -> None:
+    from diffuse_uda.diffusion.trainer import _loss
+
+    pred, noise = torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 4, 4)
+    noise[1] = 3.0
+    assert float(_loss(pred, noise, None)) == pytest.approx(2.0)
+    assert float(_loss(pred, noise, torch.tensor([1.0, 0.0]))) == pytest.approx(1.0)
+    assert float(_loss(pred, noise, torch.tensor([1.0, 1.0]))) == pytest.approx(2.0)
