@@ -186,8 +186,6 @@ def _augmented_batch(
     return torch.where(sel.unsqueeze(1), x_def, x0), torch.where(sel, m_def, mask)
 
 
-# ---------------------------------------------------------------------- EMA
-@torch.no_grad()
 # ---------------------------------------------------------------------- checkpoints and logs
 def _load_checkpoint(path: Path) -> dict[str, Any]:
     """Load onto the CPU: ``load_state_dict`` then moves each tensor to its parameter's device, and
