@@ -325,8 +325,9 @@ def synthesize_cmd(
     sampler: Annotated[str, typer.Option(help="dpm++2m (DPM-Solver++, few steps), ddim, or ddpm (all training "
                                               "steps, the paper).")] = "dpm++2m",
     steps: Annotated[int, typer.Option(help="Reverse steps of dpm++2m / ddim (ddpm runs all).")] = 20,
-    guidance_scale: Annotated[float, typer.Option(help="Classifier-free guidance toward the target domain "
-                                                       "(domain-guided generators; 1 = none).")] = 2.0,
+    guidance_scale: Annotated[str, typer.Option(help="Classifier-free guidance toward the target domain "
+                                                     "(domain-guided generators; 1 = none), or auto: chosen "
+                                                     "without labels by the label-free fidelity measures.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images sampled together.")] = 16,
     shard: Annotated[str, typer.Option(help="i/n: this process makes every n-th item starting at i; run the "
                                             "n shards anywhere, into the same --out.")] = "0/1",
@@ -343,7 +344,8 @@ def synthesize_cmd(
     try:
         shard_i, shard_n = (int(x) for x in shard.split("/"))
         options = SynthesisOptions(masks=masks, deform=deform, times=times, sampler=sampler, steps=steps,
-                                   batch_size=batch_size, guidance_scale=guidance_scale)
+                                   batch_size=batch_size,
+                                   guidance_scale=guidance_scale if guidance_scale == "auto" else float(guidance_scale))
     except ValueError as exc:
         raise ConfigError(f"invalid synthesis settings (shard {shard!r}): {exc}") from exc
     synthesize_from_run(run, out, options, seed=seed, shard=(shard_i, shard_n), device=device)

@@ -47,6 +47,10 @@ def test_pipeline_runs_every_stage_and_skips_when_complete(tiny_task, tmp_path: 
     text = report.read_text()
     assert report.name == "report.md" and "diffuse-uda" in text and "ascplus (stage 1)" in text
     _assert_outputs_whole(tmp_path / "run")
+    # The domain-guided generator's guidance scale was chosen without labels and recorded.
+    guidance = read_manifest(tmp_path / "run" / "4_synthetic").result["guidance_choice"]
+    assert (tmp_path / "run" / "4_synthetic" / "generator_choice.json").is_file()
+    assert guidance["chosen"] in (1.0, 1.5, 2.0, 3.0) and set(guidance["measures"]) == {"1.0", "1.5", "2.0", "3.0"}
     syn = json.loads((tmp_path / "run" / "4_synthetic" / "dataset.json").read_text())
     assert syn["numTraining"] == 2 * read_manifest(tmp_path / "run" / "4_synthetic").result["n_masks"]
     before = {s: read_manifest(tmp_path / "run" / s).started for s in STAGES}

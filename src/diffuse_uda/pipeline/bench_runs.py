@@ -25,7 +25,14 @@ from diffuse_uda.errors import ConfigError
 from diffuse_uda.pipeline.bench_entries import HEAL_ENTRIES, PIPELINE_ENTRY, is_composite
 from diffuse_uda.pipeline.experiment import run_experiment, score_test_predictions
 from diffuse_uda.pipeline.manifest import read_manifest, run_stage
-from diffuse_uda.pipeline.run import GENERATION_ABLATION, STAGE3, PipelineConfig, diffusion_config, run_pipeline
+from diffuse_uda.pipeline.run import (
+    GENERATION_ABLATION,
+    PAPER_PIPELINE,
+    STAGE3,
+    PipelineConfig,
+    diffusion_config,
+    run_pipeline,
+)
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest, RunRequest, dataset_input, file_input
 from diffuse_uda.pipeline.train import default_cache_dir, peak_rss_mb, run_request
 
@@ -52,7 +59,7 @@ def _run_diffuse_uda(task: Task, entry: str, seed: int, out_dir: Path, profile: 
     settings: dict[str, Any] = {"profile": profile, "seed": seed, "segmentation": overrides}
     row = entry.removeprefix(PIPELINE_ENTRY + "-") if entry != PIPELINE_ENTRY else None
     if row is not None:
-        settings = _deep_update(settings, GENERATION_ABLATION[row])
+        settings = _deep_update(settings, PAPER_PIPELINE if row == "paper" else GENERATION_ABLATION[row])
     stage1 = RunFolder(out_dir / "ascplus" / f"seed{seed}")
     seg_cfg = _segmentation_config(task, seed, profile, overrides)
     ptask = task.with_preprocessing(seg_cfg.preprocessing)

@@ -34,6 +34,7 @@ from diffuse_uda.diffusion.trainer import PairSample, train_diffusion
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.pipeline.appearance_choice import candidate_config, read_choice
 from diffuse_uda.pipeline.experiment import evaluate_run
+from diffuse_uda.pipeline.generator_choice import choose_guidance, guidance_summary, write_guidance_choice
 from diffuse_uda.pipeline.manifest import read_manifest, run_stage
 from diffuse_uda.pipeline.pseudolabel import pseudo_label_reliability, write_pseudolabels
 from diffuse_uda.pipeline.run_folder import InputRecord, RunFolder, dataset_input, file_input
@@ -52,8 +53,9 @@ class SynthesisOptions(StrictModel):
     sampler: Literal["ddpm", "ddim", "dpm++2m"] = "dpm++2m"
     steps: int | None = Field(20, ge=1)
     batch_size: int = Field(16, ge=1)
-    # Classifier-free guidance toward the target domain (domain-guided generator only; 1 = none).
-    guidance_scale: float = Field(2.0, ge=0.0)
+    # Classifier-free guidance toward the target domain (domain-guided generator only; 1 = none), or
+    # "auto": chosen without labels among GUIDANCE_CANDIDATES (pipeline.generator_choice).
+    guidance_scale: float | Literal["auto"] = "auto"
 
 
 # The generator of the paper (mask only, every pair weighted alike) and ours (also the pair's domain,
@@ -65,6 +67,21 @@ GENERATORS: dict[str, dict[str, Any]] = {
 }
 PAPER_PIPELINE: dict[str, Any] = {"generator": "paper", "synthesis": {"sampler": "ddim", "steps": 25,
                                                                       "guidance_scale": 1.0}}
+
+
+def resolve_guidance(syn: SynthesisOptions, folder: Path, generator: Path, stage1: Path, src: list[PairSample],
+                     tgt: list[PairSample], num_classes: int, seed: int, device: Any,
+                     domain: str | None) -> tuple[float, dict[str, Any] | None]:
+    """The guidance scale to synthesise with; "auto" applies the label-free rule (recorded in ``folder``)."""
+    if domain is None:
+        return 1.0, None  # the paper's generator has no domain to guide toward
+    if syn.guidance_scale != "auto":
+        return float(syn.guidance_scale), None
+    choice = choose_guidance(generator / "diffusion_last.pt", stage1, src, tgt, num_classes, syn.sampler, syn.steps,
+                             seed, device)
+    write_guidance_choice(folder, choice)
+    print(f"[synthesis] guidance scale chosen without labels: {choice.chosen} (mean ranks {choice.mean_rank})")
+    return choice.chosen, guidance_summary(choice)
 
 
 class PipelineConfig(StrictModel):
@@ -135,10 +152,9 @@ def conditioning_samples(task: Task, pseudo_dir: Path, training_fraction: float,
 
 def _synthesize(task: Task, generator: Path, src: list[PairSample], tgt: list[PairSample], syn: SynthesisOptions,
                 folder: Path, seed: int, shard: tuple[int, int], device: Any, progress: bool,
-                domain: str | None) -> dict[str, Any]:
+                domain: str | None, guidance: float) -> dict[str, Any]:
     chosen = (src if syn.masks in ("source", "both") else []) + (tgt if syn.masks in ("target", "both") else [])
     info = load_dataset_json(task.source_dir)
-    guidance = syn.guidance_scale if domain is not None else 1.0
     synthesize_dataset(generator / "diffusion_last.pt", [(p.case_id, p.mask) for p in chosen], folder,
                        task.labels, dict(info.channel_names), times=syn.times, deform=syn.deform, shard=shard,
                        sampler=syn.sampler, steps=syn.steps, batch_size=syn.batch_size, seed=seed,
@@ -293,8 +309,11 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
 
     def synthesize(folder: Path) -> dict[str, Any]:
         src, tgt = labelled_samples()
-        return _synthesize(task, generator, src, tgt, config.synthesis, folder, config.seed, (0, 1), device, progress,
-                           domain)
+        guidance, choice = resolve_guidance(config.synthesis, folder, generator, stage1, src, tgt, task.num_classes,
+                                            config.seed, device, domain)
+        result = _synthesize(task, generator, src, tgt, config.synthesis, folder, config.seed, (0, 1), device,
+                             progress, domain, guidance)
+        return {**result, "guidance_choice": choice} if choice else result
 
     synthetic = stage("synthesis", "4_synthetic", {"synthesis": config.synthesis.model_dump(mode="json"),
                                                    "training_fraction": config.training_fraction},
@@ -358,8 +377,10 @@ def synthesize_from_run(run_dir: Path, out_dir: Path, options: SynthesisOptions,
                                     default_cache_dir(), progress)
     out_dir = ensure_output_dir(Path(out_dir), "synthetic dataset folder")
     domain = "target" if gen_manifest.config["diffusion"].get("domain_conditioning") else None
-    result = _synthesize(task, generator, src, tgt, options, out_dir, seed, shard, resolve_device(device), progress,
-                         domain)
+    dev = resolve_device(device)
+    guidance, _ = resolve_guidance(options, out_dir, generator, folders["1 ascplus"], src, tgt, task.num_classes, seed,
+                                   dev, domain)
+    result = _synthesize(task, generator, src, tgt, options, out_dir, seed, shard, dev, progress, domain, guidance)
     print(f"[synthesize] {result['n_synthetic']} pairs from {result['n_masks']} masks "
           f"(shard {shard[0]}/{shard[1]}) -> {out_dir}")
     return out_dir
