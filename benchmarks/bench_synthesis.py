@@ -40,6 +40,7 @@ from diffuse_uda.diffusion.fidelity import (
 )
 from diffuse_uda.diffusion.samplers import sample_images
 from diffuse_uda.diffusion.trainer import load_diffusion
+from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX
 from diffuse_uda.training.bundle import load_bundle
 from diffuse_uda.training.trainer import resolve_device
 
@@ -79,7 +80,9 @@ def main() -> None:
     ap.add_argument("--target", type=Path, default=None, help="target dataset (Tr images, no labels read)")
     ap.add_argument("--max-real", type=int, default=512, help="at most this many real images per domain")
     ap.add_argument("--classifier-steps", type=int, default=300, help="domain classifier training steps")
-    ap.add_argument("--samplers", nargs="+", default=["ddpm:250", "ddim:50", "ddim:25", "ddim:10"])
+    ap.add_argument("--samplers", nargs="+", default=["ddpm:250", "ddim:50", "ddim:25", "ddim:10"],
+                    help="SAMPLER:STEPS[:GUIDANCE], e.g. ddpm:250 dpm++2m:20:2.0; a domain-conditioned generator "
+                         "draws the target domain (guidance default 1 = none)")
     ap.add_argument("--n", type=int, default=32, help="number of conditioning masks")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
@@ -128,14 +131,16 @@ def main() -> None:
           "| FD target | FD source | s / image |", flush=True)
     rows = []
     for spec in args.samplers:
-        sampler, steps = spec.split(":")
+        sampler, steps, *rest = spec.split(":")
+        guidance = float(rest[0]) if rest else 1.0
+        domain = DOMAIN_INDEX["target"] if getattr(model, "num_domains", 0) else None
         images, t0 = [], time.perf_counter()
         for i in range(0, masks.shape[0], args.batch_size):
             gen = torch.Generator(device=device).manual_seed(args.seed + i)
             images.append(sample_images(model, masks[i:i + args.batch_size].to(device), num_classes,
                                         info["image_channels"], sampler=sampler, steps=int(steps),
                                         num_train_timesteps=dcfg.num_train_timesteps, schedule=dcfg.schedule,
-                                        generator=gen).float())
+                                        generator=gen, domain=domain, guidance_scale=guidance).float())
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
