@@ -100,35 +100,84 @@ def import_abdominal_cmd(
     import_abdominal(src, out, seed=seed, on_dataset=_report_import)
 
 
+class OrientationChoice(str, Enum):
+    ras = "ras"
+    ras_in_plane = "ras-in-plane"
+    as_stored = "as-stored"
+
+
+def _warn(message: str) -> None:
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
 @import_app.command("folder")
 def import_folder_cmd(
     images: Annotated[Path, typer.Argument(help="Folder of images (NIfTI, PNG or JPEG).")],
     out: Annotated[Path, typer.Option("--out", help="Dataset folder to create (e.g. data/Dataset600_Mine).")],
     masks: Annotated[Path | None, typer.Option(help="Folder of masks with the same file stems.")] = None,
-    test_fraction: Annotated[float, typer.Option(help="Fraction held out as imagesTs/labelsTs.")] = 0.0,
+    labels: Annotated[str | None, typer.Option(help="Label names and mask values, e.g. Myo=1,LV=2,RV=3 "
+                                               "(background=0 implied). A mask value not declared is an error. "
+                                               "Default: inferred from the masks (label_1, label_2, ...).")] = None,
+    group: Annotated[str | None, typer.Option(help="Regex on the image file name whose first capture group is the "
+                                              "patient / sequence id, e.g. '^(patient\\d+)_': the split keeps "
+                                              "each group on one side.")] = None,
+    test_cases: Annotated[Path | None, typer.Option("--test-cases", help="File of test case ids (group ids with "
+                                                    "--group), one per line; overrides --test-fraction.")] = None,
+    test_fraction: Annotated[float, typer.Option(help="Fraction (of images, or of groups with --group) held out "
+                                                 "as imagesTs/labelsTs.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
     binary: Annotated[bool, typer.Option("--binary", help="Every non-zero mask value is foreground (1), e.g. "
                                          "for masks mixing 0/1 and 0/255 encodings.")] = False,
+    orientation: Annotated[OrientationChoice, typer.Option(
+        help="NIfTI volumes: ras = closest canonical (RAS+); ras-in-plane = keep the stored slice axis last "
+             "(thick-slice stacks for 2D models); as-stored = unchanged. Original affines are recorded "
+             "either way.")] = OrientationChoice.ras,
 ) -> None:
-    """Generic paired image/mask files -> canonical dataset (labels inferred from the masks)."""
+    """Generic paired image/mask files -> canonical dataset (labels declared with --labels or inferred)."""
     from diffuse_uda.data.importers.folder import import_folder
 
-    import_folder(images, out, masks_dir=masks, test_fraction=test_fraction, seed=seed, binary=binary,
-                  on_dataset=_report_import)
+    label_map = _parse_label_map(labels) if labels is not None else None
+    import_folder(images, out, masks_dir=masks, labels=label_map, test_fraction=test_fraction, seed=seed,
+                  binary=binary, on_dataset=_report_import, group=group, test_cases=test_cases,
+                  orientation=orientation.value, on_warning=_warn)
 
 
 @app.command("validate")
 def validate_cmd(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder in the canonical layout.")],
+    dataset: Annotated[Path | None, typer.Argument(help="Dataset folder in the canonical layout.")] = None,
+    other: Annotated[Path | None, typer.Argument(help="A second dataset (e.g. the target of the first): both are "
+                                                      "checked and their geometry compared.")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Check a task's source (with labels) and "
+                                             "target (images only) and compare their geometry.")] = None,
+    data_root: DataRoot = None,  # type: ignore[assignment]
     no_labels: Annotated[bool, typer.Option("--no-labels", help="Check images only (target data).")] = False,
     split: Annotated[SplitChoice, typer.Option("--split", help="Split to check; all: every split present in the "
                                                "folder.")] = SplitChoice.all,
 ) -> None:
-    """Check a dataset: readable files, matching shapes/affines, declared label values, no NaN."""
-    from diffuse_uda.data.validation import validate_dataset
+    """Check a dataset: readable files, matching shapes/affines, declared label values, no NaN. With two
+    datasets or --task, also warn (without failing) where source and target differ strongly in
+    orientation or in-plane field of view."""
+    from diffuse_uda.data.validation import compare_geometry, validate_dataset
+    from diffuse_uda.errors import ConfigError
 
-    report = validate_dataset(dataset, splits=split.value, check_labels=not no_labels)
-    typer.echo(f"OK: {report}")
+    if task is not None:
+        from diffuse_uda.data.task import load_task
+
+        if dataset is not None:
+            raise ConfigError("give either --task or dataset folders, not both")
+        t = load_task(task, _data_root(data_root))
+        # The target's labels are evaluation data: validate its images only.
+        checks = [(t.source_dir, not no_labels), (t.target_dir, False)]
+    elif dataset is None:
+        raise ConfigError("give a dataset folder (or two, or --task TASK)")
+    else:
+        checks = [(d, not no_labels) for d in (dataset, other) if d is not None]
+    reports = [validate_dataset(d, splits=split.value, check_labels=labels) for d, labels in checks]
+    for report in reports:
+        typer.echo(f"OK: {report}")
+    if len(reports) == 2:
+        for message in compare_geometry(*reports):
+            _warn(message)
 
 
 # ---------------------------------------------------------------- train / predict / evaluate
