@@ -225,13 +225,19 @@ def predict_cmd(
     dataset: Annotated[Path | None, typer.Option(help="Dataset to segment (default: the task's target).")] = None,
     split: Annotated[str, typer.Option(help="Ts (held-out test images) or Tr (training images).")] = "Ts",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    original_orientation: Annotated[bool, typer.Option(
+        "--original-orientation", help="Write each prediction in the orientation its scan had before `import "
+                                       "folder` reoriented it (recorded in dataset.json). Default: the dataset's "
+                                       "grid, the one its reference labels use.")] = False,
 ) -> None:
-    """Segment images with a trained model; predictions are written in each image's original space."""
+    """Segment images with a trained model; predictions are written on each image's grid in the dataset
+    (the grid of its labels: `evaluate` accepts either)."""
     from diffuse_uda.inference.predict import predict_dataset
     from diffuse_uda.training.bundle import load_bundle
 
     ds = dataset if dataset is not None else load_bundle(model).task.target_dir
-    typer.echo(f"predictions: {predict_dataset(model, ds, out, split=split, device=device)}")
+    folder = predict_dataset(model, ds, out, split=split, device=device, original_orientation=original_orientation)
+    typer.echo(f"predictions: {folder}")
 
 
 @app.command("adapt-source-free")
