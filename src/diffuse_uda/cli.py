@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 import_app = typer.Typer(help="Bring a raw dataset into the canonical nnU-Net v2 raw layout.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+export_app = typer.Typer(help="Hand a finished pipeline run's data over to another tool.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 DataRoot = Annotated[Path, typer.Option("--data-root", help="Folder holding the canonical datasets "
                                         "(default: $DIFFUSE_UDA_DATA or ./data).")]
@@ -404,6 +406,35 @@ def synthesize_cmd(
     except ValueError as exc:
         raise ConfigError(f"invalid synthesis settings (shard {shard!r}): {exc}") from exc
     synthesize_from_run(run, out, options, seed=seed, shard=(shard_i, shard_n), device=device)
+
+
+@export_app.command("nnunet")
+def export_nnunet_cmd(
+    run: Annotated[Path, typer.Option("--run", help="Finished pipeline run folder (from `diffuse-uda run`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="nnU-Net raw dataset folder to create, named "
+                                                          "DatasetXXX_Name (e.g. nnUNet_raw/Dataset700_Mine).")],
+    pseudo_labels: Annotated[bool, typer.Option("--pseudo-labels", help="Also export the target training images "
+                                                "with stage 1's pseudo-labels (reliable cases only).")] = False,
+    min_reliability: Annotated[float, typer.Option(
+        "--min-reliability", help="With --pseudo-labels: export a case only when at least this fraction of its "
+                                  "predicted foreground voxels reaches the run's confidence threshold.")] = 0.9,
+) -> None:
+    """An nnU-Net v2 raw dataset from a pipeline run: the source pairs (src_), the synthetic target-styled
+    pairs (syn_) and optionally confident target pseudo-labels (pl_); provenance.json says where each case
+    came from. Never reads target labels. Next: nnUNetv2_plan_and_preprocess -d XXX --verify_dataset_integrity."""
+    from diffuse_uda.pipeline.export_nnunet import dataset_id, export_nnunet
+
+    result = export_nnunet(run, out, pseudo_labels=pseudo_labels, min_reliability=min_reliability)
+    counts = ", ".join(f"{n} {origin}" for origin, n in result.counts.items())
+    if not result.written:
+        typer.echo(f"already exported, skipped: {result.out_dir} ({counts})")
+        return
+    typer.echo(f"wrote {result.out_dir} ({counts})")
+    if result.skipped_pseudo_labels:
+        typer.echo(f"pseudo-labels not exported: {len(result.skipped_pseudo_labels)} case(s) (reasons in "
+                   f"{result.out_dir / 'provenance.json'})")
+    typer.echo(f"next: nnUNetv2_plan_and_preprocess -d {dataset_id(result.out_dir)} --verify_dataset_integrity "
+               "(with nnUNet_raw set to the folder holding it)")
 
 
 @app.command("bench")
