@@ -168,6 +168,7 @@ def validate_cmd(
         if dataset is not None:
             raise ConfigError("give either --task or dataset folders, not both")
         t = load_task(task, _data_root(data_root))
+        t.check()  # both datasets exist and declare exactly the task's label map
         # The target's labels are evaluation data: validate its images only.
         checks = [(t.source_dir, not no_labels), (t.target_dir, False)]
     elif dataset is None:

@@ -316,3 +316,7 @@ def test_validate_cli_compares_two_datasets_and_a_task(tmp_path: Path, validate_
     assert code == 2 and "Dataset910_Src/labelsTr/case0.nii.gz" in output, output
     code, output = validate_cli(str(source), "--task", str(task))
     assert code == 2 and "either --task or dataset folders" in output, output
+    # The task's label map must be the datasets' (e.g. both centres imported with the same --labels).
+    task.write_text(task.read_text().replace("LV: 2}", "LV: 2, RV: 3}"))
+    code, output = validate_cli("--task", str(task), "--data-root", str(tmp_path / "data"))
+    assert code == 2 and "Dataset910_Src/dataset.json: labels" in output and "differ from task" in output, output
