@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from diffuse_uda.cli import app
 from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
 from diffuse_uda.data.io import read_nifti, spacing_from_affine, write_nifti
+from diffuse_uda.data.task import Task, TaskConfig
 from diffuse_uda.data.validation import validate_dataset
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.pipeline import export_nnunet as export_module
@@ -30,11 +31,12 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_data_root: Path)
     """(run folder, task) of a finished smoke pipeline, shared by this module's tests (read only, except
     the confidence maps set below). The target's label files are deleted afterwards: exporting must
     never need them."""
-    from conftest import make_task
-
     root = tmp_path_factory.mktemp("export")
     shutil.copytree(tiny_data_root, root / "data")
-    task = make_task(root / "data")
+    config = TaskConfig(name="tiny", source="Dataset901_DemoBrainT1", target="Dataset902_DemoBrainT2",
+                        labels={"background": 0, "CSF": 1, "GM": 2, "WM": 3},
+                        preprocessing={"spatial_dims": 2, "size": (16, 16)})
+    task = Task(config, root / "data" / config.source, root / "data" / config.target)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DIFFUSE_UDA_CACHE", str(root / "cache"))
         run_pipeline(task, root / "run", SMOKE, progress=False)
