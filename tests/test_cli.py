@@ -6,12 +6,13 @@ from typer.testing import CliRunner
 from diffuse_uda.cli import app
 
 runner = CliRunner()
-VERBS = ["import", "validate", "methods", "train", "predict", "evaluate", "report", "demo"]
+VERBS = ["import", "validate", "methods", "train", "predict", "evaluate", "report", "demo", "export",
+         "export nnunet", "import folder"]
 
 
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_verb_has_help(verb: str) -> None:
-    result = runner.invoke(app, [verb, "--help"])
+    result = runner.invoke(app, [*verb.split(), "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
 

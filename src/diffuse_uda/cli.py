@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 import_app = typer.Typer(help="Bring a raw dataset into the canonical nnU-Net v2 raw layout.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+export_app = typer.Typer(help="Hand a finished pipeline run's data over to another tool.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 DataRoot = Annotated[Path, typer.Option("--data-root", help="Folder holding the canonical datasets "
                                         "(default: $DIFFUSE_UDA_DATA or ./data).")]
@@ -100,35 +102,85 @@ def import_abdominal_cmd(
     import_abdominal(src, out, seed=seed, on_dataset=_report_import)
 
 
+class OrientationChoice(str, Enum):
+    ras = "ras"
+    ras_in_plane = "ras-in-plane"
+    as_stored = "as-stored"
+
+
+def _warn(message: str) -> None:
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
 @import_app.command("folder")
 def import_folder_cmd(
     images: Annotated[Path, typer.Argument(help="Folder of images (NIfTI, PNG or JPEG).")],
     out: Annotated[Path, typer.Option("--out", help="Dataset folder to create (e.g. data/Dataset600_Mine).")],
     masks: Annotated[Path | None, typer.Option(help="Folder of masks with the same file stems.")] = None,
-    test_fraction: Annotated[float, typer.Option(help="Fraction held out as imagesTs/labelsTs.")] = 0.0,
+    labels: Annotated[str | None, typer.Option(help="Label names and mask values, e.g. Myo=1,LV=2,RV=3 "
+                                               "(background=0 implied). A mask value not declared is an error. "
+                                               "Default: inferred from the masks (label_1, label_2, ...).")] = None,
+    group: Annotated[str | None, typer.Option(help="Regex on the image file name whose first capture group is the "
+                                              "patient / sequence id, e.g. '^(patient\\d+)_': the split keeps "
+                                              "each group on one side.")] = None,
+    test_cases: Annotated[Path | None, typer.Option("--test-cases", help="File of test case ids (group ids with "
+                                                    "--group), one per line; overrides --test-fraction.")] = None,
+    test_fraction: Annotated[float, typer.Option(help="Fraction (of images, or of groups with --group) held out "
+                                                 "as imagesTs/labelsTs.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
     binary: Annotated[bool, typer.Option("--binary", help="Every non-zero mask value is foreground (1), e.g. "
                                          "for masks mixing 0/1 and 0/255 encodings.")] = False,
+    orientation: Annotated[OrientationChoice, typer.Option(
+        help="NIfTI volumes: ras = closest canonical (RAS+); ras-in-plane = keep the stored slice axis last "
+             "(thick-slice stacks for 2D models); as-stored = unchanged. Original affines are recorded "
+             "either way.")] = OrientationChoice.ras,
 ) -> None:
-    """Generic paired image/mask files -> canonical dataset (labels inferred from the masks)."""
+    """Generic paired image/mask files -> canonical dataset (labels declared with --labels or inferred)."""
     from diffuse_uda.data.importers.folder import import_folder
 
-    import_folder(images, out, masks_dir=masks, test_fraction=test_fraction, seed=seed, binary=binary,
-                  on_dataset=_report_import)
+    label_map = _parse_label_map(labels) if labels is not None else None
+    import_folder(images, out, masks_dir=masks, labels=label_map, test_fraction=test_fraction, seed=seed,
+                  binary=binary, on_dataset=_report_import, group=group, test_cases=test_cases,
+                  orientation=orientation.value, on_warning=_warn)
 
 
 @app.command("validate")
 def validate_cmd(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder in the canonical layout.")],
+    dataset: Annotated[Path | None, typer.Argument(help="Dataset folder in the canonical layout.")] = None,
+    other: Annotated[Path | None, typer.Argument(help="A second dataset (e.g. the target of the first): both are "
+                                                      "checked and their geometry compared.")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Check a task's source (with labels) and "
+                                             "target (images only) and compare their geometry.")] = None,
+    data_root: DataRoot = None,  # type: ignore[assignment]
     no_labels: Annotated[bool, typer.Option("--no-labels", help="Check images only (target data).")] = False,
     split: Annotated[SplitChoice, typer.Option("--split", help="Split to check; all: every split present in the "
                                                "folder.")] = SplitChoice.all,
 ) -> None:
-    """Check a dataset: readable files, matching shapes/affines, declared label values, no NaN."""
-    from diffuse_uda.data.validation import validate_dataset
+    """Check a dataset: readable files, matching shapes/affines, declared label values, no NaN. With two
+    datasets or --task, also warn (without failing) where source and target differ strongly in
+    orientation or in-plane field of view."""
+    from diffuse_uda.data.validation import compare_geometry, validate_dataset
+    from diffuse_uda.errors import ConfigError
 
-    report = validate_dataset(dataset, splits=split.value, check_labels=not no_labels)
-    typer.echo(f"OK: {report}")
+    if task is not None:
+        from diffuse_uda.data.task import load_task
+
+        if dataset is not None:
+            raise ConfigError("give either --task or dataset folders, not both")
+        t = load_task(task, _data_root(data_root))
+        t.check()  # both datasets exist and declare exactly the task's label map
+        # The target's labels are evaluation data: validate its images only.
+        checks = [(t.source_dir, not no_labels), (t.target_dir, False)]
+    elif dataset is None:
+        raise ConfigError("give a dataset folder (or two, or --task TASK)")
+    else:
+        checks = [(d, not no_labels) for d in (dataset, other) if d is not None]
+    reports = [validate_dataset(d, splits=split.value, check_labels=labels) for d, labels in checks]
+    for report in reports:
+        typer.echo(f"OK: {report}")
+    if len(reports) == 2:
+        for message in compare_geometry(*reports):
+            _warn(message)
 
 
 # ---------------------------------------------------------------- train / predict / evaluate
@@ -176,13 +228,19 @@ def predict_cmd(
     dataset: Annotated[Path | None, typer.Option(help="Dataset to segment (default: the task's target).")] = None,
     split: Annotated[str, typer.Option(help="Ts (held-out test images) or Tr (training images).")] = "Ts",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    original_orientation: Annotated[bool, typer.Option(
+        "--original-orientation", help="Write each prediction in the orientation its scan had before `import "
+                                       "folder` reoriented it (recorded in dataset.json). Default: the dataset's "
+                                       "grid, the one its reference labels use.")] = False,
 ) -> None:
-    """Segment images with a trained model; predictions are written in each image's original space."""
+    """Segment images with a trained model; predictions are written on each image's grid in the dataset
+    (the grid of its labels: `evaluate` accepts either)."""
     from diffuse_uda.inference.predict import predict_dataset
     from diffuse_uda.training.bundle import load_bundle
 
     ds = dataset if dataset is not None else load_bundle(model).task.target_dir
-    typer.echo(f"predictions: {predict_dataset(model, ds, out, split=split, device=device)}")
+    folder = predict_dataset(model, ds, out, split=split, device=device, original_orientation=original_orientation)
+    typer.echo(f"predictions: {folder}")
 
 
 @app.command("adapt-source-free")
@@ -349,6 +407,35 @@ def synthesize_cmd(
     except ValueError as exc:
         raise ConfigError(f"invalid synthesis settings (shard {shard!r}): {exc}") from exc
     synthesize_from_run(run, out, options, seed=seed, shard=(shard_i, shard_n), device=device)
+
+
+@export_app.command("nnunet")
+def export_nnunet_cmd(
+    run: Annotated[Path, typer.Option("--run", help="Finished pipeline run folder (from `diffuse-uda run`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="nnU-Net raw dataset folder to create, named "
+                                                          "DatasetXXX_Name (e.g. nnUNet_raw/Dataset700_Mine).")],
+    pseudo_labels: Annotated[bool, typer.Option("--pseudo-labels", help="Also export the target training images "
+                                                "with stage 1's pseudo-labels (reliable cases only).")] = False,
+    min_reliability: Annotated[float, typer.Option(
+        "--min-reliability", help="With --pseudo-labels: export a case only when at least this fraction of its "
+                                  "predicted foreground voxels reaches the run's confidence threshold.")] = 0.9,
+) -> None:
+    """An nnU-Net v2 raw dataset from a pipeline run: the source pairs (src_), the synthetic target-styled
+    pairs (syn_) and optionally confident target pseudo-labels (pl_); provenance.json says where each case
+    came from. Never reads target labels. Next: nnUNetv2_plan_and_preprocess -d XXX --verify_dataset_integrity."""
+    from diffuse_uda.pipeline.export_nnunet import dataset_id, export_nnunet
+
+    result = export_nnunet(run, out, pseudo_labels=pseudo_labels, min_reliability=min_reliability)
+    counts = ", ".join(f"{n} {origin}" for origin, n in result.counts.items())
+    if not result.written:
+        typer.echo(f"already exported, skipped: {result.out_dir} ({counts})")
+        return
+    typer.echo(f"wrote {result.out_dir} ({counts})")
+    if result.skipped_pseudo_labels:
+        typer.echo(f"pseudo-labels not exported: {len(result.skipped_pseudo_labels)} case(s) (reasons in "
+                   f"{result.out_dir / 'provenance.json'})")
+    typer.echo(f"next: nnUNetv2_plan_and_preprocess -d {dataset_id(result.out_dir)} --verify_dataset_integrity "
+               "(with nnUNet_raw set to the folder holding it)")
 
 
 @app.command("bench")

@@ -226,8 +226,9 @@ def test_folder_rgb_with_masks_alongside_and_declared_labels(tmp_path: Path) -> 
     for i in range(2):
         Image.fromarray(rng.integers(0, 255, (5, 6, 3), dtype=np.uint8)).save(tmp_path / f"c{i}.png")
         Image.fromarray(np.full((5, 6), 2, np.uint8)).save(tmp_path / f"c{i}_mask.png")
-    out = import_folder(tmp_path, tmp_path / "out" / "Dataset951_RGB", tmp_path,
-                        labels={"background": 0, "a": 1, "b": 2}, name="RGB")
+    with pytest.warns(UserWarning, match=r"declared label\(s\) \{'a': 1\} occur in no mask"):
+        out = import_folder(tmp_path, tmp_path / "out" / "Dataset951_RGB", tmp_path,
+                            labels={"background": 0, "a": 1, "b": 2}, name="RGB")
     assert list_cases(out, "Tr") == ["c0", "c1"]
     assert load_dataset_json(out).channel_names == {"0": "R", "1": "G", "2": "B"}
     validate_dataset(out)
@@ -548,3 +549,158 @@ def test_stale_staging_leftovers_are_removed_before_import(tmp_path: Path) -> No
     again = leftover(".Dataset600_Mine.tmp-bbbbbbbbbbbb")
     import_folder(tmp_path / "img", out, tmp_path / "msk")
     assert not again.exists()
+
+
+# ------------------------------------------------- folder: declared labels, groups, test cases, orientation
+
+
+def _cli_result(*args: str):
+    from typer.testing import CliRunner
+
+    from diffuse_uda.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_folder_labels_option_names_the_mask_values(tmp_path: Path) -> None:
+    # Defect: masks 1/2/3 became label_1..label_3, so a task with {Myo: 1, LV: 2, RV: 3} was refused.
+    from scan_folders import write_centre
+
+    write_centre(tmp_path / "A", ["patient01", "patient02"], "bright", seed=0)
+    args = ["import", "folder", str(tmp_path / "A" / "images"), "--masks", str(tmp_path / "A" / "masks")]
+    result = _cli_result(*args, "--labels", "Myo=1,LV=2,RV=3", "--out", str(tmp_path / "D1"))
+    assert result.exit_code == 0, result.output
+    assert load_dataset_json(tmp_path / "D1").labels == {"background": 0, "Myo": 1, "LV": 2, "RV": 3}
+    assert "warning" not in result.output
+    # A declared label that no mask holds is a warning, printed; the import still happens.
+    result = _cli_result(*args, "--labels", "Myo=1,LV=2,RV=3,Scar=4", "--out", str(tmp_path / "D2"))
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "'Scar': 4" in result.output and "occur in no mask" in result.output
+    assert load_dataset_json(tmp_path / "D2").labels["Scar"] == 4
+    # A mask value not declared is an error naming the mask file; nothing is written.
+    result = _cli_result(*args, "--labels", "Myo=1,LV=2", "--out", str(tmp_path / "D3"))
+    assert result.exit_code != 0 and isinstance(result.exception, DataError)
+    assert "masks/patient01_frame01.nii.gz: mask values [3] are not among the declared labels" in str(result.exception)
+    assert not (tmp_path / "D3").exists()
+    with pytest.raises(ConfigError, match="'bg' has value 0, which is the background"):
+        import_folder(tmp_path / "A" / "images", tmp_path / "D4", tmp_path / "A" / "masks",
+                      labels={"bg": 0, "Myo": 1, "LV": 2, "RV": 3})
+
+
+def test_folder_group_keeps_each_patient_on_one_side_of_the_split(tmp_path: Path) -> None:
+    # Defect: the split was by image, so the two frames of one patient landed on both sides.
+    from scan_folders import FRAMES, write_centre
+
+    patients = [f"patient{i:02d}" for i in range(6)]
+    write_centre(tmp_path / "A", patients, "bright", seed=0, shape=(8, 8, 2))
+    ungrouped_leaks = 0
+    for seed in range(6):
+        out = import_folder(tmp_path / "A" / "images", tmp_path / f"G{seed}", tmp_path / "A" / "masks",
+                            labels=LABELS_3, test_fraction=0.34, seed=seed, group=r"^(patient\d+)_")
+        ts, tr = list_cases(out, "Ts"), list_cases(out, "Tr")
+        assert {c.split("_")[0] for c in ts}.isdisjoint({c.split("_")[0] for c in tr}), (seed, ts, tr)
+        assert len(ts) == 2 * 2  # round(0.34 * 6 groups) = 2 patients, both frames each
+        prov = load_dataset_json(out).provenance
+        assert prov["groups"]["patient00"] == [f"patient00_{f}" for f in FRAMES]
+        assert sorted(prov["test_groups"]) == sorted({c.split("_")[0] for c in ts})
+        assert "by group" in prov["split_rule"]
+        plain = import_folder(tmp_path / "A" / "images", tmp_path / f"P{seed}", tmp_path / "A" / "masks",
+                              labels=LABELS_3, test_fraction=0.34, seed=seed)
+        ts, tr = list_cases(plain, "Ts"), list_cases(plain, "Tr")
+        ungrouped_leaks += bool({c.split("_")[0] for c in ts} & {c.split("_")[0] for c in tr})
+    assert ungrouped_leaks  # without --group the same data does leak patients: the test can tell
+    # A file name the regex does not match is an error naming the file.
+    (tmp_path / "A" / "images" / "patient00_frame01.nii.gz").rename(tmp_path / "A" / "images" / "p0_frame01.nii.gz")
+    (tmp_path / "A" / "masks" / "patient00_frame01.nii.gz").rename(tmp_path / "A" / "masks" / "p0_frame01.nii.gz")
+    with pytest.raises(DataError, match=r"images/p0_frame01\.nii\.gz: file name does not match --group"):
+        import_folder(tmp_path / "A" / "images", tmp_path / "Gx", tmp_path / "A" / "masks", labels=LABELS_3,
+                      group=r"^(patient\d+)_")
+    with pytest.raises(ConfigError, match="no capture group"):
+        import_folder(tmp_path / "A" / "images", tmp_path / "Gy", tmp_path / "A" / "masks", group=r"^patient\d+_")
+    with pytest.raises(ConfigError, match="not a valid regular expression"):
+        import_folder(tmp_path / "A" / "images", tmp_path / "Gz", tmp_path / "A" / "masks", group=r"^(patient")
+
+
+LABELS_3 = {"Myo": 1, "LV": 2, "RV": 3}
+
+
+def test_folder_test_cases_file_sets_the_split(tmp_path: Path) -> None:
+    from scan_folders import write_centre
+
+    write_centre(tmp_path / "B", ["patient01", "patient02", "patient03"], "dark", seed=1, shape=(8, 8, 2))
+    images, masks = tmp_path / "B" / "images", tmp_path / "B" / "masks"
+    ids = tmp_path / "test_patients.txt"
+    ids.write_text("# held out by the study protocol\npatient02\n\n")
+    # Group ids with --group; the list overrides --test-fraction.
+    result = _cli_result("import", "folder", str(images), "--masks", str(masks), "--labels", "Myo=1,LV=2,RV=3",
+                         "--group", r"^(patient\d+)_", "--test-cases", str(ids), "--test-fraction", "0.5",
+                         "--out", str(tmp_path / "D1"))
+    assert result.exit_code == 0, result.output
+    assert list_cases(tmp_path / "D1", "Ts") == ["patient02_frame01", "patient02_frame08"]
+    assert len(list_cases(tmp_path / "D1", "Tr")) == 4
+    assert "explicit test groups" in load_dataset_json(tmp_path / "D1").provenance["split_rule"]
+    # Case ids without --group.
+    ids.write_text("patient01_frame08\npatient03_frame01\n")
+    out = import_folder(images, tmp_path / "D2", masks, labels=LABELS_3, test_cases=ids)
+    assert list_cases(out, "Ts") == ["patient01_frame08", "patient03_frame01"]
+    # Unknown ids name the list file and the id; so does a list of every case.
+    ids.write_text("patient02\npatient09\n")
+    with pytest.raises(DataError, match=r"test_patients\.txt: unknown group id\(s\) patient09"):
+        import_folder(images, tmp_path / "D3", masks, labels=LABELS_3, group=r"^(patient\d+)_", test_cases=ids)
+    with pytest.raises(DataError, match=r"test_patients\.txt: unknown case id\(s\) patient02, patient09"):
+        import_folder(images, tmp_path / "D3", masks, labels=LABELS_3, test_cases=ids)
+    ids.write_text("patient01\npatient02\npatient03\n")
+    with pytest.raises(DataError, match="holds every case"):
+        import_folder(images, tmp_path / "D3", masks, labels=LABELS_3, group=r"^(patient\d+)_", test_cases=ids)
+    ids.write_text("\n# nothing\n")
+    with pytest.raises(DataError, match="lists no case ids"):
+        import_folder(images, tmp_path / "D3", masks, labels=LABELS_3, test_cases=ids)
+    assert not (tmp_path / "D3").exists()
+
+
+def test_folder_reorients_nifti_to_ras_and_records_the_original(tmp_path: Path) -> None:
+    # Defect: orientation was used as stored, so a centre storing LPS showed the anatomy flipped.
+    from diffuse_uda.data.orientation import orientation_codes
+    from scan_folders import write_centre
+
+    truth = write_centre(tmp_path / "B", ["patient01"], "dark", seed=2, stored="LPS")
+    stored_image, stored_affine = read_nifti(tmp_path / "B" / "images" / "patient01_frame01.nii.gz")
+    assert orientation_codes(stored_affine) == "LPS"
+    out = import_folder(tmp_path / "B" / "images", tmp_path / "D", tmp_path / "B" / "masks", labels=LABELS_3)
+    for stem, (image, mask) in truth.items():
+        got_image, image_affine = read_nifti(out / "imagesTr" / f"{stem}_0000.nii.gz")
+        got_mask, mask_affine = read_nifti(out / "labelsTr" / f"{stem}.nii.gz")
+        assert orientation_codes(image_affine) == "RAS"
+        np.testing.assert_allclose(image_affine, mask_affine)
+        np.testing.assert_array_equal(got_mask, mask)  # the RAS voxel order the scans were made in
+        np.testing.assert_allclose(got_image, image, rtol=1e-6)
+    record = load_dataset_json(out).provenance["orientation"]
+    assert record["rule"] == "ras"
+    case = record["cases"]["patient01_frame01"]
+    assert case["codes"] == "LPS" and case["shape"] == list(stored_image.shape)
+    np.testing.assert_allclose(case["affine"], stored_affine, atol=1e-5)
+    validate_dataset(out)
+    # as-stored keeps the files' grid.
+    kept = import_folder(tmp_path / "B" / "images", tmp_path / "K", tmp_path / "B" / "masks", labels=LABELS_3,
+                         orientation="as-stored")
+    assert orientation_codes(read_nifti(kept / "imagesTr" / "patient01_frame01_0000.nii.gz")[1]) == "LPS"
+    with pytest.raises(ConfigError, match="orientation must be one of"):
+        import_folder(tmp_path / "B" / "images", tmp_path / "X", orientation="LPS")  # type: ignore[arg-type]
+
+
+def test_folder_warns_when_ras_moves_a_thick_slice_axis(tmp_path: Path) -> None:
+    # Oblique cardiac stacks: the closest canonical orientation can turn the 8 mm slice axis into an
+    # in-plane axis, which a 2D model would then slice across. ras-in-plane keeps the acquired slices.
+    from diffuse_uda.data.orientation import orientation_codes
+
+    affine = MSCMR_AFFINE  # stored P, S, R: the slice axis points to R
+    for i in range(2):
+        write_nifti(tmp_path / "img" / f"p{i}.nii.gz", np.random.default_rng(i).random((6, 7, 3), np.float32), affine)
+    warned: list[str] = []
+    out = import_folder(tmp_path / "img", tmp_path / "R", on_warning=warned.append)
+    assert len(warned) == 1 and "moved the thick slice axis of 2 volume(s)" in warned[0]
+    assert read_nifti(out / "imagesTr" / "p0_0000.nii.gz")[0].shape == (3, 6, 7)
+    warned.clear()
+    out = import_folder(tmp_path / "img", tmp_path / "I", orientation="ras-in-plane", on_warning=warned.append)
+    image, new_affine = read_nifti(out / "imagesTr" / "p0_0000.nii.gz")
+    assert not warned and image.shape == (6, 7, 3) and orientation_codes(new_affine)[2] == "R"

@@ -263,3 +263,60 @@ def test_validate_cli_missing_split_is_an_error_only_when_requested(tmp_path: Pa
     assert code == 2 and "imagesTs" in output and "split Ts was requested" in output, output
     code, output = validate_cli(str(root), "--split", "Val")
     assert code != 0 and "Val" in output
+
+
+def _geometry_dataset(root: Path, affine: np.ndarray, shape: tuple[int, int, int] = SHAPE) -> Path:
+    write_dataset_json(root, DatasetInfo(name=root.name, channel_names={"0": "MR"}, labels=dict(LABELS),
+                                         num_training=2))
+    for i in range(2):
+        write_nifti(root / "imagesTr" / f"case{i}_0000.nii.gz", np.ones(shape, np.float32), affine)
+        label = np.zeros(shape, np.uint8)
+        label[1, 1, 0], label[2, 2, 0] = 1, 2
+        write_nifti(root / "labelsTr" / f"case{i}.nii.gz", label, affine)
+    return root
+
+
+def test_compare_geometry_names_orientation_and_field_of_view_differences(tmp_path: Path) -> None:
+    from diffuse_uda.data.validation import compare_geometry
+
+    ras = validate_dataset(_geometry_dataset(tmp_path / "A", AFFINE))
+    assert ras.orientation_codes == {"RAS": 2} and ras.median_fov_mm == (7.5, 6.25)
+    assert compare_geometry(ras, validate_dataset(_geometry_dataset(tmp_path / "B", AFFINE))) == []
+    lps = validate_dataset(_geometry_dataset(tmp_path / "C", np.diag([-1.25, -1.25, 8.0, 1.0])))
+    (warning,) = compare_geometry(ras, lps)
+    assert "orientation differs" in warning and "RAS (2/2)" in warning and "LPS (2/2)" in warning
+    assert str(tmp_path / "A") in warning and str(tmp_path / "C") in warning
+    # Field of view: 1.4x along an axis is tolerated, 2x is not.
+    near = validate_dataset(_geometry_dataset(tmp_path / "D", np.diag([1.75, 1.25, 8.0, 1.0])))
+    assert compare_geometry(ras, near) == []
+    wide = validate_dataset(_geometry_dataset(tmp_path / "E", np.diag([2.5, 2.5, 8.0, 1.0])))
+    (warning,) = compare_geometry(ras, wide)
+    assert "in-plane field of view differs" in warning and "8 x 6 mm" in warning and "15 x 12 mm" in warning
+    assert "ratio 2.00 > 1.5" in warning
+
+
+def test_validate_cli_compares_two_datasets_and_a_task(tmp_path: Path, validate_cli) -> None:
+    source = _geometry_dataset(tmp_path / "data" / "Dataset910_Src", AFFINE)
+    target = _geometry_dataset(tmp_path / "data" / "Dataset911_Tgt", np.diag([-2.5, -2.5, 8.0, 1.0]))
+    code, output = validate_cli(str(source), str(target))
+    assert code == 0, output  # warnings only
+    assert output.count("OK: ") == 2
+    assert "warning: orientation differs" in output and "warning: in-plane field of view differs" in output
+    # --task: the source with labels, the target's images only (its labels are evaluation data).
+    import shutil
+
+    shutil.rmtree(target / "labelsTr")
+    task = tmp_path / "task.yaml"
+    task.write_text("name: t\nsource: Dataset910_Src\ntarget: Dataset911_Tgt\n"
+                    "labels: {background: 0, Myo: 1, LV: 2}\n")
+    code, output = validate_cli("--task", str(task), "--data-root", str(tmp_path / "data"))
+    assert code == 0 and "warning: orientation differs" in output, output
+    shutil.rmtree(source / "labelsTr")
+    code, output = validate_cli("--task", str(task), "--data-root", str(tmp_path / "data"))
+    assert code == 2 and "Dataset910_Src/labelsTr/case0.nii.gz" in output, output
+    code, output = validate_cli(str(source), "--task", str(task))
+    assert code == 2 and "either --task or dataset folders" in output, output
+    # The task's label map must be the datasets' (e.g. both centres imported with the same --labels).
+    task.write_text(task.read_text().replace("LV: 2}", "LV: 2, RV: 3}"))
+    code, output = validate_cli("--task", str(task), "--data-root", str(tmp_path / "data"))
+    assert code == 2 and "Dataset910_Src/dataset.json: labels" in output and "differ from task" in output, output

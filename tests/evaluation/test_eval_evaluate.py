@@ -148,6 +148,28 @@ def test_prediction_affine_mismatch_names_file(tmp_path: Path) -> None:
     assert err.value.path == bad
 
 
+def test_a_prediction_in_another_orientation_of_the_same_grid_is_scored_on_the_reference_grid(
+        tmp_path: Path) -> None:
+    # `predict --original-orientation` writes predictions in the scans' original orientation, while the
+    # reference labels of a reoriented import are on the canonical grid: the same voxels, other axes.
+    ds = _make_dataset(tmp_path)
+    _write_predictions(tmp_path / "pred")
+    same = evaluate_predictions(tmp_path / "pred", ReferenceLabels(ds), tmp_path / "eval", progress=False)
+    flip = np.array([[-1.0, 0, 0, SHAPE[0] - 1], [0, -1, 0, SHAPE[1] - 1], [0, 0, 1, 0], [0, 0, 0, 1]])
+    write_prediction_info(tmp_path / "flipped", LABELS)
+    for i in range(2):
+        pred = _label(0)[::-1, ::-1].transpose(1, 0, 2)  # stored as (y, x, z), both reversed
+        swap = np.array([[0.0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+        _save(tmp_path / "flipped" / f"case{i}.nii.gz", np.ascontiguousarray(pred), AFFINE @ flip @ swap)
+    other = evaluate_predictions(tmp_path / "flipped", ReferenceLabels(ds), tmp_path / "eval2", progress=False)
+    assert other.per_class == same.per_class and same.mean("dice") > 0.5
+    # Flipped without moving the origin: other voxels in the world, still refused.
+    _save(tmp_path / "flipped" / "case0.nii.gz", np.ascontiguousarray(_label(0)[::-1, ::-1]),
+          AFFINE @ np.diag([-1.0, -1.0, 1.0, 1.0]))
+    with pytest.raises(DataError, match="affine differs"):
+        evaluate_predictions(tmp_path / "flipped", ReferenceLabels(ds), tmp_path / "eval3", progress=False)
+
+
 def test_missing_prediction_names_file(tmp_path: Path) -> None:
     ds = _make_dataset(tmp_path)
     pred_dir = tmp_path / "pred"

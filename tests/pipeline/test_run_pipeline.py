@@ -122,3 +122,22 @@ def test_conditioning_ids_are_unique_across_domains(tiny_task, tmp_path: Path) -
     assert all(p.case_id.startswith("source_") and p.domain == "source" for p in src)
     assert all(p.case_id.startswith("target_") and p.domain == "target" for p in tgt)
     assert all(p.weight == 1.0 for p in tgt)  # a dataset without confidence maps counts as fully reliable
+
+
+def test_stage_folders_of_a_record_are_found_from_any_working_directory(tmp_path: Path, monkeypatch) -> None:
+    # Defect: pipeline.json held stage folders relative to the directory `run` was started from, so
+    # `synthesize --run` / `export nnunet --run` from elsewhere looked in the wrong place.
+    from diffuse_uda.data.io import atomic_write_json
+    from diffuse_uda.pipeline.run import PipelineRecord, StageRecord, pipeline_stage_folders
+
+    run = tmp_path / "work" / "runs" / "r1"
+    (run / "4_synthetic").mkdir(parents=True)
+    shared = tmp_path / "elsewhere" / "2_pseudolabels"
+    shared.mkdir(parents=True)
+    record = PipelineRecord(config={}, task={}, stages=[
+        StageRecord(stage="4 synthesis", folder="runs/r1/4_synthetic"),  # relative: an older record
+        StageRecord(stage="2 pseudo-labels", folder=str(shared), reused=True)])
+    atomic_write_json(run / "pipeline.json", record.model_dump(mode="json"))
+    monkeypatch.chdir(tmp_path)
+    folders = pipeline_stage_folders(run)
+    assert folders["4 synthesis"] == run / "4_synthetic" and folders["2 pseudo-labels"] == shared

@@ -82,6 +82,17 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return array, affine
 
 
+def read_nifti_header(path: str | Path) -> tuple[tuple[int, ...], np.ndarray]:
+    """(shape, 4x4 float64 affine) of a NIfTI file without reading its voxels."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        img = nib.load(str(path))
+        return tuple(int(n) for n in img.shape), np.asarray(img.affine, dtype=np.float64)
+    except Exception as exc:  # nibabel raises many unrelated types for damaged headers
+        raise DataError(path, f"cannot read NIfTI header: {exc}") from exc
+
+
 def _storable(array: np.ndarray, path: Path) -> np.ndarray:
     """Convert dtypes NIfTI cannot hold (bool, float16, 64-bit ints) to ones it can."""
     if array.dtype == np.bool_:

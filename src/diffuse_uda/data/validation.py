@@ -6,6 +6,7 @@ opened or even stat-ed, so an unsupervised method provably never sees target lab
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from diffuse_uda.data.dataset_json import (
     load_dataset_json,
 )
 from diffuse_uda.data.io import check_not_broken_link, read_nifti, spacing_from_affine
+from diffuse_uda.data.orientation import orientation_codes
 from diffuse_uda.errors import ConfigError, DataError
 
 # Affines written as float32 in NIfTI headers lose ~1e-5 relative precision; 1e-3 (scaled by the
@@ -31,6 +33,9 @@ from diffuse_uda.errors import ConfigError, DataError
 AFFINE_ATOL = 1e-3
 ALL_SPLITS = "all"
 _MAX_LISTED = 20
+# Two datasets whose median in-plane field of view differs by more than this factor along an axis
+# show anatomy at very different scales after resizing to one network input size.
+FOV_RATIO_WARNING = 1.5
 
 
 @dataclass
@@ -43,6 +48,17 @@ class ValidationReport:
     shapes: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     info: DatasetInfo | None = None
+    # Over every validated case: how many have each orientation code ("RAS", "LPS", ...), and each
+    # case's in-plane field of view (mm along the first two array axes, where 2D models see a slice).
+    orientation_codes: Counter[str] = field(default_factory=Counter)
+    fov_mm: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def median_fov_mm(self) -> tuple[float, float] | None:
+        if not self.fov_mm:
+            return None
+        fov = np.median(np.array(self.fov_mm), axis=0)
+        return float(fov[0]), float(fov[1])
 
     def __str__(self) -> str:
         """Human-readable summary (the CLI prints it)."""
@@ -195,6 +211,8 @@ def _validate_split(dataset_dir: Path, info: DatasetInfo, split: str, check_labe
             report.warnings.append(f"{paths[0]}: image is constant ({ref_image.flat[0]})")
         shapes.append(tuple(ref_image.shape))
         spacings.append(spacing_from_affine(ref_affine))
+        report.orientation_codes[orientation_codes(ref_affine)] += 1
+        report.fov_mm.append((ref_image.shape[0] * spacings[-1][0], ref_image.shape[1] * spacings[-1][1]))
         if check_labels:
             lpath = label_path(dataset_dir, split, case_id, ending)
             check_not_broken_link(lpath)
@@ -247,3 +265,33 @@ def validate_dataset(dataset_dir: str | Path, splits: Sequence[str] | str = ("Tr
         report.warnings.append(f"{dataset_dir / 'dataset.json'}: numTraining is {info.num_training} but "
                                f"imagesTr holds {report.n_cases['Tr']} case(s)")
     return report
+
+
+def _codes_text(codes: Counter[str]) -> str:
+    total = sum(codes.values())
+    return ", ".join(f"{code} ({n}/{total})" for code, n in codes.most_common())
+
+
+def compare_geometry(source: ValidationReport, target: ValidationReport,
+                     fov_ratio: float = FOV_RATIO_WARNING) -> list[str]:
+    """Warnings (not errors) where two datasets of a task differ strongly in geometry: their most
+    common orientation codes differ, or their median in-plane field of view differs by more than
+    ``fov_ratio`` along an axis. Each names both datasets and what differs."""
+    out = []
+    a, b = source.dataset_dir, target.dataset_dir
+    if source.orientation_codes and target.orientation_codes:
+        code_a = source.orientation_codes.most_common(1)[0][0]
+        code_b = target.orientation_codes.most_common(1)[0][0]
+        if code_a != code_b:
+            out.append(f"orientation differs: {a} is {_codes_text(source.orientation_codes)}, {b} is "
+                       f"{_codes_text(target.orientation_codes)}; a 2D model sees the anatomy flipped or rotated "
+                       "between them (import NIfTI scans with `import folder` to reorient them to RAS)")
+    fov_a, fov_b = source.median_fov_mm, target.median_fov_mm
+    if fov_a is not None and fov_b is not None and min(*fov_a, *fov_b) > 0:
+        ratios = [max(x / y, y / x) for x, y in zip(fov_a, fov_b, strict=True)]
+        if max(ratios) > fov_ratio:
+            out.append(f"in-plane field of view differs: median {fov_a[0]:.0f} x {fov_a[1]:.0f} mm in {a}, "
+                       f"{fov_b[0]:.0f} x {fov_b[1]:.0f} mm in {b} (ratio {max(ratios):.2f} > {fov_ratio}); "
+                       "after resizing to one input size the anatomy has different scales (consider cropping "
+                       "or resampling one of them)")
+    return out

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from diffuse_uda.data.io import atomic_write_json, atomic_write_text, read_nifti, spacing_from_affine
+from diffuse_uda.data.orientation import reorient_to_grid
 from diffuse_uda.errors import DataError
 from diffuse_uda.evaluation.metrics import METRICS, case_metrics
 from diffuse_uda.evaluation.prediction_info import PREDICTION_INFO, check_label_maps, read_prediction_labels
@@ -228,21 +229,29 @@ def _summary_markdown(summary: EvaluationSummary) -> str:
 def _load_prediction(
     path: Path, ref_shape: tuple[int, ...], ref_affine: np.ndarray, allowed: np.ndarray
 ) -> np.ndarray:
-    """Read one prediction and check it lives in the reference's image space with declared labels."""
+    """Read one prediction and check it lives in the reference's image space with declared labels.
+
+    A prediction in another orientation of the same grid (``predict --original-orientation`` of a
+    reoriented import) is moved onto the reference's grid first: only axes are permuted or flipped.
+    """
     if not path.is_file():
         raise DataError(path, "prediction is missing")
     array, affine = read_nifti(path)
     array = np.asarray(array)
+    affine = np.asarray(affine, dtype=np.float64)
+    same_grid = tuple(array.shape) == tuple(ref_shape) and affine.shape == ref_affine.shape and np.allclose(
+        affine, ref_affine, rtol=1e-5, atol=_AFFINE_ATOL_MM)
+    if not same_grid and array.ndim in (2, 3) and affine.shape == (4, 4):
+        moved = reorient_to_grid(array, affine, ref_affine, tuple(ref_shape), atol=_AFFINE_ATOL_MM)
+        if moved is not None:
+            return validate_label_map(path, moved, allowed, what="prediction")
     if tuple(array.shape) != tuple(ref_shape):
         raise DataError(
             path,
             f"prediction shape {tuple(array.shape)} differs from reference label shape {tuple(ref_shape)}; "
             "predictions must be in the original image space of the case",
         )
-    affine = np.asarray(affine, dtype=np.float64)
-    if affine.shape != ref_affine.shape or not np.allclose(
-        affine, ref_affine, rtol=1e-5, atol=_AFFINE_ATOL_MM
-    ):
+    if not same_grid:
         raise DataError(
             path,
             "prediction affine differs from the reference label affine; "

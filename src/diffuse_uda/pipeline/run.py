@@ -263,7 +263,8 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
 
     def done(name: str, folder: Path) -> Path:
         """Record where a stage's result lives (its own folder or a reused one) and how long it took."""
-        record.stages.append(StageRecord(stage=name, folder=str(folder), seconds=_seconds(folder),
+        # Absolute: the record is read from other working directories (synthesize, export).
+        record.stages.append(StageRecord(stage=name, folder=str(Path(folder).resolve()), seconds=_seconds(folder),
                                          reused=Path(folder).resolve().parent != out.resolve()))
         atomic_write_json(out / PIPELINE_MANIFEST, record.model_dump(mode="json"))
         return folder
@@ -355,7 +356,12 @@ def pipeline_stage_folders(run_dir: Path) -> dict[str, Path]:
                "5 ascplus + synthetic": run_dir / STAGE3}
     record = read_pipeline_record(run_dir)
     if record is not None:
-        folders.update({st.stage: Path(st.folder) for st in record.stages})
+        for st in record.stages:
+            folder = Path(st.folder)
+            if not folder.is_absolute() and not folder.exists() and (run_dir / folder.name).is_dir():
+                # Older records hold paths relative to the directory the run was started from.
+                folder = run_dir / folder.name
+            folders[st.stage] = folder
     return folders
 
 
