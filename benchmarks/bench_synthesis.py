@@ -81,8 +81,8 @@ def main() -> None:
     ap.add_argument("--max-real", type=int, default=512, help="at most this many real images per domain")
     ap.add_argument("--classifier-steps", type=int, default=300, help="domain classifier training steps")
     ap.add_argument("--samplers", nargs="+", default=["ddpm:250", "ddim:50", "ddim:25", "ddim:10"],
-                    help="SAMPLER:STEPS[:GUIDANCE], e.g. ddpm:250 dpm++2m:20:2.0; a domain-conditioned generator "
-                         "draws the target domain (guidance default 1 = none)")
+                    help="SAMPLER:STEPS[:GUIDANCE[:ETA]], e.g. ddpm:250 dpm++2m:20:2.0 ddim:25:1:1; a domain-"
+                         "conditioned generator draws the target domain (guidance default 1 = none; eta: DDIM only)")
     ap.add_argument("--n", type=int, default=32, help="number of conditioning masks")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
@@ -133,6 +133,7 @@ def main() -> None:
     for spec in args.samplers:
         sampler, steps, *rest = spec.split(":")
         guidance = float(rest[0]) if rest else 1.0
+        eta = float(rest[1]) if len(rest) > 1 else 0.0
         domain = DOMAIN_INDEX["target"] if getattr(model, "num_domains", 0) else None
         images, t0 = [], time.perf_counter()
         for i in range(0, masks.shape[0], args.batch_size):
@@ -140,7 +141,7 @@ def main() -> None:
             images.append(sample_images(model, masks[i:i + args.batch_size].to(device), num_classes,
                                         info["image_channels"], sampler=sampler, steps=int(steps),
                                         num_train_timesteps=dcfg.num_train_timesteps, schedule=dcfg.schedule,
-                                        generator=gen, domain=domain, guidance_scale=guidance).float())
+                                        generator=gen, domain=domain, guidance_scale=guidance, eta=eta).float())
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0

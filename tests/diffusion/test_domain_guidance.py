@@ -50,11 +50,12 @@ class _OracleEps(nn.Module):
         return (x - a.sqrt() * x0) / (1 - a).sqrt()
 
 
+@pytest.mark.parametrize("sampler", ["dpm++2m", "dpm++2m-sde"])
 @pytest.mark.parametrize("steps", [5, 10, 25])
-def test_dpm_solver_recovers_the_clean_image_of_an_exact_model(steps: int) -> None:
-    abar = make_scheduler("dpm++2m", 250, "cosine").alphas_cumprod
+def test_dpm_solver_recovers_the_clean_image_of_an_exact_model(sampler: str, steps: int) -> None:
+    abar = make_scheduler(sampler, 250, "cosine").alphas_cumprod
     clean = {0: torch.linspace(-0.8, 0.8, 256).view(1, 16, 16)}
-    out = sample_images(_OracleEps(abar, clean), _masks(), NUM_CLASSES, 1, sampler="dpm++2m", steps=steps,
+    out = sample_images(_OracleEps(abar, clean), _masks(), NUM_CLASSES, 1, sampler=sampler, steps=steps,
                         num_train_timesteps=250, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out * 2 - 1, clean[0].expand(2, 1, 16, 16), atol=1e-3)
     assert dpm_timesteps(250, steps)[0] == 249 and dpm_timesteps(250, steps)[-1] == 0

@@ -27,7 +27,7 @@ from diffuse_uda.networks.conditional_unet import one_hot
 
 __all__ = ["SAMPLERS", "autocast_context", "ddim_timesteps", "dpm_timesteps", "make_scheduler", "sample_images"]
 
-SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm++2m")
+SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm++2m", "dpm++2m-sde")
 DEFAULT_DDIM_STEPS = 50
 
 GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
@@ -49,7 +49,7 @@ def make_scheduler(sampler: str, num_train_timesteps: int, schedule: str = "cosi
         return DDIMScheduler(
             num_train_timesteps=num_train_timesteps, schedule=schedule, clip_sample=True, set_alpha_to_one=True
         )
-    if sampler == "dpm++2m":  # only its noise schedule is used
+    if sampler.startswith("dpm++"):  # only its noise schedule is used
         return DDPMScheduler(num_train_timesteps=num_train_timesteps, schedule=schedule)
     raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
 
@@ -181,8 +181,9 @@ def sample_images(
     was_training = model.training
     model.eval()
     try:
-        if sampler == "dpm++2m":
-            x0 = _dpm_solver_pp_2m(eps_of, x, scheduler.alphas_cumprod, T, steps, progress)
+        if sampler.startswith("dpm++"):
+            x0 = _dpm_solver_pp_2m(eps_of, x, scheduler.alphas_cumprod, T, steps, progress,
+                                   gens if sampler == "dpm++2m-sde" else None)
         else:
             x0 = _scheduler_loop(eps_of, scheduler, sampler, x, T, steps, eta, gens, progress)
     finally:
@@ -221,8 +222,20 @@ def dpm_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
     return [int(t) for t in dict.fromkeys(grid)]
 
 
-def _dpm_solver_pp_2m(eps_of, x: Tensor, alphas_cumprod: Tensor, T: int, steps: int, progress: bool) -> Tensor:
-    """DPM-Solver++(2M) on the discrete schedule; returns the final (clipped) data prediction."""
+def _noise_like(x: Tensor, gens: torch.Generator | list[torch.Generator] | None) -> Tensor:
+    if isinstance(gens, list):
+        return torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device) for g in gens])
+    return torch.randn(x.shape, generator=gens, device=x.device)
+
+
+def _dpm_solver_pp_2m(eps_of, x: Tensor, alphas_cumprod: Tensor, T: int, steps: int, progress: bool,
+                      sde_gens: torch.Generator | list[torch.Generator] | None = None) -> Tensor:
+    """DPM-Solver++(2M) on the discrete schedule; returns the final (clipped) data prediction.
+
+    With ``sde_gens`` (``dpm++2m-sde``), the stochastic variant: the variance-preserving SDE solved in
+    the same data-prediction form (each step decays the current sample by e^{-2h} instead of e^{-h}
+    and adds fresh noise of variance sigma_s^2 (1 - e^{-2h})), whose noise corrects part of the
+    model's error the way ancestral DDPM sampling does."""
     ts = dpm_timesteps(T, steps)
     abar = alphas_cumprod.double()
     # Python floats per timestep: the update coefficients never touch the device.
@@ -239,12 +252,21 @@ def _dpm_solver_pp_2m(eps_of, x: Tensor, alphas_cumprod: Tensor, T: int, steps: 
             return x0
         s = ts[i + 1]
         h = lam[s] - lam[t]
-        if x0_prev is None or (lower_order_final and i == len(ts) - 2):
-            d = x0
+        first_order = x0_prev is None or (lower_order_final and i == len(ts) - 2)
+        if sde_gens is None:
+            if first_order:
+                d = x0
+            else:
+                r = h_prev / h
+                d = (1.0 + 1.0 / (2.0 * r)) * x0 - (1.0 / (2.0 * r)) * x0_prev
+            x = (sigma[s] / sigma[t]) * x - alpha[s] * math.expm1(-h) * d
         else:
-            r = h_prev / h
-            d = (1.0 + 1.0 / (2.0 * r)) * x0 - (1.0 / (2.0 * r)) * x0_prev
-        x = (sigma[s] / sigma[t]) * x - alpha[s] * math.expm1(-h) * d
+            gain = -math.expm1(-2.0 * h)  # 1 - e^{-2h}
+            x = (sigma[s] / sigma[t]) * math.exp(-h) * x + alpha[s] * gain * x0
+            if not first_order:
+                r = h_prev / h
+                x = x + 0.5 * alpha[s] * gain * (1.0 / r) * (x0 - x0_prev)
+            x = x + sigma[s] * math.sqrt(gain) * _noise_like(x, sde_gens)
         x0_prev, h_prev = x0, h
     raise AssertionError("unreachable")
 

@@ -50,7 +50,7 @@ class SynthesisOptions(StrictModel):
     masks: Literal["source", "target", "both"] = "both"
     deform: bool = True
     times: int = Field(1, ge=1, description="Synthetic pairs per conditioning mask (scale-up factor).")
-    sampler: Literal["ddpm", "ddim", "dpm++2m"] = "dpm++2m"
+    sampler: Literal["ddpm", "ddim", "dpm++2m", "dpm++2m-sde"] = "dpm++2m"
     steps: int | None = Field(20, ge=1)
     batch_size: int = Field(16, ge=1)
     # Classifier-free guidance toward the target domain (domain-guided generator only; 1 = none), or
