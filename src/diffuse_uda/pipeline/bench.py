@@ -135,6 +135,8 @@ def _appearance_choices(runs: dict[str, dict[int, Path]], classes: list[str]) ->
         test_dice = {}
         for name, candidate in choice.candidates.items():
             per_case = Path(candidate) / EVALUATION / "per_case.csv"
+            if not per_case.is_file():  # a copy of the bench (benchmarks/results): the candidate row beside it
+                per_case = run.parent.parent / f"ascplus-{name}" / run.name / EVALUATION / "per_case.csv"
             test_dice[name] = _seed_means(load_per_case(per_case), classes, "dice")["mean"] if per_case.is_file() \
                 else math.nan
         finite = {n: d for n, d in test_dice.items() if not math.isnan(d)}

@@ -1,0 +1,55 @@
+"""Copy the small outputs of a bench folder into the repository (never models), so its tables and
+paired tests can be regenerated without retraining:
+
+    python benchmarks/export_results.py bench/abdominal-ct2mr benchmarks/results/abdominal-ct2mr
+
+Copied: bench.json / bench.md / bench.csv; per run: run.json, evaluation/summary.json and
+per_case.csv, appearance_choice.json; per pipeline run: pipeline.json and the stage manifests
+(stage.json, generator_choice.json). ``python benchmarks/collect_bench.py OUT TASK`` then rewrites the
+same table from the copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+SMALL = ("bench.json", "bench.md", "bench.csv", "pseudolabel_quality.json")
+PER_RUN = ("run.json", "appearance_choice.json", "pipeline.json", "stage.json", "generator_choice.json",
+           "evaluation/summary.json", "evaluation/per_case.csv")
+
+
+def export(bench: Path, out: Path) -> list[Path]:
+    copied = []
+    for name in SMALL:
+        if (bench / name).is_file():
+            copied.append(_copy(bench / name, out / name))
+    for path in sorted(bench.rglob("*")):
+        rel = path.relative_to(bench)
+        if not path.is_file() or len(rel.parts) < 2:
+            continue
+        tail = "/".join(rel.parts[-2:]) if rel.parts[-2] == "evaluation" else rel.name
+        if tail in PER_RUN and "report" not in rel.parts:
+            copied.append(_copy(path, out / rel))
+    return copied
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bench", type=Path)
+    ap.add_argument("out", type=Path)
+    args = ap.parse_args()
+    copied = export(args.bench, args.out)
+    size = sum(p.stat().st_size for p in copied)
+    print(f"{len(copied)} files, {size / 1024:.0f} KiB -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
