@@ -380,9 +380,10 @@ def synthesize_cmd(
     deform: Annotated[bool, typer.Option("--deform/--no-deform", help="Deform each mask (affine + elastic) "
                                                                       "before sampling.")] = True,
     times: Annotated[int, typer.Option(help="Synthetic pairs per mask (scale-up factor).")] = 1,
-    sampler: Annotated[str, typer.Option(help="dpm++2m (DPM-Solver++, few steps), ddim, or ddpm (all training "
-                                              "steps, the paper).")] = "dpm++2m",
-    steps: Annotated[int, typer.Option(help="Reverse steps of dpm++2m / ddim (ddpm runs all).")] = 20,
+    sampler: Annotated[str, typer.Option(help="ddim (with --eta 1: stochastic, the default), dpm++2m / dpm++2m-sde "
+                                              "(DPM-Solver++), or ddpm (all training steps, the paper).")] = "ddim",
+    steps: Annotated[int, typer.Option(help="Reverse steps of ddim / dpm++ (ddpm runs all).")] = 25,
+    eta: Annotated[float, typer.Option(help="DDIM stochasticity: 1 = fresh noise each step, 0 = deterministic.")] = 1.0,
     guidance_scale: Annotated[str, typer.Option(help="Classifier-free guidance toward the target domain "
                                                      "(domain-guided generators; 1 = none), or auto: chosen "
                                                      "without labels by the label-free fidelity measures.")] = "auto",
@@ -402,7 +403,7 @@ def synthesize_cmd(
     try:
         shard_i, shard_n = (int(x) for x in shard.split("/"))
         options = SynthesisOptions(masks=masks, deform=deform, times=times, sampler=sampler, steps=steps,
-                                   batch_size=batch_size,
+                                   batch_size=batch_size, eta=eta,
                                    guidance_scale=guidance_scale if guidance_scale == "auto" else float(guidance_scale))
     except ValueError as exc:
         raise ConfigError(f"invalid synthesis settings (shard {shard!r}): {exc}") from exc

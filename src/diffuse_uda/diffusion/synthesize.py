@@ -123,6 +123,7 @@ def synthesize_dataset(
     deformation: DeformationParams | None = None,
     domain: str | None = None,
     guidance_scale: float = 1.0,
+    eta: float = 0.0,
 ) -> Path:
     """Sample a synthetic data set conditioned on ``masks``.
 
@@ -148,6 +149,7 @@ def synthesize_dataset(
         domain: the domain to draw (``"target"``) with a domain-conditioned generator; ``None``: the
             paper's generator (no domain input).
         guidance_scale: classifier-free guidance toward ``domain`` (1 = none).
+        eta: DDIM stochasticity (0: deterministic; 1: as much fresh noise per step as ancestral sampling).
 
     Returns:
         ``out_dir``. dataset.json and gallery.png are written once every shard's files exist.
@@ -203,6 +205,7 @@ def synthesize_dataset(
         "seed": seed,
         "domain": domain,
         "guidance_scale": float(guidance_scale),
+        "eta": float(eta),
     }
     # Files already present are kept (resume); refuse to mix them with files made otherwise.
     settings_path = out_dir / SETTINGS_NAME
@@ -236,7 +239,7 @@ def synthesize_dataset(
         images = sample_images(
             model, cond, num_classes, num_channels, sampler=sampler, steps=eff_steps,
             num_train_timesteps=T, schedule=config.schedule,
-            generator=gens, amp=config.amp, domain=domain_id, guidance_scale=guidance_scale,
+            generator=gens, amp=config.amp, domain=domain_id, guidance_scale=guidance_scale, eta=eta,
         )
         images_np = images.float().cpu().numpy()
         cond_np = cond.cpu().numpy().astype(label_dtype)

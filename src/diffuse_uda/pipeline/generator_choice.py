@@ -91,7 +91,7 @@ def rank_choice(reports: dict[str, FidelityReport]) -> tuple[str, dict[str, floa
 def choose_guidance(generator_ckpt: Path, stage1_run: Path, source: Sequence[PairSample],
                     target: Sequence[PairSample], num_classes: int, sampler: str, steps: int | None,
                     seed: int, device: torch.device, candidates: Sequence[float] = GUIDANCE_CANDIDATES,
-                    n_masks: int = 32, batch_size: int = 16) -> GuidanceChoice:
+                    n_masks: int = 32, batch_size: int = 16, eta: float = 0.0) -> GuidanceChoice:
     """Score every candidate scale on the same masks and noise, and apply the rule."""
     t0 = time.perf_counter()
     model, config, info = load_diffusion(generator_ckpt, device)
@@ -125,7 +125,7 @@ def choose_guidance(generator_ckpt: Path, stage1_run: Path, source: Sequence[Pai
             images.append(sample_images(model, chunk, num_classes, info["image_channels"], sampler=sampler,
                                         steps=steps, num_train_timesteps=config.num_train_timesteps,
                                         schedule=config.schedule, generator=gens, amp=config.amp,
-                                        domain=DOMAIN_INDEX["target"], guidance_scale=scale))
+                                        domain=DOMAIN_INDEX["target"], guidance_scale=scale, eta=eta))
         batch = torch.cat(images)
         reports[str(scale)] = fidelity_report(batch, cond, segmenter, classifier, target_features, source_features,
                                               num_classes, (time.perf_counter() - t1) / batch.shape[0],

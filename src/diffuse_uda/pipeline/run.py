@@ -50,8 +50,12 @@ class SynthesisOptions(StrictModel):
     masks: Literal["source", "target", "both"] = "both"
     deform: bool = True
     times: int = Field(1, ge=1, description="Synthetic pairs per conditioning mask (scale-up factor).")
-    sampler: Literal["ddpm", "ddim", "dpm++2m", "dpm++2m-sde"] = "dpm++2m"
-    steps: int | None = Field(20, ge=1)
+    # Stochastic DDIM (eta 1) at 25 steps: as faithful to the masks as DDPM with all 250 steps at a tenth
+    # of the network evaluations, where deterministic DDIM and DPM-Solver++ fell 3-10 points short
+    # (BENCHMARKS.md, "Few-step sampling").
+    sampler: Literal["ddpm", "ddim", "dpm++2m", "dpm++2m-sde"] = "ddim"
+    steps: int | None = Field(25, ge=1)
+    eta: float = Field(1.0, ge=0.0, le=1.0, description="DDIM stochasticity (ignored by the other samplers)")
     batch_size: int = Field(16, ge=1)
     # Classifier-free guidance toward the target domain (domain-guided generator only; 1 = none), or
     # "auto": chosen without labels among GUIDANCE_CANDIDATES (pipeline.generator_choice).
@@ -65,7 +69,7 @@ GENERATORS: dict[str, dict[str, Any]] = {
     "domain-guided": {"domain_conditioning": True, "pair_weighting": "confidence"},
     "paper": {"domain_conditioning": False, "pair_weighting": "none"},
 }
-PAPER_PIPELINE: dict[str, Any] = {"generator": "paper", "synthesis": {"sampler": "ddim", "steps": 25,
+PAPER_PIPELINE: dict[str, Any] = {"generator": "paper", "synthesis": {"sampler": "ddim", "steps": 25, "eta": 0.0,
                                                                       "guidance_scale": 1.0}}
 
 
@@ -78,7 +82,7 @@ def resolve_guidance(syn: SynthesisOptions, folder: Path, generator: Path, stage
     if syn.guidance_scale != "auto":
         return float(syn.guidance_scale), None
     choice = choose_guidance(generator / "diffusion_last.pt", stage1, src, tgt, num_classes, syn.sampler, syn.steps,
-                             seed, device)
+                             seed, device, eta=syn.eta)
     write_guidance_choice(folder, choice)
     print(f"[synthesis] guidance scale chosen without labels: {choice.chosen} (mean ranks {choice.mean_rank})")
     return choice.chosen, guidance_summary(choice)
@@ -159,7 +163,7 @@ def _synthesize(task: Task, generator: Path, src: list[PairSample], tgt: list[Pa
                        task.labels, dict(info.channel_names), times=syn.times, deform=syn.deform, shard=shard,
                        sampler=syn.sampler, steps=syn.steps, batch_size=syn.batch_size, seed=seed,
                        device=device, reference_images=[(p.case_id, p.image) for p in chosen], progress=progress,
-                       domain=domain, guidance_scale=guidance)
+                       domain=domain, guidance_scale=guidance, eta=syn.eta)
     return {"n_masks": len(chosen), "n_synthetic": len(chosen) * syn.times, "domain": domain,
             "guidance_scale": guidance}
 
