@@ -124,6 +124,7 @@ def synthesize_dataset(
     domain: str | None = None,
     guidance_scale: float = 1.0,
     eta: float = 0.0,
+    target_examples: Sequence[np.ndarray] = (),
 ) -> Path:
     """Sample a synthetic data set conditioned on ``masks``.
 
@@ -150,6 +151,8 @@ def synthesize_dataset(
             paper's generator (no domain input).
         guidance_scale: classifier-free guidance toward ``domain`` (1 = none).
         eta: DDIM stochasticity (0: deterministic; 1: as much fresh noise per step as ancestral sampling).
+        target_examples: real target images ``(C, *S)`` shown in the gallery's last column, so the synthetic
+            images can be compared with the style they should have.
 
     Returns:
         ``out_dir``. dataset.json and gallery.png are written once every shard's files exist.
@@ -270,7 +273,7 @@ def synthesize_dataset(
         )
         write_dataset_json(out_dir, info_json)
         _write_gallery(out_dir, gallery_items(items, GALLERY_ROWS), masks, num_channels, num_classes,
-                       reference_images)
+                       reference_images, target_examples)
     return out_dir
 
 
@@ -303,12 +306,14 @@ def _write_gallery(
     num_channels: int,
     num_classes: int,
     reference_images: Sequence[tuple[str, np.ndarray]] | None,
+    target_examples: Sequence[np.ndarray] = (),
 ) -> Path:
-    """gallery.png: one row per item: conditioning mask | synthetic image | real image (if any)."""
+    """gallery.png: one row per item: conditioning mask | synthetic image | the real image of that mask (if
+    any) | a real target image (if given)."""
     from matplotlib.figure import Figure
 
     refs = dict(reference_images or [])
-    cols = 3 if refs else 2
+    cols = 2 + bool(refs) + bool(len(target_examples))
     fig = Figure(figsize=(2.4 * cols, 2.4 * max(len(items), 1)))
     axes = fig.subplots(max(len(items), 1), cols, squeeze=False)
     for r, it in enumerate(items):
@@ -328,6 +333,11 @@ def _write_gallery(
                 panels.append((real, real_kw, "real"))
             else:
                 panels.append((None, {}, "real (none)"))
+        if len(target_examples):
+            example = np.asarray(target_examples[(r * 7) % len(target_examples)], dtype=np.float32)
+            spatial = np.asarray(masks[it.mask_index][1]).ndim
+            real, real_kw = _display(example if example.ndim == spatial + 1 else example[None])
+            panels.append((real, real_kw, "a real target image"))
         for c, (img, kw, title) in enumerate(panels):
             ax = axes[r, c]
             ax.set_axis_off()

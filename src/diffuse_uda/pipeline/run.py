@@ -163,7 +163,8 @@ def _synthesize(task: Task, generator: Path, src: list[PairSample], tgt: list[Pa
                        task.labels, dict(info.channel_names), times=syn.times, deform=syn.deform, shard=shard,
                        sampler=syn.sampler, steps=syn.steps, batch_size=syn.batch_size, seed=seed,
                        device=device, reference_images=[(p.case_id, p.image) for p in chosen], progress=progress,
-                       domain=domain, guidance_scale=guidance, eta=syn.eta)
+                       domain=domain, guidance_scale=guidance, eta=syn.eta,
+                       target_examples=[p.image for p in tgt[:: max(1, len(tgt) // 16)]])
     return {"n_masks": len(chosen), "n_synthetic": len(chosen) * syn.times, "domain": domain,
             "guidance_scale": guidance}
 
