@@ -46,6 +46,8 @@ def test_pipeline_runs_every_stage_and_skips_when_complete(tiny_task, tmp_path: 
     report = run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
     text = report.read_text()
     assert report.name == "report.md" and "diffuse-uda" in text and "ascplus (stage 1)" in text
+    assert "Generator fidelity (label-free) and the guidance scale" in text and "(chosen)" in text
+    assert "Appearance transfer (chosen without labels)" in text
     _assert_outputs_whole(tmp_path / "run")
     # The domain-guided generator's guidance scale was chosen without labels and recorded.
     guidance = read_manifest(tmp_path / "run" / "4_synthetic").result["guidance_choice"]

@@ -342,14 +342,38 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
                               for st in record.stages if st.seconds is not None)
     gallery = synthetic / "gallery.png"
     synth_manifest = read_manifest(synthetic)
+    result = synth_manifest.result if synth_manifest else {}
     sections = [("Stage timings", timing_text),
-                ("Synthetic gallery", f"![gallery]({gallery.resolve()})  \n"
-                                      f"{synth_manifest.result if synth_manifest else ''}")]
+                ("Synthetic gallery", f"![gallery]({gallery.resolve()})  \nmask | synthetic image | the real image "
+                                      f"of that mask | a real target image. {result.get('n_synthetic', '?')} pairs "
+                                      f"from {result.get('n_masks', '?')} masks, generator domain "
+                                      f"{result.get('domain')}, guidance {result.get('guidance_scale')}.")]
+    if result.get("guidance_choice"):
+        sections.append(("Generator fidelity (label-free) and the guidance scale", _guidance_table(
+            result["guidance_choice"])))
     if not evaluated:
         return out
     return write_comparison_report([*extra_runs, *evaluated], report_dir or out / "report",
                                    title=f"Diffuse-UDA run: {task.name}",
                                    extra_sections=sections)
+
+
+def _guidance_table(choice: dict[str, Any]) -> str:
+    """Markdown: the label-free measures of each candidate guidance scale and the pick."""
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3g}"
+
+    rows = ["| guidance | stage-1 mask fidelity (%) | style fidelity (%) | Frechet distance to target | "
+            "to source | mean rank |", "|---|---|---|---|---|---|"]
+    for scale, m in choice["measures"].items():
+        chosen = " **(chosen)**" if float(scale) == float(choice["chosen"]) else ""
+        rows.append(f"| {scale}{chosen} | {pct(m['mask_fidelity'])} | {pct(m['style_fidelity'])}"
+                    f"{'' if m['style_meaningful'] else ' (not used)'} | {num(m['frechet_target'])} | "
+                    f"{num(m['frechet_source'])} | {choice['mean_rank'][scale]:.2f} |")
+    return f"Rule: {choice['rule']}.\n\n" + "\n".join(rows)
 
 
 def pipeline_stage_folders(run_dir: Path) -> dict[str, Path]:
