@@ -83,6 +83,7 @@ def build_model(config: DiffusionConfig, num_classes: int, image_channels: int) 
         num_res_blocks=config.num_res_blocks,
         norm_num_groups=config.norm_num_groups,
         num_domains=len(DOMAINS) if config.domain_conditioning else 0,
+        gradient_checkpointing=config.gradient_checkpointing,
     )
 
 

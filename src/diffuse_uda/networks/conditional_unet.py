@@ -10,6 +10,11 @@ Beyond the paper, the network can also take the *domain* of the image it denoise
 UNet adds to the timestep embedding (its class embedding). Training with the domain sometimes set
 to "unknown" lets sampling use classifier-free guidance toward the target domain
 (:func:`diffuse_uda.diffusion.samplers.sample_images`).
+
+With ``gradient_checkpointing`` the UNet's down, middle and up blocks keep only their inputs during a
+training forward pass and recompute their activations in the backward pass (MONAI's UNet has no such
+option, so :meth:`ConditionalDiffusionUNet._checkpointed_unet` walks its blocks the way its ``forward``
+does). Outputs and gradients are those of the plain pass; inference is unaffected.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from collections.abc import Sequence
 
 import torch
 from monai.networks.nets import DiffusionModelUNet
+from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 __all__ = ["DOMAIN_INDEX", "ConditionalDiffusionUNet", "one_hot"]
 
@@ -63,6 +70,7 @@ class ConditionalDiffusionUNet(nn.Module):
         norm_num_groups: GroupNorm groups; must divide every entry of ``channels``.
         num_domains: 0 (the paper: no domain input) or the number of domains (2: source and
             target), each with a learned embedding, plus the "unknown" domain 0.
+        gradient_checkpointing: recompute block activations in the backward pass (less memory).
     """
 
     def __init__(
@@ -76,6 +84,7 @@ class ConditionalDiffusionUNet(nn.Module):
         num_res_blocks: int = 1,
         norm_num_groups: int = 32,
         num_domains: int = 0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -90,6 +99,7 @@ class ConditionalDiffusionUNet(nn.Module):
         self.num_classes = num_classes
         self.embed_channels = embed_channels
         self.num_domains = int(num_domains)
+        self.gradient_checkpointing = gradient_checkpointing
 
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         # f_e: a learned per-voxel linear map from the one-hot label to an embedding
@@ -138,4 +148,27 @@ class ConditionalDiffusionUNet(nn.Module):
             labels = domain if domain is not None else torch.zeros_like(timesteps)
         elif domain is not None:
             raise ValueError("this generator has no domain input (trained without domain conditioning)")
-        return self.unet(torch.cat([noisy_image, cond], dim=1), timesteps, class_labels=labels)
+        x = torch.cat([noisy_image, cond], dim=1)
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return self._checkpointed_unet(x, timesteps, labels)
+        return self.unet(x, timesteps, class_labels=labels)
+
+    def _checkpointed_unet(self, x: Tensor, timesteps: Tensor, class_labels: Tensor | None) -> Tensor:
+        """MONAI's ``DiffusionModelUNet.forward`` (no cross-attention context, no ControlNet residuals)
+        with each down, middle and up block under ``torch.utils.checkpoint``."""
+        unet = self.unet
+        emb = unet.time_embed(get_timestep_embedding(timesteps, unet.block_out_channels[0]).to(dtype=x.dtype))
+        if unet.num_class_embeds is not None:
+            emb = emb + unet.class_embedding(class_labels).to(dtype=x.dtype)
+        h = unet.conv_in(x)
+        skips = [h]
+        for block in unet.down_blocks:
+            h, res = checkpoint(block, hidden_states=h, temb=emb, context=None, use_reentrant=False)
+            skips.extend(res)
+        h = checkpoint(unet.middle_block, hidden_states=h, temb=emb, context=None, use_reentrant=False)
+        for block in unet.up_blocks:
+            n = len(block.resnets)
+            res, skips = skips[-n:], skips[:-n]
+            h = checkpoint(block, hidden_states=h, res_hidden_states_list=res, temb=emb, context=None,
+                           use_reentrant=False)
+        return checkpoint(unet.out, h, use_reentrant=False)

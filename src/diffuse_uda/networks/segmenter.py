@@ -1,4 +1,4 @@
-"""Segmentation network factory (MONAI SegResNet, 2D or 3D)."""
+"""Segmentation network factory (MONAI SegResNet, 2D or 3D), optionally with gradient checkpointing."""
 
 from __future__ import annotations
 
@@ -7,12 +7,43 @@ from typing import Any
 import torch
 from monai.networks.nets import SegResNet
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from diffuse_uda.config import NetworkConfig
 
 
+class CheckpointedSegResNet(SegResNet):
+    """A SegResNet whose resolution levels keep only their inputs during a training forward pass and
+    recompute their activations in the backward pass (``torch.utils.checkpoint``): the same parameters,
+    outputs and gradients for much less activation memory. MONAI's SegResNet has no such option, so
+    ``encode``/``decode`` repeat its own, level by level."""
+
+    def _level(self, fn: Any, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled():
+            return checkpoint(fn, *inputs, use_reentrant=False)
+        return fn(*inputs)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x = self.convInit(x)
+        if self.dropout_prob is not None:
+            x = self.dropout(x)
+        down_x = []
+        for down in self.down_layers:
+            x = self._level(down, x)
+            down_x.append(x)
+        return x, down_x
+
+    def decode(self, x: torch.Tensor, down_x: list[torch.Tensor]) -> torch.Tensor:
+        for i, (up, upl) in enumerate(zip(self.up_samples, self.up_layers, strict=True)):
+            x = self._level(lambda h, skip, up=up, upl=upl: upl(up(h) + skip), x, down_x[i + 1])
+        if self.use_conv_final:
+            x = self._level(self.conv_final, x)
+        return x
+
+
 def build_segmenter(spatial_dims: int, in_channels: int, num_classes: int, config: NetworkConfig) -> nn.Module:
-    return SegResNet(
+    cls = CheckpointedSegResNet if config.gradient_checkpointing else SegResNet
+    return cls(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
         out_channels=num_classes,
