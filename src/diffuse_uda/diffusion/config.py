@@ -78,6 +78,9 @@ class DiffusionConfig(ConfigModel):
         gradient_checkpointing: keep only the inputs of the UNet's blocks during the forward pass and
             recompute their activations in the backward pass (``torch.utils.checkpoint``): much less
             activation memory for about one more forward pass of compute. Same weights, same results.
+
+    Distributed training (torchrun) keeps ``batch_size * grad_accumulation`` pairs per update in all,
+    shared by the processes (see :mod:`diffuse_uda.diffusion.trainer`).
     """
 
     spatial_dims: Literal[2, 3] = 2
