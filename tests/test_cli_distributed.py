@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from diffuse_uda import cli
 from diffuse_uda.pipeline.manifest import read_manifest
 from diffuse_uda.pipeline.run_folder import RunFolder
 from diffuse_uda.training.bundle import load_bundle
@@ -42,6 +43,21 @@ def test_torchrun_train_on_two_processes(task_args: list[str], tmp_path: Path) -
     manifest = RunFolder(run).manifest()
     assert manifest.status == "complete" and manifest.world_size == 2 and manifest.iterations == 6
     assert load_bundle(run).method == "ascplus"
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_under_torchrun_a_single_process_verb_runs_on_rank_0_alone(rank: str, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setattr("sys.argv", ["diffuse-uda", "methods"])
+    if rank == "1":
+        cli.main()  # returns at once: no second copy of the work, no process group to wait for
+        assert capsys.readouterr().out == ""
+        return
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 0 and "ascplus" in capsys.readouterr().out
+    assert os.environ["WORLD_SIZE"] == "1"  # rank 0 ran it as one process (joins no group)
 
 
 @pytest.mark.slow

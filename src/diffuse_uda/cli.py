@@ -1,8 +1,8 @@
 """Command-line interface: verbs only. Each verb parses, calls one function, prints where things went.
 
-Under ``torchrun --nproc-per-node N -m diffuse_uda.cli VERB ...`` every process runs the verb (``train``,
-``run``, ``bench`` and ``synthesize`` share the work, see :mod:`diffuse_uda.training.distributed`);
-only rank 0 prints to stdout.
+Under ``torchrun --nproc-per-node N -m diffuse_uda.cli VERB ...`` every process runs ``train``, ``run``,
+``bench`` and ``synthesize``, which share the work (see :mod:`diffuse_uda.training.distributed`), and
+only rank 0 prints to stdout. Every other verb runs on rank 0 as one process; the other ranks exit.
 """
 
 from __future__ import annotations
@@ -422,6 +422,8 @@ def _global_options(
 
 
 _DEBUG = bool(os.environ.get("DIFFUSE_UDA_DEBUG"))
+# The verbs whose work the processes of a torchrun launch share.
+DISTRIBUTED_VERBS = frozenset({"train", "run", "bench", "synthesize"})
 
 
 def _one_line(exc: BaseException) -> str:
@@ -443,8 +445,15 @@ def main() -> None:
         _DEBUG = True
         sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a != "--debug")]
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # by torchrun, as one of several processes
-    if launched and os.environ.get("RANK", "0") != "0":
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (open until exit): only rank 0 reports
+    if launched:
+        verb = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+        if verb not in DISTRIBUTED_VERBS:
+            if os.environ.get("RANK", "0") != "0":
+                return  # a single-process verb: rank 0 runs it alone
+            os.environ["WORLD_SIZE"] = "1"  # ... as a process that never joins a group
+            launched = False
+        elif os.environ.get("RANK", "0") != "0":
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (open until exit): only rank 0 reports
     try:
         app()
     except KeyboardInterrupt:
