@@ -86,6 +86,7 @@ class TrainingConfig(StrictModel):
 
     iterations: PositiveInt = 2000
     # Labelled (source) and unlabelled (target) images per step. The paper: 4, split across domains.
+    # The global batch: under torchrun each of N processes takes batch_size / N of them.
     batch_size: PositiveInt = 4
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(1e-4, gt=0.0)

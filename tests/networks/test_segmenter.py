@@ -7,13 +7,7 @@ import torch
 from monai.networks.nets import SegResNet
 
 from diffuse_uda.config import NetworkConfig
-from diffuse_uda.networks.segmenter import (
-    CheckpointedSegResNet,
-    build_segmenter,
-    encoder_features,
-    segmenter_from_spec,
-    segmenter_spec,
-)
+from diffuse_uda.networks.segmenter import build_segmenter, encoder_features, segmenter_from_spec, segmenter_spec
 
 
 def _saved_bytes(fn) -> tuple[int, torch.Tensor]:
@@ -42,15 +36,27 @@ def test_checkpointed_segresnet_has_the_same_weights_outputs_and_gradients_for_l
         out.square().mean().backward()
         runs.append((net, saved, out))
     (plain, plain_saved, plain_out), (ckpt, ckpt_saved, ckpt_out) = runs
-    assert type(plain) is SegResNet and isinstance(ckpt, CheckpointedSegResNet)
+    assert type(plain) is type(ckpt) is SegResNet
     assert plain.state_dict().keys() == ckpt.state_dict().keys()  # bundles load into either
     assert torch.equal(plain_out, ckpt_out)
     assert all(torch.equal(a.grad, b.grad) for a, b in zip(plain.parameters(), ckpt.parameters(), strict=True))
     assert ckpt_saved < 0.5 * plain_saved
 
 
-def test_a_bundle_spec_with_checkpointing_rebuilds_it_and_serves_the_feature_embedding() -> None:
+def test_a_checkpointed_bundle_loads_and_an_ema_copy_recomputes_its_own_blocks() -> None:
+    import copy
+
     config = NetworkConfig(init_filters=8, blocks_down=(1, 1), blocks_up=(1,), gradient_checkpointing=True)
     net = segmenter_from_spec(segmenter_spec(2, 1, 2, config))
-    assert isinstance(net, CheckpointedSegResNet)
-    assert encoder_features(net.eval(), torch.rand(3, 1, 16, 16)).shape == (3, 16)
+    plain = build_segmenter(2, 1, 2, config.model_copy(update={"gradient_checkpointing": False}))
+    net.load_state_dict(plain.state_dict())
+    x = torch.rand(3, 1, 16, 16)
+    assert encoder_features(net.eval(), x).shape == (3, 16)
+    torch.testing.assert_close(net(x), plain.eval()(x), rtol=0, atol=0)
+    # A deep copy (the EMA teacher) runs its own weights, not the original's.
+    teacher = copy.deepcopy(net).train()
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.mul_(0.5)
+    x.requires_grad_(True)
+    assert not torch.equal(teacher(x), net.train()(x))

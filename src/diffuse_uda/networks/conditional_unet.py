@@ -11,10 +11,10 @@ UNet adds to the timestep embedding (its class embedding). Training with the dom
 to "unknown" lets sampling use classifier-free guidance toward the target domain
 (:func:`diffuse_uda.diffusion.samplers.sample_images`).
 
-With ``gradient_checkpointing`` the UNet's down, middle and up blocks keep only their inputs during a
-training forward pass and recompute their activations in the backward pass (MONAI's UNet has no such
-option, so :meth:`ConditionalDiffusionUNet._checkpointed_unet` walks its blocks the way its ``forward``
-does). Outputs and gradients are those of the plain pass; inference is unaffected.
+With ``gradient_checkpointing`` the UNet's residual and attention blocks and its output head keep only
+their inputs during a training forward pass and recompute their activations in the backward pass
+(:mod:`diffuse_uda.networks.checkpointing`; MONAI's UNet has no such option). Outputs, gradients and
+state dicts are those of the plain network; inference is unaffected.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from monai.networks.blocks import SpatialAttentionBlock
 from monai.networks.nets import DiffusionModelUNet
-from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
+from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
+
+from diffuse_uda.networks.checkpointing import checkpoint_modules
 
 __all__ = ["DOMAIN_INDEX", "ConditionalDiffusionUNet", "one_hot"]
 
@@ -99,7 +101,6 @@ class ConditionalDiffusionUNet(nn.Module):
         self.num_classes = num_classes
         self.embed_channels = embed_channels
         self.num_domains = int(num_domains)
-        self.gradient_checkpointing = gradient_checkpointing
 
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         # f_e: a learned per-voxel linear map from the one-hot label to an embedding
@@ -117,6 +118,10 @@ class ConditionalDiffusionUNet(nn.Module):
             use_flash_attention=True,
             num_class_embeds=self.num_domains + 1 if self.num_domains else None,
         )
+        if gradient_checkpointing:
+            # Residual and attention blocks, and the head (GroupNorm + SiLU + conv at full resolution).
+            blocks = [m for m in self.unet.modules() if isinstance(m, DiffusionUNetResnetBlock | SpatialAttentionBlock)]
+            checkpoint_modules([*blocks, self.unet.out])
 
     def embed_condition(self, mask_onehot: Tensor) -> Tensor:
         """Apply ``f_e`` to a one-hot mask ``(B, K, *S)``."""
@@ -148,27 +153,4 @@ class ConditionalDiffusionUNet(nn.Module):
             labels = domain if domain is not None else torch.zeros_like(timesteps)
         elif domain is not None:
             raise ValueError("this generator has no domain input (trained without domain conditioning)")
-        x = torch.cat([noisy_image, cond], dim=1)
-        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return self._checkpointed_unet(x, timesteps, labels)
-        return self.unet(x, timesteps, class_labels=labels)
-
-    def _checkpointed_unet(self, x: Tensor, timesteps: Tensor, class_labels: Tensor | None) -> Tensor:
-        """MONAI's ``DiffusionModelUNet.forward`` (no cross-attention context, no ControlNet residuals)
-        with each down, middle and up block under ``torch.utils.checkpoint``."""
-        unet = self.unet
-        emb = unet.time_embed(get_timestep_embedding(timesteps, unet.block_out_channels[0]).to(dtype=x.dtype))
-        if unet.num_class_embeds is not None:
-            emb = emb + unet.class_embedding(class_labels).to(dtype=x.dtype)
-        h = unet.conv_in(x)
-        skips = [h]
-        for block in unet.down_blocks:
-            h, res = checkpoint(block, hidden_states=h, temb=emb, context=None, use_reentrant=False)
-            skips.extend(res)
-        h = checkpoint(unet.middle_block, hidden_states=h, temb=emb, context=None, use_reentrant=False)
-        for block in unet.up_blocks:
-            n = len(block.resnets)
-            res, skips = skips[-n:], skips[:-n]
-            h = checkpoint(block, hidden_states=h, res_hidden_states_list=res, temb=emb, context=None,
-                           use_reentrant=False)
-        return checkpoint(unet.out, h, use_reentrant=False)
+        return self.unet(torch.cat([noisy_image, cond], dim=1), timesteps, class_labels=labels)

@@ -5,45 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from monai.networks.blocks.segresnet_block import ResBlock
 from monai.networks.nets import SegResNet
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from diffuse_uda.config import NetworkConfig
-
-
-class CheckpointedSegResNet(SegResNet):
-    """A SegResNet whose resolution levels keep only their inputs during a training forward pass and
-    recompute their activations in the backward pass (``torch.utils.checkpoint``): the same parameters,
-    outputs and gradients for much less activation memory. MONAI's SegResNet has no such option, so
-    ``encode``/``decode`` repeat its own, level by level."""
-
-    def _level(self, fn: Any, *inputs: torch.Tensor) -> torch.Tensor:
-        if self.training and torch.is_grad_enabled():
-            return checkpoint(fn, *inputs, use_reentrant=False)
-        return fn(*inputs)
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = self.convInit(x)
-        if self.dropout_prob is not None:
-            x = self.dropout(x)
-        down_x = []
-        for down in self.down_layers:
-            x = self._level(down, x)
-            down_x.append(x)
-        return x, down_x
-
-    def decode(self, x: torch.Tensor, down_x: list[torch.Tensor]) -> torch.Tensor:
-        for i, (up, upl) in enumerate(zip(self.up_samples, self.up_layers, strict=True)):
-            x = self._level(lambda h, skip, up=up, upl=upl: upl(up(h) + skip), x, down_x[i + 1])
-        if self.use_conv_final:
-            x = self._level(self.conv_final, x)
-        return x
+from diffuse_uda.networks.checkpointing import checkpoint_modules
 
 
 def build_segmenter(spatial_dims: int, in_channels: int, num_classes: int, config: NetworkConfig) -> nn.Module:
-    cls = CheckpointedSegResNet if config.gradient_checkpointing else SegResNet
-    return cls(
+    net = SegResNet(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
         out_channels=num_classes,
@@ -52,6 +23,11 @@ def build_segmenter(spatial_dims: int, in_channels: int, num_classes: int, confi
         blocks_up=tuple(config.blocks_up),
         dropout_prob=config.dropout,
     )
+    if config.gradient_checkpointing:
+        # Each residual block recomputes its activations in the backward pass; so does the full-resolution head.
+        checkpoint_modules([m for m in net.modules() if isinstance(m, ResBlock)]
+                           + ([net.conv_final] if net.use_conv_final else []))
+    return net
 
 
 def segmenter_spec(spatial_dims: int, in_channels: int, num_classes: int, config: NetworkConfig) -> dict[str, Any]:
