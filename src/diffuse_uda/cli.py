@@ -1,4 +1,9 @@
-"""Command-line interface: verbs only. Each verb parses, calls one function, prints where things went."""
+"""Command-line interface: verbs only. Each verb parses, calls one function, prints where things went.
+
+Under ``torchrun --nproc-per-node N -m diffuse_uda.cli VERB ...`` every process runs ``train``, ``run``,
+``bench`` and ``synthesize``, which share the work (see :mod:`diffuse_uda.training.distributed`), and
+only rank 0 prints to stdout. Every other verb runs on rank 0 as one process; the other ranks exit.
+"""
 
 from __future__ import annotations
 
@@ -371,8 +376,10 @@ def run_cmd(
 
 @app.command("synthesize")
 def synthesize_cmd(
-    run: Annotated[Path, typer.Option("--run", help="Pipeline run folder (from `diffuse-uda run`) with a trained "
-                                                    "generator.")],
+    # --run-dir: torchrun's own parser reads --run as an ambiguous abbreviation of its --run-path.
+    run: Annotated[Path, typer.Option("--run", "--run-dir", help="Pipeline run folder (from `diffuse-uda run`) "
+                                                                 "with a trained generator (under torchrun: "
+                                                                 "--run-dir).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic dataset folder (imagesTr, labelsTr, "
                                                           "dataset.json, gallery.png).")],
     masks: Annotated[str, typer.Option(help="Conditioning masks: source (labels), target (pseudo-labels) "
@@ -388,8 +395,9 @@ def synthesize_cmd(
                                                      "(domain-guided generators; 1 = none), or auto: chosen "
                                                      "without labels by the label-free fidelity measures.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images sampled together.")] = 16,
-    shard: Annotated[str, typer.Option(help="i/n: this process makes every n-th item starting at i; run the "
-                                            "n shards anywhere, into the same --out.")] = "0/1",
+    shard: Annotated[str | None, typer.Option(help="i/n: this process makes every n-th item starting at i; run "
+                                                   "the n shards anywhere, into the same --out. Default: every "
+                                                   "item (under torchrun the processes share them).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the noise and deformations (per item, so sharding does "
                                            "not change results).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
@@ -401,13 +409,15 @@ def synthesize_cmd(
     from diffuse_uda.pipeline.run import SynthesisOptions, synthesize_from_run
 
     try:
-        shard_i, shard_n = (int(x) for x in shard.split("/"))
+        parts = None if shard is None else tuple(int(x) for x in shard.split("/"))
+        if parts is not None and len(parts) != 2:
+            raise ValueError("expected i/n")
         options = SynthesisOptions(masks=masks, deform=deform, times=times, sampler=sampler, steps=steps,
                                    batch_size=batch_size, eta=eta,
                                    guidance_scale=guidance_scale if guidance_scale == "auto" else float(guidance_scale))
     except ValueError as exc:
         raise ConfigError(f"invalid synthesis settings (shard {shard!r}): {exc}") from exc
-    synthesize_from_run(run, out, options, seed=seed, shard=(shard_i, shard_n), device=device)
+    synthesize_from_run(run, out, options, seed=seed, shard=parts, device=device)  # type: ignore[arg-type]
 
 
 @export_app.command("nnunet")
@@ -500,6 +510,8 @@ def _global_options(
 
 
 _DEBUG = bool(os.environ.get("DIFFUSE_UDA_DEBUG"))
+# The verbs whose work the processes of a torchrun launch share.
+DISTRIBUTED_VERBS = frozenset({"train", "run", "bench", "synthesize"})
 
 
 def _one_line(exc: BaseException) -> str:
@@ -520,6 +532,16 @@ def main() -> None:
     if "--debug" in sys.argv[1:]:
         _DEBUG = True
         sys.argv = [sys.argv[0], *(a for a in sys.argv[1:] if a != "--debug")]
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # by torchrun, as one of several processes
+    if launched:
+        verb = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+        if verb not in DISTRIBUTED_VERBS:
+            if os.environ.get("RANK", "0") != "0":
+                return  # a single-process verb: rank 0 runs it alone
+            os.environ["WORLD_SIZE"] = "1"  # ... as a process that never joins a group
+            launched = False
+        elif os.environ.get("RANK", "0") != "0":
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (open until exit): only rank 0 reports
     try:
         app()
     except KeyboardInterrupt:
@@ -531,6 +553,11 @@ def main() -> None:
         typer.secho(f"error: {_one_line(exc)}", fg=typer.colors.RED, err=True)
         typer.secho("(run with --debug for the traceback)", err=True)
         sys.exit(2)
+    finally:
+        if launched:
+            from diffuse_uda.training import distributed
+
+            distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ class NetworkConfig(StrictModel):
     blocks_down: tuple[PositiveInt, ...] = (1, 2, 2, 4)
     blocks_up: tuple[PositiveInt, ...] = (1, 1, 1)
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    # Recompute each level's activations in the backward pass (less memory, ~1 more forward of compute;
+    # the same results). For large 3D inputs.
+    gradient_checkpointing: bool = False
 
     def model_post_init(self, __context: Any) -> None:
         if not self.blocks_down or len(self.blocks_up) != len(self.blocks_down) - 1:
@@ -83,6 +86,7 @@ class TrainingConfig(StrictModel):
 
     iterations: PositiveInt = 2000
     # Labelled (source) and unlabelled (target) images per step. The paper: 4, split across domains.
+    # The global batch: under torchrun each of N processes takes batch_size / N of them.
     batch_size: PositiveInt = 4
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(1e-4, gt=0.0)

@@ -76,6 +76,18 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path, tiny_pairs: list[PairSa
     assert _log(tmp_path / "full") == _log(part)
 
 
+def test_gradient_checkpointing_trains_to_the_same_weights(tmp_path: Path, tiny_pairs: list[PairSample]) -> None:
+    cfg = DiffusionConfig.smoke(iterations=3, grad_accumulation=2, deform="both")
+    plain = torch.load(train_diffusion(tiny_pairs, NUM_CLASSES, cfg, tmp_path / "a", progress=False),
+                       weights_only=True)
+    ckpt = torch.load(train_diffusion(tiny_pairs, NUM_CLASSES, cfg.replace(gradient_checkpointing=True), tmp_path / "b",
+                                      progress=False), weights_only=True)
+    assert ckpt["config"]["gradient_checkpointing"] and not plain["config"]["gradient_checkpointing"]
+    for key in ("model", "ema"):
+        assert all(torch.equal(plain[key][n], ckpt[key][n]) for n in plain[key]), key
+    assert _log(tmp_path / "a") == _log(tmp_path / "b")
+
+
 def test_resume_rejects_other_architecture(tmp_path: Path, tiny_pairs: list[PairSample]) -> None:
     train_diffusion(tiny_pairs, NUM_CLASSES, DiffusionConfig.smoke(iterations=1), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="different diffusion settings"):

@@ -61,3 +61,46 @@ def test_rejects_wrong_mask_channels() -> None:
     model = _model(2)
     with pytest.raises(ValueError, match="channels"):
         model(torch.randn(1, 1, 8, 8), torch.zeros(1, 2, 8, 8), torch.tensor([0]))
+
+
+def _saved_bytes(fn) -> tuple[int, torch.Tensor]:
+    """Bytes of the tensors autograd keeps for the backward pass while ``fn`` runs (the activation
+    memory that gradient checkpointing trades for recomputation)."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return sum(storages.values()), out
+
+
+@pytest.mark.parametrize(("spatial_dims", "domains"), [(2, 0), (2, 2), (3, 0)])
+def test_gradient_checkpointing_gives_the_same_outputs_and_gradients_for_far_less_saved_memory(
+        spatial_dims: int, domains: int) -> None:
+    def build(checkpointing: bool) -> ConditionalDiffusionUNet:
+        torch.manual_seed(0)
+        return ConditionalDiffusionUNet(spatial_dims, 1, 3, embed_channels=4, channels=(8, 16, 16), norm_num_groups=4,
+                                        attention_levels=(False, False, True), num_domains=domains,
+                                        gradient_checkpointing=checkpointing)
+
+    size = (16,) * spatial_dims
+    g = torch.Generator().manual_seed(1)
+    x, mask = torch.randn(2, 1, *size, generator=g), torch.randint(0, 3, (2, *size), generator=g)
+    t, domain = torch.tensor([3, 7]), torch.tensor([1, 2]) if domains else None
+    runs = []
+    for checkpointing in (False, True):
+        model = build(checkpointing)
+        saved, out = _saved_bytes(lambda m=model: m(x, one_hot(mask, 3), t, domain))
+        out.square().mean().backward()
+        runs.append((saved, out, [p.grad for p in model.parameters()]))
+    (plain_saved, plain_out, plain_grads), (ckpt_saved, ckpt_out, ckpt_grads) = runs
+    assert torch.equal(plain_out, ckpt_out)
+    assert all(torch.equal(a, b) for a, b in zip(plain_grads, ckpt_grads, strict=True))
+    assert ckpt_saved < 0.3 * plain_saved
+    # Inference never checkpoints (nothing to save): the plain MONAI forward.
+    model = build(True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, one_hot(mask, 3), t, domain), plain_out, rtol=0, atol=0)

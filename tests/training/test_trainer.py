@@ -87,3 +87,16 @@ def test_dice_ignores_classes_absent_from_the_batch() -> None:
     noisy = perfect.clone()
     noisy[:, 2, 0, 0] = 40
     assert float(soft_dice_loss(noisy, labels)) < 1e-3
+
+
+def test_gradient_checkpointing_trains_to_the_same_weights(tmp_path: Path) -> None:
+    plain = _train("ascplus", tmp_path / "a", 3).method
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": 3, "device": "cpu"},
+                                        "network": {"gradient_checkpointing": True},
+                                        "method": {"appearance": "fourier"}})
+    checkpointed = Trainer(create_method("ascplus", {"appearance": "fourier"}), _data(), cfg, tmp_path / "b", 2, 2,
+                           progress=False)
+    checkpointed.fit()
+    for key in ("student", "teacher"):
+        a, b = getattr(plain, key).state_dict(), getattr(checkpointed.method, key).state_dict()
+        assert all(torch.equal(a[n], b[n]) for n in a)

@@ -75,6 +75,12 @@ class DiffusionConfig(ConfigModel):
             one-hot), so the model also learns the unconditional image distribution.
         pair_weighting: "none" (the paper), or "confidence": each target pseudo-pair's loss is weighted
             by its ``weight`` (stage 1's own confidence in that pseudo-label; source pairs weigh 1).
+        gradient_checkpointing: keep only the inputs of the UNet's blocks during the forward pass and
+            recompute their activations in the backward pass (``torch.utils.checkpoint``): much less
+            activation memory for about one more forward pass of compute. Same weights, same results.
+
+    Distributed training (torchrun) keeps ``batch_size * grad_accumulation`` pairs per update in all,
+    shared by the processes (see :mod:`diffuse_uda.diffusion.trainer`).
     """
 
     spatial_dims: Literal[2, 3] = 2
@@ -104,6 +110,7 @@ class DiffusionConfig(ConfigModel):
     domain_dropout: float = Field(0.15, ge=0.0, le=1.0)
     mask_dropout: float = Field(0.0, ge=0.0, le=1.0)
     pair_weighting: Literal["none", "confidence"] = "none"
+    gradient_checkpointing: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> DiffusionConfig:

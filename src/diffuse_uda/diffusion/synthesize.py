@@ -11,7 +11,8 @@ nnU-Net v2 raw layout::
 
 Every item draws its randomness from its own generators, seeded from ``(seed, id, k)``, so the
 result of an item does not depend on which shard or batch produced it, and a rerun skips items
-whose files already exist.
+whose files already exist. Under torchrun the ranks share the items automatically (rank r makes the
+items with ``index % world_size == r``); rank 0 writes the settings, dataset.json and the gallery.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from diffuse_uda.diffusion.samplers import SAMPLERS, sample_images
 from diffuse_uda.diffusion.trainer import load_diffusion
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX
+from diffuse_uda.training import distributed
 from diffuse_uda.transforms.deformation import DeformationParams, RandomDeformation
 
 __all__ = ["GALLERY_NAME", "SynthesisItem", "item_seed", "synthesis_items", "synthesize_dataset"]
@@ -112,7 +114,7 @@ def synthesize_dataset(
     channel_names: dict[str, str],
     times: int = 1,
     deform: bool = False,
-    shard: tuple[int, int] = (0, 1),
+    shard: tuple[int, int] | None = None,
     sampler: str = "ddim",
     steps: int | None = 50,
     batch_size: int = 8,
@@ -136,7 +138,9 @@ def synthesize_dataset(
         channel_names: channel index (as string) to name for dataset.json.
         times: synthetic pairs per mask.
         deform: deform each mask (Algorithm 1) before sampling, a fresh deformation per item.
-        shard: ``(i, n)``: process only items with ``index % n == i``.
+        shard: ``(i, n)``: process only items with ``index % n == i`` (independent processes); ``None``:
+            this process's share under torchrun, ``(rank, world_size)``, so every item once (all of
+            them in one process).
         sampler: ``"ddim"`` or ``"ddpm"``.
         steps: DDIM reverse steps (capped at the training step count; ``None`` = 50). DDPM always
             runs all training steps and ignores this.
@@ -159,6 +163,11 @@ def synthesize_dataset(
     """
     out_dir = Path(out_dir)
     checkpoint = Path(checkpoint)
+    if shard is None:
+        shard = (distributed.rank(), distributed.world_size())
+    elif distributed.is_distributed():
+        raise ConfigError("an explicit shard under torchrun would make the same items on every rank; pass "
+                          "shard=None to share the items among the ranks")
     shard_i, shard_n = int(shard[0]), int(shard[1])
     if shard_n < 1 or not 0 <= shard_i < shard_n:
         raise ConfigError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
@@ -210,18 +219,7 @@ def synthesize_dataset(
         "guidance_scale": float(guidance_scale),
         "eta": float(eta),
     }
-    # Files already present are kept (resume); refuse to mix them with files made otherwise.
-    settings_path = out_dir / SETTINGS_NAME
-    if settings_path.is_file():
-        previous = json.loads(settings_path.read_text(encoding="utf-8"))
-        if previous != settings:
-            changed = sorted(k for k in settings if previous.get(k) != settings[k])
-            raise ConfigError(
-                f"{out_dir} holds a synthesis made with other settings ({', '.join(changed)} differ); "
-                "use another output folder or delete it"
-            )
-    else:
-        atomic_write_json(settings_path, settings)
+    distributed.on_main(_record_settings, out_dir, settings)
     label_dtype = np.uint8 if num_classes <= 256 else np.int16
 
     bar = tqdm(total=len(todo), desc=f"synthesis {shard_i}/{shard_n}", disable=not progress, dynamic_ncols=True)
@@ -254,7 +252,33 @@ def synthesize_dataset(
             write_nifti(paths[-1], _as_stored(cond_np[j]))
         bar.update(len(chunk))
     bar.close()
+    distributed.barrier()  # every rank's items are written before rank 0 looks for them
+    distributed.on_main(_finish, out_dir, items, masks, num_channels, num_classes, labels, channel_names, settings,
+                        times, reference_images, target_examples)
+    return out_dir
 
+
+def _record_settings(out_dir: Path, settings: dict) -> None:
+    """Write the settings, or check them against those of the files already there (resume): files made
+    otherwise are never mixed in."""
+    settings_path = out_dir / SETTINGS_NAME
+    if settings_path.is_file():
+        previous = json.loads(settings_path.read_text(encoding="utf-8"))
+        if previous != settings:
+            changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            raise ConfigError(
+                f"{out_dir} holds a synthesis made with other settings ({', '.join(changed)} differ); "
+                "use another output folder or delete it"
+            )
+    else:
+        atomic_write_json(settings_path, settings)
+
+
+def _finish(out_dir: Path, items: Sequence[SynthesisItem], masks: Sequence[tuple[str, np.ndarray]], num_channels: int,
+            num_classes: int, labels: dict[str, int], channel_names: dict[str, str], settings: dict, times: int,
+            reference_images: Sequence[tuple[str, np.ndarray]] | None,
+            target_examples: Sequence[np.ndarray] = ()) -> None:
+    """dataset.json and the gallery, once every item of every shard exists."""
     if all(_is_done(out_dir, it, num_channels) for it in items):
         provenance = {
             "generator": "diffuse-uda conditional diffusion",
@@ -274,7 +298,6 @@ def synthesize_dataset(
         write_dataset_json(out_dir, info_json)
         _write_gallery(out_dir, gallery_items(items, GALLERY_ROWS), masks, num_channels, num_classes,
                        reference_images, target_examples)
-    return out_dir
 
 
 def gallery_items(items: Sequence[SynthesisItem], rows: int) -> list[SynthesisItem]:

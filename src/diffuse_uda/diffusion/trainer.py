@@ -7,10 +7,19 @@ The whole data set lives on the training device and every random draw comes from
 ``torch.Generator`` seeded from ``config.seed``, so the loop never reads values back to the host
 except to log and checkpoint. Checkpoints hold everything needed to resume bit-for-bit on the
 same device type.
+
+Distributed (``torchrun``, see :mod:`diffuse_uda.training.distributed`): the network is wrapped in
+``DistributedDataParallel`` (gradients averaged during ``backward``). An update still sees
+``batch_size * grad_accumulation`` pairs in all: the ranks share its micro-batches (or, when there
+are fewer micro-batches than ranks, split them), each drawing its pairs, timesteps, noise and
+deformations from its own stream seeded from ``config.seed`` and its rank. The EMA is updated from
+identical weights on every rank. Rank 0 writes the checkpoint (with every rank's generator state, so
+a resume with as many ranks is exact), the log (losses averaged over the ranks) and the previews.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import os
@@ -33,6 +42,7 @@ from diffuse_uda.diffusion.config import DiffusionConfig
 from diffuse_uda.diffusion.samplers import autocast_context, sample_images
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX, ConditionalDiffusionUNet, one_hot
+from diffuse_uda.training import distributed
 from diffuse_uda.training.ema import update_ema
 from diffuse_uda.transforms.deformation import RandomDeformation
 
@@ -83,6 +93,7 @@ def build_model(config: DiffusionConfig, num_classes: int, image_channels: int) 
         num_res_blocks=config.num_res_blocks,
         norm_num_groups=config.norm_num_groups,
         num_domains=len(DOMAINS) if config.domain_conditioning else 0,
+        gradient_checkpointing=config.gradient_checkpointing,
     )
 
 
@@ -311,7 +322,14 @@ def train_diffusion(
     config.checked()
     device = torch.device(device)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    world, rank = distributed.world_size(), distributed.rank()
+    main = rank == 0
+    progress = progress and main
+    # This rank's share of an update: `accum` micro-batches of `micro_batch` pairs (one process: all of it).
+    accum, micro_batch = distributed.split_micro_batches(config.batch_size, config.grad_accumulation,
+                                                         "diffusion batch_size x grad_accumulation")
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / CHECKPOINT_NAME
     log_path = out_dir / LOG_NAME
 
@@ -328,13 +346,13 @@ def train_diffusion(
     model.to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
+    generator = torch.Generator(device=device).manual_seed(distributed.rank_seed(config.seed, rank))
     # loss sum of the current logging window (kept on the device: no per-step sync) and its length
     running = torch.zeros((), device=device)
     window = 0
     start = 0
 
-    if ckpt_path.exists():
+    if distributed.on_main(ckpt_path.exists):  # every rank resumes from what rank 0 sees
         state = _load_checkpoint(ckpt_path)
         stored = DiffusionConfig.from_dict(state["config"])
         if stored.architecture() != config.architecture():
@@ -354,7 +372,16 @@ def train_diffusion(
             scaler.load_state_dict(state["scaler"])
         start = int(state["iteration"])
         rng = state["rng"]
-        if rng["device_type"] == device.type:
+        per_rank = rng.get("rank_generators")
+        if world > 1 and per_rank is not None and len(per_rank) == world and rng["device_type"] == device.type:
+            generator.set_state(per_rank[rank])
+        elif world > 1 and rank > 0:
+            # Written by another number of ranks: continue this rank's stream reproducibly anyway.
+            if rank == 1:
+                warnings.warn(f"{ckpt_path}: resumed by {world} processes, not by the number that wrote it: the "
+                              "other ranks' random streams are re-seeded", stacklevel=2)
+            generator.manual_seed(distributed.rank_seed(config.seed * 1_000_003 + start, rank))
+        elif rng["device_type"] == device.type:
             generator.set_state(rng["generator"])
         else:
             # Generator states do not transfer between device types: continue reproducibly anyway.
@@ -365,16 +392,34 @@ def train_diffusion(
             generator.manual_seed(config.seed * 1_000_003 + start)
         running.fill_(float(state["log"]["sum"]))
         window = int(state["log"]["count"])
+        distributed.barrier()  # every rank has read it before rank 0 may write the next one
     if start >= config.iterations:
         return ckpt_path
-    _reset_log(log_path, start, config.log_every)
+    if main:
+        _reset_log(log_path, start, config.log_every)
+    # One process trains `model` itself, so its numbers stay exactly what they always were.
+    net: nn.Module = model if world == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda" else None)
 
     deformer = RandomDeformation(config.deformation, num_classes=num_classes) if config.deform != "none" else None
     scheduler = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, schedule=config.schedule)
     T = config.num_train_timesteps
-    accum = config.grad_accumulation
+
+    def global_mean(value: Tensor) -> float:
+        """A per-rank running sum averaged over the ranks (a host sync: only when logging or saving)."""
+        return float(distributed.all_reduce_(value.detach().clone(), mean=True).item()) if world > 1 \
+            else float(value.item())
 
     def save(step: int) -> None:
+        # Several ranks: each one's generator state (a collective, so every rank calls save).
+        rank_generators = distributed.all_gather_object(generator.get_state()) if world > 1 else None
+        log_sum = global_mean(running)
+        if not main:
+            return
+        rng: dict[str, Any] = {"device_type": device.type, "generator": generator.get_state()}
+        if rank_generators is not None:
+            rng["rank_generators"] = rank_generators
         state = {
             "format": CHECKPOINT_FORMAT,
             "model": model.state_dict(),
@@ -385,9 +430,9 @@ def train_diffusion(
             "config": config.to_dict(),
             "num_classes": num_classes,
             "image_channels": data.image_channels,
-            "rng": {"device_type": device.type, "generator": generator.get_state()},
+            "rng": rng,
             # the partially filled logging window, so a resumed run logs the same means
-            "log": {"sum": float(running.item()), "count": window},
+            "log": {"sum": log_sum, "count": window},
             "num_pairs": {"source": data.num_source, "target": data.num_target},
             "torch_version": str(torch.__version__),
         }
@@ -395,21 +440,27 @@ def train_diffusion(
 
     model.train()
     bar = tqdm(total=config.iterations, initial=start, desc="diffusion", disable=not progress, dynamic_ncols=True)
-    with open(log_path, "a", newline="", encoding="utf-8") as log_fh:
-        log_writer = csv.writer(log_fh)
+    with contextlib.ExitStack() as stack:
+        # Rank 0 writes the log; the other ranks only take part in the averaging.
+        log_fh = stack.enter_context(open(log_path, "a", newline="", encoding="utf-8")) if main else None
+        log_writer = csv.writer(log_fh) if log_fh is not None else None
         for it in range(start, config.iterations):
-            for _ in range(accum):
-                idx = data.draw(config.batch_size, generator)
+            for micro in range(accum):
+                idx = data.draw(micro_batch, generator)
                 x0, mask = _augmented_batch(data, idx, deformer, config.deform, generator)
                 x0 = x0 * 2.0 - 1.0
                 noise = torch.randn(x0.shape, generator=generator, device=device)
                 t = torch.randint(0, T, (x0.shape[0],), generator=generator, device=device)
                 x_t = scheduler.add_noise(x0, noise, t)
                 cond, domain = _conditions(data, idx, mask, num_classes, config, generator)
-                with autocast_context(device, use_amp):
-                    pred = model(x_t, cond, t, domain)
-                loss = _loss(pred.float(), noise, data.weight[idx] if config.pair_weighting == "confidence" else None)
-                scaler.scale(loss / accum).backward()
+                # DDP averages the gradients once per update: at the last micro-batch's backward.
+                sync = net.no_sync() if world > 1 and micro < accum - 1 else contextlib.nullcontext()
+                with sync:
+                    with autocast_context(device, use_amp):
+                        pred = net(x_t, cond, t, domain)
+                    loss = _loss(pred.float(), noise,
+                                 data.weight[idx] if config.pair_weighting == "confidence" else None)
+                    scaler.scale(loss / accum).backward()
                 running += loss.detach() / accum
             scaler.step(optimizer)
             scaler.update()
@@ -420,20 +471,22 @@ def train_diffusion(
             window += 1
             bar.update(1)
             if step % config.log_every == 0 or step == config.iterations:
-                mean = float(running.item()) / window  # the only routine host sync
-                log_writer.writerow([step, f"{mean:.6g}"])
-                log_fh.flush()
+                mean = global_mean(running) / window  # the only routine host sync
+                if log_writer is not None:
+                    log_writer.writerow([step, f"{mean:.6g}"])
+                    log_fh.flush()
                 bar.set_postfix(loss=f"{mean:.4f}")
                 if step % config.log_every == 0:
                     running.zero_()
                     window = 0
                 # else: the end-of-run line of a partial window; the window stays open in the
                 # checkpoint so a resumed run logs exactly the lines of an uninterrupted one
-            if config.sample_every and step % config.sample_every == 0:
+            if main and config.sample_every and step % config.sample_every == 0:
                 _save_preview(ema, data, num_classes, config, out_dir / "samples" / f"step_{step:07d}.png")
             if step % config.checkpoint_every == 0 or step == config.iterations:
                 save(step)
     bar.close()
+    distributed.barrier()  # nobody moves on before the last checkpoint exists
     return ckpt_path
 
 

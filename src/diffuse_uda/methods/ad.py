@@ -64,6 +64,7 @@ Choices the paper leaves open, or that we simplify (see also the options' descri
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -176,15 +177,22 @@ def dice_ce(logits: Tensor, labels: Tensor, class_weights: Tensor | None = None,
 
 
 @torch.no_grad()
-def class_dice(probs: Tensor, labels: Tensor, eps: float = 1e-6) -> Tensor:
-    """Soft Dice per class (K,) over the batch; NaN for classes absent from ``labels``."""
+def class_dice(probs: Tensor, labels: Tensor, eps: float = 1e-6,
+               reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Soft Dice per class (K,) over the batch; NaN for classes absent from ``labels``.
+
+    ``reduce`` sums the per-class sums over the ranks of a distributed run, so the Dice (and the DRS
+    statistics built on it) is that of the global batch, the same on every rank."""
     k = probs.shape[1]
     valid = (labels != IGNORE_INDEX).unsqueeze(1).float()
     onehot = _one_hot(labels.long(), k)
     probs = probs.float() * valid
     dims = [0, *range(2, probs.ndim)]
-    dice = 2 * (probs * onehot).sum(dims) / (probs.sum(dims) + onehot.sum(dims)).clamp_min(eps)
-    return torch.where(onehot.sum(dims) > 0, dice, torch.full_like(dice, math.nan))
+    inter, p_sum, o_sum = (probs * onehot).sum(dims), probs.sum(dims), onehot.sum(dims)
+    if reduce is not None:
+        inter, p_sum, o_sum = reduce(torch.stack([inter, p_sum, o_sum]))
+    dice = 2 * inter / (p_sum + o_sum).clamp_min(eps)
+    return torch.where(o_sum > 0, dice, torch.full_like(dice, math.nan))
 
 
 def push_history(history: Tensor, dice: Tensor) -> Tensor:
@@ -410,15 +418,22 @@ class AggregatingDecoupling(Method):
 
     # ----------------------------------------------------------------- DRS
     @torch.no_grad()
-    def update_difficulty(self, probs: Tensor, labels: Tensor) -> Tensor:
-        """Record this step's class Dice and refresh the class weights of L_diff; returns the Dice."""
-        dice = class_dice(probs, labels)
+    def update_difficulty(self, probs: Tensor, labels: Tensor,
+                          reduce: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """Record this step's class Dice and refresh the class weights of L_diff; returns the Dice.
+        ``reduce``: sums over the ranks (see :func:`class_dice`)."""
+        dice = class_dice(probs, labels, reduce=reduce)
         self.dice_history = push_history(self.dice_history, dice)
         self.dice_updates += 1
         if self.options.drs and self.dice_updates > self.options.tau:
             _, _, w = difficulty_weights(self.dice_history, self.options.alpha)
             self.class_weights = normalise_weights(w)
         return dice
+
+    @staticmethod
+    def _global_sum(ctx: TrainContext) -> Callable[[Tensor], Tensor] | None:
+        # One process: no reduction at all, so its numbers stay exactly those it always computed.
+        return ctx.all_reduce_sum if ctx.world_size > 1 else None
 
     def unsup_weight(self, ctx: TrainContext) -> float:
         return self.options.mu * sigmoid_rampup(ctx.step, int(self.options.rampup_fraction * ctx.total_steps))
@@ -447,10 +462,10 @@ class AggregatingDecoupling(Method):
             t = t.to(x_l.device)
             logits_xi = self.net.denoise(x_l, self.noisy_label(y_l, t, ctx.generator), t)
             deno = dice_ce(logits_xi, y_l)
-            dice = self.update_difficulty(logits_xi.detach().float().softmax(1), y_l)
+            dice = self.update_difficulty(logits_xi.detach().float().softmax(1), y_l, self._global_sum(ctx))
         else:
             deno = zero
-            dice = self.update_difficulty(logits_psi.detach().float().softmax(1), y_l)
+            dice = self.update_difficulty(logits_psi.detach().float().softmax(1), y_l, self._global_sum(ctx))
         diff = dice_ce(logits_psi, y_l, self.class_weights)
 
         with torch.no_grad():  # pseudo-labels: stopped gradient, current weights

@@ -170,8 +170,9 @@ class GLUA(Method):
             return batch.source_image, batch.target_image
         data = ctx.data
         assert data.target_images is not None
-        i_s = torch.randint(0, data.source_images.shape[0], (k,), generator=ctx.cpu_generator).to(ctx.device)
-        i_t = torch.randint(0, data.target_images.shape[0], (k,), generator=ctx.cpu_generator).to(ctx.device)
+        # k images per domain in all; each rank draws its share.
+        i_s = ctx.local_indices(data.source_images.shape[0], k, "method.style_batch_size")
+        i_t = ctx.local_indices(data.target_images.shape[0], k, "method.style_batch_size")
         return data.source_images[i_s], data.target_images[i_t]
 
     def _style_step(self, batch: Batch, ctx: TrainContext) -> dict[str, torch.Tensor]:
@@ -193,12 +194,14 @@ class GLUA(Method):
         gen = o.lambda_rec_im * rec_im + o.lambda_rec_c * rec_c + o.lambda_cyc * cyc + o.lambda_adv * adv
         self.style_opt.zero_grad(set_to_none=True)
         gen.backward()
+        ctx.all_reduce_gradients(self.style_net.parameters())
         self.style_opt.step()
         # The generator's backward also left gradients in the discriminator: cleared before its own step.
         self.style_disc_opt.zero_grad(set_to_none=True)
         disc = 0.5 * (_lsgan(self.style_disc(x, dom), real=True)
                       + _lsgan(self.style_disc(swapped.detach(), other), real=False))
         disc.backward()
+        ctx.all_reduce_gradients(self.style_disc.parameters())
         self.style_disc_opt.step()
         return {"loss": gen.detach(), "style_rec_im": rec_im.detach(), "style_rec_c": rec_c.detach(),
                 "style_cyc": cyc.detach(), "style_adv": adv.detach(), "style_disc": disc.detach()}
@@ -233,6 +236,7 @@ class GLUA(Method):
             self.d1_opt.zero_grad(set_to_none=True)
             disc_d1 = 0.5 * (_bce(self.net.d1(f_s.detach()), SOURCE) + _bce(self.net.d1(f_t.detach()), TARGET))
             disc_d1.backward()
+            ctx.all_reduce_gradients(self.net.d1.parameters())
             self.d1_opt.step()
             d1_t = self.net.d1(f_t)
             f_t = self.net.reweight(f_t, d1_t)
@@ -249,6 +253,7 @@ class GLUA(Method):
             self.d2_opt.zero_grad(set_to_none=True)
             disc_d2 = 0.5 * (_bce(self.d2(probs[:n].detach()), SOURCE) + _bce(self.d2(probs[n:].detach()), TARGET))
             disc_d2.backward()
+            ctx.all_reduce_gradients(self.d2.parameters())
             self.d2_opt.step()
             adv_d2 = _bce(self.d2(probs[n:]), SOURCE)
             loss = loss + o.lambda_d2 * adv_d2

@@ -80,6 +80,7 @@ from diffuse_uda.diffusion.trainer import PairSample, load_diffusion, train_diff
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.evaluation.prediction_info import write_prediction_info
 from diffuse_uda.inference.predict import predict_probabilities
+from diffuse_uda.training import distributed
 from diffuse_uda.training.bundle import load_bundle
 from diffuse_uda.training.trainer import resolve_device
 
@@ -674,8 +675,9 @@ def train_source_diffusion(task: Task, out_dir: Path, config: DiffusionConfig, d
     if config.spatial_dims != task.preprocessing.spatial_dims:
         raise ConfigError(f"diffusion spatial_dims={config.spatial_dims} but task {task.name!r} is "
                           f"{task.preprocessing.spatial_dims}D")
-    cases = prepare_split(task.source_dir, "Tr", task.preprocessing, with_labels=True, cache_dir=cache_dir,
-                          progress=progress, expected_labels=task.labels)
+    # Under torchrun rank 0 fills the preprocessing cache first; every rank then trains (distributed).
+    cases = distributed.main_first(prepare_split, task.source_dir, "Tr", task.preprocessing, with_labels=True,
+                                   cache_dir=cache_dir, progress=progress, expected_labels=task.labels)
     pairs = source_pairs(cases, config.spatial_dims, tuple(config.image_size))
     if not pairs:
         raise DataError(task.source_dir / "labelsTr", "no source sample holds foreground")

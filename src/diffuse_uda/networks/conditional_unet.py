@@ -10,6 +10,11 @@ Beyond the paper, the network can also take the *domain* of the image it denoise
 UNet adds to the timestep embedding (its class embedding). Training with the domain sometimes set
 to "unknown" lets sampling use classifier-free guidance toward the target domain
 (:func:`diffuse_uda.diffusion.samplers.sample_images`).
+
+With ``gradient_checkpointing`` the UNet's residual and attention blocks and its output head keep only
+their inputs during a training forward pass and recompute their activations in the backward pass
+(:mod:`diffuse_uda.networks.checkpointing`; MONAI's UNet has no such option). Outputs, gradients and
+state dicts are those of the plain network; inference is unaffected.
 """
 
 from __future__ import annotations
@@ -17,8 +22,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from monai.networks.blocks import SpatialAttentionBlock
 from monai.networks.nets import DiffusionModelUNet
+from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
 from torch import Tensor, nn
+
+from diffuse_uda.networks.checkpointing import checkpoint_modules
 
 __all__ = ["DOMAIN_INDEX", "ConditionalDiffusionUNet", "one_hot"]
 
@@ -63,6 +72,7 @@ class ConditionalDiffusionUNet(nn.Module):
         norm_num_groups: GroupNorm groups; must divide every entry of ``channels``.
         num_domains: 0 (the paper: no domain input) or the number of domains (2: source and
             target), each with a learned embedding, plus the "unknown" domain 0.
+        gradient_checkpointing: recompute block activations in the backward pass (less memory).
     """
 
     def __init__(
@@ -76,6 +86,7 @@ class ConditionalDiffusionUNet(nn.Module):
         num_res_blocks: int = 1,
         norm_num_groups: int = 32,
         num_domains: int = 0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -107,6 +118,10 @@ class ConditionalDiffusionUNet(nn.Module):
             use_flash_attention=True,
             num_class_embeds=self.num_domains + 1 if self.num_domains else None,
         )
+        if gradient_checkpointing:
+            # Residual and attention blocks, and the head (GroupNorm + SiLU + conv at full resolution).
+            blocks = [m for m in self.unet.modules() if isinstance(m, DiffusionUNetResnetBlock | SpatialAttentionBlock)]
+            checkpoint_modules([*blocks, self.unet.out])
 
     def embed_condition(self, mask_onehot: Tensor) -> Tensor:
         """Apply ``f_e`` to a one-hot mask ``(B, K, *S)``."""

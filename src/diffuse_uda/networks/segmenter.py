@@ -1,18 +1,20 @@
-"""Segmentation network factory (MONAI SegResNet, 2D or 3D)."""
+"""Segmentation network factory (MONAI SegResNet, 2D or 3D), optionally with gradient checkpointing."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+from monai.networks.blocks.segresnet_block import ResBlock
 from monai.networks.nets import SegResNet
 from torch import nn
 
 from diffuse_uda.config import NetworkConfig
+from diffuse_uda.networks.checkpointing import checkpoint_modules
 
 
 def build_segmenter(spatial_dims: int, in_channels: int, num_classes: int, config: NetworkConfig) -> nn.Module:
-    return SegResNet(
+    net = SegResNet(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
         out_channels=num_classes,
@@ -21,6 +23,11 @@ def build_segmenter(spatial_dims: int, in_channels: int, num_classes: int, confi
         blocks_up=tuple(config.blocks_up),
         dropout_prob=config.dropout,
     )
+    if config.gradient_checkpointing:
+        # Each residual block recomputes its activations in the backward pass; so does the full-resolution head.
+        checkpoint_modules([m for m in net.modules() if isinstance(m, ResBlock)]
+                           + ([net.conv_final] if net.use_conv_final else []))
+    return net
 
 
 def segmenter_spec(spatial_dims: int, in_channels: int, num_classes: int, config: NetworkConfig) -> dict[str, Any]:

@@ -47,6 +47,8 @@ from diffuse_uda.data.task import Task
 from diffuse_uda.errors import DataError
 from diffuse_uda.inference.predict import predict_probabilities
 from diffuse_uda.methods.asc import APPEARANCE_PRESETS
+from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
+from diffuse_uda.training import distributed
 from diffuse_uda.training.bundle import load_bundle
 from diffuse_uda.training.trainer import resolve_device
 
@@ -181,15 +183,19 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
     ``out_dir/candidates/name``; finished ones are reused under the run-folder contract), choose one by
     the label-free rule and make ``out_dir`` a run folder holding the chosen model."""
     from diffuse_uda.methods.registry import create_method
-    from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
-    from diffuse_uda.pipeline.train import peak_rss_mb, run_request, train_method
+    from diffuse_uda.pipeline.train import run_request, train_method
 
     out_dir = Path(out_dir)
     task = task.with_preprocessing(config.preprocessing)
-    request = run_request(task, "ascplus", config)
+    # Rank 0 decides about the folder and writes it; the candidates train on every rank (train_method).
+    request = distributed.on_main(run_request, task, "ascplus", config)
     folder = RunFolder(out_dir)
-    if (folder.open(request, force=force) == "complete" and folder.bundle_path.is_file()
-            and (out_dir / CHOICE_FILE).is_file()):
+
+    def complete() -> bool:
+        return (folder.open(request, force=force) == "complete" and folder.bundle_path.is_file()
+                and (out_dir / CHOICE_FILE).is_file())
+
+    if distributed.on_main(complete):
         return out_dir
     names = create_method("ascplus", config.method).options.appearance_candidates or \
         default_candidates(task.num_channels)
@@ -197,9 +203,18 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
     manifest = RunManifest(request=request, task=task.resolved().to_dict(), display_name=display_name or "ascplus",
                            method_summary="ASCPlus with the appearance transfer chosen per task without labels",
                            outputs=["candidates"])
-    folder.write(manifest)
+    distributed.on_main(folder.write, manifest)
     runs = {n: train_method(task, "ascplus", candidate_config(config, n), d, cache_dir=cache_dir, progress=progress,
                             display_name=f"ascplus-{n}", force=force) for n, d in dirs.items()}
+    distributed.on_main(_keep_chosen, task, config, out_dir, runs, folder, manifest, cache_dir, progress)
+    return out_dir
+
+
+def _keep_chosen(task: Task, config: RunConfig, out_dir: Path, runs: dict[str, Path], folder: RunFolder,
+                 manifest: RunManifest, cache_dir: Path | None, progress: bool) -> None:
+    """Score the trained candidates, record the choice and make ``out_dir`` the chosen run (rank 0)."""
+    from diffuse_uda.pipeline.train import peak_rss_mb
+
     choice = score_candidates(runs, task, cache_dir, config.training.device, progress)
     write_choice(out_dir, choice)
     copied = adopt_chosen_run(runs[choice.chosen], out_dir)
@@ -212,9 +227,8 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
         "train_seconds": sum(m.train_seconds or 0.0 for m in done.values()) + choice.seconds,
         "preprocessing_seconds": sum(m.preprocessing_seconds or 0.0 for m in done.values()),
         "peak_rss_mb": max([peak_rss_mb(), *(m.peak_rss_mb or 0.0 for m in done.values())]),
-        "iterations": chosen.iterations, "device": chosen.device,
+        "iterations": chosen.iterations, "device": chosen.device, "world_size": chosen.world_size,
         "details": {"appearance": choice.chosen, "appearance_choice": choice_summary(choice)}})
     folder.write(RunManifest.model_validate(manifest.model_dump()))
     print(f"[ascplus] appearance chosen without labels: {choice.chosen} "
           f"(scores {', '.join(f'{k} {v:.3f}' for k, v in choice.scores.items())})")
-    return out_dir

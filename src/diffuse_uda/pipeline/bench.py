@@ -3,7 +3,8 @@ evaluation, aggregated into one table (markdown, CSV, JSON).
 
 Method entries are registry names (``ascplus``) or presets (``ascplus-M3``: a row of the paper's
 Table-4 ablation). Per seed, a method's score is the mean over target-test cases; the table shows
-mean ± std over seeds, and the fraction of the source-only -> oracle gap closed.
+mean ± std over seeds, and the fraction of the source-only -> oracle gap closed. Under torchrun every
+run trains on all ranks; evaluation and the table are rank 0's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from diffuse_uda.pipeline.bench_runs import run_composite
 from diffuse_uda.pipeline.experiment import EVALUATION, evaluate_run, run_experiment
 from diffuse_uda.pipeline.run import STAGE3, PipelineRecord, read_pipeline_record
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
+from diffuse_uda.training import distributed
 
 LOWER, UPPER = "source-only", "target-supervised"
 
@@ -43,13 +45,13 @@ def run_bench(task: Task, methods: Sequence[str], seeds: int | Sequence[int], ou
     one made for anything else stops the bench with the differences, or is redone with ``force``."""
     check_entries(methods)
     task.check()
-    out_dir = ensure_output_dir(Path(out_dir), "bench folder")
+    out_dir = distributed.on_main(ensure_output_dir, Path(out_dir), "bench folder")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ConfigError("--seeds must be at least 1")
     runs: dict[str, dict[int, Path]] = {}
     jobs = [(m, s) for m in methods for s in seed_list]
-    for entry, seed in tqdm(jobs, desc=f"bench {task.name}", disable=not progress):
+    for entry, seed in tqdm(jobs, desc=f"bench {task.name}", disable=not (progress and distributed.is_main())):
         if is_composite(entry):
             runs.setdefault(entry, {})[seed] = run_composite(task, entry, seed, out_dir, profile, overrides or {},
                                                              progress, force)
@@ -71,7 +73,7 @@ def run_bench(task: Task, methods: Sequence[str], seeds: int | Sequence[int], ou
             for candidate in choice.candidates.values():
                 evaluate_run(Path(candidate), ptask, progress=progress)
         runs.setdefault(entry, {})[seed] = run_dir
-    return write_bench_table(task, runs, out_dir)
+    return distributed.on_main(write_bench_table, task, runs, out_dir)
 
 
 def _seed_means(per_case: dict[str, dict[str, dict[str, float]]], classes: list[str],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diffuse_uda.config import _deep_update, build_run_config
 from diffuse_uda.data.task import Task
@@ -35,6 +35,10 @@ from diffuse_uda.pipeline.run import (
 )
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest, RunRequest, dataset_input, file_input
 from diffuse_uda.pipeline.train import default_cache_dir, peak_rss_mb, run_request
+from diffuse_uda.training import distributed
+
+if TYPE_CHECKING:
+    from diffuse_uda.methods.heal import HEALConfig
 
 
 def run_composite(task: Task, entry: str, seed: int, out_dir: Path, profile: str,
@@ -73,7 +77,7 @@ def _run_diffuse_uda(task: Task, entry: str, seed: int, out_dir: Path, profile: 
 
 def _run_heal(task: Task, entry: str, seed: int, out_dir: Path, profile: str, overrides: dict[str, Any],
               progress: bool, force: bool) -> Path:
-    from diffuse_uda.methods.heal import HEALConfig, adapt_source_free, train_source_diffusion
+    from diffuse_uda.methods.heal import HEALConfig, train_source_diffusion
 
     folder = RunFolder(out_dir / entry / f"seed{seed}")
     seg_cfg = _segmentation_config(task, seed, profile, overrides)
@@ -92,7 +96,7 @@ def _run_heal(task: Task, entry: str, seed: int, out_dir: Path, profile: str, ov
                               {"diffusion": dcfg.to_dict()}, {"source": dataset_input(task.source_dir, True)}, seed,
                               lambda d: {"checkpoint": str(train_source_diffusion(
                                   ptask, d, dcfg, seg_cfg.training.device, progress, default_cache_dir()))},
-                              force=force)
+                              force=force, on_all_ranks=True)
         checkpoint = generator / "diffusion_last.pt"
         inputs["source_generator"] = file_input(checkpoint)
         stage = read_manifest(generator)
@@ -100,6 +104,16 @@ def _run_heal(task: Task, entry: str, seed: int, out_dir: Path, profile: str, ov
     request = RunRequest(method=entry, config={"segmentation": seg_cfg.model_dump(mode="json"),
                                                "heal": config.to_dict()},
                          task=ptask.config.model_dump(mode="json"), inputs=inputs)
+    # The adaptation itself is learning-free and not distributed: rank 0 runs it, the others wait.
+    return distributed.on_main(_adapt_heal, task, ptask, entry, folder, request, segmenter, checkpoint, config,
+                               seg_cfg.training.device, generator_seconds, progress, force)
+
+
+def _adapt_heal(task: Task, ptask: Task, entry: str, folder: RunFolder, request: RunRequest, segmenter: Path,
+                checkpoint: Path, config: HEALConfig, device: str, generator_seconds: float, progress: bool,
+                force: bool) -> Path:
+    from diffuse_uda.methods.heal import adapt_source_free
+
     # A finished row is reused only if it was made for exactly this request (else it would be stale).
     if folder.open(request, force=force) == "complete" and (folder.evaluation_dir / "per_case.csv").is_file():
         return folder.path
@@ -109,7 +123,7 @@ def _run_heal(task: Task, entry: str, seed: int, out_dir: Path, profile: str, ov
     folder.write(manifest)
     t0 = time.perf_counter()
     predictions = adapt_source_free(segmenter, checkpoint, task.target_dir, folder.predictions_dir, split="Ts",
-                                    config=config, device=seg_cfg.training.device, progress=progress)
+                                    config=config, device=device, progress=progress)
     adapt_seconds = time.perf_counter() - t0
     score_test_predictions(predictions, task, folder.path, progress)
     # "train s" of a HEAL row: the source-site generator plus the (learning-free) adaptation.

@@ -1,6 +1,7 @@
 """One method on one task, end to end: train -> predict the target test split -> evaluate.
 
 This is the single evaluation path every method goes through (``demo``, ``bench``, ``run``).
+Under torchrun training runs on every rank and evaluation on rank 0 while the others wait.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from diffuse_uda.evaluation.reference import ReferenceLabels
 from diffuse_uda.inference.predict import predict_dataset
 from diffuse_uda.pipeline.run_folder import EVALUATION, PREDICTIONS, RunFolder
 from diffuse_uda.pipeline.train import train_method
+from diffuse_uda.training import distributed
 
 __all__ = ["EVALUATION", "PREDICTIONS", "evaluate_run", "run_experiment", "score_test_predictions"]
 
@@ -34,7 +36,11 @@ def evaluate_run(run_dir: Path, task: Task, progress: bool = True) -> Evaluation
     A finished evaluation is reused only if it scored this very model (its content digest) against
     this very test split; otherwise the predictions are made again. Returns None when the target
     dataset has no labelled test split. Training is finished before this is called, so nothing
-    here can influence training or model choice."""
+    here can influence training or model choice. Under torchrun: rank 0 evaluates, the others wait."""
+    return distributed.on_main(_evaluate_run, run_dir, task, progress)
+
+
+def _evaluate_run(run_dir: Path, task: Task, progress: bool) -> EvaluationSummary | None:
     folder = RunFolder(run_dir)
     if not has_split(task.target_dir, "Ts"):
         return None

@@ -7,6 +7,9 @@ says ``complete`` for exactly these settings and inputs is skipped; an unfinishe
 request resumes (training stages from their last checkpoint, writing stages file by file, each file
 atomically); a stage made from anything else is refused with the differences, or, with ``force``,
 emptied and made again. It is never silently reused.
+
+Under torchrun rank 0 makes these decisions and writes the manifests; a stage's work runs on every
+rank when the stage is distributed (training, synthesis), else on rank 0 alone while the others wait.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from diffuse_uda.data.io import atomic_write_json, remove_stale_temporaries
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.pipeline.run_folder import InputRecord, RunRequest
+from diffuse_uda.training import distributed
 
 STAGE_MANIFEST = "stage.json"
 
@@ -72,14 +76,27 @@ def _clear(folder: Path) -> None:
 
 def run_stage(name: str, folder: Path, config: dict[str, Any], inputs: dict[str, InputRecord], seed: int,
               fn: Callable[[Path], Any], log: Callable[[str], None] = print,
-              shared: Sequence[Path] = (), force: bool = False) -> Path:
+              shared: Sequence[Path] = (), force: bool = False, on_all_ranks: bool = False) -> Path:
     """Run ``fn(folder)`` unless the stage is complete for these settings and inputs.
 
     ``shared``: the same stage's folders in other runs (e.g. the rows of an ablation). One that is
     complete for exactly this request is returned instead of recomputing it; it is only read, never
-    written.
+    written. ``on_all_ranks``: under torchrun, ``fn`` runs on every rank (a distributed stage; rank 0's
+    result is recorded); else on rank 0 alone while the others wait.
     """
+    prepared = distributed.on_main(_prepare, name, Path(folder), config, inputs, seed, log, shared, force)
+    if isinstance(prepared, Path):
+        return prepared
     folder = Path(folder)
+    t0 = time.perf_counter()
+    result = fn(folder) if on_all_ranks else distributed.on_main(fn, folder)
+    distributed.on_main(_complete, folder, prepared, result, time.perf_counter() - t0)
+    return folder
+
+
+def _prepare(name: str, folder: Path, config: dict[str, Any], inputs: dict[str, InputRecord], seed: int,
+             log: Callable[[str], None], shared: Sequence[Path], force: bool) -> Path | StageManifest:
+    """The folder to reuse, or the manifest of a stage to run (written as "running")."""
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder}: stage folder path is a file, not a folder")
     config = json.loads(json.dumps(config))  # the form it has once stored, so comparisons are exact
@@ -116,11 +133,12 @@ def run_stage(name: str, folder: Path, config: dict[str, Any], inputs: dict[str,
                              started=time.strftime("%Y-%m-%dT%H:%M:%S"))
     atomic_write_json(folder / STAGE_MANIFEST, manifest.model_dump(mode="json"))
     log(f"[{name}] {'resuming' if previous is not None else 'running'} -> {folder}")
-    t0 = time.perf_counter()
-    result = fn(folder)
+    return manifest
+
+
+def _complete(folder: Path, manifest: StageManifest, result: Any, seconds: float) -> None:
     manifest.status = "complete"
-    manifest.seconds = time.perf_counter() - t0
+    manifest.seconds = seconds
     if isinstance(result, dict):
         manifest.result = json.loads(json.dumps(result, default=str))
     atomic_write_json(folder / STAGE_MANIFEST, manifest.model_dump(mode="json"))
-    return folder

@@ -9,6 +9,10 @@
 
 Every stage folder has a ``stage.json`` manifest (config, input checksums, seed, timing) and is
 skipped when complete; interrupted stages resume (see :mod:`diffuse_uda.pipeline.manifest`).
+
+Under torchrun the training stages (1, 3 and the generator) run on every rank, synthesis is sharded
+over the ranks, and the other stages (pseudo-labels, the guidance choice, evaluation, the report) run
+on rank 0 while the others wait; rank 0 writes every manifest.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from diffuse_uda.pipeline.pseudolabel import pseudo_label_reliability, write_pse
 from diffuse_uda.pipeline.run_folder import InputRecord, RunFolder, dataset_input, file_input
 from diffuse_uda.pipeline.train import default_cache_dir, run_request, train_method
 from diffuse_uda.report.run_report import write_comparison_report
+from diffuse_uda.training import distributed
 from diffuse_uda.training.trainer import resolve_device
 
 PIPELINE_MANIFEST = "pipeline.json"  # per-stage wall times and the total, written when every stage is done
@@ -155,8 +160,9 @@ def conditioning_samples(task: Task, pseudo_dir: Path, training_fraction: float,
 
 
 def _synthesize(task: Task, generator: Path, src: list[PairSample], tgt: list[PairSample], syn: SynthesisOptions,
-                folder: Path, seed: int, shard: tuple[int, int], device: Any, progress: bool,
+                folder: Path, seed: int, shard: tuple[int, int] | None, device: Any, progress: bool,
                 domain: str | None, guidance: float) -> dict[str, Any]:
+    """``shard=None``: this process's share under torchrun (everything in one process)."""
     chosen = (src if syn.masks in ("source", "both") else []) + (tgt if syn.masks in ("target", "both") else [])
     info = load_dataset_json(task.source_dir)
     synthesize_dataset(generator / "diffusion_last.pt", [(p.case_id, p.mask) for p in chosen], folder,
@@ -248,7 +254,7 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     other methods on the same task, e.g. the bounds) are added to the report's comparison. A stage
     made with other settings or inputs is refused, or redone with ``force``."""
     config = config or PipelineConfig()
-    out = ensure_output_dir(Path(out), "pipeline run folder")
+    out = distributed.on_main(ensure_output_dir, Path(out), "pipeline run folder")
     task.check()
     dims = task.preprocessing.spatial_dims
     seg_ov = json.loads(json.dumps(config.segmentation))
@@ -271,14 +277,16 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
         # Absolute: the record is read from other working directories (synthesize, export).
         record.stages.append(StageRecord(stage=name, folder=str(Path(folder).resolve()), seconds=_seconds(folder),
                                          reused=Path(folder).resolve().parent != out.resolve()))
-        atomic_write_json(out / PIPELINE_MANIFEST, record.model_dump(mode="json"))
+        distributed.on_main(atomic_write_json, out / PIPELINE_MANIFEST, record.model_dump(mode="json"))
         return folder
 
     def others(stage: str) -> list[Path]:
         return [p / stage for p in shared]
 
-    def stage(name: str, folder: str, settings: dict[str, Any], inputs: dict[str, InputRecord], fn) -> Path:
-        return run_stage(name, out / folder, settings, inputs, config.seed, fn, shared=others(folder), force=force)
+    def stage(name: str, folder: str, settings: dict[str, Any], inputs: dict[str, InputRecord], fn,
+              on_all_ranks: bool = False) -> Path:
+        return run_stage(name, out / folder, settings, inputs, config.seed, fn, shared=others(folder), force=force,
+                         on_all_ranks=on_all_ranks)
 
     if config.stage1_run is not None:
         stage1 = reusable_stage1(Path(config.stage1_run), task, seg_cfg)
@@ -287,7 +295,7 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
         stage1 = stage("stage 1: ascplus", "1_ascplus", {"segmentation": seg_json},
                        {"source": source_in, "target_images": target_in},
                        lambda d: train_method(task, "ascplus", seg_cfg, d, progress=progress,
-                                              display_name="ascplus (stage 1)", force=force))
+                                              display_name="ascplus (stage 1)", force=force), on_all_ranks=True)
     done("1 ascplus", stage1)
     pseudo = stage("pseudo-labels", "2_pseudolabels", {}, {"stage1_model": file_input(stage1 / "model.pt"),
                                                            "target_images": target_in},
@@ -296,7 +304,9 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
 
     @functools.cache  # shared by the generator and synthesis stages when both run in this process
     def labelled_samples() -> tuple[list, list]:
-        return conditioning_samples(task, pseudo, config.training_fraction, dcfg.image_size, cache, progress)
+        # Rank 0 fills the preprocessing cache, the other ranks then read it.
+        return distributed.main_first(conditioning_samples, task, pseudo, config.training_fraction, dcfg.image_size,
+                                      cache, progress)
 
     def train_generator(folder: Path) -> dict[str, Any]:
         src, tgt = labelled_samples()
@@ -310,21 +320,22 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     generator = stage("diffusion training", "3_diffusion",
                       {"diffusion": dcfg.to_dict(), "domains": config.diffusion_domains,
                        "training_fraction": config.training_fraction},
-                      {"pseudolabels": pseudo_in, "source": source_in}, train_generator)
+                      {"pseudolabels": pseudo_in, "source": source_in}, train_generator, on_all_ranks=True)
     done("3 diffusion", generator)
 
     def synthesize(folder: Path) -> dict[str, Any]:
         src, tgt = labelled_samples()
-        guidance, choice = resolve_guidance(config.synthesis, folder, generator, stage1, src, tgt, task.num_classes,
-                                            config.seed, device, domain)
-        result = _synthesize(task, generator, src, tgt, config.synthesis, folder, config.seed, (0, 1), device,
+        guidance, choice = distributed.on_main(resolve_guidance, config.synthesis, folder, generator, stage1, src, tgt,
+                                               task.num_classes, config.seed, device, domain)
+        # shard=None: each rank samples its share of the items.
+        result = _synthesize(task, generator, src, tgt, config.synthesis, folder, config.seed, None, device,
                              progress, domain, guidance)
         return {**result, "guidance_choice": choice} if choice else result
 
     synthetic = stage("synthesis", "4_synthetic", {"synthesis": config.synthesis.model_dump(mode="json"),
                                                    "training_fraction": config.training_fraction},
                       {"generator": file_input(generator / "diffusion_last.pt"), "pseudolabels": pseudo_in,
-                       "source": source_in}, synthesize)
+                       "source": source_in}, synthesize, on_all_ranks=True)
     done("4 synthesis", synthetic)
     # Stage 3 is ASCPlus again, with the appearance transfer stage 1 chose (or was given).
     choice = read_choice(stage1)
@@ -333,8 +344,16 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
                    {"segmentation": stage3_cfg.model_dump(mode="json")},
                    {"synthetic": file_input(synthetic), "source": source_in, "target_images": target_in},
                    lambda d: train_method(task, "ascplus", stage3_cfg, d, extra_labelled=[synthetic],
-                                          progress=progress, display_name="diffuse-uda", force=force))
+                                          progress=progress, display_name="diffuse-uda", force=force),
+                   on_all_ranks=True)
     done("5 ascplus + synthetic", stage3)
+    return distributed.on_main(_finish_pipeline, task, out, record, stage1, stage3, synthetic, extra_runs, report_dir,
+                               progress)
+
+
+def _finish_pipeline(task: Task, out: Path, record: PipelineRecord, stage1: Path, stage3: Path, synthetic: Path,
+                     extra_runs: Sequence[Path], report_dir: Path | None, progress: bool) -> Path:
+    """Evaluate stages 1 and 3 on the held-out target test split and write the report (rank 0)."""
     evaluated = [run for run in (stage1, stage3) if evaluate_run(run, task, progress) is not None]
     record.total_seconds = sum(st.seconds for st in record.stages if st.seconds is not None)
     atomic_write_json(out / PIPELINE_MANIFEST, record.model_dump(mode="json"))
@@ -395,9 +414,10 @@ def pipeline_stage_folders(run_dir: Path) -> dict[str, Path]:
 
 
 def synthesize_from_run(run_dir: Path, out_dir: Path, options: SynthesisOptions, seed: int = 0,
-                        shard: tuple[int, int] = (0, 1), device: str = "auto", progress: bool = True) -> Path:
+                        shard: tuple[int, int] | None = None, device: str = "auto", progress: bool = True) -> Path:
     """A synthetic dataset from a pipeline run's trained generator (``diffuse-uda synthesize``):
-    conditioned on the run's source masks and/or target pseudo-label masks, as in its synthesis stage."""
+    conditioned on the run's source masks and/or target pseudo-label masks, as in its synthesis stage.
+    ``shard=None``: all items, shared by the ranks under torchrun."""
     folders = pipeline_stage_folders(run_dir)
     pseudo, generator = folders["2 pseudo-labels"], folders["3 diffusion"]
     gen_manifest = read_manifest(generator)
@@ -408,14 +428,14 @@ def synthesize_from_run(run_dir: Path, out_dir: Path, options: SynthesisOptions,
         raise ConfigError(f"{run_dir}: not a pipeline run with finished pseudo-labels (no {PIPELINE_MANIFEST})")
     task = Task.from_dict(record.task)
     size = gen_manifest.config["diffusion"]["image_size"]
-    src, tgt = conditioning_samples(task, pseudo, float(gen_manifest.config["training_fraction"]), size,
-                                    default_cache_dir(), progress)
-    out_dir = ensure_output_dir(Path(out_dir), "synthetic dataset folder")
+    fraction = float(gen_manifest.config["training_fraction"])
+    src, tgt = distributed.main_first(conditioning_samples, task, pseudo, fraction, size, default_cache_dir(), progress)
+    out_dir = distributed.on_main(ensure_output_dir, Path(out_dir), "synthetic dataset folder")
     domain = "target" if gen_manifest.config["diffusion"].get("domain_conditioning") else None
     dev = resolve_device(device)
-    guidance, _ = resolve_guidance(options, out_dir, generator, folders["1 ascplus"], src, tgt, task.num_classes, seed,
-                                   dev, domain)
+    guidance, _ = distributed.on_main(resolve_guidance, options, out_dir, generator, folders["1 ascplus"], src, tgt,
+                                      task.num_classes, seed, dev, domain)
     result = _synthesize(task, generator, src, tgt, options, out_dir, seed, shard, dev, progress, domain, guidance)
-    print(f"[synthesize] {result['n_synthetic']} pairs from {result['n_masks']} masks "
-          f"(shard {shard[0]}/{shard[1]}) -> {out_dir}")
+    where = f"shard {shard[0]}/{shard[1]}" if shard else f"{distributed.world_size()} process(es)"
+    print(f"[synthesize] {result['n_synthetic']} pairs from {result['n_masks']} masks ({where}) -> {out_dir}")
     return out_dir

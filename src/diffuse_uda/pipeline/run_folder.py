@@ -126,6 +126,8 @@ class RunManifest(BaseModel):
     iterations: int | None = None
     device: str | None = None
     peak_gpu_memory_mb: float | None = None
+    # Processes that trained it (torchrun); the batch size in the request is the global one.
+    world_size: int | None = None
     # Method-specific facts (e.g. HEAL: adaptation and generator seconds, the source segmenter used).
     details: dict[str, Any] = Field(default_factory=dict)
     # Files the run wrote besides the standard ones (removed with it by --force).

@@ -2,6 +2,10 @@
 
 Run folder contents: ``model.pt`` (bundle), ``checkpoint_last.pt`` (resume), ``training_log.csv``,
 ``run.json`` (config, method, task, timing, peak memory, status).
+
+Under torchrun every rank calls :func:`train_method`: rank 0 decides whether the folder is reused,
+resumed or made afresh, fills the preprocessing cache (the others then read it) and writes the
+manifest and the bundle; all ranks train together (:class:`~diffuse_uda.training.trainer.Trainer`).
 """
 
 from __future__ import annotations
@@ -21,17 +25,20 @@ from diffuse_uda.data.preprocessing import PreparedCase, prepare_split, resample
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.methods.asc import AUTO
+from diffuse_uda.methods.base import Method
 from diffuse_uda.methods.registry import available_methods, create_method
 from diffuse_uda.networks.ensemble import SnapshotEnsemble
 from diffuse_uda.networks.segmenter import segmenter_spec
 from diffuse_uda.pipeline.run_folder import (
     RUN_MANIFEST,
     InputRecord,
+    OpenState,
     RunFolder,
     RunManifest,
     RunRequest,
     dataset_input,
 )
+from diffuse_uda.training import distributed
 from diffuse_uda.training.bundle import save_bundle
 from diffuse_uda.training.context import TrainingData
 from diffuse_uda.training.trainer import Trainer
@@ -127,7 +134,7 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: run folder path is a file, not a folder")
-    ensure_output_dir(out_dir, "run folder")
+    distributed.on_main(ensure_output_dir, out_dir, "run folder")
     task = task.with_preprocessing(config.preprocessing)
     task.check()
     method = create_method(method_name, config.method)
@@ -139,13 +146,15 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
 
         return train_with_appearance_choice(task, config, out_dir, candidate_dirs, cache_dir, progress, display_name,
                                             force)
-    request = run_request(task, method_name, config, extra_labelled)
+    # Rank 0 fingerprints the inputs and decides about the folder; every rank gets the same answer.
+    request = distributed.on_main(run_request, task, method_name, config, extra_labelled)
     folder = RunFolder(out_dir)
-    if folder.open(request, force=force) == "complete" and folder.bundle_path.is_file():
+    if distributed.on_main(_open_run, folder, request, force) == "complete":
         return out_dir
     t0 = time.perf_counter()
-    data = build_training_data(task, method.uses_target_images, method.uses_target_labels, extra_labelled,
-                               cache_dir if cache_dir is not None else default_cache_dir(), progress)
+    data = distributed.main_first(build_training_data, task, method.uses_target_images, method.uses_target_labels,
+                                  extra_labelled, cache_dir if cache_dir is not None else default_cache_dir(),
+                                  progress and distributed.is_main())
     prep_seconds = time.perf_counter() - t0
     manifest = RunManifest(
         request=request, task=task.resolved().to_dict(), display_name=display_name or method_name,
@@ -153,9 +162,24 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
         oracle=method.uses_target_labels, extra_labelled=[str(Path(p).resolve()) for p in extra_labelled],
         n_labelled_samples=int(data.source_images.shape[0]),
         n_target_samples=int(data.target_images.shape[0]) if data.target_images is not None else 0)
-    folder.write(manifest)
+    distributed.on_main(folder.write, manifest)
     trainer = Trainer(method, data, config, out_dir, task.preprocessing.spatial_dims, task.num_classes, progress)
     stats = trainer.fit()
+    distributed.on_main(_write_outputs, folder, method, method_name, task, config, data, manifest,
+                        {"preprocessing_seconds": prep_seconds, **stats})
+    return out_dir
+
+
+def _open_run(folder: RunFolder, request: RunRequest, force: bool) -> OpenState:
+    """The folder's state for ``request``; "complete" only when the bundle is there too."""
+    state = folder.open(request, force=force)
+    return "resume" if state == "complete" and not folder.bundle_path.is_file() else state
+
+
+def _write_outputs(folder: RunFolder, method: Method, method_name: str, task: Task, config: RunConfig,
+                   data: TrainingData, manifest: RunManifest, stats: dict) -> None:
+    """The bundle, the method's extra outputs and the completed manifest (rank 0)."""
+    out_dir = folder.path
     spec = segmenter_spec(task.preprocessing.spatial_dims, int(data.source_images.shape[1]), task.num_classes,
                           config.network)
     network = method.inference_network()
@@ -169,7 +193,6 @@ def train_method(task: Task, method_name: str, config: RunConfig, out_dir: Path,
         if isinstance(value, torch.Tensor | dict | list):
             atomic_torch_save(value, out_dir / f"{name}.pt")
             outputs.append(f"{name}.pt")
-    manifest = manifest.model_copy(update={"status": "complete", "preprocessing_seconds": prep_seconds,
-                                           "peak_rss_mb": peak_rss_mb(), "outputs": outputs, **stats})
+    manifest = manifest.model_copy(update={"status": "complete", "peak_rss_mb": peak_rss_mb(), "outputs": outputs,
+                                           **stats})
     folder.write(RunManifest.model_validate(manifest.model_dump()))
-    return out_dir

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +11,7 @@ from torch import nn
 
 from diffuse_uda.config import RunConfig
 from diffuse_uda.networks.segmenter import build_segmenter
+from diffuse_uda.training import distributed
 
 
 @dataclass
@@ -50,11 +51,34 @@ class TrainContext:
     in_channels: int
     num_classes: int
     data: TrainingData
-    generator: torch.Generator  # on ``device``: noise, boxes, deformations
-    cpu_generator: torch.Generator  # indices and scalar draws
+    generator: torch.Generator  # on ``device``: noise, boxes, deformations; each rank its own stream
+    # Indices and per-step choices: the same stream on every rank (draw from it the same way on each).
+    cpu_generator: torch.Generator
     step: int = 0
     total_steps: int = 1
     epoch_length: int = 1
+    rank: int = 0
+    world_size: int = 1
+
+    def local_indices(self, n: int, global_batch: int, what: str) -> torch.Tensor:
+        """This rank's share of ``global_batch`` indices drawn uniformly from ``range(n)`` (all of them in
+        one process); ``what`` names the batch setting in the error when it does not split evenly."""
+        idx = torch.randint(0, n, (global_batch,), generator=self.cpu_generator)
+        if self.world_size > 1:
+            idx = idx[distributed.shard(global_batch, what)]
+        return idx.to(self.device, non_blocking=True)
+
+    def all_reduce_gradients(self, params: Iterable[nn.Parameter]) -> None:
+        """Average these parameters' gradients over the ranks before an optimizer steps them (nothing in
+        one process). The trainer does it for ``Method.trainable_parameters``; a method that steps an
+        optimizer of its own calls it first."""
+        if self.world_size > 1:
+            distributed.all_reduce_gradients(params)
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over the ranks, in place (itself in one process): for statistics of the
+        global batch."""
+        return distributed.all_reduce_(tensor) if self.world_size > 1 else tensor
 
     @property
     def use_amp(self) -> bool:
