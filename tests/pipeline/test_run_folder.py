@@ -134,6 +134,15 @@ def test_pipeline_stages_follow_their_inputs_and_not_the_spelling_of_the_path(ti
     inputs = {s: read_manifest(tmp_path / "run1" / s).inputs for s in STAGES}
     run_pipeline(tiny_task, tmp_path / "run1", _pipeline_config(), progress=False)  # absolute path now
     assert started == {s: read_manifest(tmp_path / "run1" / s).started for s in STAGES}
+    # Stage records written before a setting existed (here: gradient checkpointing, at its default) still match.
+    for stage in STAGES:
+        path = tmp_path / "run1" / stage / "stage.json"
+        raw = json.loads(path.read_text())
+        raw["config"].get("diffusion", {}).pop("gradient_checkpointing", None)
+        raw["config"].get("segmentation", {}).get("network", {}).pop("gradient_checkpointing", None)
+        path.write_text(json.dumps(raw))
+    run_pipeline(tiny_task, tmp_path / "run1", _pipeline_config(), progress=False)
+    assert started == {s: read_manifest(tmp_path / "run1" / s).started for s in STAGES}
     _zero_source_labels(tiny_task)
     with pytest.raises(ConfigError, match="stage 1: ascplus.*input 'source'.*changed content"):
         run_pipeline(tiny_task, Path("run1"), _pipeline_config(), progress=False)
@@ -237,3 +246,21 @@ def test_outputs_of_unknown_origin_are_not_overwritten(tiny_task, smoke_config, 
         _train(tiny_task, "source-only", smoke_config, out)
     assert (out / "model.pt").read_bytes() == b"someone else's model"
     shutil.rmtree(out)
+
+
+def test_a_record_from_before_a_new_setting_matches_when_the_setting_is_at_its_default(tiny_task, smoke_config,
+                                                                                        tmp_path: Path) -> None:
+    """A field added to the settings after a run was recorded (with a default that keeps the old
+    behaviour) does not make the run stale; a recorded value that differs still does."""
+    out = tmp_path / "runs" / "so"
+    _train(tiny_task, "source-only", smoke_config, out)
+    raw = json.loads((out / "run.json").read_text())
+    del raw["request"]["config"]["network"]["gradient_checkpointing"]  # as written before the option existed
+    (out / "run.json").write_text(json.dumps(raw))
+    before = (out / "run.json").read_text()
+    _train(tiny_task, "source-only", smoke_config, out)  # reused, not refused
+    assert (out / "run.json").read_text() == before
+    raw["request"]["config"]["network"]["init_filters"] = 4  # a real difference
+    (out / "run.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match="network.init_filters: 4 -> 8"):
+        _train(tiny_task, "source-only", smoke_config, out)

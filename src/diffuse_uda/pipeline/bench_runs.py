@@ -33,13 +33,30 @@ from diffuse_uda.pipeline.run import (
     diffusion_config,
     run_pipeline,
 )
-from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest, RunRequest, dataset_input, file_input
+from diffuse_uda.pipeline.run_folder import (
+    RunFolder,
+    RunManifest,
+    RunRequest,
+    dataset_input,
+    file_input,
+    register_settings_section,
+)
 from diffuse_uda.pipeline.train import default_cache_dir, peak_rss_mb, run_request
 from diffuse_uda.training import distributed
 
 if TYPE_CHECKING:
     from diffuse_uda.methods.heal import HEALConfig
 
+
+
+
+def _upgrade_heal(record: dict[str, Any]) -> dict[str, Any]:
+    from diffuse_uda.methods.heal import HEALConfig
+
+    return HEALConfig(**record).to_dict()
+
+
+register_settings_section("heal", _upgrade_heal)
 
 def run_composite(task: Task, entry: str, seed: int, out_dir: Path, profile: str,
                   overrides: dict[str, Any], progress: bool = True, force: bool = False) -> Path:

@@ -63,7 +63,7 @@ def _complete_for(folder: Path, request: RunRequest) -> bool:
         previous = read_manifest(folder)
     except DataError:
         return False
-    return bool(previous and previous.status == "complete" and previous.request() == request)
+    return bool(previous and previous.status == "complete" and previous.request().upgraded() == request)
 
 
 def _clear(folder: Path) -> None:
@@ -110,7 +110,7 @@ def _prepare(name: str, folder: Path, config: dict[str, Any], inputs: dict[str, 
         previous = None
         _clear(folder)
     if previous is not None:
-        diffs = request.differences(previous.request())
+        diffs = request.differences(previous.request().upgraded())
         if not diffs and previous.status == "complete":
             log(f"[{name}] complete, skipped ({folder})")
             return folder

@@ -41,7 +41,13 @@ from diffuse_uda.pipeline.experiment import evaluate_run
 from diffuse_uda.pipeline.generator_choice import choose_guidance, guidance_summary, write_guidance_choice
 from diffuse_uda.pipeline.manifest import read_manifest, run_stage
 from diffuse_uda.pipeline.pseudolabel import pseudo_label_reliability, write_pseudolabels
-from diffuse_uda.pipeline.run_folder import InputRecord, RunFolder, dataset_input, file_input
+from diffuse_uda.pipeline.run_folder import (
+    InputRecord,
+    RunFolder,
+    dataset_input,
+    file_input,
+    register_settings_section,
+)
 from diffuse_uda.pipeline.train import default_cache_dir, run_request, train_method
 from diffuse_uda.report.run_report import write_comparison_report
 from diffuse_uda.training import distributed
@@ -66,6 +72,9 @@ class SynthesisOptions(StrictModel):
     # "auto": chosen without labels among GUIDANCE_CANDIDATES (pipeline.generator_choice).
     guidance_scale: float | Literal["auto"] = "auto"
 
+
+register_settings_section("diffusion", lambda d: DiffusionConfig.from_dict(d).to_dict())
+register_settings_section("synthesis", lambda d: SynthesisOptions.model_validate(d).model_dump(mode="json"))
 
 # The generator of the paper (mask only, every pair weighted alike) and ours (also the pair's domain,
 # trained with domain dropout for classifier-free guidance; target pseudo-pairs weighted by stage 1's

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +41,34 @@ class InputRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     path: str
     digest: str
+
+
+# Sections of recorded settings (a stage's {"diffusion": ..., "synthesis": ...}) and how to read an older
+# record with the current schema. Registered by the modules that own those settings.
+_SECTION_SCHEMAS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def register_settings_section(key: str, upgrade: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """``upgrade(record)`` returns the record as the current schema writes it (new fields at their defaults)."""
+    _SECTION_SCHEMAS[key] = upgrade
+
+
+def _upgrade_section(upgrade: Callable[[dict[str, Any]], dict[str, Any]], record: Any) -> Any:
+    if not isinstance(record, dict):
+        return record
+    try:
+        return json.loads(json.dumps(upgrade(record)))
+    except (ValueError, TypeError):  # not valid under the current schema: left as recorded (it will not match)
+        return record
+
+
+def _upgrade_run_config(record: dict[str, Any]) -> dict[str, Any]:
+    from diffuse_uda.config import RunConfig
+
+    return RunConfig.model_validate(record, context={"stored": True}).model_dump(mode="json")
+
+
+register_settings_section("segmentation", _upgrade_run_config)
 
 
 def dataset_input(dataset_dir: Path, with_labels: bool) -> InputRecord:
@@ -69,6 +98,27 @@ class RunRequest(BaseModel):
     def _as_stored(cls, value: dict[str, Any]) -> dict[str, Any]:
         # The form it has once written to JSON (tuples become lists), so comparisons are exact.
         return json.loads(json.dumps(value))
+
+    def upgraded(self) -> RunRequest:
+        """This (recorded) request read with the current schema: a setting or method option added after it
+        was recorded takes its default value, which by the toolkit's rule is the behaviour the run had
+        before the setting existed. A changed value, or a changed default of an existing field, still
+        differs. Records that do not validate are left as they are (and so do not match)."""
+        config = dict(self.config)
+        if {"network", "training"} <= set(config):  # a training run's RunConfig
+            config = _upgrade_section(_upgrade_run_config, config)
+        else:
+            config = {k: _upgrade_section(_SECTION_SCHEMAS[k], v) if k in _SECTION_SCHEMAS else v
+                      for k, v in config.items()}
+        options = self.options
+        if options:
+            from diffuse_uda.methods.registry import available_methods
+
+            method = available_methods().get(self.method)
+            if method is not None:
+                options = _upgrade_section(lambda o: method.Options.model_validate(o).model_dump(mode="json"),
+                                           options)
+        return self.model_copy(update={"config": config, "options": options})
 
     def differences(self, other: RunRequest) -> list[str]:
         """Human-readable list of what differs from ``other`` (empty when equal)."""
@@ -196,7 +246,7 @@ class RunFolder:
     def matches(self, request: RunRequest) -> bool:
         """True when the folder holds (complete or not) a run of exactly ``request``."""
         try:
-            return self.manifest().request == request
+            return self.manifest().request.upgraded() == request
         except DataError:
             return False
 
@@ -224,7 +274,7 @@ class RunFolder:
                 raise ConfigError(f"{exc}") from None
             self.clear()
             return "fresh"
-        diffs = request.differences(previous.request)
+        diffs = request.differences(previous.request.upgraded())
         if diffs:
             if not force:
                 raise ConfigError(
