@@ -171,3 +171,23 @@ done
 $BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods source-only,target-supervised,ascplus,diffuse-uda --seeds 3 -o bench/polyp
 # GLUA, 3 seeds on MS-CMRSeg.
 $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua --seeds 3 -o bench/mscmr-glua
+
+# ---- Session 5 ----------------------------------------------------------------------------------
+# A fresh checkout. The new stage 1 (issue 13: appearance transfers, the label-free choice, source-only-dg)
+# and the domain-guided generator (issue 14) on the four tasks, seed 0, one bench per task. `ascplus`
+# trains the five ascplus-<appearance> candidates (shared with those rows) and keeps the label-free pick.
+# In the session two benches ran side by side, one torch thread each, with --data-root on the imported data.
+$BIN/diffuse-uda import abdominal "$SHARED/abdominal" --out data
+ROWS=source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus,diffuse-uda
+for task in abdominal-ct2mr mscmr-bssfp2lge demo-brain-t1t2 polyp-kvasir2cvc; do
+  $BIN/diffuse-uda bench -t "$task" --methods "$ROWS" --seeds 1 -o "bench/$task" --data-root data
+  # post hoc, never fed back: the target pseudo-labels of every stage-1 model against the target training labels
+  DIFFUSE_UDA_DATA=data $BIN/python benchmarks/pseudolabel_quality.py "bench/$task" --out "pseudolabels/$task" \
+      --json "bench/$task/pseudolabel_quality.json"
+  $BIN/python benchmarks/export_results.py "bench/$task" "benchmarks/results/$task"
+done
+# Issue 15: generator step memory with and without gradient checkpointing; 1 against 2 gloo processes.
+$BIN/python benchmarks/bench_diffusion_memory.py --profiles quick:2 paper:2 paper:3@48 paper:3@64 --what step \
+    --out benchmarks/results/generator-memory/step_memory.json
+$BIN/python benchmarks/bench_distributed.py --modes 1x1 2x1 1x2 --steps 40 --batch 8 \
+    --out benchmarks/results/distributed/wall.json
