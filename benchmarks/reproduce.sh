@@ -178,6 +178,8 @@ $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua --seeds 3 -o bench/mscm
 # trains the five ascplus-<appearance> candidates (shared with those rows) and keeps the label-free pick.
 # In the session two benches ran side by side, one torch thread each, with --data-root on the imported data.
 $BIN/diffuse-uda import abdominal "$SHARED/abdominal" --out data
+# the embedded demo task's datasets (seed 0) under data/, as `diffuse-uda demo` builds them for itself
+$BIN/python -c "from pathlib import Path; from diffuse_uda.data.demo_brain import DemoBrainConfig, generate_demo_brain; generate_demo_brain(Path('data'), DemoBrainConfig(seed=0))"
 ROWS=source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus,diffuse-uda
 for task in abdominal-ct2mr mscmr-bssfp2lge demo-brain-t1t2 polyp-kvasir2cvc; do
   $BIN/diffuse-uda bench -t "$task" --methods "$ROWS" --seeds 1 -o "bench/$task" --data-root data
@@ -185,9 +187,20 @@ for task in abdominal-ct2mr mscmr-bssfp2lge demo-brain-t1t2 polyp-kvasir2cvc; do
   DIFFUSE_UDA_DATA=data $BIN/python benchmarks/pseudolabel_quality.py "bench/$task" --out "pseudolabels/$task" \
       --json "bench/$task/pseudolabel_quality.json"
   $BIN/python benchmarks/export_results.py "bench/$task" "benchmarks/results/$task"
+  # the p-values quoted: diffuse-uda against its stage 1 and against source-only-dg
+  for ref in ascplus source-only-dg; do
+    $BIN/python benchmarks/paired_test.py "bench/$task/$ref/seed0" "bench/$task/diffuse-uda/seed0/5_ascplus_synth"
+  done
 done
-# Issue 15: generator step memory with and without gradient checkpointing; 1 against 2 gloo processes.
+# Few-step sampling of the seed-0 domain-guided generators (issue 14).
+for t in mscmr-bssfp2lge:Dataset501_MSCMR_bSSFP:Dataset502_MSCMR_LGE abdominal-ct2mr:Dataset521_AbdomenCT:Dataset522_AbdomenMR; do
+  IFS=: read -r task src tgt <<< "$t"
+  $BIN/python benchmarks/bench_synthesis.py --generator "bench/$task/diffuse-uda/seed0/3_diffusion/diffusion_last.pt" \
+      --segmenter "bench/$task/target-supervised/seed0" --masks "bench/$task/diffuse-uda/seed0/2_pseudolabels" \
+      --stage1 "bench/$task/ascplus/seed0" --source "data/$src" --target "data/$tgt" \
+      --samplers ddpm:250 ddim:25:1:1 ddim:25:1:0 dpm++2m:20 dpm++2m-sde:25 --n 32 --seed 1 \
+      --out "benchmarks/results/synthesis/${task}_seed0_generator.json"
+done
+# Issue 15: generator step memory with and without gradient checkpointing.
 $BIN/python benchmarks/bench_diffusion_memory.py --profiles quick:2 paper:2 paper:3@48 paper:3@64 --what step \
     --out benchmarks/results/generator-memory/step_memory.json
-$BIN/python benchmarks/bench_distributed.py --modes 1x1 2x1 1x2 --steps 40 --batch 8 \
-    --out benchmarks/results/distributed/wall.json
