@@ -86,6 +86,20 @@ def test_no_denoising_decoder_without_diffusion() -> None:
         net.denoise(torch.rand(1, 1, 8, 8), torch.randn(1, 3, 8, 8), torch.tensor([1]))
 
 
+def test_decoders_share_one_initialisation_so_their_mean_is_a_decoder() -> None:
+    torch.manual_seed(0)
+    shared = ADNetwork(2, 1, 3, features=4, levels=2)
+    for name, p in shared.psi.named_parameters():
+        assert torch.equal(p, dict(shared.xi.named_parameters())[name])  # type: ignore[union-attr]
+        assert torch.equal(p, dict(shared.theta.named_parameters())[name])
+    torch.manual_seed(0)
+    independent = ADNetwork(2, 1, 3, features=4, levels=2, shared_init=False)
+    assert independent.xi is not None
+    assert not torch.equal(next(independent.xi.parameters()), next(independent.psi.parameters()))
+    # Same encoder and psi either way (loading a state draws no random numbers).
+    assert torch.equal(next(independent.psi.parameters()), next(shared.psi.parameters()))
+
+
 # --------------------------------------------------------------------------- DRS (Eq. 3-5)
 
 

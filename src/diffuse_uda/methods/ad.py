@@ -108,6 +108,9 @@ class ADOptions(StrictModel):
     mu: float = Field(10.0, ge=0.0, description="Weight of L_u after ramp-up.")
     rampup_fraction: float = Field(0.4, ge=0.0, le=1.0, description="Gaussian ramp-up length / run length.")
     ema_transfer: bool = Field(True, description="theta <- w theta + (1 - w) (xi + psi) / 2 after every step.")
+    shared_init: bool = Field(True, description="Start the three decoders from one initialisation, so the mean of "
+                              "xi and psi is a working decoder (False: independent inits, the behaviour before "
+                              "session 6).")
     transfer_decay: float = Field(0.99, ge=0.0, le=1.0, description="w_ema of the transfer.")
     # SVDA (nnU-Net-like ranges; the paper names the operations only).
     n_aug: int = Field(3, ge=0, le=7, description="Operations drawn per batch (paper: 3).")
@@ -375,7 +378,7 @@ class AggregatingDecoupling(Method):
         self.features = o.features or ctx.config.network.init_filters
         self.levels = o.levels or len(ctx.config.network.blocks_down)
         self.net = ADNetwork(ctx.spatial_dims, ctx.in_channels, ctx.num_classes, self.features, self.levels,
-                             diffusion=o.diffusion).to(ctx.device)
+                             diffusion=o.diffusion, shared_init=o.shared_init).to(ctx.device)
         self.student = self.net.core
         scheduler = DDPMScheduler(num_train_timesteps=o.timesteps, schedule=o.noise_schedule)
         self.alphas_cumprod = scheduler.alphas_cumprod.to(ctx.device, torch.float32)

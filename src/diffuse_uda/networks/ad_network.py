@@ -126,13 +126,18 @@ class ADNetwork(nn.Module):
     decoders ``xi`` (denoising) and ``psi`` (difficulty-aware). ``xi`` is omitted with ``diffusion=False``."""
 
     def __init__(self, spatial_dims: int, in_channels: int, num_classes: int, features: int = 8, levels: int = 4,
-                 diffusion: bool = True) -> None:
+                 diffusion: bool = True, shared_init: bool = True) -> None:
         super().__init__()
         self.core = ADInferenceNetwork(spatial_dims, in_channels, num_classes, features, levels)
         self.xi = ADDecoder(spatial_dims, num_classes, features, levels) if diffusion else None
         self.psi = ADDecoder(spatial_dims, num_classes, features, levels)
         # Start theta where the labelled decoders start: the EMA transfer then blends like with like.
         self.core.decoder.load_state_dict(self.psi.state_dict())
+        if shared_init and self.xi is not None:
+            # theta tracks the parameter mean of xi and psi. Two decoders from different random
+            # initialisations sit in unrelated basins (their channels are permuted relative to each other),
+            # so their mean is not a working decoder; from one shared start it is.
+            self.xi.load_state_dict(self.psi.state_dict())
 
     @property
     def encoder(self) -> DiffusionEncoder:
