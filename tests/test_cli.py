@@ -149,3 +149,13 @@ def test_debug_shows_the_traceback(cli_task: list[str], tmp_path: Path) -> None:
             main()
     finally:
         sys.argv = saved
+
+
+def test_bench_seed_list_runs_only_those_seeds(cli_task: list[str], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench"
+    code, err = _main(["bench", *cli_task, "--methods", "source-only", "--seed-list", "1", "--profile", "smoke",
+                       "-o", str(out)], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (out / "source-only").iterdir()) == ["seed1"]
+    code, err = _main(["bench", *cli_task, "--methods", "source-only", "--seed-list", "1,x", "-o", str(out)], capsys)
+    assert code == 2 and "--seed-list" in err and "Traceback" not in err

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from diffuse_uda.errors import DiffuseUDAError
+from diffuse_uda.errors import ConfigError, DiffuseUDAError
 
 app = typer.Typer(
     help="diffuse-uda: adapt a segmentation model from a labelled source centre to an unlabelled target "
@@ -267,6 +267,10 @@ def adapt_source_free_cmd(
     no_egs: Annotated[bool, typer.Option("--no-egs", help="Ablation: one sample, no edge-guided selection.")] = False,
     no_saf: Annotated[bool, typer.Option("--no-saf", help="Ablation: no size-aware fusion (output the "
                                                           "segmentation of the selected sample).")] = False,
+    entropy_quantile: Annotated[float | None, typer.Option(
+        "--entropy-quantile", help="Label-free calibrated thresholds: tau_1 = this quantile of the entropy of "
+                                   "the case's predicted foreground (0.9 drops its 10 % most uncertain voxels), "
+                                   "tau_2 matched to it. Default: the paper's fixed tau_1 = tau_2 = 0.2.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
 ) -> None:
@@ -281,7 +285,7 @@ def adapt_source_free_cmd(
         steps = HEALConfig().steps
     config = HEALConfig(n_samples=n_samples, sampler=sampler, steps=steps, seed=seed,
                         hierarchical_denoising=not no_hd, edge_guided_selection=not no_egs,
-                        size_aware_fusion=not no_saf)
+                        size_aware_fusion=not no_saf, entropy_quantile=entropy_quantile)
     folder = adapt_source_free(model, diffusion, images, out, split=split, config=config, device=device)
     typer.echo(f"predictions: {folder} (per-case selection scores: {folder / 'heal.json'})")
 
@@ -457,6 +461,10 @@ def bench_cmd(
                                          )] = (
         "source-only,target-supervised,fda,pseudo-label,mean-teacher,cutmix,asc,ascplus"),
     seeds: Annotated[int, typer.Option(help="Number of seeds (0..N-1).")] = 3,
+    seed_list: Annotated[str | None, typer.Option(
+        "--seed-list", help="Only these seeds, comma-separated (e.g. 1,2), instead of 0..N-1: to share one "
+                            "bench folder between processes side by side. The table then covers these runs; "
+                            "run again with --seeds N to tabulate them all (finished runs are reused).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Bench folder (resumes finished runs).")] = Path("bench"),
     profile: Annotated[str, typer.Option(help="smoke, quick or paper.")] = "quick",
     data_root: DataRoot = None,  # type: ignore[assignment]
@@ -472,7 +480,15 @@ def bench_cmd(
     from diffuse_uda.pipeline.bench import run_bench
 
     t = load_task(task, _data_root(data_root))
-    folder = run_bench(t, [m.strip() for m in methods.split(",") if m.strip()], seeds, out, profile,
+    chosen: int | list[int] = seeds
+    if seed_list is not None:
+        try:
+            chosen = sorted({int(v) for v in seed_list.split(",") if v.strip()})
+        except ValueError:
+            raise ConfigError(f"--seed-list must be comma-separated integers, got {seed_list!r}") from None
+        if any(v < 0 for v in chosen):
+            raise ConfigError(f"--seed-list takes seeds >= 0, got {seed_list!r}")
+    folder = run_bench(t, [m.strip() for m in methods.split(",") if m.strip()], chosen, out, profile,
                        parse_overrides(overrides), force=force)
     typer.echo((folder / "bench.md").read_text())
 

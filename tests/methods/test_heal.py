@@ -108,10 +108,36 @@ def test_hierarchical_denoising_removes_low_confidence_voxels() -> None:
 
 
 def test_entropy_quantile_sets_the_threshold_from_the_case() -> None:
-    hd = hierarchical_denoise(_probs_with_regions(), config=HEALConfig(entropy_quantile=1.0,
-                                                                       variance_threshold=1e9))
+    hd = hierarchical_denoise(_probs_with_regions(), config=HEALConfig(entropy_quantile=1.0))
     assert hd.entropy_threshold == pytest.approx(float(hd.entropy[hd.initial == 1].max()))
-    assert (hd.labels == hd.initial).all()  # nothing above the max: nothing removed
+    assert (hd.entropy_labels == hd.initial).all()  # nothing above the max: the entropy stage removes nothing
+    # tau_2 is the variance of an agreeing voxel whose regional entropy is tau_1 (normalised; K = 2 here).
+    assert hd.variance_threshold == pytest.approx(float(nig_variance(np.array([hd.entropy_threshold]))[0]), rel=1e-5)
+
+
+def _blob_probs(temperature: float, size: int = 32) -> np.ndarray:
+    """A two-class (K, H, W, 1) softmax of a disc whose logit margin falls off toward its rim, at ``temperature``
+    (higher = a less confident segmenter with the same ranking of voxels)."""
+    yy, xx = np.mgrid[:size, :size]
+    margin = 8.0 - np.hypot(yy - size / 2, xx - size / 2)  # > 0 inside the disc
+    logits = np.stack([np.zeros_like(margin), margin])[..., None] / temperature
+    e = np.exp(logits - logits.max(0, keepdims=True))
+    return (e / e.sum(0, keepdims=True)).astype(np.float32)
+
+
+def test_calibrated_thresholds_keep_the_same_share_whatever_the_confidence() -> None:
+    kept_paper, kept_calibrated = [], []
+    for temperature in (0.5, 2.0, 6.0):
+        probs = _blob_probs(temperature)
+        foreground = max(int((probs.argmax(0) == 1).sum()), 1)
+        kept_paper.append(int((hierarchical_denoise(probs).labels == 1).sum()) / foreground)
+        hd = hierarchical_denoise(probs, config=HEALConfig(entropy_quantile=0.9))
+        kept_calibrated.append(int((hd.labels == 1).sum()) / foreground)
+        assert hd.removed_fractions()[0] == pytest.approx(0.1, abs=0.05)  # the entropy stage: 1 - q
+    # The fixed tau = 0.2 bits drops most of a less confident model's prediction; the quantile rule
+    # keeps a share that depends on the ranking of the voxels, not on the temperature.
+    assert kept_paper[0] > 0.5 and kept_paper[-1] < 0.05
+    assert max(kept_calibrated) - min(kept_calibrated) < 0.1 and min(kept_calibrated) > 0.5
 
 
 def test_config_rejects_impossible_settings() -> None:

@@ -113,9 +113,14 @@ class HEALConfig(ConfigModel):
 
     Attributes:
         entropy_threshold: ``tau_1`` on the voxel-wise entropy in bits (paper: 0.2).
-        entropy_quantile: if set, ``tau_1`` is instead this quantile of the entropy over the case's
-            voxels predicted as foreground (adapts to how calibrated the segmenter is).
-        variance_threshold: ``tau_2`` on the NIG variance (paper: 0.2).
+        entropy_quantile: if set, the label-free calibrated thresholds: ``tau_1`` is this quantile of
+            the entropy over the case's voxels predicted as foreground, so the entropy stage removes
+            the same share ``1 - q`` of the most uncertain foreground whatever the segmenter's
+            confidence on the target; and ``tau_2`` is the NIG variance of an agreeing voxel whose
+            regional entropy equals ``tau_1`` (normalised), so the NIG stage cuts regions at the same
+            level instead of at the fixed ``E ~ 0.26``. ``None``: the paper's fixed thresholds.
+        variance_threshold: ``tau_2`` on the NIG variance (paper: 0.2; derived from ``tau_1`` when
+            ``entropy_quantile`` is set).
         kappa, epsilon: evidence per agreeing voxel and the offset of ``alpha`` (module docstring).
         zeta1, zeta2: slope and offset of ``beta`` in the regional entropy.
         eta1, eta2: slope and offset of ``1 / omega`` in the regional entropy.
@@ -254,6 +259,7 @@ class HDResult:
         local_entropy: regional entropy ``E(v)`` normalised to [0, 1].
         variance: NIG variance (Eq. 5).
         entropy_threshold: the ``tau_1`` used (differs from the config with ``entropy_quantile``).
+        variance_threshold: the ``tau_2`` used (likewise).
     """
 
     labels: np.ndarray
@@ -263,6 +269,7 @@ class HDResult:
     local_entropy: np.ndarray
     variance: np.ndarray
     entropy_threshold: float
+    variance_threshold: float
 
     def removed_fractions(self) -> tuple[float, float]:
         """Fractions of the initially-foreground voxels reset by the entropy and by the NIG stage."""
@@ -286,17 +293,20 @@ def hierarchical_denoise(probs: np.ndarray | torch.Tensor, spatial_dims: int = 2
     num_classes = p.shape[0]
     initial = p.argmax(0).astype(np.uint8)
     h = entropy_map(p)
-    tau1 = cfg.entropy_threshold
+    max_entropy = max(math.log2(num_classes), 1e-12)
+    tau1, tau2 = cfg.entropy_threshold, cfg.variance_threshold
     if cfg.entropy_quantile is not None and (initial != BACKGROUND).any():
         tau1 = float(np.quantile(h[initial != BACKGROUND], cfg.entropy_quantile))
+        # The regional cut-off at the same (normalised) level as the voxel cut-off: Var is increasing in E.
+        tau2 = float(nig_variance(np.array([tau1 / max_entropy]), None, cfg)[0])
     confident = h <= tau1
     entropy_labels = np.where(confident, initial, BACKGROUND).astype(np.uint8)
     # Normalised by the maximum entropy so E(v) is in [0, 1] whatever K is.
-    e = local_entropy(h / max(math.log2(num_classes), 1e-12), spatial_dims, cfg.local_window)
+    e = local_entropy(h / max_entropy, spatial_dims, cfg.local_window)
     variance = nig_variance(e, initial != entropy_labels, cfg)
-    keep = (variance <= cfg.variance_threshold) & confident
+    keep = (variance <= tau2) & confident
     labels = np.where(keep, initial, BACKGROUND).astype(np.uint8)
-    return HDResult(labels, initial, entropy_labels, h, e, variance, float(tau1))
+    return HDResult(labels, initial, entropy_labels, h, e, variance, float(tau1), float(tau2))
 
 
 # ---------------------------------------------------------------------- edge-guided selection
@@ -505,8 +515,8 @@ class _Adapter:
             hd = hierarchical_denoise(probs, self.dims, cfg)
             refined = hd.labels
             by_entropy, by_nig = hd.removed_fractions()
-            record.update(entropy_threshold=hd.entropy_threshold, removed_by_entropy=by_entropy,
-                          removed_by_nig=by_nig)
+            record.update(entropy_threshold=hd.entropy_threshold, variance_threshold=hd.variance_threshold,
+                          removed_by_entropy=by_entropy, removed_by_nig=by_nig)
         else:
             refined = probs.argmax(0).astype(np.uint8)
         if not cfg.uses_diffusion:

@@ -18,11 +18,16 @@ from diffuse_uda.methods.registry import available_methods
 
 PIPELINE_ENTRY = "diffuse-uda"
 # HEAL's ablation rows (its Table 3): hierarchical denoising alone, + edge-guided selection, + size-aware fusion.
-HEAL_ENTRIES: dict[str, dict[str, bool]] = {
+HEAL_ENTRIES: dict[str, dict[str, Any]] = {
     "heal-HD": {"edge_guided_selection": False, "size_aware_fusion": False},
     "heal-HD-EGS": {"size_aware_fusion": False},
     "heal": {},
 }
+# The same rows with the label-free calibrated thresholds (HEALConfig.entropy_quantile) instead of the
+# paper's fixed tau = 0.2: q = 0.9 was fixed before any measurement, not tuned on labels.
+HEAL_CALIBRATED_QUANTILE = 0.9
+HEAL_ENTRIES.update({f"{name}-calibrated": {**opts, "entropy_quantile": HEAL_CALIBRATED_QUANTILE}
+                     for name, opts in list(HEAL_ENTRIES.items())})
 
 # Component ablations of the comparators, as bench entries (one row = the method without one part).
 COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
@@ -30,6 +35,8 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "ad-no-diffusion": ("ad", {"diffusion": False}),
     "ad-no-DRS": ("ad", {"drs": False}),
     "ad-no-RS": ("ad", {"rs": False}),
+    # Not a paper row: A&D as before session 6, its decoders from independent initialisations.
+    "ad-independent-init": ("ad", {"shared_init": False}),
     "glua-no-style-transfer": ("glua", {"style_transfer": False}),
     "glua-no-local-alignment": ("glua", {"local_alignment": False}),
     "glua-no-output-adversary": ("glua", {"output_adversarial": False}),
@@ -63,8 +70,12 @@ def bench_entries() -> dict[str, str]:
     out.update({f"{PIPELINE_ENTRY}-{row}": f"Diffuse-UDA generation ablation row {row} (paper Table 3)"
                 for row in generation_ablation_rows() if row != "paper"})
     out[f"{PIPELINE_ENTRY}-paper"] = "Diffuse-UDA with the paper's generator (no domain input, no guidance, DDIM-25)"
-    out.update({name: "HEAL (source-free, learning-free) " + ("full" if not opts else "ablation: " + ", ".join(
-        k for k, v in opts.items() if not v) + " off") for name, opts in HEAL_ENTRIES.items()})
+    for name, opts in HEAL_ENTRIES.items():
+        off = [k for k, v in opts.items() if v is False]
+        text = "HEAL (source-free, learning-free) " + ("ablation: " + ", ".join(off) + " off" if off else "full")
+        if opts.get("entropy_quantile") is not None:
+            text += f"; calibrated thresholds (entropy quantile {opts['entropy_quantile']})"
+        out[name] = text
     return out
 
 
