@@ -334,6 +334,29 @@ def test_histogram_matching_on_luminance_keeps_chroma() -> None:
                                atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["bezier", "gin"])
+def test_luminance_option_remaps_luminance_and_keeps_chroma(name: str) -> None:
+    g = _gen(0)
+    images = 0.4 + 0.2 * torch.rand(4, 3, 16, 16, generator=g)
+    out, _ = build_appearance_transfer(name, {"luminance": True})(images, None, _gen(3))
+    ycc_in, ycc_out = rgb_to_ycbcr(images), rgb_to_ycbcr(out)
+    # The luminance is the 1-channel member applied to the image's luminance (same random draws) ...
+    grey, _ = build_appearance_transfer(name)(ycc_in[:, :1], None, _gen(3))
+    unclamped = ((out > 1e-6) & (out < 1 - 1e-6)).all(1)
+    assert unclamped.float().mean() > 0.3
+    torch.testing.assert_close(ycc_out[:, 0][unclamped], grey[:, 0][unclamped], atol=1e-5, rtol=0)
+    # ... and the chroma is the input's wherever no channel was clamped.
+    torch.testing.assert_close(ycc_out[:, 1:].movedim(1, -1)[unclamped], ycc_in[:, 1:].movedim(1, -1)[unclamped],
+                               atol=1e-5, rtol=0)
+    # Without the option the chroma moves: what the option exists for.
+    mixed, _ = build_appearance_transfer(name)(images, None, _gen(3))
+    assert (rgb_to_ycbcr(mixed)[:, 1:] - ycc_in[:, 1:]).abs().max() > 0.05
+    # On greyscale the option changes nothing.
+    grey_in = images[:, :1]
+    assert torch.equal(build_appearance_transfer(name, {"luminance": True})(grey_in, None, _gen(4))[0],
+                       build_appearance_transfer(name)(grey_in, None, _gen(4))[0])
+
+
 # --------------------------------------------------------------------------- random choice
 def test_random_choice_selects_one_member_per_sample() -> None:
     images, reference = _pair((32, 1, 8, 8))

@@ -35,7 +35,10 @@ Members (``available_appearance_transfers()``):
   with ``alpha ~ U(0, 1)``, rescaled to the input's Frobenius norm, then min-max mapped to [0, 1]
   per sample because our networks expect [0, 1].
 * ``bezier`` and ``gin`` take ``location_scale=True`` to add a random global scale and shift after
-  the remapping (the global location-scale augmentation of Su et al.), then clamp to [0, 1].
+  the remapping (the global location-scale augmentation of Su et al.), then clamp to [0, 1]; and
+  ``luminance=True`` to remap only the BT.601 luminance of an RGB image and keep its chroma (on
+  greyscale it changes nothing). Per-channel curves or a channel-mixing network can turn a red polyp
+  green; a luminance-only remap keeps the colour cue and still inverts brightness and contrast.
 * ``histogram-matching`` - each image's histogram mapped onto its paired reference's by CDF
   mapping (per channel, or on the luminance only).
 * ``random-choice`` - per sample, one member drawn from a list with given probabilities.
@@ -338,6 +341,14 @@ def _location_scale(x: Tensor, o: LocationScaleOptions, generator: torch.Generat
     return (scale * x + shift).clamp(0.0, 1.0)
 
 
+def _on_luminance(transfer: AppearanceTransfer, images: Tensor,
+                  generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Apply a target-agnostic ``transfer`` to the luminance of RGB ``images``, keeping their chroma."""
+    new_y, _ = transfer.restyle(_luminance(images), None, generator)
+    out = _with_luminance(images, new_y)
+    return out, _mean_abs_change(images, out)
+
+
 # --------------------------------------------------------------------------- Bezier curves
 class BezierOptions(LocationScaleOptions):
     grid: int = Field(256, ge=8, le=65536, description="Points along the curve parameter t.")
@@ -346,6 +357,8 @@ class BezierOptions(LocationScaleOptions):
     invert_probability: float = Field(0.5, ge=0.0, le=1.0, description="Probability of flipping y -> 1 - y.")
     stretch: bool = Field(True, description="Rescale each curve's output range to [0, 1] (keeps full contrast).")
     per_channel: bool = Field(False, description="RGB: one curve per channel instead of one per sample.")
+    luminance: bool = Field(False, description="RGB: remap the BT.601 luminance only and keep the chroma "
+                                               "(the colour that can mark the object on photos).")
 
 
 def bezier_curves(n: int, grid: int, generator: torch.Generator | None, device: torch.device | str,
@@ -386,6 +399,8 @@ class BezierCurves(AppearanceTransfer):
     def restyle(self, images: Tensor, reference: Tensor | None,
                 generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         o = self.options
+        if o.luminance and images.shape[1] == 3:
+            return _on_luminance(self, images, generator)
         b, c = images.shape[:2]
         rows = b * c if o.per_channel and c > 1 else b
         x_knots, y_knots = bezier_curves(rows, o.grid, generator, images.device, o.random_endpoints,
@@ -408,6 +423,8 @@ class GINOptions(LocationScaleOptions):
     kernel_sizes: tuple[int, ...] = Field((1, 3), description="Kernel size per layer and sample drawn from these.")
     negative_slope: float = Field(0.01, ge=0.0, lt=1.0, description="LeakyReLU slope between layers.")
     alpha_range: tuple[float, float] = Field((0.0, 1.0), description="Blend alpha ~ U(alpha_range).")
+    luminance: bool = Field(False, description="RGB: remap the BT.601 luminance only (a 1-channel network) and "
+                                               "keep the chroma.")
 
     @field_validator("kernel_sizes")
     @classmethod
@@ -447,6 +464,8 @@ class GlobalIntensityNonlinear(AppearanceTransfer):
     def restyle(self, images: Tensor, reference: Tensor | None,
                 generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         o = self.options
+        if o.luminance and images.shape[1] == 3:
+            return _on_luminance(self, images, generator)
         b, c = images.shape[:2]
         spatial = tuple(images.shape[2:])
         d = len(spatial)
