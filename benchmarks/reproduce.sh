@@ -204,3 +204,38 @@ done
 # Issue 15: generator step memory with and without gradient checkpointing.
 $BIN/python benchmarks/bench_diffusion_memory.py --profiles quick:2 paper:2 paper:3@48 paper:3@64 --what step \
     --out benchmarks/results/generator-memory/step_memory.json
+
+# ---- Session 6 ----------------------------------------------------------------------------------
+# Seeds 1 and 2 of the MS-CMRSeg rows of issues 13/14 (seed 0 from session 5 is reused: same settings),
+# split over two processes with --seed-list, then one table over the three seeds.
+ROWS=source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus,diffuse-uda
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods "$ROWS" --seed-list 1 -o bench/mscmr-bssfp2lge --data-root data &
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods "$ROWS" --seed-list 2 -o bench/mscmr-bssfp2lge --data-root data
+wait
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods "$ROWS" --seeds 3 -o bench/mscmr-bssfp2lge --data-root data
+$BIN/python benchmarks/export_results.py bench/mscmr-bssfp2lge benchmarks/results/mscmr-bssfp2lge
+for seed in 0 1 2; do
+  for ref in ascplus source-only-dg; do
+    $BIN/python benchmarks/paired_test.py "bench/mscmr-bssfp2lge/$ref/seed$seed" \
+        "bench/mscmr-bssfp2lge/diffuse-uda/seed$seed/5_ascplus_synth"
+  done
+done
+# Issue 18. A&D with its decoders from one initialisation, 3 seeds; the old behaviour at the seed that lost the LV;
+# what each decoder predicts (label-free).
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods ad --seeds 3 -o bench/mscmr-ad --data-root data
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods ad-independent-init --seed-list 2 -o bench/mscmr-ad --data-root data
+$BIN/python benchmarks/export_results.py bench/mscmr-ad benchmarks/results/mscmr-ad
+$BIN/python benchmarks/ad_decoders.py bench/mscmr-ad/ad/seed2 bench/mscmr-ad/ad-independent-init/seed2 \
+    --json benchmarks/results/ad-decoders/mscmr_seed2.json
+# HEAL: the HD stage alone with the paper's and the calibrated thresholds (seed-0 source-only models), then the
+# calibrated rows end to end.
+$BIN/python benchmarks/heal_thresholds.py bench/mscmr-bssfp2lge bench/polyp-kvasir2cvc bench/abdominal-ct2mr \
+    bench/demo-brain-t1t2 --out heal-thresholds --json benchmarks/results/heal-thresholds/hd_seed0.json
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods heal-HD-calibrated,heal-calibrated --seeds 1 -o bench/mscmr-heal --data-root data
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods heal-HD-calibrated,heal-HD-EGS-calibrated --seeds 1 -o bench/polyp-heal --data-root data
+# The luminance-only remap for photos (tested, not adopted): source-only-dg on Kvasir -> CVC.
+$BIN/diffuse-uda train -m source-only-dg -t polyp-kvasir2cvc --seed 0 -o bench/polyp-exp/dg-luminance/seed0 --data-root data \
+    --set 'method.appearance_options={"members": ["bezier", "gin"], "member_options": {"bezier": {"location_scale": true, "luminance": true}, "gin": {"location_scale": true, "luminance": true}}}'
+$BIN/diffuse-uda predict --model bench/polyp-exp/dg-luminance/seed0 -o bench/polyp-exp/dg-luminance/seed0/predictions_target_test
+$BIN/diffuse-uda evaluate -p bench/polyp-exp/dg-luminance/seed0/predictions_target_test -r data/Dataset512_CVCClinicDB \
+    -o bench/polyp-exp/dg-luminance/seed0/evaluation
