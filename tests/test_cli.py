@@ -135,11 +135,14 @@ def test_an_output_path_that_is_a_file_fails_up_front(cli_task: list[str], tmp_p
     assert not (tmp_path / "cache" / "preprocessed").exists()  # nothing was preprocessed
 
 
-def test_debug_shows_the_traceback(cli_task: list[str], tmp_path: Path) -> None:
+def test_debug_shows_the_traceback(cli_task: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     from diffuse_uda.cli import main
     from diffuse_uda.errors import ConfigError
+
+    # --debug sets a module-wide flag; restore it afterwards so later tests see one-line errors again.
+    monkeypatch.setattr("diffuse_uda.cli._DEBUG", False)
 
     saved = sys.argv
     sys.argv = ["diffuse-uda", "train", "-m", "source-only", *cli_task, "-o", str(tmp_path / "r"),
