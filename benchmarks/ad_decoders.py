@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from diffuse_uda.data.io import safe_torch_load
 from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.networks.ad_network import ADNetwork
 from diffuse_uda.training.bundle import load_bundle
@@ -29,7 +30,7 @@ from diffuse_uda.training.bundle import load_bundle
 def decoder_shares(run: Path, max_images: int = 256) -> dict[str, object]:
     bundle = load_bundle(run)
     task = bundle.task
-    checkpoint = torch.load(run / "checkpoint_last.pt", map_location="cpu", weights_only=False)
+    checkpoint = safe_torch_load(run / "checkpoint_last.pt", "A&D training checkpoint")
     dims = bundle.preprocessing.spatial_dims
     state = checkpoint["method"]["network"]
     ad = bundle.spec["ad"]
