@@ -239,3 +239,5 @@ $BIN/diffuse-uda train -m source-only-dg -t polyp-kvasir2cvc --seed 0 -o bench/p
 $BIN/diffuse-uda predict --model bench/polyp-exp/dg-luminance/seed0 -o bench/polyp-exp/dg-luminance/seed0/predictions_target_test
 $BIN/diffuse-uda evaluate -p bench/polyp-exp/dg-luminance/seed0/predictions_target_test -r data/Dataset512_CVCClinicDB \
     -o bench/polyp-exp/dg-luminance/seed0/evaluation
+# Issue 15: one process against two gloo processes (run on an idle machine).
+$BIN/python benchmarks/bench_distributed.py --modes 1x1 2x1 1x2 --steps 40 --batch 8 --out benchmarks/results/distributed/wall.json
