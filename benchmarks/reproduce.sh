@@ -213,6 +213,8 @@ $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods "$ROWS" --seed-list 1 -o ben
 $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods "$ROWS" --seed-list 2 -o bench/mscmr-bssfp2lge --data-root data
 wait
 $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods "$ROWS" --seeds 3 -o bench/mscmr-bssfp2lge --data-root data
+DIFFUSE_UDA_DATA=data $BIN/python benchmarks/pseudolabel_quality.py bench/mscmr-bssfp2lge --out pseudolabels/mscmr-bssfp2lge \
+    --seeds 0 1 2 --json bench/mscmr-bssfp2lge/pseudolabel_quality.json
 $BIN/python benchmarks/export_results.py bench/mscmr-bssfp2lge benchmarks/results/mscmr-bssfp2lge
 for seed in 0 1 2; do
   for ref in ascplus source-only-dg; do
