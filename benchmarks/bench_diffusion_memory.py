@@ -52,12 +52,12 @@ def _reset_high_water() -> None:
         fh.write("5")
 
 
-def _config(profile: str, dims: int, size: int | None, checkpointing: bool):
+def _config(profile: str, dims: int, size: int | None, checkpointing: bool, amp: bool = True):
     from diffuse_uda.diffusion.config import DiffusionConfig
 
     factory = {"quick": DiffusionConfig.quick, "paper": DiffusionConfig.paper}[profile]
     overrides = {"iterations": 1, "checkpoint_every": 1, "sample_every": 0, "seed": 0,
-                 "gradient_checkpointing": checkpointing}
+                 "gradient_checkpointing": checkpointing, "amp": amp}
     if size is not None:
         overrides["image_size"] = (size,) * dims
     return factory(dims, **overrides)
@@ -112,7 +112,7 @@ def _step(cfg, dev, num_classes: int, channels: int, cpu_amp: bool = False) -> d
 
 
 def _measure(profile: str, dims: int, size: int | None, what: str, checkpointing: bool, device: str,
-             num_classes: int, channels: int, cpu_amp: bool = False) -> dict:
+             num_classes: int, channels: int, cpu_amp: bool = False, amp: bool = True) -> dict:
     import resource
 
     import numpy as np
@@ -123,7 +123,7 @@ def _measure(profile: str, dims: int, size: int | None, what: str, checkpointing
     from diffuse_uda.training.trainer import resolve_device
 
     dev = resolve_device(device)
-    cfg = _config(profile, dims, size, checkpointing)
+    cfg = _config(profile, dims, size, checkpointing, amp)
     size_t = tuple(cfg.image_size)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -148,7 +148,8 @@ def _measure(profile: str, dims: int, size: int | None, what: str, checkpointing
                               num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule)
     seconds = time.perf_counter() - t0
     row = {"profile": profile, "dims": dims, "size": list(size_t), "channels": list(cfg.channels), "what": what,
-           "gradient_checkpointing": checkpointing, "batch": batch, "seconds": round(seconds, 2),
+           "gradient_checkpointing": checkpointing, "amp": cfg.amp and dev.type == "cuda", "batch": batch,
+           "seconds": round(seconds, 2),
            "device": str(dev), "torch_threads": torch.get_num_threads(),
            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0), **extra}
     if dev.type == "cuda":
@@ -196,6 +197,8 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=1, help="image channels")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--cpu-amp", action="store_true", help="step rows on the CPU under bf16 autocast")
+    ap.add_argument("--amp", nargs="+", choices=["on", "off"], default=["on"],
+                    help="CUDA autocast (bf16 where supported) settings to measure; the profiles train with it on")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per measurement")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--_one", nargs=5, help=argparse.SUPPRESS)
@@ -203,7 +206,8 @@ def main() -> None:
     if args._one:
         profile, dims, size, what, ckpt = args._one
         print(json.dumps(_measure(profile, int(dims), None if size == "-" else int(size), what, ckpt == "on",
-                                  args.device, args.num_classes, args.channels, args.cpu_amp)))
+                                  args.device, args.num_classes, args.channels, args.cpu_amp,
+                                  args.amp[0] == "on")))
         return
     rows = []
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}  # freed tensors leave RSS at once
@@ -211,10 +215,11 @@ def main() -> None:
         profile, _, rest = spec.partition(":")
         dims, _, size = rest.partition("@")
         for what in args.what:
-            for ckpt in args.checkpointing if what in ("train", "step") else ["off"]:
+            for ckpt, amp in [(c, a) for c in (args.checkpointing if what in ("train", "step") else ["off"])
+                              for a in args.amp]:
                 cmd = [sys.executable, __file__, "--_one", profile, dims, size or "-", what, ckpt,
                        "--device", args.device, "--num-classes", str(args.num_classes), "--channels",
-                       str(args.channels), *(["--cpu-amp"] if args.cpu_amp else [])]
+                       str(args.channels), "--amp", amp, *(["--cpu-amp"] if args.cpu_amp else [])]
                 try:
                     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
                     if proc.returncode != 0:
@@ -222,7 +227,7 @@ def main() -> None:
                     row = json.loads(proc.stdout.strip().splitlines()[-1])
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     row = {"profile": profile, "dims": int(dims), "size": size or None, "what": what,
-                           "gradient_checkpointing": ckpt == "on", "error": str(exc)}
+                           "gradient_checkpointing": ckpt == "on", "amp": amp == "on", "error": str(exc)}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     if args.extrapolate_to:

@@ -46,6 +46,35 @@ def test_rank_seeds_keep_rank_0_and_differ_between_ranks() -> None:
     assert len(seeds) == 5 and 7 not in seeds
 
 
+def _node(monkeypatch: pytest.MonkeyPatch, gpus: int, processes: int, local_rank: int) -> None:
+    """Pretend to be process ``local_rank`` of ``processes`` on a node with ``gpus`` CUDA GPUs."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setenv("WORLD_SIZE", str(processes))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
+    monkeypatch.delenv("DIFFUSE_UDA_DIST_BACKEND", raising=False)
+    monkeypatch.setattr(distributed._STATE, "warned_cpu", False)
+
+
+def test_each_process_gets_a_gpu_of_its_own_or_the_cpu_never_a_missing_gpu(monkeypatch) -> None:
+    # Seen on a 1-GPU machine: two gloo ranks asked for GPU 1 and died ("invalid device ordinal").
+    _node(monkeypatch, gpus=2, processes=2, local_rank=1)
+    assert distributed.default_backend() == "nccl"
+    assert distributed.local_device("auto") == distributed.local_device("cuda") == torch.device("cuda", 1)
+    _node(monkeypatch, gpus=1, processes=2, local_rank=1)
+    assert distributed.default_backend() == "gloo" and not distributed.gpu_per_process()
+    with pytest.warns(UserWarning, match="2 processes on this node but 1 CUDA GPU"):
+        assert distributed.local_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="at most one process per GPU"):
+        distributed.local_device("cuda")
+    assert distributed.local_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("DIFFUSE_UDA_DIST_BACKEND", "nccl")
+    assert distributed.default_backend() == "nccl"  # the override wins
+    _node(monkeypatch, gpus=0, processes=2, local_rank=0)
+    assert distributed.default_backend() == "gloo" and distributed.local_device("auto") == torch.device("cpu")
+
+
 def _as_rank(monkeypatch: pytest.MonkeyPatch, rank: int, world: int) -> None:
     monkeypatch.setattr(distributed, "rank", lambda: rank)
     monkeypatch.setattr(distributed, "world_size", lambda: world)

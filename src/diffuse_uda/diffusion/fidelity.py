@@ -17,7 +17,10 @@ target label, and so that reports can show them:
   that separates real images may still judge off-distribution synthetic images arbitrarily, so
   read the score next to the other measures.
 * **Frechet distance** (:func:`frechet_distance`) between the feature statistics of synthetic and
-  real images, computed with MONAI's FID code. No Inception network is downloaded: the features
+  real images: MONAI's FID formula (``monai.metrics.fid.compute_frechet_distance``), with the matrix
+  square root taken by symmetric eigendecomposition in torch, because MONAI 1.6.1 takes it with
+  ``scipy.linalg.sqrtm(..., disp=False)``, an argument that newer scipy releases no longer accept
+  (seen on the GPU image: every pipeline run failed there). No Inception network is downloaded: the features
   are the stage-1 segmenter's pooled bottleneck features (:func:`real_image_features`, a SegResNet
   or a snapshot ensemble of them). That network was trained on this very task, so its features
   describe the anatomy and appearance that matter for it. The numbers are therefore comparable
@@ -31,12 +34,10 @@ generator's training images were, so that synthetic and real images differ only 
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.metrics.fid import compute_frechet_distance
 from monai.networks.blocks import Convolution
 from pydantic import Field
 from torch import Tensor, nn
@@ -327,6 +328,16 @@ def real_image_features(
     return torch.cat(feats).float().to(images.device)
 
 
+def _trace_sqrt_product(cov_a: Tensor, cov_b: Tensor) -> Tensor:
+    """``tr((A B)^1/2)`` for symmetric positive semi-definite ``A``, ``B``: ``A B`` is similar to
+    ``A^1/2 B A^1/2``, which is symmetric positive semi-definite, so the trace is the sum of the square
+    roots of its eigenvalues (rounding below 0 clipped)."""
+    eigenvalues, vectors = torch.linalg.eigh(cov_a)
+    root_a = (vectors * eigenvalues.clamp_min(0).sqrt()) @ vectors.T
+    inner = root_a @ cov_b @ root_a
+    return torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0).sqrt().sum()
+
+
 def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     """Frechet distance between Gaussians fitted to two ``(N, F)`` feature sets (MONAI's FID formula).
 
@@ -345,10 +356,6 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     a, b = features_a.detach().double().cpu(), features_b.detach().double().cpu()
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
         raise ValueError("features must be finite")
-    if a.shape[1] == 1:
-        # scipy's sqrtm, as MONAI calls it, fails on 1x1 matrices; a constant extra feature adds 0
-        # to every term of the distance (same mean, same ridge-only variance in both sets).
-        a, b = F.pad(a, (0, 1)), F.pad(b, (0, 1))
 
     def moments(x: Tensor) -> tuple[Tensor, Tensor]:
         centred = x - x.mean(0)
@@ -358,10 +365,8 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     dims = a.shape[1]
     mean_var = float(cov_a.diagonal().sum() + cov_b.diagonal().sum()) / (2 * dims)
     ridge = COVARIANCE_RIDGE * (mean_var if mean_var > 0 else 1.0) * torch.eye(dims, dtype=torch.float64)
-    with warnings.catch_warnings():
-        # MONAI passes scipy's deprecated ``disp`` argument to sqrtm: not ours to fix here.
-        warnings.filterwarnings("ignore", message=".*`disp` argument is deprecated.*", category=DeprecationWarning)
-        distance = compute_frechet_distance(mu_a, cov_a + ridge, mu_b, cov_b + ridge)
+    cov_a, cov_b = cov_a + ridge, cov_b + ridge
+    distance = (mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * _trace_sqrt_product(cov_a, cov_b)
     return max(float(distance), 0.0)
 
 

@@ -6,7 +6,9 @@ joins the process group (:func:`setup`). Without those variables (or with ``WORL
 is the single-process identity: rank 0 of 1, no process group, no communication. Single-process runs
 are therefore exactly those of code that never heard of distribution.
 
-Backends: NCCL when CUDA is available (each process on the GPU of its ``LOCAL_RANK``), gloo on CPU;
+Backends: NCCL when every process on the node can have a GPU of its own (each process on the GPU of
+its ``LOCAL_RANK``), gloo otherwise, with the processes computing on the CPU under ``device=auto``
+(more processes than GPUs on a node: NCCL cannot share a GPU between ranks);
 ``DIFFUSE_UDA_DIST_BACKEND`` overrides. Barriers and small Python objects always go through a gloo
 group, so CPU tensors can be reduced in an NCCL job, and rank 0 may run a long CPU-side stage
 (evaluation, a report) while the others wait: that wait is bounded by ``DIFFUSE_UDA_DIST_TIMEOUT_MIN``
@@ -24,6 +26,7 @@ import contextlib
 import hashlib
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,6 +45,8 @@ __all__ = [
     "all_reduce_gradients",
     "barrier",
     "broadcast_modules_",
+    "default_backend",
+    "gpu_per_process",
     "is_distributed",
     "is_main",
     "local_device",
@@ -70,6 +75,7 @@ class _State:
     coordination: Any = None  # the gloo group for barriers and objects
     owns_group: bool = False  # we initialised the default group (and so destroy it)
     solo: int = 0  # depth of main-only sections this process is in
+    warned_cpu: bool = False  # said once that device=auto computes on the CPU (too few GPUs)
 
 
 _STATE = _State()
@@ -77,6 +83,21 @@ _STATE = _State()
 
 def _env_world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _local_world() -> int:
+    """Processes on this node (torchrun's ``LOCAL_WORLD_SIZE``; the world size when it is not set)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+
+
+def gpu_per_process() -> bool:
+    """Whether every process on this node can compute on a CUDA GPU of its own."""
+    return torch.cuda.is_available() and torch.cuda.device_count() >= _local_world()
+
+
+def default_backend() -> str:
+    """``DIFFUSE_UDA_DIST_BACKEND`` if set; NCCL when each process has a GPU of its own, else gloo."""
+    return os.environ.get("DIFFUSE_UDA_DIST_BACKEND") or ("nccl" if gpu_per_process() else "gloo")
 
 
 def setup() -> bool:
@@ -88,8 +109,8 @@ def setup() -> bool:
         raise ConfigError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
     timeout = timedelta(minutes=float(os.environ.get("DIFFUSE_UDA_DIST_TIMEOUT_MIN", DEFAULT_TIMEOUT_MIN)))
     if not dist.is_initialized():
-        backend = os.environ.get("DIFFUSE_UDA_DIST_BACKEND") or ("nccl" if torch.cuda.is_available() else "gloo")
-        if torch.cuda.is_available():
+        backend = default_backend()
+        if gpu_per_process():
             torch.cuda.set_device(local_rank())
         dist.init_process_group(backend=backend, timeout=timeout)  # env:// from torchrun's variables
         _STATE.owns_group = True
@@ -133,11 +154,22 @@ def local_rank() -> int:
 
 def local_device(name: str = "auto") -> torch.device:
     """The device this process computes on: ``auto`` is CUDA when available, else the CPU; under
-    torchrun ``auto`` and ``cuda`` mean the GPU of this process's local rank. An explicit ``cuda:N``
-    is kept."""
+    torchrun ``auto`` and ``cuda`` mean the GPU of this process's local rank. With more processes on a
+    node than GPUs, ``auto`` is the CPU (a warning says so) and ``cuda`` an error. An explicit
+    ``cuda:N`` is kept."""
+    multi = _env_world() > 1
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and _env_world() > 1:
+        name = "cuda" if (gpu_per_process() if multi else torch.cuda.is_available()) else "cpu"
+        if multi and name == "cpu" and torch.cuda.is_available() and not _STATE.warned_cpu:
+            _STATE.warned_cpu = True
+            warnings.warn(f"{_local_world()} processes on this node but {torch.cuda.device_count()} CUDA GPU(s): "
+                          "device=auto computes on the CPU; start at most one process per GPU to use them",
+                          stacklevel=2)
+    if name == "cuda" and multi:
+        if not gpu_per_process():
+            raise ConfigError(f"device 'cuda' with {_local_world()} processes on this node but "
+                              f"{torch.cuda.device_count()} CUDA GPU(s) visible: start at most one process per GPU "
+                              "(torchrun --nproc-per-node), or use device=cpu")
         return torch.device("cuda", local_rank())
     return torch.device(name)
 
