@@ -243,3 +243,18 @@ $BIN/diffuse-uda evaluate -p bench/polyp-exp/dg-luminance/seed0/predictions_targ
     -o bench/polyp-exp/dg-luminance/seed0/evaluation
 # Issue 15: one process against two gloo processes (run on an idle machine).
 $BIN/python benchmarks/bench_distributed.py --modes 1x1 2x1 1x2 --steps 40 --batch 8 --out benchmarks/results/distributed/wall.json
+
+# ---------------------------------------------------------------- Session 7
+# GPU check (on a CUDA machine, from the repository root; see the script's header).
+# OUT=gpu-check bash benchmarks/gpu_check.sh
+# Issue 13/14: seeds 1 and 2 of the session-5 rows on abdominal CT -> MR and the demo (one process per seed).
+ROWS=source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus,diffuse-uda
+for task in abdominal-ct2mr demo-brain-t1t2; do
+  for seed in 1 2; do
+    $BIN/diffuse-uda bench -t $task --methods $ROWS --seed-list $seed -o bench/$task --data-root data
+  done
+  $BIN/diffuse-uda bench -t $task --methods $ROWS --seeds 3 -o bench/$task --data-root data  # the 3-seed table (reuses)
+  DIFFUSE_UDA_DATA=data $BIN/python benchmarks/pseudolabel_quality.py bench/$task --out pseudolabels/$task \
+      --seeds 0 1 2 --json bench/$task/pseudolabel_quality.json
+  $BIN/python benchmarks/export_results.py bench/$task benchmarks/results/$task
+done

@@ -143,3 +143,22 @@ def test_stage_folders_of_a_record_are_found_from_any_working_directory(tmp_path
     monkeypatch.chdir(tmp_path)
     folders = pipeline_stage_folders(run)
     assert folders["4 synthesis"] == run / "4_synthetic" and folders["2 pseudo-labels"] == shared
+
+
+def test_pipeline_runs_end_to_end_on_volumes(tiny_task, tmp_path: Path, monkeypatch) -> None:
+    """The same stages in 3D (issue 15): 3D segmenter, 3D generator, synthetic volumes, 3D predictions."""
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    task = tiny_task.with_preprocessing({"spatial_dims": 3, "size": (16, 16, 8)})
+    cfg = PipelineConfig(profile="smoke", segmentation={"training": {"iterations": 3, "device": "cpu"}},
+                         diffusion={"iterations": 2}, synthesis={"times": 1})
+    report = run_pipeline(task, tmp_path / "run", cfg, progress=False)
+    assert "diffuse-uda" in report.read_text()
+    _assert_outputs_whole(tmp_path / "run")
+    synthetic = sorted((tmp_path / "run" / "4_synthetic" / "imagesTr").glob("*.nii.gz"))
+    assert synthetic and all(len(nib.load(f).shape) == 3 for f in synthetic)
+    generator = read_manifest(tmp_path / "run" / "3_diffusion").config["diffusion"]
+    assert generator["spatial_dims"] == 3
+    predictions = sorted((tmp_path / "run" / "5_ascplus_synth" / "predictions_target_test").glob("*.nii.gz"))
+    test_images = sorted((tiny_task.target_dir / "imagesTs").glob("*.nii.gz"))
+    assert len(predictions) == len(test_images) > 0
+    assert nib.load(predictions[0]).shape == nib.load(tiny_task.target_dir / "labelsTs" / predictions[0].name).shape
