@@ -30,3 +30,12 @@ def test_unknown_setting_is_an_error() -> None:
         parse_overrides(["no_equals_sign"])
     with pytest.raises(ConfigError, match="profile"):
         build_run_config("huge")
+
+
+def test_quick3d_profile_turns_any_task_into_volumes_for_both_networks() -> None:
+    from diffuse_uda.pipeline.run import diffusion_config
+
+    cfg = build_run_config("quick3d", 2)  # a 2D task file
+    assert cfg.preprocessing["spatial_dims"] == 3 and tuple(cfg.preprocessing["size"]) == (64, 64, 32)
+    generator = diffusion_config("quick3d", 3, {}, seed=0)
+    assert generator.spatial_dims == 3 and generator.image_size == (64, 64, 32)

@@ -203,7 +203,8 @@ def train_cmd(
     method: Annotated[str, typer.Option("--method", "-m", help="Method name (see `diffuse-uda methods`).")],
     task: Annotated[str, typer.Option("--task", "-t", help="Shipped task name or task YAML path.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumes if it holds a checkpoint).")],
-    profile: Annotated[str, typer.Option(help="Size profile: smoke (seconds), quick (CPU), paper (GPU).")] = "quick",
+    profile: Annotated[str, typer.Option(
+        help="Size profile: smoke (seconds), quick (CPU), quick3d (CPU, 64x64x32 volumes), paper (GPU).")] = "quick",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     data_root: DataRoot = None,  # type: ignore[assignment]
     overrides: Overrides = None,
@@ -348,7 +349,8 @@ def pseudolabel_cmd(
 def run_cmd(
     task: Annotated[str, typer.Option("--task", "-t", help="Shipped task name or task YAML path.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (stages resume / are skipped when done).")],
-    profile: Annotated[str, typer.Option(help="smoke (seconds), quick (CPU) or paper (GPU).")] = "quick",
+    profile: Annotated[str, typer.Option(
+        help="smoke (seconds), quick (CPU), quick3d (CPU, 64x64x32 volumes) or paper (GPU).")] = "quick",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     ablation: Annotated[str | None, typer.Option(help="A Table-3 generation ablation row, M1..M6.")] = None,
     data_root: DataRoot = None,  # type: ignore[assignment]
@@ -466,7 +468,7 @@ def bench_cmd(
                             "bench folder between processes side by side. The table then covers these runs; "
                             "run again with --seeds N to tabulate them all (finished runs are reused).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Bench folder (resumes finished runs).")] = Path("bench"),
-    profile: Annotated[str, typer.Option(help="smoke, quick or paper.")] = "quick",
+    profile: Annotated[str, typer.Option(help="smoke, quick, quick3d or paper.")] = "quick",
     data_root: DataRoot = None,  # type: ignore[assignment]
     overrides: Overrides = None,
     force: Force = False,

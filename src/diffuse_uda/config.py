@@ -22,8 +22,8 @@ from pydantic import (
 
 from diffuse_uda.errors import ConfigError
 
-Profile = Literal["smoke", "quick", "paper"]
-PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
+Profile = Literal["smoke", "quick", "quick3d", "paper"]
+PROFILES: tuple[str, ...] = ("smoke", "quick", "quick3d", "paper")
 
 
 class StrictModel(BaseModel):
@@ -169,6 +169,16 @@ def profile_defaults(profile: str, spatial_dims: int = 2) -> dict[str, Any]:
             "network": {"init_filters": 8},
             "training": {"iterations": 2000, "batch_size": 4, "lr": 2e-3, "checkpoint_every": 250,
                          "log_every": 20},
+        }
+    if profile == "quick3d":
+        # Whole volumes at CPU size: any task (2D or 3D in its YAML) is resampled to 64 x 64 x 32 volumes
+        # (in-plane x slices). One update of the quick network at batch 2 takes ~1 s on one core
+        # (measured: 2.3 s at batch 4 with three processes on the 2 cores), so 400 updates ~7 minutes.
+        return {
+            "preprocessing": {"spatial_dims": 3, "size": (64, 64, 32)},
+            "network": {"init_filters": 8},
+            "training": {"iterations": 400, "batch_size": 2, "lr": 2e-3, "checkpoint_every": 100,
+                         "log_every": 10},
         }
     if profile == "paper":
         return {

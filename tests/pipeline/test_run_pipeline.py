@@ -146,12 +146,14 @@ def test_stage_folders_of_a_record_are_found_from_any_working_directory(tmp_path
 
 
 def test_pipeline_runs_end_to_end_on_volumes(tiny_task, tmp_path: Path, monkeypatch) -> None:
-    """The same stages in 3D (issue 15): 3D segmenter, 3D generator, synthetic volumes, 3D predictions."""
+    """The same stages in 3D (issue 15): 3D segmenter, 3D generator, synthetic volumes, 3D predictions.
+    The task file says 2D; the settings turn it into volumes (as the quick3d profile does), and the
+    generator must follow the preprocessed task, not the task file (it stayed 2D before)."""
     monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
-    task = tiny_task.with_preprocessing({"spatial_dims": 3, "size": (16, 16, 8)})
-    cfg = PipelineConfig(profile="smoke", segmentation={"training": {"iterations": 3, "device": "cpu"}},
+    cfg = PipelineConfig(profile="smoke", segmentation={"preprocessing": {"spatial_dims": 3, "size": [16, 16, 8]},
+                                                        "training": {"iterations": 3, "device": "cpu"}},
                          diffusion={"iterations": 2}, synthesis={"times": 1})
-    report = run_pipeline(task, tmp_path / "run", cfg, progress=False)
+    report = run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
     assert "diffuse-uda" in report.read_text()
     _assert_outputs_whole(tmp_path / "run")
     synthetic = sorted((tmp_path / "run" / "4_synthetic" / "imagesTr").glob("*.nii.gz"))

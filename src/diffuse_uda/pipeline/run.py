@@ -139,7 +139,8 @@ GENERATION_ABLATION: dict[str, dict[str, Any]] = {
 
 
 def diffusion_config(profile: str, spatial_dims: int, overrides: dict[str, Any], seed: int) -> DiffusionConfig:
-    factory = {"smoke": DiffusionConfig.smoke, "quick": DiffusionConfig.quick, "paper": DiffusionConfig.paper}
+    factory = {"smoke": DiffusionConfig.smoke, "quick": DiffusionConfig.quick, "quick3d": DiffusionConfig.quick3d,
+               "paper": DiffusionConfig.paper}
     base = factory[profile](spatial_dims).to_dict()
     base.update(overrides)
     if "seed" not in overrides:
@@ -270,7 +271,10 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     seg_ov.setdefault("training", {}).setdefault("seed", config.seed)
     seg_cfg = build_run_config(config.profile, dims, seg_ov)
     task = task.with_preprocessing(seg_cfg.preprocessing)  # one preprocessing for every stage
-    dcfg = diffusion_config(config.profile, dims, {**GENERATORS[config.generator], **config.diffusion}, config.seed)
+    # The generator's dimensionality is the preprocessed task's (a profile or an override may turn a 2D
+    # task into volumes), not the task file's.
+    dcfg = diffusion_config(config.profile, task.preprocessing.spatial_dims,
+                            {**GENERATORS[config.generator], **config.diffusion}, config.seed)
     domain = "target" if dcfg.domain_conditioning else None
     device = resolve_device(seg_cfg.training.device)
     cache = default_cache_dir()
