@@ -258,3 +258,17 @@ for task in abdominal-ct2mr demo-brain-t1t2; do
       --seeds 0 1 2 --json bench/$task/pseudolabel_quality.json
   $BIN/python benchmarks/export_results.py bench/$task benchmarks/results/$task
 done
+# Issue 15: the same task in 2D and 3D (seed 0). The 3D rows ran at 400 updates (quick3d's value then).
+$BIN/diffuse-uda bench -t abdominal-ct2mr --profile quick3d --set training.iterations=400 --set training.checkpoint_every=100 \
+    --methods source-only,target-supervised,ascplus-paper --seed-list 0 -o bench/abdominal-ct2mr-3d --data-root data
+$BIN/diffuse-uda run -t abdominal-ct2mr --profile quick -o bench/abdominal-ct2mr-2d-fourier/diffuse-uda-fourier/seed0 \
+    --data-root data --set segmentation.method.appearance=fourier --set stage1_run=bench/abdominal-ct2mr/ascplus-paper/seed0
+# quick3d at its current length (1200 updates): the oracle (train + predict + evaluate) and source-only.
+$BIN/diffuse-uda train -m target-supervised -t abdominal-ct2mr --profile quick3d --seed 0 -o bench/exp3d/oracle-1200 --data-root data
+$BIN/diffuse-uda predict --model bench/exp3d/oracle-1200 -o bench/exp3d/oracle-1200/predictions_target_test
+$BIN/diffuse-uda evaluate -p bench/exp3d/oracle-1200/predictions_target_test -r data/Dataset522_AbdomenMR \
+    -o bench/exp3d/oracle-1200/evaluation
+$BIN/diffuse-uda bench -t abdominal-ct2mr --profile quick3d --methods source-only --seed-list 0 -o bench/abdominal-ct2mr-3d-1200 --data-root data
+for d in abdominal-ct2mr-3d abdominal-ct2mr-2d-fourier; do $BIN/python benchmarks/export_results.py bench/$d benchmarks/results/$d; done
+R=benchmarks/results
+$BIN/python benchmarks/dims_table.py --2d $R/abdominal-ct2mr $R/abdominal-ct2mr-2d-fourier/diffuse-uda-fourier/seed0 --3d $R/abdominal-ct2mr-3d
