@@ -6,7 +6,7 @@ Reads only exported results (``benchmarks/export_results.py``), so the table is 
     R=benchmarks/results
     python benchmarks/dims_table.py \\
         --2d $R/abdominal-ct2mr $R/abdominal-ct2mr-2d-fourier/diffuse-uda-fourier/seed0 \\
-        --3d $R/abdominal-ct2mr-3d $R/abdominal-ct2mr-3d/diffuse-uda-fourier/seed0
+        --3d $R/abdominal-ct2mr-3d
 
 Each ``--2d`` / ``--3d`` takes a bench folder (rows ``ENTRY/seed0``) and, optionally, a pipeline run folder. Time of a
 bench row: its training; of the pipeline: every stage (a reused stage 1 counted with its own training).
@@ -47,8 +47,7 @@ def rows(bench: Path, pipeline: Path | None = None, seed: int = 0) -> dict[str, 
     seconds = sum(s["seconds"] for s in info["stages"][1:])
     stage1_local = bench / "ascplus-paper" / f"seed{seed}"  # the reused stage 1, as exported
     s1_seconds, s1_rss = _run_facts(stage1_local if (stage1_local / "run.json").is_file() else stage1)
-    s3_seconds, s3_rss = _run_facts(pipeline / "5_ascplus_synth")
-    del s3_seconds  # inside the stage-5 time already
+    s3_rss = _run_facts(pipeline / "5_ascplus_synth")[1]  # (its time is inside the stages' already)
     out["diffuse-uda (stage 1 = ascplus-paper)"] = (_dice(pipeline / "5_ascplus_synth"), seconds + s1_seconds,
                                                     max(s1_rss, s3_rss))
     return out
