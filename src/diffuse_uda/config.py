@@ -174,7 +174,8 @@ def profile_defaults(profile: str, spatial_dims: int = 2) -> dict[str, Any]:
         # Whole volumes at CPU size: any task (2D or 3D in its YAML) is resampled to 64 x 64 x 32 volumes
         # (in-plane x slices). One update of the quick network at batch 2 takes ~0.8 s on one core
         # (abdominal CT -> MR oracle: 1200 updates in 937 s). 400 updates were too few: the oracle never
-        # predicted the left kidney (0 Dice, the other organs 68-91); 1200 learn all four (BENCHMARKS.md).
+        # predicted the left kidney (0 Dice, the other organs 68-91); at 1200 it learns all four, but the
+        # source-only model (6 CT volumes) still does not learn the left kidney (BENCHMARKS.md).
         return {
             "preprocessing": {"spatial_dims": 3, "size": (64, 64, 32)},
             "network": {"init_filters": 8},
