@@ -272,3 +272,6 @@ $BIN/diffuse-uda bench -t abdominal-ct2mr --profile quick3d --methods source-onl
 for d in abdominal-ct2mr-3d abdominal-ct2mr-2d-fourier; do $BIN/python benchmarks/export_results.py bench/$d benchmarks/results/$d; done
 R=benchmarks/results
 $BIN/python benchmarks/dims_table.py --2d $R/abdominal-ct2mr $R/abdominal-ct2mr-2d-fourier/diffuse-uda-fourier/seed0 --3d $R/abdominal-ct2mr-3d
+# Issue 18: A&D and GLUA on abdominal CT -> MR, seed 0 (copy bench.md/json to comparators_seed0.*, then re-tabulate the
+# 3-seed rows above before exporting, since a bench call's table covers that call's rows only).
+$BIN/diffuse-uda bench -t abdominal-ct2mr --methods source-only,ad,glua --seed-list 0 -o bench/abdominal-ct2mr --data-root data
