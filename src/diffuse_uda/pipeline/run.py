@@ -266,10 +266,9 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     config = config or PipelineConfig()
     out = distributed.on_main(ensure_output_dir, Path(out), "pipeline run folder")
     task.check()
-    dims = task.preprocessing.spatial_dims
     seg_ov = json.loads(json.dumps(config.segmentation))
     seg_ov.setdefault("training", {}).setdefault("seed", config.seed)
-    seg_cfg = build_run_config(config.profile, dims, seg_ov)
+    seg_cfg = build_run_config(config.profile, task.preprocessing.spatial_dims, seg_ov)
     task = task.with_preprocessing(seg_cfg.preprocessing)  # one preprocessing for every stage
     # The generator's dimensionality is the preprocessed task's (a profile or an override may turn a 2D
     # task into volumes), not the task file's.
