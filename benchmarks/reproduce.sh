@@ -275,3 +275,8 @@ $BIN/python benchmarks/dims_table.py --2d $R/abdominal-ct2mr $R/abdominal-ct2mr-
 # Issue 18: A&D and GLUA on abdominal CT -> MR, seed 0 (copy bench.md/json to comparators_seed0.*, then re-tabulate the
 # 3-seed rows above before exporting, since a bench call's table covers that call's rows only).
 $BIN/diffuse-uda bench -t abdominal-ct2mr --methods source-only,ad,glua --seed-list 0 -o bench/abdominal-ct2mr --data-root data
+# Which classes those models predict on their own training images (the left-kidney statements).
+$BIN/diffuse-uda train -m target-supervised -t abdominal-ct2mr --set training.iterations=400 -o bench/exp3d/oracle2d-400 --data-root data
+$BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr-3d/target-supervised/seed0 data/Dataset522_AbdomenMR --split Tr
+$BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr-3d-1200/source-only/seed0 data/Dataset521_AbdomenCT --split Tr
+$BIN/python benchmarks/class_presence.py bench/exp3d/oracle2d-400 data/Dataset522_AbdomenMR --split Tr
