@@ -15,7 +15,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-SMALL = ("bench.json", "bench.md", "bench.csv", "pseudolabel_quality.json")
+SMALL = ("bench.json", "bench.md", "bench.csv", "pseudolabel_quality.json", "candidate_ensemble.json")
 PER_RUN = ("run.json", "appearance_choice.json", "pipeline.json", "stage.json", "generator_choice.json",
            "evaluation/summary.json", "evaluation/per_case.csv")
 
