@@ -16,15 +16,13 @@ here is fed back into any run.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import tempfile
 from pathlib import Path
 
 import torch
 
 from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
-from diffuse_uda.data.io import write_nifti
+from diffuse_uda.data.io import atomic_write_json, write_nifti
 from diffuse_uda.data.preprocessing import prepare_case
 from diffuse_uda.evaluation.evaluate import evaluate_predictions, load_summary
 from diffuse_uda.evaluation.prediction_info import write_prediction_info
@@ -89,9 +87,7 @@ def main() -> None:
               f"{r['best_member']} ({r['member_dice'][r['best_member']]:.1f}) | {r['mean_member_dice']:.1f} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"bench": str(args.bench), "rows": rows}, indent=2,
-                                        default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
-                             + "\n")
+        atomic_write_json(args.json, {"bench": str(args.bench), "rows": rows})
 
 
 if __name__ == "__main__":
