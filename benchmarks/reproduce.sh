@@ -280,3 +280,26 @@ $BIN/diffuse-uda train -m target-supervised -t abdominal-ct2mr --set training.it
 $BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr-3d/target-supervised/seed0 data/Dataset522_AbdomenMR --split Tr
 $BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr-3d-1200/source-only/seed0 data/Dataset521_AbdomenCT --split Tr
 $BIN/python benchmarks/class_presence.py bench/exp3d/oracle2d-400 data/Dataset522_AbdomenMR --split Tr
+
+# ---------------------------------------------------------------- Session 8
+# Issues 13/14: seeds 1-2 of the embedded demo (seed 0 and the seed-1 bounds reused from earlier sessions),
+# two processes side by side, then the 3-seed table, pseudo-label quality and the paired tests.
+ROWS=source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus,diffuse-uda
+$BIN/diffuse-uda bench -t demo-brain-t1t2 --methods $ROWS --seed-list 1 -o bench/demo-brain-t1t2 --data-root data &
+$BIN/diffuse-uda bench -t demo-brain-t1t2 --methods $ROWS --seed-list 2 -o bench/demo-brain-t1t2 --data-root data
+wait
+$BIN/diffuse-uda bench -t demo-brain-t1t2 --methods $ROWS --seeds 3 -o bench/demo-brain-t1t2 --data-root data
+DIFFUSE_UDA_DATA=data $BIN/python benchmarks/pseudolabel_quality.py bench/demo-brain-t1t2 --out pseudolabels/demo-brain-t1t2 \
+    --seeds 0 1 2 --json bench/demo-brain-t1t2/pseudolabel_quality.json
+for seed in 0 1 2; do
+  for ref in ascplus source-only-dg ascplus-bezier; do
+    $BIN/python benchmarks/paired_test.py bench/demo-brain-t1t2/$ref/seed$seed bench/demo-brain-t1t2/diffuse-uda/seed$seed/5_ascplus_synth
+  done
+  $BIN/python benchmarks/paired_test.py bench/demo-brain-t1t2/source-only-dg/seed$seed bench/demo-brain-t1t2/ascplus/seed$seed
+done
+# Post hoc: ascplus's candidates averaged instead of one chosen, and the agreement vote without `mix`.
+for t in abdominal-ct2mr:"0 1 2" mscmr-bssfp2lge:"0 1 2" demo-brain-t1t2:"0 1 2" polyp-kvasir2cvc:"0"; do
+  IFS=: read -r task seeds <<< "$t"
+  $BIN/python benchmarks/candidate_ensemble.py bench/$task --seeds $seeds --json bench/$task/candidate_ensemble.json
+done
+$BIN/python benchmarks/export_results.py bench/demo-brain-t1t2 benchmarks/results/demo-brain-t1t2
