@@ -40,7 +40,9 @@ def ensemble_dice(bench: Path, seed: int, device: torch.device) -> dict:
     choice = read_choice(bench / "ascplus" / f"seed{seed}")
     if choice is None:
         raise SystemExit(f"{bench}/ascplus/seed{seed}: no appearance_choice.json (run the ascplus row first)")
-    runs = {name: Path(path) for name, path in choice.candidates.items()}
+    # The bench's own ascplus-<name> rows when present (the folder may have moved since the choice was recorded).
+    runs = {name: (bench / f"ascplus-{name}" / f"seed{seed}" if (bench / f"ascplus-{name}" / f"seed{seed}").is_dir()
+                   else Path(path)) for name, path in choice.candidates.items()}
     bundles = [load_bundle(run, device) for run in runs.values()]
     network = SnapshotEnsemble([b.network for b in bundles]).eval()
     task, cfg = bundles[0].task, bundles[0].preprocessing
