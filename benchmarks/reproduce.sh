@@ -303,9 +303,9 @@ for t in abdominal-ct2mr:"0 1 2" mscmr-bssfp2lge:"0 1 2" demo-brain-t1t2:"0 1 2"
   $BIN/python benchmarks/candidate_ensemble.py bench/$task --seeds $seeds --json bench/$task/candidate_ensemble.json
 done
 $BIN/python benchmarks/export_results.py bench/demo-brain-t1t2 benchmarks/results/demo-brain-t1t2
-# Issue 13: seeds 1-2 of the Kvasir -> CVC stage-1 rows (the diffuse-uda runs of seeds 1-2 were stopped in synthesis);
-# the 3-seed table is saved as stage1_3seeds.* so that bench.* keeps session 5's table with its diffuse-uda row.
-ROWS=source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus-fourier-luminance,ascplus
+# Issues 13/14: seeds 1-2 of the Kvasir -> CVC rows; the 3-seed table is saved as three_seeds.* so that bench.*
+# keeps session 5's seed-0 table that its section quotes.
+ROWS=source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus-fourier-luminance,ascplus,diffuse-uda
 $BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods $ROWS --seed-list 1 -o bench/polyp-kvasir2cvc --data-root data &
 $BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods $ROWS --seed-list 2 -o bench/polyp-kvasir2cvc --data-root data
 wait
@@ -317,6 +317,9 @@ for seed in 0 1 2; do
   for ref in source-only source-only-dg; do
     $BIN/python benchmarks/paired_test.py bench/polyp-kvasir2cvc/$ref/seed$seed bench/polyp-kvasir2cvc/ascplus/seed$seed
   done
+  for ref in ascplus source-only source-only-dg; do
+    $BIN/python benchmarks/paired_test.py bench/polyp-kvasir2cvc/$ref/seed$seed bench/polyp-kvasir2cvc/diffuse-uda/seed$seed/5_ascplus_synth
+  done
 done
-for e in md json csv; do cp bench/polyp-kvasir2cvc/bench.$e bench/polyp-kvasir2cvc/stage1_3seeds.$e; done
+for e in md json csv; do cp bench/polyp-kvasir2cvc/bench.$e bench/polyp-kvasir2cvc/three_seeds.$e; done
 $BIN/python benchmarks/export_results.py bench/polyp-kvasir2cvc benchmarks/results/polyp-kvasir2cvc
