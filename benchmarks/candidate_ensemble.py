@@ -4,7 +4,8 @@
 label-free rule (cross-candidate agreement). This asks whether *not choosing* would do better: the
 softmax of all the candidates of a seed is averaged (:class:`SnapshotEnsemble`, the same averaging as
 ASCPlus's snapshot ensemble) and the averaged model segments the target test split, scored by the
-evaluation module (purpose "evaluation", split Ts). Beside it, the pick the same agreement rule makes
+bench's evaluation path (``score_test_predictions``, target test split only). Beside it, the pick
+the same agreement rule makes
 when the mixture candidate (``mix``, which draws from the other transfers and so agrees with each of
 them a little by construction) neither votes nor stands, from the recorded agreement matrix. Nothing
 here is fed back into any run.
@@ -24,12 +25,12 @@ import torch
 from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
 from diffuse_uda.data.io import atomic_write_json, write_nifti
 from diffuse_uda.data.preprocessing import prepare_case
-from diffuse_uda.evaluation.evaluate import evaluate_predictions, load_summary
+from diffuse_uda.evaluation.evaluate import load_summary
 from diffuse_uda.evaluation.prediction_info import write_prediction_info
-from diffuse_uda.evaluation.reference import ReferenceLabels
 from diffuse_uda.inference.predict import predict_case
 from diffuse_uda.networks.ensemble import SnapshotEnsemble
 from diffuse_uda.pipeline.appearance_choice import read_choice
+from diffuse_uda.pipeline.experiment import score_test_predictions
 from diffuse_uda.training.bundle import load_bundle
 from diffuse_uda.training.trainer import resolve_device
 
@@ -57,8 +58,7 @@ def ensemble_dice(bench: Path, seed: int, device: torch.device) -> dict:
             case = prepare_case(task.target_dir, "Ts", case_id, cfg, info.num_channels, labels=None)
             labels, _ = predict_case(network, case, cfg.spatial_dims, cfg, device)
             write_nifti(predictions / f"{case_id}.nii.gz", labels, case.affine)
-        summary = evaluate_predictions(predictions, ReferenceLabels(task.target_dir, "Ts", purpose="evaluation"),
-                                       Path(tmp) / "evaluation", progress=False)
+        summary = score_test_predictions(predictions, task, Path(tmp), progress=False)
     pure = [n for n in choice.agreement if n != MIXTURE]
     vote = {a: sum(choice.agreement[a][b] for b in pure if b != a) / max(len(pure) - 1, 1) for a in pure}
     without_mixture = max(pure, key=lambda n: (vote[n], -pure.index(n)))
