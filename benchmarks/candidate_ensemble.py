@@ -5,10 +5,9 @@ label-free rule (cross-candidate agreement). This asks whether *not choosing* wo
 softmax of all the candidates of a seed is averaged (:class:`SnapshotEnsemble`, the same averaging as
 ASCPlus's snapshot ensemble) and the averaged model segments the target test split, scored by the
 bench's evaluation path (``score_test_predictions``, target test split only). Beside it, the pick
-the same agreement rule makes
-when the mixture candidate (``mix``, which draws from the other transfers and so agrees with each of
-them a little by construction) neither votes nor stands, from the recorded agreement matrix. Nothing
-here is fed back into any run.
+the same agreement rule makes when the mixture candidate (``mix``, which draws from the other
+transfers and so agrees with each of them a little by construction) neither votes nor stands, from
+the recorded agreement matrix. Nothing here is fed back into any run.
 
     python benchmarks/candidate_ensemble.py bench/abdominal-ct2mr --seeds 0 1 2 \
         --json bench/abdominal-ct2mr/candidate_ensemble.json
