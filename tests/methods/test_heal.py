@@ -143,11 +143,15 @@ def test_calibrated_thresholds_keep_the_same_share_whatever_the_confidence() -> 
 def test_config_rejects_impossible_settings() -> None:
     for bad in ({"n_samples": 0}, {"sampler": "euler"}, {"edge_metric": "iou"}, {"local_window": 2},
                 {"kappa": 0.0}, {"entropy_quantile": 1.5}, {"batch_size": 0}, {"canny_sigma": float("nan")},
-                {"no_such_setting": 1}):
+                {"no_such_setting": 1}, {"entropy_quantile": 0.9, "variance_threshold": 0.3},
+                {"entropy_quantile": 0.9, "entropy_threshold": 0.5}):
         with pytest.raises(ConfigError):
             HEALConfig(**bad)
     assert HEALConfig.paper().sampler == "ddpm" and HEALConfig.paper().steps is None
     assert HEALConfig().n_samples == 6 and HEALConfig().entropy_threshold == 0.2
+    # A saved calibrated config lists the (unused) default thresholds and must load again.
+    calibrated = HEALConfig(entropy_quantile=0.9)
+    assert HEALConfig(**calibrated.to_dict()) == calibrated
 
 
 # ---------------------------------------------------------------------- edge-guided selection

@@ -63,7 +63,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
+from pydantic import ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 from scipy import ndimage
 from scipy.special import xlogy
 from skimage.feature import canny
@@ -182,6 +182,18 @@ class HEALConfig(ConfigModel):
         if value % 2 == 0:
             raise ValueError(f"local_window must be an odd number, got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _thresholds_from_one_source(self) -> HEALConfig:
+        # With the quantile rule both thresholds are derived per case, so a fixed tau set beside it
+        # would be silently ignored. The defaults are accepted: a saved config lists every field.
+        default = type(self).model_fields
+        fixed = {name: getattr(self, name) for name in ("entropy_threshold", "variance_threshold")
+                 if getattr(self, name) != default[name].default}
+        if self.entropy_quantile is not None and fixed:
+            raise ValueError(f"entropy_quantile derives tau_1 and tau_2 from each case; {fixed} would be "
+                             "ignored: set either entropy_quantile or the fixed thresholds")
+        return self
 
     @classmethod
     def paper(cls, **overrides: Any) -> HEALConfig:
