@@ -43,10 +43,13 @@ def rows(bench: Path, pipeline: Path | None = None, seed: int = 0) -> dict[str, 
     if pipeline is None or not (pipeline / "pipeline.json").is_file():
         return out
     info = json.loads((pipeline / "pipeline.json").read_text())
-    stage1 = Path(info["stages"][0]["folder"])
+    first = info["stages"][0]
     seconds = sum(s["seconds"] for s in info["stages"][1:])
-    stage1_local = bench / "ascplus-paper" / f"seed{seed}"  # the reused stage 1, as exported
-    s1_seconds, s1_rss = _run_facts(stage1_local if (stage1_local / "run.json").is_file() else stage1)
+    if first["reused"]:  # a bench row's run: its own training time, as exported beside the bench
+        stage1_local = bench / "ascplus-paper" / f"seed{seed}"
+        s1_seconds, s1_rss = _run_facts(stage1_local if (stage1_local / "run.json").is_file() else Path(first["folder"]))
+    else:  # trained inside this pipeline run
+        s1_seconds, s1_rss = _run_facts(pipeline / Path(first["folder"]).name)
     s3_rss = _run_facts(pipeline / "5_ascplus_synth")[1]  # (its time is inside the stages' already)
     out["diffuse-uda (stage 1 = ascplus-paper)"] = (_dice(pipeline / "5_ascplus_synth"), seconds + s1_seconds,
                                                     max(s1_rss, s3_rss))
