@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
+from tqdm.auto import tqdm
 
 from diffuse_uda.data.io import atomic_write_json
 from diffuse_uda.diffusion.fidelity import (
@@ -91,8 +92,10 @@ def rank_choice(reports: dict[str, FidelityReport]) -> tuple[str, dict[str, floa
 def choose_guidance(generator_ckpt: Path, stage1_run: Path, source: Sequence[PairSample],
                     target: Sequence[PairSample], num_classes: int, sampler: str, steps: int | None,
                     seed: int, device: torch.device, candidates: Sequence[float] = GUIDANCE_CANDIDATES,
-                    n_masks: int = 32, batch_size: int = 16, eta: float = 0.0) -> GuidanceChoice:
-    """Score every candidate scale on the same masks and noise, and apply the rule."""
+                    n_masks: int = 32, batch_size: int = 16, eta: float = 0.0,
+                    progress: bool = False) -> GuidanceChoice:
+    """Score every candidate scale on the same masks and noise, and apply the rule (``progress``: a bar over
+    the sampled batches; in 3D the choice takes minutes on a CPU)."""
     t0 = time.perf_counter()
     model, config, info = load_diffusion(generator_ckpt, device)
     bundle = load_bundle(stage1_run, device)
@@ -116,20 +119,25 @@ def choose_guidance(generator_ckpt: Path, stage1_run: Path, source: Sequence[Pai
     target_features = None if real_target is None else real_image_features(segmenter, real_target, input_size=size)
     source_features = None if real_source is None else real_image_features(segmenter, real_source, input_size=size)
     reports: dict[str, FidelityReport] = {}
+    starts = range(0, cond.shape[0], batch_size)
+    bar = tqdm(total=len(candidates) * len(starts), desc="choose guidance scale (label-free)", disable=not progress,
+               leave=False)
     for scale in candidates:
         t1 = time.perf_counter()
         images = []
-        for start in range(0, cond.shape[0], batch_size):
+        for start in starts:
             chunk = cond[start:start + batch_size]
             gens = [torch.Generator(device=device).manual_seed(seed * 100_003 + start + i) for i in range(len(chunk))]
             images.append(sample_images(model, chunk, num_classes, info["image_channels"], sampler=sampler,
                                         steps=steps, num_train_timesteps=config.num_train_timesteps,
                                         schedule=config.schedule, generator=gens, amp=config.amp,
                                         domain=DOMAIN_INDEX["target"], guidance_scale=scale, eta=eta))
+            bar.update()
         batch = torch.cat(images)
         reports[str(scale)] = fidelity_report(batch, cond, segmenter, classifier, target_features, source_features,
                                               num_classes, (time.perf_counter() - t1) / batch.shape[0],
                                               input_size=size)
+    bar.close()
     chosen, mean_rank = rank_choice(reports)
     return GuidanceChoice(chosen=float(chosen), reports=reports, mean_rank=mean_rank, n_masks=int(cond.shape[0]),
                           sampler=sampler, steps=steps, seconds=time.perf_counter() - t0)

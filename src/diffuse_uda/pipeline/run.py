@@ -89,14 +89,14 @@ PAPER_PIPELINE: dict[str, Any] = {"generator": "paper", "synthesis": {"sampler":
 
 def resolve_guidance(syn: SynthesisOptions, folder: Path, generator: Path, stage1: Path, src: list[PairSample],
                      tgt: list[PairSample], num_classes: int, seed: int, device: Any,
-                     domain: str | None) -> tuple[float, dict[str, Any] | None]:
+                     domain: str | None, progress: bool = False) -> tuple[float, dict[str, Any] | None]:
     """The guidance scale to synthesise with; "auto" applies the label-free rule (recorded in ``folder``)."""
     if domain is None:
         return 1.0, None  # the paper's generator has no domain to guide toward
     if syn.guidance_scale != "auto":
         return float(syn.guidance_scale), None
     choice = choose_guidance(generator / "diffusion_last.pt", stage1, src, tgt, num_classes, syn.sampler, syn.steps,
-                             seed, device, eta=syn.eta)
+                             seed, device, eta=syn.eta, progress=progress)
     write_guidance_choice(folder, choice)
     print(f"[synthesis] guidance scale chosen without labels: {choice.chosen} (mean ranks {choice.mean_rank})")
     return choice.chosen, guidance_summary(choice)
@@ -338,7 +338,7 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     def synthesize(folder: Path) -> dict[str, Any]:
         src, tgt = labelled_samples()
         guidance, choice = distributed.on_main(resolve_guidance, config.synthesis, folder, generator, stage1, src, tgt,
-                                               task.num_classes, config.seed, device, domain)
+                                               task.num_classes, config.seed, device, domain, progress)
         # shard=None: each rank samples its share of the items.
         result = _synthesize(task, generator, src, tgt, config.synthesis, folder, config.seed, None, device,
                              progress, domain, guidance)
@@ -446,7 +446,7 @@ def synthesize_from_run(run_dir: Path, out_dir: Path, options: SynthesisOptions,
     domain = "target" if gen_manifest.config["diffusion"].get("domain_conditioning") else None
     dev = resolve_device(device)
     guidance, _ = distributed.on_main(resolve_guidance, options, out_dir, generator, folders["1 ascplus"], src, tgt,
-                                      task.num_classes, seed, dev, domain)
+                                      task.num_classes, seed, dev, domain, progress)
     result = _synthesize(task, generator, src, tgt, options, out_dir, seed, shard, dev, progress, domain, guidance)
     where = f"shard {shard[0]}/{shard[1]}" if shard else f"{distributed.world_size()} process(es)"
     print(f"[synthesize] {result['n_synthetic']} pairs from {result['n_masks']} masks ({where}) -> {out_dir}")
