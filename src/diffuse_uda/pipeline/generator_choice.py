@@ -42,6 +42,10 @@ from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX
 from diffuse_uda.training.bundle import load_bundle
 
 GUIDANCE_CANDIDATES: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
+# Conditioning masks scored per candidate: 2D slices, or whole 3D volumes. A 64 x 64 x 32 volume costs
+# as much to sample as 32 slices of 64 x 64; with 32 volumes the 3D choice took over an hour on the
+# CPU (abdominal CT -> MR, quick3d, BENCHMARKS.md session 9), so 3D scores fewer, each much larger.
+CHOICE_MASKS: dict[int, int] = {2: 32, 3: 8}
 CHOICE_FILE = "generator_choice.json"
 RULE = ("best mean rank over stage-1 mask fidelity, domain-classifier style fidelity and Frechet distance to "
         "real target images (ties: the smaller scale)")
@@ -92,12 +96,13 @@ def rank_choice(reports: dict[str, FidelityReport]) -> tuple[str, dict[str, floa
 def choose_guidance(generator_ckpt: Path, stage1_run: Path, source: Sequence[PairSample],
                     target: Sequence[PairSample], num_classes: int, sampler: str, steps: int | None,
                     seed: int, device: torch.device, candidates: Sequence[float] = GUIDANCE_CANDIDATES,
-                    n_masks: int = 32, batch_size: int = 16, eta: float = 0.0,
+                    n_masks: int | None = None, batch_size: int = 16, eta: float = 0.0,
                     progress: bool = False) -> GuidanceChoice:
-    """Score every candidate scale on the same masks and noise, and apply the rule (``progress``: a bar over
-    the sampled batches; in 3D the choice takes minutes on a CPU)."""
+    """Score every candidate scale on the same masks and noise, and apply the rule. ``n_masks``: default
+    :data:`CHOICE_MASKS` for the generator's dimensionality; ``progress``: a bar over the sampled batches."""
     t0 = time.perf_counter()
     model, config, info = load_diffusion(generator_ckpt, device)
+    n_masks = CHOICE_MASKS[config.spatial_dims] if n_masks is None else n_masks
     bundle = load_bundle(stage1_run, device)
     segmenter = bundle.network
     size = tuple(bundle.preprocessing.size)  # the stage-1 model's input size
