@@ -323,3 +323,48 @@ for seed in 0 1 2; do
 done
 for e in md json csv; do cp bench/polyp-kvasir2cvc/bench.$e bench/polyp-kvasir2cvc/three_seeds.$e; done
 $BIN/python benchmarks/export_results.py bench/polyp-kvasir2cvc benchmarks/results/polyp-kvasir2cvc
+# ---------------------------------------------------------------- Session 9
+# Issue 18: A&D and GLUA seeds 1-2 on abdominal CT -> MR and Kvasir -> CVC, GLUA seed 0 on polyps (A&D's seed 0
+# on polyps is session 6's, results/polyp-ad). The rows join each task's 3-seed table through collect_bench.
+$BIN/diffuse-uda bench -t abdominal-ct2mr --methods ad,glua --seed-list 1,2 -o bench/abdominal-ct2mr --data-root data
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ad,glua --seed-list 1,2 -o bench/polyp-kvasir2cvc --data-root data
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods glua --seed-list 0 -o bench/polyp-kvasir2cvc --data-root data
+$BIN/python benchmarks/export_results.py bench/abdominal-ct2mr benchmarks/results/abdominal-ct2mr
+$BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-ct2mr abdominal-ct2mr --data-root data \
+    --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus,diffuse-uda,ad,glua
+# (polyps: session 5's seed-0 bench.* were renamed seed0_session5.*; the 3-seed table becomes bench.*)
+$BIN/python benchmarks/export_results.py bench/polyp-kvasir2cvc benchmarks/results/polyp-kvasir2cvc
+cp -r benchmarks/results/polyp-ad/ad/seed0 benchmarks/results/polyp-kvasir2cvc/ad/
+$BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
+    --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus-fourier-luminance,ascplus,diffuse-uda,ad,glua
+for t in abdominal-ct2mr polyp-kvasir2cvc; do for m in ad glua; do for s in 0 1 2; do for ref in source-only source-only-dg; do
+  $BIN/python benchmarks/paired_test.py benchmarks/results/$t/$ref/seed$s benchmarks/results/$t/$m/seed$s
+done; done; done; done
+$BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr/glua/seed1 data/Dataset521_AbdomenCT --split Tr
+$BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr/ad/seed1 data/Dataset521_AbdomenCT --split Tr
+# GLUA with the segmentation updates of the other rows (2000 after 1333 style-transfer updates), seed 0.
+$BIN/diffuse-uda bench -t abdominal-ct2mr --methods glua --seed-list 0 --set training.iterations=3334 \
+    -o bench/abdominal-glua-seg2000 --data-root data
+$BIN/python benchmarks/export_results.py bench/abdominal-glua-seg2000 benchmarks/results/abdominal-glua-seg2000
+# Issue 14: the polyp generator for 6000 updates; its checkpoints at 2000 / 4000 / 6000 updates were copied aside
+# while it trained (diffusion_last.pt is rewritten every checkpoint_every updates).
+$BIN/diffuse-uda train -m target-supervised -t polyp-kvasir2cvc --seed 0 -o bench/polyp-kvasir2cvc/target-supervised/seed0 --data-root data
+$BIN/diffuse-uda run -t polyp-kvasir2cvc -o bench/polyp-gen/long6000/seed0 --data-root data \
+    --set segmentation.method.appearance=gin --set diffusion.iterations=6000 --set diffusion.checkpoint_every=1000
+for n in 2000 4000 6000; do
+  $BIN/python benchmarks/bench_synthesis.py --generator bench/polyp-gen/snapshots/step$n.pt \
+      --segmenter bench/polyp-kvasir2cvc/target-supervised/seed0 --masks bench/polyp-gen/long6000/seed0/2_pseudolabels \
+      --stage1 bench/polyp-gen/long6000/seed0/1_ascplus --source data/Dataset511_KvasirSEG --target data/Dataset512_CVCClinicDB \
+      --samplers ddim:25:1:1 ddim:25:2:1 --n 32 --seed 1 --out benchmarks/results/synthesis/polyp-generator-updates/step$n.json
+done
+$BIN/python benchmarks/export_results.py bench/polyp-gen/long6000 benchmarks/results/polyp-generator-6000
+$BIN/python benchmarks/paired_test.py benchmarks/results/polyp-generator-6000/seed0/1_ascplus benchmarks/results/polyp-generator-6000/seed0/5_ascplus_synth
+# Issue 15: the 3D pipeline on real data (stage 1 = the paper's ASCPlus at 400 updates, as the 3D table's rows;
+# guidance fixed at 1: the label-free choice over 32 volumes ran for over an hour and was stopped, and now scores 8).
+$BIN/diffuse-uda run -t abdominal-ct2mr --profile quick3d -o bench/abdominal-ct2mr-3d/diffuse-uda-fourier/seed0 --data-root data \
+    --set segmentation.training.iterations=400 --set segmentation.training.checkpoint_every=100 \
+    --set segmentation.method.appearance=fourier --set synthesis.guidance_scale=1.0
+$BIN/python benchmarks/export_results.py bench/abdominal-ct2mr-3d/diffuse-uda-fourier benchmarks/results/abdominal-ct2mr-3d/diffuse-uda-fourier
+R=benchmarks/results
+$BIN/python benchmarks/dims_table.py --2d $R/abdominal-ct2mr $R/abdominal-ct2mr-2d-fourier/diffuse-uda-fourier/seed0 \
+    --3d $R/abdominal-ct2mr-3d $R/abdominal-ct2mr-3d/diffuse-uda-fourier/seed0

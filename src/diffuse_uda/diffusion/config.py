@@ -208,9 +208,9 @@ class DiffusionConfig(ConfigModel):
     @classmethod
     def quick3d(cls, spatial_dims: int = 3, **overrides: Any) -> DiffusionConfig:
         """3D at CPU size, beside the ``quick3d`` segmentation profile: the quick network on
-        64 x 64 x 32 volumes, batch 2, 400 updates. Slow on a CPU: 12 s per update was measured with two
-        threads on two busy cores (about 80 minutes for the 400), so a 3D pipeline run at this size is
-        for a GPU or a long CPU job."""
+        64 x 64 x 32 volumes, batch 2, 400 updates. On one CPU thread an update took 1.9-3.5 s (934 s for
+        the 400 on abdominal CT -> MR; 12 s with two threads on two overloaded cores), so a 3D pipeline
+        run at this size is about an hour on a CPU (BENCHMARKS.md, session 9)."""
         if spatial_dims != 3:
             raise ValueError("the quick3d profile is 3D")
         return cls.quick(3, image_size=(64, 64, 32), batch_size=2, iterations=400, ema_start=50,
