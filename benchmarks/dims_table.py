@@ -47,7 +47,8 @@ def rows(bench: Path, pipeline: Path | None = None, seed: int = 0) -> dict[str, 
     seconds = sum(s["seconds"] for s in info["stages"][1:])
     if first["reused"]:  # a bench row's run: its own training time, as exported beside the bench
         stage1_local = bench / "ascplus-paper" / f"seed{seed}"
-        s1_seconds, s1_rss = _run_facts(stage1_local if (stage1_local / "run.json").is_file() else Path(first["folder"]))
+        stage1 = stage1_local if (stage1_local / "run.json").is_file() else Path(first["folder"])
+        s1_seconds, s1_rss = _run_facts(stage1)
     else:  # trained inside this pipeline run
         s1_seconds, s1_rss = _run_facts(pipeline / Path(first["folder"]).name)
     s3_rss = _run_facts(pipeline / "5_ascplus_synth")[1]  # (its time is inside the stages' already)
