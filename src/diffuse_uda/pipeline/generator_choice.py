@@ -43,8 +43,8 @@ from diffuse_uda.training.bundle import load_bundle
 
 GUIDANCE_CANDIDATES: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
 # Conditioning masks scored per candidate: 2D slices, or whole 3D volumes. A 64 x 64 x 32 volume costs
-# as much to sample as 32 slices of 64 x 64; with 32 volumes the 3D choice took over an hour on the
-# CPU (abdominal CT -> MR, quick3d, BENCHMARKS.md session 9), so 3D scores fewer, each much larger.
+# as much to sample as 32 slices of 64 x 64; scoring every volume (19 on abdominal CT -> MR, quick3d) the 3D
+# choice ran over 45 minutes on the CPU without finishing (BENCHMARKS.md session 9), so 3D scores fewer.
 CHOICE_MASKS: dict[int, int] = {2: 32, 3: 8}
 CHOICE_FILE = "generator_choice.json"
 RULE = ("best mean rank over stage-1 mask fidelity, domain-classifier style fidelity and Frechet distance to "
