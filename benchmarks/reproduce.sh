@@ -342,6 +342,12 @@ for t in abdominal-ct2mr polyp-kvasir2cvc; do for m in ad glua; do for s in 0 1 
 done; done; done; done
 $BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr/glua/seed1 data/Dataset521_AbdomenCT --split Tr
 $BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr/ad/seed1 data/Dataset521_AbdomenCT --split Tr
+# MS-CMRSeg: GLUA's 3 seeds (not committed in session 4) and A&D's from session 6 into the task's table.
+for s in 0 1 2; do $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua --seed-list $s -o bench/mscmr-bssfp2lge --data-root data & done; wait
+$BIN/python benchmarks/export_results.py bench/mscmr-bssfp2lge benchmarks/results/mscmr-bssfp2lge
+cp -r benchmarks/results/mscmr-ad/ad benchmarks/results/mscmr-bssfp2lge/
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
+    --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus,diffuse-uda,ad,glua
 # GLUA with the segmentation updates of the other rows (2000 after 1333 style-transfer updates), seed 0.
 $BIN/diffuse-uda bench -t abdominal-ct2mr --methods glua --seed-list 0 --set training.iterations=3334 \
     -o bench/abdominal-glua-seg2000 --data-root data
