@@ -365,11 +365,22 @@ for n in 2000 4000 6000; do
 done
 $BIN/python benchmarks/export_results.py bench/polyp-gen/long6000 benchmarks/results/polyp-generator-6000
 $BIN/python benchmarks/paired_test.py benchmarks/results/polyp-generator-6000/seed0/1_ascplus benchmarks/results/polyp-generator-6000/seed0/5_ascplus_synth
+# The README's main command, timed: /usr/bin/time -v make demo (from a clean clone).
 # Issue 15: the 3D pipeline on real data (stage 1 = the paper's ASCPlus at 400 updates, as the 3D table's rows;
 # guidance fixed at 1: the label-free choice over 32 volumes ran for over an hour and was stopped, and now scores 8).
 $BIN/diffuse-uda run -t abdominal-ct2mr --profile quick3d -o bench/abdominal-ct2mr-3d/diffuse-uda-fourier/seed0 --data-root data \
     --set segmentation.training.iterations=400 --set segmentation.training.checkpoint_every=100 \
     --set segmentation.method.appearance=fourier --set synthesis.guidance_scale=1.0
+# One guided DDIM step of 16 volumes with the 3D generator (the cost that made the 3D guidance choice too slow):
+$BIN/python -c "
+import time, torch
+from diffuse_uda.diffusion.trainer import load_diffusion
+from diffuse_uda.diffusion.samplers import sample_images
+m, cfg, info = load_diffusion('bench/abdominal-ct2mr-3d/diffuse-uda-fourier/seed0/3_diffusion/diffusion_last.pt', torch.device('cpu'))
+t = time.perf_counter()
+sample_images(m, torch.zeros((16, *cfg.image_size), dtype=torch.long), 5, info['image_channels'], sampler='ddim', steps=1,
+              num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, domain=1, guidance_scale=2.0, eta=1.0)
+print('one guided step, 16 volumes:', time.perf_counter() - t, 's')"
 $BIN/python benchmarks/export_results.py bench/abdominal-ct2mr-3d/diffuse-uda-fourier benchmarks/results/abdominal-ct2mr-3d/diffuse-uda-fourier
 R=benchmarks/results
 $BIN/python benchmarks/dims_table.py --2d $R/abdominal-ct2mr $R/abdominal-ct2mr-2d-fourier/diffuse-uda-fourier/seed0 \
