@@ -63,9 +63,10 @@ def _moved(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
 def test_stage_switch_and_frozen_autoencoder(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, iterations=5, style_fraction=0.4)
     method, ctx = trainer.method, trainer.ctx
-    assert method.style_steps == 2
+    # Stage 1 runs 0.4 / 0.6 * 5 = 3 steps before the segmenter's 5.
+    assert method.style_steps == 3 and trainer.total_steps == 8
     seg_before = [p.detach().clone() for p in method.trainable_parameters()]
-    for step, stage in [(0, 1), (1, 1), (2, 2), (4, 2)]:
+    for step, stage in [(0, 1), (2, 1), (3, 2), (7, 2)]:
         ctx.step = step
         style_before = [p.detach().clone() for p in method.style_net.parameters()]
         d1_before = [p.detach().clone() for p in method.net.d1.parameters()]
@@ -98,17 +99,38 @@ def test_d1_is_in_the_inference_network_but_not_in_the_trainers_optimizer(tmp_pa
 
 def test_training_across_both_stages(tmp_path: Path) -> None:
     trainer = _trainer(tmp_path, iterations=4, style_fraction=0.5)
-    trainer.fit()
+    stats = trainer.fit()
     log = read_training_log(tmp_path / LOG_NAME)
     assert list(log) == ["lr", *LOSS_KEYS]
-    assert [v for _, v in log["stage"]] == [1, 1, 2, 2]
-    # The segmenter's poly schedule starts with stage 2, at the full learning rate.
+    # The style stage comes on top: the segmenter gets training.iterations updates, as in every method.
+    assert [v for _, v in log["stage"]] == [1, 1, 1, 1, 2, 2, 2, 2]
+    assert stats["iterations"] == 8
+    assert torch.load(tmp_path / CHECKPOINT_NAME, weights_only=False)["step"] == 8
+    # The segmenter's poly schedule starts with stage 2, at the full learning rate, and decays over its 4 steps.
     lrs = [v for _, v in log["lr"]]
-    assert lrs[2] == pytest.approx(trainer.config.training.lr) and lrs[3] < lrs[2]
+    assert lrs[4] == pytest.approx(trainer.config.training.lr) and lrs[7] < lrs[6] < lrs[5] < lrs[4]
+    assert lrs[7] == pytest.approx(trainer.config.training.lr * (1 - 3 / 4) ** trainer.config.training.poly_power,
+                                    rel=1e-5)
     assert all(math.isfinite(v) for points in log.values() for _, v in points)
     net = trainer.method.inference_network().eval()
     with torch.no_grad():
         assert net(torch.rand(2, 1, 16, 16)).shape == (2, 3, 16, 16)
+
+
+def test_shared_budget_takes_the_style_stage_out_of_the_segmenters_updates(tmp_path: Path) -> None:
+    # The rows benched before session 10: stage 1 is style_fraction of training.iterations.
+    trainer = _trainer(tmp_path, iterations=4, style_fraction=0.5, style_budget="shared")
+    assert trainer.method.style_steps == 2 and trainer.total_steps == 4
+    trainer.fit()
+    log = read_training_log(tmp_path / LOG_NAME)
+    assert [v for _, v in log["stage"]] == [1, 1, 2, 2]
+    lrs = [v for _, v in log["lr"]]
+    assert lrs[2] == pytest.approx(trainer.config.training.lr) and lrs[3] < lrs[2]
+
+
+def test_no_style_stage_no_extra_steps(tmp_path: Path) -> None:
+    trainer = _trainer(tmp_path, iterations=3, style_transfer=False)
+    assert trainer.total_steps == 3 and trainer.method.schedule_start_step == 0
 
 
 @pytest.mark.parametrize("flags", [
@@ -166,7 +188,8 @@ def test_state_dict_restores_discriminator_optimizers(tmp_path: Path) -> None:
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path, fit_until_crash) -> None:
-    # Stage 1 = steps 0-1, stage 2 = steps 2-5; checkpoints after steps 2 and 4; the crash hits step 5.
+    # Stage 1 = steps 0-2 (0.34 / 0.66 * 6 = 3), stage 2 = steps 3-8; checkpoints every 2 steps; the
+    # crash comes after step 4, inside stage 2.
     straight = _trainer(tmp_path / "a", iterations=6, style_fraction=0.34)
     straight.fit()
     broken = _trainer(tmp_path / "b", iterations=6, style_fraction=0.34)

@@ -53,6 +53,12 @@ class Method(ABC):
         # earlier phase of its own (GLUA's style-transfer stage) starts the segmenter's decay after it.
         self.schedule_start_step = 0
 
+    def extra_steps(self, iterations: int) -> int:
+        """Steps this method runs before the shared budget of ``iterations`` segmenter updates (the trainer
+        runs ``iterations + extra_steps``): a stage that trains only the method's own networks, such as
+        GLUA's style transfer, then does not take updates from the segmenter."""
+        return 0
+
     # ----------------------------------------------------------------- hooks
     def build(self, ctx: TrainContext) -> None:
         """Create the networks (called once, before the optimizer is made)."""

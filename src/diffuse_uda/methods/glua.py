@@ -2,7 +2,7 @@
 
 Two stages inside one run of the shared trainer:
 
-1. **Global alignment** (steps ``< style_fraction * iterations``): a disentangling style-transfer
+1. **Global alignment** (the first ``style_steps`` steps; see ``style_budget``): a disentangling style-transfer
    autoencoder (shared content encoder + AdaIN decoder, one learned style code per domain) and a
    per-domain PatchGAN are trained with their own Adam optimizers on
    ``lambda_rec_im * L_rec_im + lambda_rec_c * L_rec_c + lambda_cyc * L_cyc + lambda_adv * L_adv``
@@ -30,14 +30,18 @@ toolkit's shared backbone, for a like-for-like comparison); narrower style-trans
 default (``style_channels``; 64 in the paper) for CPU runs; sigmoid decoder output for [0, 1] images;
 least-squares instead of log-likelihood GAN loss for stage 1; source images are translated on the fly
 by the frozen autoencoder instead of being written out once; the stage split is a fraction of the
-run's iterations instead of 50k style-transfer iterations. The segmenter's optimizer and LR schedule
+run's iterations instead of 50k style-transfer iterations: by default (``style_budget="extra"``) the style
+stage runs ``style_fraction / (1 - style_fraction) * iterations`` steps *before* the segmenter's
+``training.iterations``, so the segmenter gets as many updates as every other method's (the paper trains
+the style transfer as a stage of its own); ``style_budget="shared"`` takes the stage out of
+``training.iterations`` (the rows benched before session 10). The segmenter's optimizer and LR schedule
 are the trainer's (shared by all methods); the paper's SGD is ``--set training.optimizer=sgd
 training.momentum=0.9 training.weight_decay=5e-4``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +74,12 @@ class GLUAOptions(StrictModel):
     style_transfer: bool = Field(True, description="Stage 1 on; off = train the segmenter on x_s directly.")
     local_alignment: bool = Field(True, description="D1 feature adversary + its mask reweighting target features.")
     output_adversarial: bool = Field(True, description="D2 output-space adversary.")
-    style_fraction: float = Field(0.4, gt=0.0, lt=1.0, description="Fraction of the iterations spent on stage 1.")
+    style_fraction: float = Field(0.4, gt=0.0, lt=1.0, description="Fraction of the run's steps spent on stage 1.")
+    style_budget: Literal["extra", "shared"] = Field(
+        "extra", description="extra: stage 1 runs before the segmenter's training.iterations, which it leaves "
+                             "whole (the run has iterations / (1 - style_fraction) steps); shared: stage 1 takes "
+                             "style_fraction of training.iterations, leaving the segmenter fewer updates than "
+                             "other methods get.")
     # Stage 1 (the paper: Adam, lr 2e-4, weight decay 1e-4, batch 8).
     style_lr: float = 2e-4
     style_weight_decay: float = 1e-4
@@ -136,7 +145,8 @@ class GLUA(Method):
                                               betas=tuple(o.style_betas), weight_decay=o.style_weight_decay)
             self.style_disc_opt = torch.optim.Adam(self.style_disc.parameters(), lr=o.style_lr,
                                                    betas=tuple(o.style_betas), weight_decay=o.style_weight_decay)
-            self.style_steps = max(1, int(o.style_fraction * ctx.total_steps))
+            self.style_steps = (max(1, int(o.style_fraction * ctx.total_steps)) if o.style_budget == "shared"
+                                else self.extra_steps(ctx.config.training.iterations))
         # The paper trains the segmenter after the style transfer with a poly schedule of its own.
         self.schedule_start_step = self.style_steps
         if o.local_alignment:
@@ -144,6 +154,12 @@ class GLUA(Method):
         if o.output_adversarial:
             self.d2 = OutputDiscriminator.for_image_size(ctx.num_classes, min(size), o.d2_channels).to(ctx.device)
             self.d2_opt = torch.optim.Adam(self.d2.parameters(), lr=o.disc_lr, betas=tuple(o.disc_betas))
+
+    def extra_steps(self, iterations: int) -> int:
+        o = self.options
+        if not o.style_transfer or o.style_budget == "shared":
+            return 0
+        return max(1, round(o.style_fraction / (1.0 - o.style_fraction) * iterations))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         # D1 is in the inference network but is a discriminator: only d1_opt may move it.
@@ -208,7 +224,8 @@ class GLUA(Method):
 
     def _set_disc_lr(self, ctx: TrainContext) -> None:
         """Poly decay over stage 2 (the trainer's schedule settings), for the discriminators' own optimizers."""
-        lr = scheduled_lr(self.options.disc_lr, ctx.step, ctx.config.training, self.schedule_start_step)
+        lr = scheduled_lr(self.options.disc_lr, ctx.step, ctx.config.training, self.schedule_start_step,
+                          ctx.total_steps)
         for opt in (getattr(self, "d1_opt", None), getattr(self, "d2_opt", None)):
             if opt is not None:
                 for group in opt.param_groups:

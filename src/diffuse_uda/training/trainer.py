@@ -62,13 +62,14 @@ def poly_lr(base_lr: float, step: int, total: int, power: float) -> float:
     return base_lr * (1.0 - min(step, total - 1) / total) ** power
 
 
-def scheduled_lr(base_lr: float, step: int, tc: TrainingConfig, start: int = 0) -> float:
+def scheduled_lr(base_lr: float, step: int, tc: TrainingConfig, start: int = 0, total: int | None = None) -> float:
     """The learning rate at ``step`` under the run's schedule, for a schedule that begins at ``start``
-    (before it: the base rate)."""
+    (before it: the base rate) and ends at ``total`` steps (default ``tc.iterations``)."""
     if tc.lr_schedule != "poly":
         return base_lr
-    start = min(start, tc.iterations - 1)
-    return poly_lr(base_lr, max(0, step - start), tc.iterations - start, tc.poly_power)
+    total = tc.iterations if total is None else total
+    start = min(start, total - 1)
+    return poly_lr(base_lr, max(0, step - start), total - start, tc.poly_power)
 
 
 class Trainer:
@@ -92,10 +93,13 @@ class Trainer:
         generator = torch.Generator(device=self.device).manual_seed(distributed.rank_seed(tc.seed, self.rank))
         cpu_generator = torch.Generator().manual_seed(tc.seed + 1)
         epoch_length = tc.epoch_length or max(1, tc.iterations // 20)
+        # The segmenter's budget is training.iterations for every method; a stage of the method's own
+        # (GLUA's style transfer) runs before it, on top.
+        self.total_steps = tc.iterations + method.extra_steps(tc.iterations)
         self.ctx = TrainContext(config=config, device=self.device, spatial_dims=spatial_dims,
                                 in_channels=int(data.source_images.shape[1]), num_classes=num_classes,
                                 data=data, generator=generator, cpu_generator=cpu_generator,
-                                total_steps=tc.iterations, epoch_length=epoch_length,
+                                total_steps=self.total_steps, epoch_length=epoch_length,
                                 rank=self.rank, world_size=self.world_size)
         # One extra class carries IGNORE voxels through the spatial augmentation unchanged.
         self.augment = LabelledAugmentation(num_classes + 1) if tc.augment else None
@@ -191,8 +195,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, Any]:
-        """Train to ``iterations`` (resuming if a checkpoint exists). Returns timing/memory stats."""
-        tc = self.config.training
+        """Train to ``iterations`` plus the method's extra steps (resuming if a checkpoint exists).
+        Returns timing/memory stats."""
+        tc, total = self.config.training, self.total_steps
         ckpt_path, log_path = self.out_dir / CHECKPOINT_NAME, self.out_dir / LOG_NAME
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -207,12 +212,12 @@ class Trainer:
         t0 = time.perf_counter()
         running: dict[str, torch.Tensor] = {}
         log = TrainingLog(log_path, start) if self.is_main else None
-        bar = tqdm(range(start, tc.iterations), initial=start, total=tc.iterations,
+        bar = tqdm(range(start, total), initial=start, total=total,
                    desc=f"train {self.method.name}", disable=not self.progress, leave=False)
         try:
             for step in bar:
                 self.ctx.step = step
-                lr = scheduled_lr(tc.lr, step, tc, self.method.schedule_start_step)
+                lr = scheduled_lr(tc.lr, step, tc, self.method.schedule_start_step, total)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 batch = self.next_batch()
@@ -229,7 +234,7 @@ class Trainer:
                 for k, v in losses.items():  # accumulate on device; synced only when logged
                     running[k] = running.get(k, 0.0) + v.detach().float()
                 done = step + 1
-                if done % tc.log_every == 0 or done == tc.iterations:
+                if done % tc.log_every == 0 or done == total:
                     n = tc.log_every if done % tc.log_every == 0 else done % tc.log_every
                     values = {k: float(v) / n for k, v in self._mean_over_ranks(running).items()}
                     running = {}
@@ -238,7 +243,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{values['loss']:.4f}")
                 if done % self.ctx.epoch_length == 0:
                     self.method.on_epoch_end(self.ctx, done // self.ctx.epoch_length - 1)
-                if done % tc.checkpoint_every == 0 or done == tc.iterations:
+                if done % tc.checkpoint_every == 0 or done == total:
                     self._save(done, ckpt_path)
         finally:
             if log is not None:
@@ -246,7 +251,7 @@ class Trainer:
             bar.close()
         distributed.barrier()  # nobody moves on before the last checkpoint exists
         stats: dict[str, Any] = {"train_seconds": time.perf_counter() - t0, "resumed_from_step": start,
-                                 "iterations": tc.iterations, "device": str(self.device),
+                                 "iterations": total, "device": str(self.device),
                                  "world_size": self.world_size}
         if self.device.type == "cuda":
             stats["peak_gpu_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
