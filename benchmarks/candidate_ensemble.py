@@ -21,12 +21,10 @@ from pathlib import Path
 
 import torch
 
-from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
-from diffuse_uda.data.io import atomic_write_json, write_nifti
-from diffuse_uda.data.preprocessing import prepare_case
+from diffuse_uda.data.io import atomic_write_json
 from diffuse_uda.evaluation.evaluate import load_summary
 from diffuse_uda.evaluation.prediction_info import write_prediction_info
-from diffuse_uda.inference.predict import predict_case
+from diffuse_uda.inference.predict import segment_split
 from diffuse_uda.networks.ensemble import SnapshotEnsemble
 from diffuse_uda.pipeline.appearance_choice import read_choice
 from diffuse_uda.pipeline.experiment import score_test_predictions
@@ -46,17 +44,13 @@ def ensemble_dice(bench: Path, seed: int, device: torch.device) -> dict:
     bundles = [load_bundle(run, device) for run in runs.values()]
     network = SnapshotEnsemble([b.network for b in bundles]).eval()
     task, cfg = bundles[0].task, bundles[0].preprocessing
-    info = load_dataset_json(task.target_dir)
     with tempfile.TemporaryDirectory() as tmp:
         predictions = Path(tmp) / "predictions"
         predictions.mkdir()
         write_prediction_info(predictions, bundles[0].labels, model="ensemble of " + ", ".join(runs),
                               method="ascplus-candidate-ensemble", dataset=str(task.target_dir), split="Ts",
                               orientation="dataset")
-        for case_id in list_cases(task.target_dir, "Ts"):
-            case = prepare_case(task.target_dir, "Ts", case_id, cfg, info.num_channels, labels=None)
-            labels, _ = predict_case(network, case, cfg.spatial_dims, cfg, device)
-            write_nifti(predictions / f"{case_id}.nii.gz", labels, case.affine)
+        segment_split(network, cfg, task.target_dir, predictions, "Ts", device, progress=False)
         summary = score_test_predictions(predictions, task, Path(tmp), progress=False)
     pure = [n for n in choice.agreement if n != MIXTURE]
     vote = {a: sum(choice.agreement[a][b] for b in pure if b != a) / max(len(pure) - 1, 1) for a in pure}

@@ -67,17 +67,26 @@ def predict_dataset(model: str | Path, dataset_dir: Path, out_dir: Path, split: 
     grid, or with ``original_orientation`` in each scan's orientation before import."""
     dev = resolve_device(device)
     bundle = load_bundle(model, dev)
-    info = load_dataset_json(dataset_dir)
-    originals = original_geometry(dataset_dir, info) if original_orientation else {}
-    cfg = bundle.preprocessing
     out_dir = ensure_output_dir(out_dir, "prediction folder")
     write_prediction_info(out_dir, bundle.labels, model=str(bundle.path.resolve()), method=bundle.method,
                           dataset=str(Path(dataset_dir).resolve()), split=split,
                           orientation="original" if original_orientation else "dataset")
-    for case_id in tqdm(list_cases(dataset_dir, split), desc=f"predict {dataset_dir.name}/images{split}",
+    segment_split(bundle.network, bundle.preprocessing, dataset_dir, out_dir, split, dev, progress,
+                  original_orientation)
+    return out_dir
+
+
+def segment_split(network: nn.Module, preprocessing, dataset_dir: Path, out_dir: Path, split: str,
+                  device: torch.device, progress: bool = True, original_orientation: bool = False) -> None:
+    """Write ``out_dir/{case}.nii.gz`` for every image of ``dataset_dir/images{split}`` with a loaded network
+    (a bundle's, or an ensemble of several); images only, never labels."""
+    info = load_dataset_json(dataset_dir)
+    originals = original_geometry(dataset_dir, info) if original_orientation else {}
+    cfg = preprocessing
+    for case_id in tqdm(list_cases(dataset_dir, split), desc=f"predict {Path(dataset_dir).name}/images{split}",
                         disable=not progress, leave=False):
         case = prepare_case(dataset_dir, split, case_id, cfg, info.num_channels, labels=None)
-        labels, _ = predict_case(bundle.network, case, cfg.spatial_dims, cfg, dev)
+        labels, _ = predict_case(network, case, cfg.spatial_dims, cfg, device)
         affine = case.affine
         if original_orientation:
             image = image_paths(dataset_dir, split, case_id, info.num_channels)[0]
@@ -89,4 +98,3 @@ def predict_dataset(model: str | Path, dataset_dir: Path, out_dir: Path, split: 
                 raise DataError(image, f"its grid is not a reorientation of the recorded original grid {shape}")
             labels = restored
         write_nifti(out_dir / f"{case_id}.nii.gz", labels, affine)
-    return out_dir
