@@ -40,6 +40,8 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "glua-no-style-transfer": ("glua", {"style_transfer": False}),
     "glua-no-local-alignment": ("glua", {"local_alignment": False}),
     "glua-no-output-adversary": ("glua", {"output_adversarial": False}),
+    # Not a paper row: GLUA as benched before session 10, its style stage taking 40 % of the segmenter's updates.
+    "glua-shared-budget": ("glua", {"style_budget": "shared"}),
 }
 
 
