@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 SHARED=${1:-../shared/data}
 BIN=.venv/bin
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# Before session 10 the entry `glua` trained what `glua-shared-budget` trains now (its style stage inside
+# training.iterations); the earlier sessions' commands below name that entry, so they rerun what was measured.
 
 $BIN/diffuse-uda import mscmrseg "$SHARED/mscmrseg" --out data
 $BIN/diffuse-uda import polyp "$SHARED/polyp" --out data
@@ -86,7 +88,7 @@ $BIN/diffuse-uda report bench/mscmr/source-only/seed0 bench/mscmr/ascplus/seed0 
     bench/mscmr/diffuse-uda/seed0/5_ascplus_synth bench/mscmr/target-supervised/seed0 -o bench/mscmr-report
 
 # Issue 6: comparators, seed 0 (HEAL reuses the bench's source-only run).
-$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods heal-HD,heal-HD-EGS,glua,ad --seeds 1 -o bench/polyp
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods heal-HD,heal-HD-EGS,glua-shared-budget,ad --seeds 1 -o bench/polyp
 $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods ad,heal-HD,heal --seeds 1 -o bench/mscmr
 
 # Seed-0 tables over every method (links to the seed-0 runs), then the tables.
@@ -112,7 +114,7 @@ $BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods source-only,target-supervis
     --seeds 1 -o bench/polyp
 for t in mscmr:mscmr-bssfp2lge polyp:polyp-kvasir2cvc; do
   name=${t%%:*}; task=${t##*:}
-  $BIN/diffuse-uda bench -t "$task" --methods glua,ad --seeds 1 -o "bench/$name"
+  $BIN/diffuse-uda bench -t "$task" --methods glua-shared-budget,ad --seeds 1 -o "bench/$name"
 done
 $BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods source-only,heal-HD,heal-HD-EGS --seeds 1 -o bench/polyp-cvc2kvasir
 # Seeds 1-2 on MS-CMRSeg only (polyp seeds 1-2 did not fit). In the session this ran as seed 1
@@ -121,9 +123,9 @@ $BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods source-only,heal-HD,heal-HD
 # one command below gives the same folders.
 $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods source-only,target-supervised,ascplus,diffuse-uda --seeds 3 -o bench/mscmr
 $BIN/python benchmarks/collect_bench.py bench/mscmr mscmr-bssfp2lge --data-root data \
-    --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS,heal,glua,ad
+    --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS,heal,glua-shared-budget,ad
 $BIN/python benchmarks/collect_bench.py bench/polyp polyp-kvasir2cvc --data-root data \
-    --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS,glua,ad
+    --methods source-only,target-supervised,ascplus,diffuse-uda,heal-HD,heal-HD-EGS,glua-shared-budget,ad
 $BIN/python benchmarks/collect_bench.py bench/polyp-cvc2kvasir polyp-cvc2kvasir --data-root data \
     --methods source-only,heal-HD,heal-HD-EGS
 # Synthetic fidelity of this session's generators (DDIM-25; the oracle of each task segments them).
@@ -170,7 +172,7 @@ done
 # Kvasir -> CVC, 3 seeds of the bounds, ascplus and the pipeline.
 $BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods source-only,target-supervised,ascplus,diffuse-uda --seeds 3 -o bench/polyp
 # GLUA, 3 seeds on MS-CMRSeg.
-$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua --seeds 3 -o bench/mscmr-glua
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua-shared-budget --seeds 3 -o bench/mscmr-glua
 
 # ---- Session 5 ----------------------------------------------------------------------------------
 # A fresh checkout. The new stage 1 (issue 13: appearance transfers, the label-free choice, source-only-dg)
@@ -274,7 +276,7 @@ R=benchmarks/results
 $BIN/python benchmarks/dims_table.py --2d $R/abdominal-ct2mr $R/abdominal-ct2mr-2d-fourier/diffuse-uda-fourier/seed0 --3d $R/abdominal-ct2mr-3d
 # Issue 18: A&D and GLUA on abdominal CT -> MR, seed 0 (copy bench.md/json to comparators_seed0.*, then re-tabulate the
 # 3-seed rows above before exporting, since a bench call's table covers that call's rows only).
-$BIN/diffuse-uda bench -t abdominal-ct2mr --methods source-only,ad,glua --seed-list 0 -o bench/abdominal-ct2mr --data-root data
+$BIN/diffuse-uda bench -t abdominal-ct2mr --methods source-only,ad,glua-shared-budget --seed-list 0 -o bench/abdominal-ct2mr --data-root data
 # Which classes those models predict on their own training images (the left-kidney statements).
 $BIN/diffuse-uda train -m target-supervised -t abdominal-ct2mr --set training.iterations=400 -o bench/exp3d/oracle2d-400 --data-root data
 $BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr-3d/target-supervised/seed0 data/Dataset522_AbdomenMR --split Tr
@@ -326,30 +328,30 @@ $BIN/python benchmarks/export_results.py bench/polyp-kvasir2cvc benchmarks/resul
 # ---------------------------------------------------------------- Session 9
 # Issue 18: A&D and GLUA seeds 1-2 on abdominal CT -> MR and Kvasir -> CVC, GLUA seed 0 on polyps (A&D's seed 0
 # on polyps is session 6's, results/polyp-ad). The rows join each task's 3-seed table through collect_bench.
-$BIN/diffuse-uda bench -t abdominal-ct2mr --methods ad,glua --seed-list 1,2 -o bench/abdominal-ct2mr --data-root data
-$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ad,glua --seed-list 1,2 -o bench/polyp-kvasir2cvc --data-root data
-$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods glua --seed-list 0 -o bench/polyp-kvasir2cvc --data-root data
+$BIN/diffuse-uda bench -t abdominal-ct2mr --methods ad,glua-shared-budget --seed-list 1,2 -o bench/abdominal-ct2mr --data-root data
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ad,glua-shared-budget --seed-list 1,2 -o bench/polyp-kvasir2cvc --data-root data
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods glua-shared-budget --seed-list 0 -o bench/polyp-kvasir2cvc --data-root data
 $BIN/python benchmarks/export_results.py bench/abdominal-ct2mr benchmarks/results/abdominal-ct2mr
 $BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-ct2mr abdominal-ct2mr --data-root data \
-    --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus,diffuse-uda,ad,glua
+    --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus,diffuse-uda,ad,glua-shared-budget
 # (polyps: session 5's seed-0 bench.* were renamed seed0_session5.*; the 3-seed table becomes bench.*)
 $BIN/python benchmarks/export_results.py bench/polyp-kvasir2cvc benchmarks/results/polyp-kvasir2cvc
 cp -r benchmarks/results/polyp-ad/ad/seed0 benchmarks/results/polyp-kvasir2cvc/ad/
 $BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
-    --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus-fourier-luminance,ascplus,diffuse-uda,ad,glua
-for t in abdominal-ct2mr polyp-kvasir2cvc; do for m in ad glua; do for s in 0 1 2; do for ref in source-only source-only-dg; do
+    --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus-fourier-luminance,ascplus,diffuse-uda,ad,glua-shared-budget
+for t in abdominal-ct2mr polyp-kvasir2cvc; do for m in ad glua-shared-budget; do for s in 0 1 2; do for ref in source-only source-only-dg; do
   $BIN/python benchmarks/paired_test.py benchmarks/results/$t/$ref/seed$s benchmarks/results/$t/$m/seed$s
 done; done; done; done
-$BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr/glua/seed1 data/Dataset521_AbdomenCT --split Tr
+$BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr/glua-shared-budget/seed1 data/Dataset521_AbdomenCT --split Tr
 $BIN/python benchmarks/class_presence.py bench/abdominal-ct2mr/ad/seed1 data/Dataset521_AbdomenCT --split Tr
 # MS-CMRSeg: GLUA's 3 seeds (not committed in session 4) and A&D's from session 6 into the task's table.
-for s in 0 1 2; do $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua --seed-list $s -o bench/mscmr-bssfp2lge --data-root data & done; wait
+for s in 0 1 2; do $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua-shared-budget --seed-list $s -o bench/mscmr-bssfp2lge --data-root data & done; wait
 $BIN/python benchmarks/export_results.py bench/mscmr-bssfp2lge benchmarks/results/mscmr-bssfp2lge
 cp -r benchmarks/results/mscmr-ad/ad benchmarks/results/mscmr-bssfp2lge/
 $BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
-    --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus,diffuse-uda,ad,glua
+    --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix,ascplus,diffuse-uda,ad,glua-shared-budget
 # GLUA with the segmentation updates of the other rows (2000 after 1333 style-transfer updates), seed 0.
-$BIN/diffuse-uda bench -t abdominal-ct2mr --methods glua --seed-list 0 --set training.iterations=3334 \
+$BIN/diffuse-uda bench -t abdominal-ct2mr --methods glua-shared-budget --seed-list 0 --set training.iterations=3334 \
     -o bench/abdominal-glua-seg2000 --data-root data
 $BIN/python benchmarks/export_results.py bench/abdominal-glua-seg2000 benchmarks/results/abdominal-glua-seg2000
 # Issue 14: the polyp generator for 6000 updates; its checkpoints at 2000 / 4000 / 6000 updates were copied aside
