@@ -387,3 +387,44 @@ $BIN/python benchmarks/export_results.py bench/abdominal-ct2mr-3d/diffuse-uda-fo
 R=benchmarks/results
 $BIN/python benchmarks/dims_table.py --2d $R/abdominal-ct2mr $R/abdominal-ct2mr-2d-fourier/diffuse-uda-fourier/seed0 \
     --3d $R/abdominal-ct2mr-3d $R/abdominal-ct2mr-3d/diffuse-uda-fourier/seed0
+# ---------------------------------------------------------------- Session 10
+# Issue 18: GLUA with its style stage on top of the segmenter's 2000 updates (the new default `glua`), 3 seeds on
+# four tasks; CVC -> Kvasir's comparators and heal-HD-calibrated (which retrains/reuses the bench's source-only)
+# with 3 seeds. Seeds ran as separate processes into one folder per task (runs are deterministic).
+for t in abdominal-ct2mr mscmr-bssfp2lge polyp-kvasir2cvc; do
+  $BIN/diffuse-uda bench -t $t --methods glua --seed-list 0,1,2 -o bench/s10/$t --data-root data
+done
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods source-only,heal-HD-calibrated --seed-list 0,1,2 -o bench/s10/polyp-kvasir2cvc --data-root data
+$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods source-only,heal-HD-calibrated,ad,target-supervised,glua,source-only-dg \
+    --seed-list 0,1,2 -o bench/s10/polyp-cvc2kvasir --data-root data
+$BIN/diffuse-uda bench -t abdominal-ct2mr --methods source-only,heal-HD-calibrated --seed-list 0,1,2 -o bench/s10/abdominal-heal --data-root data
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods source-only,heal-HD-calibrated --seed-list 0,1,2 -o bench/s10/mscmr-heal --data-root data
+# glua-shared-budget reproduces the earlier `glua` runs: per-case table identical to the committed seed 0.
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua-shared-budget --seed-list 0 -o bench/s10/mscmr-shared-check --data-root data
+cmp bench/s10/mscmr-shared-check/glua-shared-budget/seed0/evaluation/per_case.csv \
+    benchmarks/results/mscmr-bssfp2lge/glua-shared-budget/seed0/evaluation/per_case.csv
+# Into the committed tables (the earlier glua runs were moved to <task>/glua-shared-budget with git mv; source-only
+# reruns are identical to the committed ones, so only the new rows are copied).
+for t in abdominal-ct2mr mscmr-bssfp2lge polyp-kvasir2cvc; do
+  $BIN/python benchmarks/export_results.py bench/s10/$t /tmp/s10-$t && cp -r /tmp/s10-$t/glua benchmarks/results/$t/
+done
+cp -r /tmp/s10-polyp-kvasir2cvc/heal-HD-calibrated benchmarks/results/polyp-kvasir2cvc/
+for p in abdominal-heal:abdominal-ct2mr mscmr-heal:mscmr-bssfp2lge; do
+  $BIN/python benchmarks/export_results.py bench/s10/${p%%:*} /tmp/s10-${p%%:*} && cp -r /tmp/s10-${p%%:*}/heal-HD-calibrated benchmarks/results/${p##*:}/
+done
+$BIN/python benchmarks/export_results.py bench/s10/polyp-cvc2kvasir benchmarks/results/polyp-cvc2kvasir
+ROWS=source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix
+$BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-ct2mr abdominal-ct2mr --data-root data \
+    --methods $ROWS,ascplus,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
+    --methods $ROWS,ascplus,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated
+$BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
+    --methods $ROWS,ascplus-fourier-luminance,ascplus,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated
+$BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-cvc2kvasir polyp-cvc2kvasir --data-root data \
+    --methods source-only,source-only-dg,target-supervised,ad,glua,heal-HD-calibrated
+for t in abdominal-ct2mr mscmr-bssfp2lge polyp-kvasir2cvc polyp-cvc2kvasir; do for s in 0 1 2; do
+  for pair in glua-shared-budget:glua source-only:glua source-only-dg:glua source-only:heal-HD-calibrated source-only:ad source-only-dg:ad; do
+    [ -d benchmarks/results/$t/${pair%%:*}/seed$s ] && $BIN/python benchmarks/paired_test.py \
+        benchmarks/results/$t/${pair%%:*}/seed$s benchmarks/results/$t/${pair##*:}/seed$s
+  done
+done; done
