@@ -428,3 +428,13 @@ for t in abdominal-ct2mr mscmr-bssfp2lge polyp-kvasir2cvc polyp-cvc2kvasir; do f
         benchmarks/results/$t/${pair%%:*}/seed$s benchmarks/results/$t/${pair##*:}/seed$s
   done
 done; done
+# A&D's component ablation with today's A&D (MS-CMRSeg, 3 seeds), joined to session 6's ad runs.
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods ad-no-SVDA,ad-no-diffusion,ad-no-DRS,ad-no-RS --seed-list 0,1,2 \
+    -o bench/s10/mscmr-ad-ablation --data-root data
+$BIN/python benchmarks/export_results.py bench/s10/mscmr-ad-ablation /tmp/s10-ad-ablation
+for e in ad-no-SVDA ad-no-diffusion ad-no-DRS ad-no-RS; do cp -r /tmp/s10-ad-ablation/$e benchmarks/results/mscmr-ad/; done
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-ad mscmr-bssfp2lge --data-root data \
+    --methods ad,ad-no-SVDA,ad-no-diffusion,ad-no-DRS,ad-no-RS,ad-independent-init
+for s in 0 1 2; do for e in ad-no-SVDA ad-no-diffusion ad-no-DRS ad-no-RS; do
+  $BIN/python benchmarks/paired_test.py benchmarks/results/mscmr-ad/ad/seed$s benchmarks/results/mscmr-ad/$e/seed$s
+done; done
