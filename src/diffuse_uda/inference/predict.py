@@ -82,11 +82,10 @@ def segment_split(network: nn.Module, preprocessing, dataset_dir: Path, out_dir:
     (a bundle's, or an ensemble of several); images only, never labels."""
     info = load_dataset_json(dataset_dir)
     originals = original_geometry(dataset_dir, info) if original_orientation else {}
-    cfg = preprocessing
     for case_id in tqdm(list_cases(dataset_dir, split), desc=f"predict {Path(dataset_dir).name}/images{split}",
                         disable=not progress, leave=False):
-        case = prepare_case(dataset_dir, split, case_id, cfg, info.num_channels, labels=None)
-        labels, _ = predict_case(network, case, cfg.spatial_dims, cfg, device)
+        case = prepare_case(dataset_dir, split, case_id, preprocessing, info.num_channels, labels=None)
+        labels, _ = predict_case(network, case, preprocessing.spatial_dims, preprocessing, device)
         affine = case.affine
         if original_orientation:
             image = image_paths(dataset_dir, split, case_id, info.num_channels)[0]
