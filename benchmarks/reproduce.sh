@@ -438,3 +438,11 @@ $BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-ad mscmr-bssfp2
 for s in 0 1 2; do for e in ad-no-SVDA ad-no-diffusion ad-no-DRS ad-no-RS; do
   $BIN/python benchmarks/paired_test.py benchmarks/results/mscmr-ad/ad/seed$s benchmarks/results/mscmr-ad/$e/seed$s
 done; done
+# GLUA's ablation row without the style transfer (MS-CMRSeg, 3 seeds), into the task's table.
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua-no-style-transfer --seed-list 0,1,2 -o bench/s10/mscmr-glua-ablation --data-root data
+$BIN/python benchmarks/export_results.py bench/s10/mscmr-glua-ablation /tmp/s10-glua-ablation
+cp -r /tmp/s10-glua-ablation/glua-no-style-transfer benchmarks/results/mscmr-bssfp2lge/
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
+    --methods $ROWS,ascplus,diffuse-uda,ad,glua,glua-shared-budget,glua-no-style-transfer,heal-HD-calibrated
+for s in 0 1 2; do $BIN/python benchmarks/paired_test.py benchmarks/results/mscmr-bssfp2lge/glua/seed$s \
+    benchmarks/results/mscmr-bssfp2lge/glua-no-style-transfer/seed$s; done
