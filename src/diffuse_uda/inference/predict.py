@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from diffuse_uda.config import PreprocessingConfig
 from diffuse_uda.data.dataset_json import DatasetInfo, image_paths, list_cases, load_dataset_json
 from diffuse_uda.data.io import ensure_output_dir, write_nifti
 from diffuse_uda.data.orientation import reorient_to_grid
@@ -76,7 +77,7 @@ def predict_dataset(model: str | Path, dataset_dir: Path, out_dir: Path, split: 
     return out_dir
 
 
-def segment_split(network: nn.Module, preprocessing, dataset_dir: Path, out_dir: Path, split: str,
+def segment_split(network: nn.Module, preprocessing: PreprocessingConfig, dataset_dir: Path, out_dir: Path, split: str,
                   device: torch.device, progress: bool = True, original_orientation: bool = False) -> None:
     """Write ``out_dir/{case}.nii.gz`` for every image of ``dataset_dir/images{split}`` with a loaded network
     (a bundle's, or an ensemble of several); images only, never labels."""

@@ -62,12 +62,11 @@ def poly_lr(base_lr: float, step: int, total: int, power: float) -> float:
     return base_lr * (1.0 - min(step, total - 1) / total) ** power
 
 
-def scheduled_lr(base_lr: float, step: int, tc: TrainingConfig, start: int = 0, total: int | None = None) -> float:
+def scheduled_lr(base_lr: float, step: int, tc: TrainingConfig, start: int, total: int) -> float:
     """The learning rate at ``step`` under the run's schedule, for a schedule that begins at ``start``
-    (before it: the base rate) and ends at ``total`` steps (default ``tc.iterations``)."""
+    (before it: the base rate) and ends at ``total`` steps (the trainer's ``total_steps``)."""
     if tc.lr_schedule != "poly":
         return base_lr
-    total = tc.iterations if total is None else total
     start = min(start, total - 1)
     return poly_lr(base_lr, max(0, step - start), total - start, tc.poly_power)
 
