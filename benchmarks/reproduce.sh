@@ -446,3 +446,46 @@ $BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr
     --methods $ROWS,ascplus,diffuse-uda,ad,glua,glua-shared-budget,glua-no-style-transfer,heal-HD-calibrated
 for s in 0 1 2; do $BIN/python benchmarks/paired_test.py benchmarks/results/mscmr-bssfp2lge/glua/seed$s \
     benchmarks/results/mscmr-bssfp2lge/glua-no-style-transfer/seed$s; done
+# ---------------------------------------------------------------- Session 11
+# Issue 18: HEAL in full (label-free thresholds) with 3 seeds on four tasks: `heal-calibrated` on the multi-class
+# tasks, `heal-HD-EGS-calibrated` on the one-class polyp tasks (= HEAL there; SAF needs two classes). Each seed ran
+# as its own process into the session-10 bench folders (their source-only runs are reused).
+for s in 0 1 2; do
+  $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods source-only,heal-calibrated --seed-list $s -o bench/s10/mscmr-heal --data-root data
+  $BIN/diffuse-uda bench -t abdominal-ct2mr --methods source-only,heal-calibrated --seed-list $s -o bench/s10/abdominal-heal --data-root data
+  $BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods source-only,heal-HD-EGS-calibrated --seed-list $s -o bench/s10/polyp-kvasir2cvc --data-root data
+  $BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods source-only,heal-HD-EGS-calibrated --seed-list $s -o bench/s10/polyp-cvc2kvasir --data-root data
+done
+# seed 0 reruns give per-case tables identical to session 6's committed runs:
+cmp bench/s10/mscmr-heal/heal-calibrated/seed0/evaluation/per_case.csv \
+    benchmarks/results/mscmr-heal/heal-calibrated/seed0/evaluation/per_case.csv
+cmp bench/s10/polyp-kvasir2cvc/heal-HD-EGS-calibrated/seed0/evaluation/per_case.csv \
+    benchmarks/results/polyp-heal/heal-HD-EGS-calibrated/seed0/evaluation/per_case.csv
+for p in mscmr-heal:mscmr-bssfp2lge:heal-calibrated abdominal-heal:abdominal-ct2mr:heal-calibrated \
+         polyp-kvasir2cvc:polyp-kvasir2cvc:heal-HD-EGS-calibrated polyp-cvc2kvasir:polyp-cvc2kvasir:heal-HD-EGS-calibrated; do
+  IFS=: read b t e <<< "$p"
+  $BIN/python benchmarks/export_results.py bench/s10/$b /tmp/s11-$b && cp -r /tmp/s11-$b/$e benchmarks/results/$t/
+done
+$BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-ct2mr abdominal-ct2mr --data-root data \
+    --methods $ROWS,ascplus,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-calibrated
+$BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
+    --methods $ROWS,ascplus-fourier-luminance,ascplus,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-HD-EGS-calibrated
+$BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-cvc2kvasir polyp-cvc2kvasir --data-root data \
+    --methods source-only,source-only-dg,target-supervised,ad,glua,heal-HD-calibrated,heal-HD-EGS-calibrated
+for p in abdominal-ct2mr:heal-calibrated mscmr-bssfp2lge:heal-calibrated polyp-kvasir2cvc:heal-HD-EGS-calibrated \
+         polyp-cvc2kvasir:heal-HD-EGS-calibrated; do for s in 0 1 2; do for ref in source-only heal-HD-calibrated; do
+  $BIN/python benchmarks/paired_test.py benchmarks/results/${p%%:*}/$ref/seed$s benchmarks/results/${p%%:*}/${p##*:}/seed$s
+done; done; done
+# Issue 14: a wider polyp generator (channels 32-64-128 instead of 16-32-64; everything else as session 9's run, whose
+# stage 1 and pseudo-labels it shares), scored like session 9's checkpoints, then the pipeline to the end.
+$BIN/diffuse-uda run -t polyp-kvasir2cvc -o bench/polyp-gen/wide/seed0 --data-root data --set segmentation.method.appearance=gin \
+    --set 'diffusion.channels=[32,64,128]' --set 'share_stages_with=[bench/polyp-gen/long6000/seed0]'
+$BIN/python benchmarks/bench_synthesis.py --generator bench/polyp-gen/wide/seed0/3_diffusion/diffusion_last.pt \
+    --segmenter bench/polyp-kvasir2cvc/target-supervised/seed0 --masks bench/polyp-gen/long6000/seed0/2_pseudolabels \
+    --stage1 bench/polyp-gen/long6000/seed0/1_ascplus --source data/Dataset511_KvasirSEG --target data/Dataset512_CVCClinicDB \
+    --samplers ddim:25:1:1 ddim:25:2:1 --n 32 --seed 1 \
+    --out benchmarks/results/synthesis/polyp-generator-width/channels32-64-128_step2000.json
+$BIN/python benchmarks/export_results.py bench/polyp-gen/wide benchmarks/results/polyp-generator-wide
+cp bench/polyp-gen/wide/seed0/4_synthetic/gallery.png docs/figures/gallery_polyp-kvasir2cvc_wide-generator_seed0.png
+$BIN/python benchmarks/paired_test.py benchmarks/results/polyp-generator-6000/seed0/1_ascplus benchmarks/results/polyp-generator-wide/seed0/5_ascplus_synth
+$BIN/python benchmarks/paired_test.py benchmarks/results/polyp-generator-6000/seed0/5_ascplus_synth benchmarks/results/polyp-generator-wide/seed0/5_ascplus_synth
