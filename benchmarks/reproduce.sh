@@ -476,6 +476,16 @@ for p in abdominal-ct2mr:heal-calibrated mscmr-bssfp2lge:heal-calibrated polyp-k
          polyp-cvc2kvasir:heal-HD-EGS-calibrated; do for s in 0 1 2; do for ref in source-only heal-HD-calibrated; do
   $BIN/python benchmarks/paired_test.py benchmarks/results/${p%%:*}/$ref/seed$s benchmarks/results/${p%%:*}/${p##*:}/seed$s
 done; done; done
+# GLUA's other two ablation rows (MS-CMRSeg, 3 seeds), into the task's table.
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua-no-local-alignment --seed-list 0,1,2 -o bench/s10/mscmr-glua-ablation --data-root data
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods glua-no-output-adversary --seed-list 0,1,2 -o bench/s10/mscmr-glua-ablation --data-root data
+$BIN/python benchmarks/export_results.py bench/s10/mscmr-glua-ablation /tmp/s11-glua-ablation
+cp -r /tmp/s11-glua-ablation/glua-no-local-alignment /tmp/s11-glua-ablation/glua-no-output-adversary benchmarks/results/mscmr-bssfp2lge/
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
+    --methods $ROWS,ascplus,diffuse-uda,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated
+for e in glua-no-style-transfer glua-no-local-alignment glua-no-output-adversary; do for s in 0 1 2; do
+  $BIN/python benchmarks/paired_test.py benchmarks/results/mscmr-bssfp2lge/glua/seed$s benchmarks/results/mscmr-bssfp2lge/$e/seed$s
+done; done
 # Issue 14: a wider polyp generator (channels 32-64-128 instead of 16-32-64; everything else as session 9's run, whose
 # stage 1 and pseudo-labels it shares), scored like session 9's checkpoints, then the pipeline to the end.
 $BIN/diffuse-uda run -t polyp-kvasir2cvc -o bench/polyp-gen/wide/seed0 --data-root data --set segmentation.method.appearance=gin \
