@@ -91,3 +91,57 @@ def test_bench_shows_the_label_free_pick_beside_the_test_label_pick(tiny_task, t
     assert set(entry["test_dice"]) == {"paper", "bezier"} and entry["test_pick"] in ("paper", "bezier")
     assert entry["given_up"] >= 0
     assert "test-label pick" in (out / "bench.md").read_text()
+
+
+def test_choice_options_are_not_candidate_options() -> None:
+    cfg = build_run_config("smoke", 2, {"method": {"appearance_rule": "agreement", "reverse_fraction": 0.5}})
+    assert candidate_config(cfg, "gin").method == APPEARANCE_PRESETS["gin"]
+
+
+def test_reverse_validation_prefers_pseudo_labels_that_teach_the_source(tiny_task, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two fake candidates: one whose target pseudo-labels are the true target labels (read here by the test,
+    never by the product), one that labels everything background. Only the first can teach a reverse model
+    to find the structures on the labelled source images."""
+    from diffuse_uda.data.preprocessing import prepare_split, stack_samples
+    from diffuse_uda.pipeline import appearance_choice
+
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": 160, "device": "cpu"}})
+    cases = prepare_split(tiny_task.target_dir, "Tr", tiny_task.preprocessing, with_labels=True)
+    _, truth = stack_samples(cases, 2)
+    maps = {"right": truth, "empty": torch.zeros_like(truth)}
+    monkeypatch.setattr(appearance_choice, "_run_label_maps", lambda run, *a: (maps[Path(run).name], 0.0))
+    runs = {"empty": tmp_path / "empty", "right": tmp_path / "right"}
+    scores = appearance_choice.reverse_validation_scores(runs, tiny_task, cfg, tmp_path / "reverse", None,
+                                                         fraction=1.0)
+    assert scores["empty"][0] == 0.0  # a reverse model taught only background finds no structure
+    assert scores["right"][0] > 0.1
+    # Each score is kept (not the reverse model) and a rerun reuses it.
+    record = tmp_path / "reverse" / "right" / "score.json"
+    assert record.is_file() and not (tmp_path / "reverse" / "right" / "checkpoint_last.pt").exists()
+    before = record.stat().st_mtime_ns
+    assert appearance_choice.reverse_validation_scores(runs, tiny_task, cfg, tmp_path / "reverse", None,
+                                                       fraction=1.0) == scores
+    assert record.stat().st_mtime_ns == before
+
+
+def test_the_rule_decides_and_both_picks_are_recorded(tiny_task, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from diffuse_uda.errors import ConfigError
+    from diffuse_uda.pipeline import appearance_choice
+
+    images = appearance_choice.target_training_images(tiny_task, None)
+    shape = (images.shape[0], *images.shape[2:])
+    same = torch.ones(shape, dtype=torch.long)
+    maps = {"a": same, "b": same, "c": torch.full(shape, 2, dtype=torch.long)}
+    monkeypatch.setattr(appearance_choice, "_run_label_maps", lambda run, *a: (maps[Path(run).name], 0.0))
+    runs = {n: tmp_path / n for n in maps}
+    agreed = appearance_choice.score_candidates(runs, tiny_task, None, "cpu")
+    assert agreed.chosen == "a" and appearance_choice.agreement_pick(agreed) == "a"
+    reverse = appearance_choice.score_candidates(runs, tiny_task, None, "cpu", rule="reverse-validation",
+                                                 reverse={"a": 0.1, "b": 0.2, "c": 0.5})
+    assert reverse.chosen == "c" and reverse.rule == appearance_choice.RULES["reverse-validation"]
+    assert appearance_choice.agreement_pick(reverse) == "a"  # the other rule's pick stays on record
+    with pytest.raises(ConfigError, match="reverse-validation score for every candidate"):
+        appearance_choice.score_candidates(runs, tiny_task, None, "cpu", rule="reverse-validation",
+                                           reverse={"a": 0.1})

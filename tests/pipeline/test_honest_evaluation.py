@@ -13,6 +13,7 @@ from diffuse_uda.evaluation.evaluate import evaluate_predictions
 from diffuse_uda.evaluation.reference import ReferenceLabels
 from diffuse_uda.inference.predict import predict_dataset
 from diffuse_uda.methods.registry import available_methods
+from diffuse_uda.pipeline.appearance_choice import read_choice
 from diffuse_uda.pipeline.train import train_method
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "diffuse_uda"
@@ -50,7 +51,8 @@ def test_train_and_predict_never_read_target_labels(method, tiny_task, smoke_con
     preds = predict_dataset(run, tiny_task.target_dir, tmp_path / "pred", split="Ts", device="cpu", progress=False)
     assert len(list(preds.glob("*.nii.gz"))) == 2
     if method == "ascplus":  # the product default: its appearance transfer was chosen without labels
-        assert (run / "appearance_choice.json").is_file()
+        choice = read_choice(run)  # by reverse validation, whose reverse models saw only source labels
+        assert choice is not None and choice.reverse_validation is not None
     # 2) ... no file under a target label folder was even opened ...
     assert watched_reads, "the watcher saw no reads at all"
     assert not [p for p in watched_reads if p.parent.name.startswith("labels") and tiny_task.target_dir.name in str(p)]
@@ -129,7 +131,7 @@ def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(
                          diffusion={"iterations": 2}, synthesis={"steps": 2})
     run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
     kinds = [k for k, _ in events]
-    assert kinds.count("train") == 3  # two stage-1 candidates and stage 3
+    assert kinds.count("train") == 5  # two stage-1 candidates, their two reverse models and stage 3
     assert "target-label" in kinds and all(ok for k, ok in events if k == "target-label")
     assert max(i for i, k in enumerate(kinds) if k == "train") < kinds.index("target-label")
 

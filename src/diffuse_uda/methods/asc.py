@@ -21,7 +21,7 @@ restylings of x_s and x_t.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -77,6 +77,14 @@ class ASCOptions(TeacherStudentOptions):
     appearance_candidates: tuple[str, ...] | None = Field(
         None, description="With appearance='auto' (ascplus only): the APPEARANCE_PRESETS to choose among; None = "
                           "the default set for the task's channels (see pipeline.appearance_choice).")
+    appearance_rule: Literal["reverse-validation", "agreement"] = Field(
+        "reverse-validation",
+        description="With appearance='auto': the label-free rule that keeps one candidate. 'reverse-validation': a "
+                    "model trained on each candidate's target pseudo-labels segments the labelled source images; "
+                    "'agreement': mean agreement with the other candidates on the target images.")
+    reverse_fraction: float = Field(
+        0.25, gt=0.0, le=1.0,
+        description="reverse-validation: the reverse model's updates as a fraction of training.iterations.")
 
     @model_validator(mode="after")
     def _appearance_is_valid(self) -> ASCOptions:

@@ -4,24 +4,32 @@
 A user cannot know which appearance transfer suits their shift (an FFT amplitude swap for a mild
 restyling, a contrast-inverting remap for CT -> MR, a colour-aware one for photos), and target labels
 must not decide it. So ASCPlus is trained once per candidate (:data:`diffuse_uda.methods.asc.APPEARANCE_PRESETS`)
-and one candidate is kept by a rule that reads no label:
+and one candidate is kept by a rule that reads no target label (``method.appearance_rule``):
 
-**Rule: cross-candidate agreement.** Every candidate segments the unlabelled target *training* images.
-For two candidates, agreement is the Dice between their label maps pooled over all those images,
-averaged over the foreground classes (a class both leave empty counts as 0: empty predictions are
-no evidence). A candidate's score is its mean agreement with the other candidates; the highest
-score wins (ties: the first in the candidate list).
+**Rule 1 (the default since session 12): reverse validation.** Every candidate segments the unlabelled
+target *training* images; its argmax maps are pseudo-labels. A *reverse* model (``source-only-dg``:
+Bezier / GIN intensity remapping, so that it can cross the shift back) is trained on the target images
+with those pseudo-labels only, for ``reverse_fraction`` of the run's updates, and then segments the
+labelled *source* training images. Its score is the pooled foreground Dice there (a class it never
+predicts counts as 0). The candidate whose pseudo-labels teach the best reverse model wins (ties: the
+first in the candidate list). It reads source labels, which the user has, and no target label
+(reverse validation: Zhong et al., ECML-PKDD 2010; Ganin et al., JMLR 2016, Sec. 5.1.2).
 
-Why this and not the candidates' own confidence: each candidate is trained to be confident and
-self-consistent on target views made by its *own* transfer (ASCPlus's consistency loss), so its
-entropy, its teacher-student agreement and the stability of its snapshots measure how well it
-fitted its objective, not whether its objective suits the shift. Agreement between candidates with
-different inductive biases is not optimised by any of them: where most candidates find the same
-structures the shift has been bridged, and a candidate whose transfer failed (e.g. an amplitude
-swap facing a contrast inversion) disagrees with the rest in its own way. The rule fails when most
-candidates fail alike; the candidate set therefore mixes target-driven members (Fourier, histogram
-matching) with target-agnostic ones (Bezier curves, GIN). The mean prediction entropy of each
-candidate is recorded beside the score for the report, never used.
+Why: pseudo-labels that miss a structure, or draw it in the wrong place, cannot teach a model to find
+it on the labelled domain, whatever the other candidates do. The earlier rule (below) rewards the
+candidate most like the others, and failed where one candidate alone was right (sessions 7-8: the
+Bezier candidate on the contrast-inverting tasks, outvoted by candidates that miss a class alike).
+
+**Rule 2: cross-candidate agreement** (``appearance_rule="agreement"``, the rule of sessions 5-11, and
+always recorded beside rule 1). For two candidates, agreement is the Dice between their label maps
+pooled over all target training images, averaged over the foreground classes (a class both leave
+empty counts as 0). A candidate's score is its mean agreement with the other candidates.
+
+Why not the candidates' own confidence: each candidate is trained to be confident and self-consistent
+on target views made by its *own* transfer (ASCPlus's consistency loss), so its entropy, its
+teacher-student agreement and the stability of its snapshots measure how well it fitted its objective,
+not whether its objective suits the shift. The mean prediction entropy of each candidate is recorded
+beside the scores for the report, never used.
 
 Which candidate the *test* labels would have picked is computed only afterwards, for reports
 (:func:`diffuse_uda.pipeline.bench` tables, BENCHMARKS.md), from each candidate's own evaluation.
@@ -42,18 +50,26 @@ from pydantic import BaseModel, ConfigDict
 
 from diffuse_uda.config import RunConfig
 from diffuse_uda.data.io import atomic_write_json
-from diffuse_uda.data.preprocessing import prepare_split
+from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import Task
-from diffuse_uda.errors import DataError
+from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.inference.predict import predict_probabilities
 from diffuse_uda.methods.asc import APPEARANCE_PRESETS
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
 from diffuse_uda.training import distributed
 from diffuse_uda.training.bundle import load_bundle
-from diffuse_uda.training.trainer import resolve_device
+from diffuse_uda.training.context import TrainingData
+from diffuse_uda.training.trainer import CHECKPOINT_NAME, Trainer, resolve_device
 
 CHOICE_FILE = "appearance_choice.json"
-RULE = "cross-candidate agreement (mean pooled foreground Dice with the other candidates on target training images)"
+RULES: dict[str, str] = {
+    "reverse-validation": "reverse validation (a source-only-dg model trained on each candidate's target "
+                          "pseudo-labels, scored by pooled foreground Dice on the labelled source training images)",
+    "agreement": "cross-candidate agreement (mean pooled foreground Dice with the other candidates on target "
+                 "training images)",
+}
+RULE = RULES["reverse-validation"]
+REVERSE_DIR = "reverse_validation"
 # The default candidates: target-driven (paper FFT swap, histogram matching), target-agnostic
 # contrast-inverting remaps (Bezier curves, GIN) and their mixture; photos add the colour-aware swap.
 GREY_CANDIDATES: tuple[str, ...] = ("paper", "histogram-matching", "bezier", "gin", "mix")
@@ -65,9 +81,13 @@ class AppearanceChoice(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     chosen: str
-    rule: str = RULE
-    scores: dict[str, float]
+    rule: str = RULES["agreement"]  # records written before session 12 name no rule: they used agreement
+    scores: dict[str, float]  # under ``rule``
     agreement: dict[str, dict[str, float]]
+    # Each candidate's mean agreement (the agreement rule's scores; None in records made by that rule,
+    # whose ``scores`` are these) and its reverse-validation score (None when not computed).
+    agreement_scores: dict[str, float] | None = None
+    reverse_validation: dict[str, float] | None = None
     entropy: dict[str, float]
     candidates: dict[str, str]
     seconds: float
@@ -77,31 +97,41 @@ def default_candidates(num_channels: int) -> tuple[str, ...]:
     return RGB_CANDIDATES if num_channels == 3 else GREY_CANDIDATES
 
 
+# Options of the choice itself, not of a candidate: a candidate run is the bench's ``ascplus-<name>`` row
+# whatever rule picks among them.
+CHOICE_OPTIONS = ("appearance", "appearance_options", "appearance_rule", "reverse_fraction")
+
+
 def candidate_config(config: RunConfig, name: str) -> RunConfig:
     """The run config of one candidate: the product's, with the candidate's appearance preset (so a bench's
     ``ascplus-<name>`` row, made with the same overrides, is the same run)."""
-    method = {k: v for k, v in config.method.items() if k not in ("appearance", "appearance_options")}
+    method = {k: v for k, v in config.method.items() if k not in CHOICE_OPTIONS}
     method.update(json.loads(json.dumps(APPEARANCE_PRESETS[name])))
     return config.model_copy(update={"method": method})
 
 
-def _label_maps(run: Path, images: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, float]:
-    """Argmax label maps (N, *S) of a run's model on target images (N, C, *S), and its mean normalised
+def label_maps(network: torch.nn.Module, images: torch.Tensor, spatial_dims: int,
+               device: torch.device) -> tuple[torch.Tensor, float]:
+    """Argmax label maps (N, *S) of a network on preprocessed images (N, C, *S), and its mean normalised
     entropy (for the report)."""
-    bundle = load_bundle(run, device)
     labels, entropy_sum, voxels = [], 0.0, 0
     # 2D: slices in batches (predict_probabilities takes them as the last axis of one case); 3D: volumes.
-    chunks = ([images[i:i + 64].movedim(0, -1) for i in range(0, images.shape[0], 64)] if images.ndim == 4
+    chunks = ([images[i:i + 64].movedim(0, -1) for i in range(0, images.shape[0], 64)] if spatial_dims == 2
               else list(images))
     for chunk in chunks:
-        probs = predict_probabilities(bundle.network, chunk, images.ndim - 2, device)  # (K, *S[, n])
-        probs = probs.movedim(-1, 0) if images.ndim == 4 else probs[None]  # (n, K, *S)
+        probs = predict_probabilities(network, chunk, spatial_dims, device)  # (K, *S[, n])
+        probs = probs.movedim(-1, 0) if spatial_dims == 2 else probs[None]  # (n, K, *S)
         labels.append(probs.argmax(1).cpu())
         p = probs.clamp_min(1e-8)
         ent = -(p * p.log()).sum(1) / float(np.log(p.shape[1]))
         entropy_sum += float(ent.sum())
         voxels += ent.numel()
     return torch.cat(labels), entropy_sum / max(voxels, 1)
+
+
+def _run_label_maps(run: Path, images: torch.Tensor, spatial_dims: int,
+                    device: torch.device) -> tuple[torch.Tensor, float]:
+    return label_maps(load_bundle(run, device).network, images, spatial_dims, device)
 
 
 def pooled_dice(a: torch.Tensor, b: torch.Tensor, classes: list[int]) -> float:
@@ -114,28 +144,92 @@ def pooled_dice(a: torch.Tensor, b: torch.Tensor, classes: list[int]) -> float:
     return float(np.mean(scores))
 
 
-def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | None, device: str = "auto",
-                     progress: bool = False) -> AppearanceChoice:
-    """Apply the rule to trained candidate runs (reads the target *images* only)."""
-    t0 = time.perf_counter()
-    dev = resolve_device(device)
+def target_training_images(task: Task, cache_dir: Path | None, progress: bool = False) -> torch.Tensor:
+    """The target training split's preprocessed images as samples (N, C, *S): images only, never labels."""
     cases = prepare_split(task.target_dir, "Tr", task.preprocessing, with_labels=False, cache_dir=cache_dir,
                           progress=progress)
-    if task.preprocessing.spatial_dims == 2:
-        images = torch.cat([torch.from_numpy(np.moveaxis(c.image, -1, 0)) for c in cases])
-    else:
-        images = torch.stack([torch.from_numpy(c.image) for c in cases])
-    if images.shape[0] == 0:
+    if not cases:
         raise DataError(task.target_dir / "imagesTr", "no target training images to choose an appearance transfer")
+    images, _ = stack_samples(cases, task.preprocessing.spatial_dims)
+    return images
+
+
+def reverse_config(config: RunConfig, fraction: float) -> RunConfig:
+    """The reverse model's run config: ``source-only-dg`` (default options) for ``fraction`` of the updates."""
+    tc = config.training
+    training = tc.model_copy(update={"iterations": max(1, round(tc.iterations * fraction))})
+    return config.model_copy(update={"method": {}, "training": training})
+
+
+def reverse_validation_scores(runs: Mapping[str, Path], task: Task, config: RunConfig, work_dir: Path,
+                              cache_dir: Path | None, progress: bool = False,
+                              fraction: float = 0.25) -> dict[str, tuple[float, float]]:
+    """Per candidate: (reverse-validation score, seconds). Reads the target images and the *source* labels.
+
+    Every rank trains the reverse models together (the trainer shares the batches); rank 0 writes
+    ``work_dir/<name>/score.json``, which a rerun reuses, and drops the reverse model's checkpoint."""
+    from diffuse_uda.methods.registry import create_method
+
+    dims = task.preprocessing.spatial_dims
+    device = resolve_device(config.training.device)
+    images = target_training_images(task, cache_dir, progress and distributed.is_main())
+    source = prepare_split(task.source_dir, "Tr", task.preprocessing, with_labels=True, cache_dir=cache_dir,
+                           progress=False, expected_labels=task.labels)
+    source_images, source_labels = stack_samples(source, dims)
+    assert source_labels is not None
+    classes = [v for v in task.labels.values() if v != 0]
+    rcfg = reverse_config(config, fraction)
+    out: dict[str, tuple[float, float]] = {}
+    for name, run in runs.items():
+        folder = Path(work_dir) / name
+        record = folder / "score.json"
+        if distributed.on_main(record.is_file):
+            done = json.loads(distributed.on_main(record.read_text))
+            out[name] = (float(done["score"]), float(done["seconds"]))
+            continue
+        t0 = time.perf_counter()
+        pseudo, _ = _run_label_maps(Path(run), images, dims, device)
+        method = create_method("source-only-dg", {})
+        Trainer(method, TrainingData(images, pseudo.long(), None), rcfg, folder, dims, task.num_classes,
+                progress).fit()
+        predicted, _ = label_maps(method.inference_network().eval(), source_images, dims, device)
+        score = pooled_dice(predicted, source_labels, classes)
+        seconds = time.perf_counter() - t0
+        distributed.on_main(_record_reverse, folder, name, score, seconds, rcfg.training.iterations)
+        out[name] = (score, seconds)
+    return out
+
+
+def _record_reverse(folder: Path, name: str, score: float, seconds: float, iterations: int) -> None:
+    atomic_write_json(folder / "score.json", {"candidate": name, "score": score, "seconds": seconds,
+                                               "iterations": iterations})
+    (folder / CHECKPOINT_NAME).unlink(missing_ok=True)  # the score is what is kept, not the model
+
+
+def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | None, device: str = "auto",
+                     progress: bool = False, rule: str = "agreement",
+                     reverse: Mapping[str, float] | None = None) -> AppearanceChoice:
+    """Apply ``rule`` to trained candidate runs (reads the target *images* only; ``reverse`` holds the
+    reverse-validation scores, from :func:`reverse_validation_scores`, when the rule needs them)."""
+    if rule not in RULES:
+        raise ConfigError(f"unknown appearance rule {rule!r}; choose from {', '.join(RULES)}")
+    if rule == "reverse-validation" and (reverse is None or set(reverse) != set(runs)):
+        raise ConfigError("the reverse-validation rule needs a reverse-validation score for every candidate")
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    images = target_training_images(task, cache_dir, progress)
     maps, entropy = {}, {}
     for name, run in runs.items():
-        maps[name], entropy[name] = _label_maps(Path(run), images, dev)
+        maps[name], entropy[name] = _run_label_maps(Path(run), images, task.preprocessing.spatial_dims, dev)
     classes = [v for v in task.labels.values() if v != 0]
     names = list(runs)
     agreement = {a: {b: pooled_dice(maps[a], maps[b], classes) for b in names if b != a} for a in names}
-    scores = {a: float(np.mean(list(agreement[a].values()))) for a in names}
+    agreement_scores = {a: float(np.mean(list(agreement[a].values()))) for a in names}
+    scores = {n: float(reverse[n]) for n in names} if rule == "reverse-validation" and reverse else agreement_scores
     chosen = max(names, key=lambda n: (scores[n], -names.index(n)))
-    return AppearanceChoice(chosen=chosen, scores=scores, agreement=agreement, entropy=entropy,
+    return AppearanceChoice(chosen=chosen, rule=RULES[rule], scores=scores, agreement=agreement,
+                            agreement_scores=agreement_scores,
+                            reverse_validation=dict(reverse) if reverse is not None else None, entropy=entropy,
                             candidates={n: str(Path(r).resolve()) for n, r in runs.items()},
                             seconds=time.perf_counter() - t0)
 
@@ -170,9 +264,20 @@ def read_choice(run_dir: Path) -> AppearanceChoice | None:
 
 def choice_summary(choice: AppearanceChoice) -> dict[str, Any]:
     """The facts a report shows: the pick, the rule and each candidate's score and entropy."""
-    return {"chosen": choice.chosen, "rule": choice.rule,
-            "scores": {k: round(v, 4) for k, v in choice.scores.items()},
-            "entropy": {k: round(v, 4) for k, v in choice.entropy.items()}}
+    out: dict[str, Any] = {"chosen": choice.chosen, "rule": choice.rule,
+                           "scores": {k: round(v, 4) for k, v in choice.scores.items()},
+                           "entropy": {k: round(v, 4) for k, v in choice.entropy.items()}}
+    if choice.agreement_scores is not None and choice.agreement_scores != choice.scores:
+        out["agreement_scores"] = {k: round(v, 4) for k, v in choice.agreement_scores.items()}
+        out["agreement_pick"] = agreement_pick(choice)
+    return out
+
+
+def agreement_pick(choice: AppearanceChoice) -> str:
+    """The candidate the agreement rule picks (recorded beside any other rule's pick)."""
+    scores = choice.agreement_scores or choice.scores
+    names = list(scores)
+    return max(names, key=lambda n: (scores[n], -names.index(n)))
 
 
 def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
@@ -197,8 +302,8 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
 
     if distributed.on_main(complete):
         return out_dir
-    names = create_method("ascplus", config.method).options.appearance_candidates or \
-        default_candidates(task.num_channels)
+    options = create_method("ascplus", config.method).options
+    names = options.appearance_candidates or default_candidates(task.num_channels)
     dirs = {n: Path((candidate_dirs or {}).get(n, out_dir / "candidates" / n)) for n in names}
     manifest = RunManifest(request=request, task=task.resolved().to_dict(), display_name=display_name or "ascplus",
                            method_summary="ASCPlus with the appearance transfer chosen per task without labels",
@@ -206,25 +311,34 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
     distributed.on_main(folder.write, manifest)
     runs = {n: train_method(task, "ascplus", candidate_config(config, n), d, cache_dir=cache_dir, progress=progress,
                             display_name=f"ascplus-{n}", force=force) for n, d in dirs.items()}
-    distributed.on_main(_keep_chosen, task, config, out_dir, runs, folder, manifest, cache_dir, progress)
+    reverse = None
+    if options.appearance_rule == "reverse-validation":
+        reverse = reverse_validation_scores(runs, task, config, out_dir / REVERSE_DIR, cache_dir, progress,
+                                            options.reverse_fraction)
+    distributed.on_main(_keep_chosen, task, config, out_dir, runs, folder, manifest, cache_dir, progress,
+                        options.appearance_rule, reverse)
     return out_dir
 
 
 def _keep_chosen(task: Task, config: RunConfig, out_dir: Path, runs: dict[str, Path], folder: RunFolder,
-                 manifest: RunManifest, cache_dir: Path | None, progress: bool) -> None:
+                 manifest: RunManifest, cache_dir: Path | None, progress: bool, rule: str,
+                 reverse: dict[str, tuple[float, float]] | None) -> None:
     """Score the trained candidates, record the choice and make ``out_dir`` the chosen run (rank 0)."""
     from diffuse_uda.pipeline.train import peak_rss_mb
 
-    choice = score_candidates(runs, task, cache_dir, config.training.device, progress)
+    choice = score_candidates(runs, task, cache_dir, config.training.device, progress, rule,
+                              {n: score for n, (score, _) in reverse.items()} if reverse else None)
+    reverse_seconds = sum(seconds for _, seconds in reverse.values()) if reverse else 0.0
     write_choice(out_dir, choice)
     copied = adopt_chosen_run(runs[choice.chosen], out_dir)
     done = {n: RunFolder(r).manifest() for n, r in runs.items()}
     chosen = done[choice.chosen]
     manifest = manifest.model_copy(update={
-        "status": "complete", "outputs": ["candidates", CHOICE_FILE, *copied],
+        "status": "complete",
+        "outputs": ["candidates", *([REVERSE_DIR] if reverse else []), CHOICE_FILE, *copied],
         "n_labelled_samples": chosen.n_labelled_samples, "n_target_samples": chosen.n_target_samples,
-        # The cost of the choice is every candidate's training plus the scoring.
-        "train_seconds": sum(m.train_seconds or 0.0 for m in done.values()) + choice.seconds,
+        # The cost of the choice is every candidate's training, the reverse models and the scoring.
+        "train_seconds": sum(m.train_seconds or 0.0 for m in done.values()) + reverse_seconds + choice.seconds,
         "preprocessing_seconds": sum(m.preprocessing_seconds or 0.0 for m in done.values()),
         "peak_rss_mb": max([peak_rss_mb(), *(m.peak_rss_mb or 0.0 for m in done.values())]),
         "iterations": chosen.iterations, "device": chosen.device, "world_size": chosen.world_size,

@@ -26,7 +26,7 @@ from diffuse_uda.errors import ConfigError
 from diffuse_uda.evaluation.evaluate import load_per_case
 from diffuse_uda.evaluation.statistics import gap_closed, mean_std, wilcoxon_paired
 from diffuse_uda.methods.asc import APPEARANCE_PRESETS
-from diffuse_uda.pipeline.appearance_choice import RULE, read_choice
+from diffuse_uda.pipeline.appearance_choice import agreement_pick, read_choice
 from diffuse_uda.pipeline.bench_entries import check_entries, is_composite, resolve_method
 from diffuse_uda.pipeline.bench_runs import run_composite
 from diffuse_uda.pipeline.experiment import EVALUATION, evaluate_run, run_experiment
@@ -144,7 +144,10 @@ def _appearance_choices(runs: dict[str, dict[int, Path]], classes: list[str]) ->
         finite = {n: d for n, d in test_dice.items() if not math.isnan(d)}
         pick = max(finite, key=finite.get) if finite else "n/a"
         given_up = finite[pick] - finite.get(choice.chosen, math.nan) if finite else math.nan
-        out.append({"seed": seed, "chosen": choice.chosen, "scores": choice.scores, "entropy": choice.entropy,
+        agreed = agreement_pick(choice)
+        out.append({"seed": seed, "chosen": choice.chosen, "rule": choice.rule, "scores": choice.scores,
+                    "entropy": choice.entropy, "agreement_pick": agreed,
+                    "agreement_given_up": finite[pick] - finite.get(agreed, math.nan) if finite else math.nan,
                     "test_dice": test_dice, "test_pick": pick, "given_up": given_up})
     return out
 
@@ -227,16 +230,19 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
     choices = _appearance_choices(runs, classes)
     if choices:
         names = list(dict.fromkeys(n for c in choices for n in c["scores"]))
-        md += ["", "Appearance transfer of `ascplus`, chosen per seed without labels (rule: "
-                   f"{RULE}). Post hoc, for this table only: each candidate's target-test Dice (%) and the "
-                   "candidate the test labels would have picked.", "",
+        rules = "; ".join(dict.fromkeys(c["rule"] for c in choices))
+        md += ["", f"Appearance transfer of `ascplus`, chosen per seed without labels (rule: {rules}). The "
+                   "agreement rule's pick is shown beside it. Post hoc, for this table only: each candidate's "
+                   "target-test Dice (%) and the candidate the test labels would have picked.", "",
                "| seed | chosen | " + " | ".join(f"{n} (score / test Dice)" for n in names)
-               + " | test-label pick | Dice given up |", "|" + "---|" * (len(names) + 4)]
+               + " | test-label pick | Dice given up | agreement pick | its Dice given up |",
+               "|" + "---|" * (len(names) + 6)]
         for c in choices:
             cells = [f"{c['scores'][n]:.3f} / {100 * c['test_dice'][n]:.1f}" if n in c["scores"] else "n/a"
                      for n in names]
             md.append(f"| {c['seed']} | {c['chosen']} | " + " | ".join(cells) +
-                      f" | {c['test_pick']} | {100 * c['given_up']:.1f} |")
+                      f" | {c['test_pick']} | {100 * c['given_up']:.1f} | {c['agreement_pick']} | "
+                      f"{100 * c['agreement_given_up']:.1f} |")
     if significance:
         md += ["", f"Wilcoxon signed-rank over test cases (mean-foreground Dice averaged over seeds), "
                    f"{significance['best']} vs {significance['second']}: p = {significance['p_value']:.3g}"]

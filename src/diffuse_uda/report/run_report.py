@@ -14,7 +14,7 @@ from diffuse_uda.data.task import Task
 from diffuse_uda.errors import DataError
 from diffuse_uda.evaluation.evaluate import EvaluationSummary, load_summary
 from diffuse_uda.evaluation.reference import ReferenceLabels
-from diffuse_uda.pipeline.appearance_choice import RULE, read_choice
+from diffuse_uda.pipeline.appearance_choice import read_choice
 from diffuse_uda.pipeline.experiment import EVALUATION, PREDICTIONS
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
 from diffuse_uda.pipeline.train import default_cache_dir
@@ -78,14 +78,15 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
     choices = [(label, c) for label, c in choices if c is not None]
     if choices:
         report.heading("Appearance transfer (chosen without labels)")
-        report.paragraph(f"ASCPlus was trained once per appearance transfer and the rule kept one: {RULE}. "
-                         "Mean normalised prediction entropy on the target training images is shown for "
-                         "reference; it was not used.")
+        report.paragraph("ASCPlus was trained once per appearance transfer and a rule that reads no target label "
+                         "kept one. The agreement score (mean agreement with the other candidates on the target "
+                         "images) and the mean normalised prediction entropy are shown for reference.")
         for label, c in choices:
-            report.table(["candidate", "agreement score", "entropy", "chosen"],
-                         [[name, f"{c.scores[name]:.3f}", f"{c.entropy[name]:.3f}",
+            agreement = c.agreement_scores or c.scores
+            report.table(["candidate", "score", "agreement score", "entropy", "chosen"],
+                         [[name, f"{c.scores[name]:.3f}", f"{agreement[name]:.3f}", f"{c.entropy[name]:.3f}",
                            "**yes**" if name == c.chosen else ""] for name in c.scores])
-            report.paragraph(f"{label}: **{c.chosen}**.")
+            report.paragraph(f"{label}: **{c.chosen}**, by {c.rule}.")
     report.heading("Cost")
     report.table(["Run", "iterations", "train time (s)", "preprocessing (s)", "peak RSS (MB)", "device"],
                  [[label, m.iterations or "?", _fmt_number(m.train_seconds), _fmt_number(m.preprocessing_seconds),
