@@ -9,6 +9,7 @@ from pathlib import Path
 import nibabel
 import pytest
 
+from diffuse_uda.config import build_run_config
 from diffuse_uda.evaluation.evaluate import evaluate_predictions
 from diffuse_uda.evaluation.reference import ReferenceLabels
 from diffuse_uda.inference.predict import predict_dataset
@@ -51,8 +52,8 @@ def test_train_and_predict_never_read_target_labels(method, tiny_task, smoke_con
     preds = predict_dataset(run, tiny_task.target_dir, tmp_path / "pred", split="Ts", device="cpu", progress=False)
     assert len(list(preds.glob("*.nii.gz"))) == 2
     if method == "ascplus":  # the product default: its appearance transfer was chosen without labels
-        choice = read_choice(run)  # by reverse validation, whose reverse models saw only source labels
-        assert choice is not None and choice.reverse_validation is not None
+        choice = read_choice(run)
+        assert choice is not None and choice.chosen in choice.scores
     # 2) ... no file under a target label folder was even opened ...
     assert watched_reads, "the watcher saw no reads at all"
     assert not [p for p in watched_reads if p.parent.name.startswith("labels") and tiny_task.target_dir.name in str(p)]
@@ -63,6 +64,21 @@ def test_train_and_predict_never_read_target_labels(method, tiny_task, smoke_con
     summary = evaluate_predictions(preds, ReferenceLabels(tiny_task.target_dir, "Ts"), tmp_path / "eval",
                                    progress=False)
     assert summary.metadata["n_cases"] == 2
+
+
+def test_reverse_validation_choice_never_reads_target_labels(tiny_task, tmp_path, watched_reads):
+    """The optional reverse-validation rule trains reverse models on target *pseudo*-labels and scores them
+    on source labels: with the target labels gone it still chooses, and opens no target label file."""
+    _hide_target_labels(tiny_task)
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": 2, "device": "cpu"},
+                                        "method": {"appearance_rule": "reverse-validation",
+                                                   "appearance_candidates": ["paper", "bezier"]}})
+    run = train_method(tiny_task, "ascplus", cfg, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    choice = read_choice(run)
+    assert choice is not None and choice.reverse_validation is not None and set(choice.reverse_validation) == {
+        "paper", "bezier"}
+    assert not [p for p in watched_reads if p.parent.name.startswith("labels") and tiny_task.target_dir.name in str(p)]
+    assert any(p.parent.name == "labelsTr" and tiny_task.source_dir.name in str(p) for p in watched_reads)
 
 
 def test_oracle_reads_only_target_training_labels(tiny_task, smoke_config, tmp_path, watched_reads):
@@ -131,7 +147,7 @@ def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(
                          diffusion={"iterations": 2}, synthesis={"steps": 2})
     run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
     kinds = [k for k, _ in events]
-    assert kinds.count("train") == 5  # two stage-1 candidates, their two reverse models and stage 3
+    assert kinds.count("train") == 3  # two stage-1 candidates and stage 3
     assert "target-label" in kinds and all(ok for k, ok in events if k == "target-label")
     assert max(i for i, k in enumerate(kinds) if k == "train") < kinds.index("target-label")
 

@@ -77,11 +77,12 @@ class ASCOptions(TeacherStudentOptions):
     appearance_candidates: tuple[str, ...] | None = Field(
         None, description="With appearance='auto' (ascplus only): the APPEARANCE_PRESETS to choose among; None = "
                           "the default set for the task's channels (see pipeline.appearance_choice).")
-    appearance_rule: Literal["reverse-validation", "agreement"] = Field(
-        "reverse-validation",
-        description="With appearance='auto': the label-free rule that keeps one candidate. 'reverse-validation': a "
-                    "model trained on each candidate's target pseudo-labels segments the labelled source images; "
-                    "'agreement': mean agreement with the other candidates on the target images.")
+    appearance_rule: Literal["agreement", "reverse-validation"] = Field(
+        "agreement",
+        description="With appearance='auto': the label-free rule that keeps one candidate. 'agreement': mean "
+                    "agreement with the other candidates on the target images; 'reverse-validation': a model "
+                    "trained on each candidate's target pseudo-labels segments the labelled source images "
+                    "(measured worse on contrast shifts, BENCHMARKS.md session 12).")
     reverse_fraction: float = Field(
         0.25, gt=0.0, le=1.0,
         description="reverse-validation: the reverse model's updates as a fraction of training.iterations.")
