@@ -145,3 +145,26 @@ def test_the_rule_decides_and_both_picks_are_recorded(tiny_task, tmp_path: Path,
     with pytest.raises(ConfigError, match="reverse-validation score for every candidate"):
         appearance_choice.score_candidates(runs, tiny_task, None, "cpu", rule="reverse-validation",
                                            reverse={"a": 0.1})
+
+
+def test_self_training_needs_the_appearance_choice() -> None:
+    from diffuse_uda.errors import ConfigError
+    from diffuse_uda.methods.registry import create_method
+
+    assert create_method("ascplus", {"self_training_rounds": 1}).options.self_training_rounds == 1
+    with pytest.raises((ConfigError, ValueError), match="self_training_rounds follows the appearance choice"):
+        create_method("ascplus", {"self_training_rounds": 1, "appearance": "bezier"})
+
+
+def test_choice_options_are_not_part_of_a_fixed_transfer_run() -> None:
+    """A candidate (fixed transfer) is the same run whatever rule picks among candidates; the auto run is not."""
+    from diffuse_uda.methods.registry import create_method
+
+    def dump(options: dict) -> dict:
+        return create_method("ascplus", options).options.model_dump(mode="json")
+
+    assert dump({"appearance": "bezier"}) == dump({"appearance": "bezier", "appearance_rule": "reverse-validation",
+                                                   "reverse_fraction": 0.5})
+    assert "appearance_rule" not in dump({"appearance": "bezier"})
+    assert dump({}) != dump({"appearance_rule": "reverse-validation"})
+    assert dump({}) != dump({"self_training_rounds": 1})

@@ -81,6 +81,28 @@ def test_reverse_validation_choice_never_reads_target_labels(tiny_task, tmp_path
     assert any(p.parent.name == "labelsTr" and tiny_task.source_dir.name in str(p) for p in watched_reads)
 
 
+def test_self_training_round_never_reads_target_labels(tiny_task, tmp_path, watched_reads):
+    """``ascplus-self-training``: after the label-free choice the chosen model pseudo-labels the target
+    training images and ASCPlus trains again with them; no target label file is opened, and the run's
+    model is the round's."""
+    from diffuse_uda.pipeline.run_folder import RunFolder
+    from diffuse_uda.training.bundle import load_bundle
+
+    _hide_target_labels(tiny_task)
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": 2, "device": "cpu"},
+                                        "method": {"self_training_rounds": 1,
+                                                   "appearance_candidates": ["paper", "bezier"]}})
+    run = train_method(tiny_task, "ascplus", cfg, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    round1 = run / "self_training" / "round1"
+    assert (run / "model.pt").read_bytes() == (round1 / "model.pt").read_bytes()
+    manifest = RunFolder(round1).manifest()
+    assert manifest.n_labelled_samples > RunFolder(run / "candidates" / "paper").manifest().n_labelled_samples
+    assert RunFolder(run).manifest().details["self_training_rounds"] == 1
+    assert load_bundle(run).run_config.method == load_bundle(run / "candidates" / read_choice(run).chosen
+                                                             ).run_config.method
+    assert not [p for p in watched_reads if p.parent.name.startswith("labels") and tiny_task.target_dir.name in str(p)]
+
+
 def test_oracle_reads_only_target_training_labels(tiny_task, smoke_config, tmp_path, watched_reads):
     shutil.rmtree(tiny_task.target_dir / "labelsTs")
     train_method(tiny_task, "target-supervised", smoke_config, tmp_path / "run", cache_dir=tmp_path / "c",

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 from torch import nn
 
 from diffuse_uda.errors import ConfigError
@@ -55,6 +55,10 @@ APPEARANCE_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Options read only by the label-free choice of ``appearance="auto"`` (pipeline.appearance_choice).
+CHOICE_ONLY_OPTIONS = ("appearance_candidates", "appearance_rule", "reverse_fraction", "self_training_rounds")
+
+
 class ASCOptions(TeacherStudentOptions):
     seg_restyled: bool = Field(True, description="L_seg on the source restyled to target (x_sft).")
     app_target: bool = Field(True, description="Appearance consistency f(x_t) vs f'(x_tfs).")
@@ -83,12 +87,18 @@ class ASCOptions(TeacherStudentOptions):
                     "agreement with the other candidates on the target images; 'reverse-validation': a model "
                     "trained on each candidate's target pseudo-labels segments the labelled source images "
                     "(measured worse on contrast shifts, BENCHMARKS.md session 12).")
+    self_training_rounds: int = Field(
+        0, ge=0,
+        description="With appearance='auto': after the choice, train ASCPlus (the chosen transfer) again this many "
+                    "times, each time with the previous model's target pseudo-labels added to the labelled set.")
     reverse_fraction: float = Field(
         0.25, gt=0.0, le=1.0,
         description="reverse-validation: the reverse model's updates as a fraction of training.iterations.")
 
     @model_validator(mode="after")
     def _appearance_is_valid(self) -> ASCOptions:
+        if self.self_training_rounds and self.appearance != AUTO:
+            raise ValueError("self_training_rounds follows the appearance choice: it needs appearance='auto'")
         if self.appearance == AUTO:
             unknown = [c for c in self.appearance_candidates or () if c not in APPEARANCE_PRESETS]
             if unknown:
@@ -98,6 +108,17 @@ class ASCOptions(TeacherStudentOptions):
             return self
         asc_appearance(self)  # an unknown member or bad options fail when the options are read, not mid-run
         return self
+
+
+    @model_serializer(mode="wrap")
+    def _without_choice_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Options of the appearance choice do nothing in a run with a fixed transfer (a candidate), so they are
+        # not part of what that run is: a candidate row is the same run whatever rule picks among candidates.
+        data = handler(self)
+        if self.appearance != AUTO:
+            for key in CHOICE_ONLY_OPTIONS:
+                data.pop(key, None)
+        return data
 
 
 def asc_appearance(o: ASCOptions) -> AppearanceTransfer:

@@ -70,6 +70,7 @@ RULES: dict[str, str] = {
 }
 RULE = RULES["reverse-validation"]
 REVERSE_DIR = "reverse_validation"
+SELF_TRAINING_DIR = "self_training"
 # The default candidates: target-driven (paper FFT swap, histogram matching), target-agnostic
 # contrast-inverting remaps (Bezier curves, GIN) and their mixture; photos add the colour-aware swap.
 GREY_CANDIDATES: tuple[str, ...] = ("paper", "histogram-matching", "bezier", "gin", "mix")
@@ -99,7 +100,7 @@ def default_candidates(num_channels: int) -> tuple[str, ...]:
 
 # Options of the choice itself, not of a candidate: a candidate run is the bench's ``ascplus-<name>`` row
 # whatever rule picks among them.
-CHOICE_OPTIONS = ("appearance", "appearance_options", "appearance_rule", "reverse_fraction")
+CHOICE_OPTIONS = ("appearance", "appearance_options", "appearance_rule", "reverse_fraction", "self_training_rounds")
 
 
 def candidate_config(config: RunConfig, name: str) -> RunConfig:
@@ -315,34 +316,65 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
     if options.appearance_rule == "reverse-validation":
         reverse = reverse_validation_scores(runs, task, config, out_dir / REVERSE_DIR, cache_dir, progress,
                                             options.reverse_fraction)
-    distributed.on_main(_keep_chosen, task, config, out_dir, runs, folder, manifest, cache_dir, progress,
-                        options.appearance_rule, reverse)
+    choice = distributed.on_main(_choose, task, config, out_dir, runs, cache_dir, progress, options.appearance_rule,
+                                 reverse)
+    rounds: list[Path] = []
+    for r in range(1, options.self_training_rounds + 1):
+        previous = rounds[-1] if rounds else runs[choice.chosen]
+        rounds.append(self_training_round(task, config, choice.chosen, previous, out_dir, r, cache_dir, progress,
+                                          force))
+    distributed.on_main(_keep_chosen, out_dir, runs, folder, manifest, choice, rounds,
+                        sum(seconds for _, seconds in reverse.values()) if reverse else 0.0)
     return out_dir
 
 
-def _keep_chosen(task: Task, config: RunConfig, out_dir: Path, runs: dict[str, Path], folder: RunFolder,
-                 manifest: RunManifest, cache_dir: Path | None, progress: bool, rule: str,
-                 reverse: dict[str, tuple[float, float]] | None) -> None:
-    """Score the trained candidates, record the choice and make ``out_dir`` the chosen run (rank 0)."""
-    from diffuse_uda.pipeline.train import peak_rss_mb
+def self_training_round(task: Task, config: RunConfig, chosen: str, previous: Path, out_dir: Path, round_: int,
+                        cache_dir: Path | None, progress: bool, force: bool) -> Path:
+    """Round ``round_`` of self-training after the choice: the previous model (the chosen candidate, then the
+    previous round) labels the target training images (argmax pseudo-labels; no target label is read) and
+    ASCPlus with the chosen transfer is trained again with them added to the labelled set."""
+    from diffuse_uda.pipeline.pseudolabel import write_pseudolabels
+    from diffuse_uda.pipeline.train import train_method
 
+    base = out_dir / SELF_TRAINING_DIR
+    pseudo = distributed.on_main(write_pseudolabels, previous, base / f"round{round_}_pseudolabels",
+                                 device=config.training.device, progress=progress)
+    return train_method(task, "ascplus", candidate_config(config, chosen), base / f"round{round_}",
+                        extra_labelled=[pseudo], cache_dir=cache_dir, progress=progress,
+                        display_name=f"ascplus-{chosen} self-training round {round_}", force=force)
+
+
+def _choose(task: Task, config: RunConfig, out_dir: Path, runs: dict[str, Path], cache_dir: Path | None,
+            progress: bool, rule: str, reverse: dict[str, tuple[float, float]] | None) -> AppearanceChoice:
+    """Score the trained candidates and record the choice (rank 0)."""
     choice = score_candidates(runs, task, cache_dir, config.training.device, progress, rule,
                               {n: score for n, (score, _) in reverse.items()} if reverse else None)
-    reverse_seconds = sum(seconds for _, seconds in reverse.values()) if reverse else 0.0
     write_choice(out_dir, choice)
-    copied = adopt_chosen_run(runs[choice.chosen], out_dir)
+    return choice
+
+
+def _keep_chosen(out_dir: Path, runs: dict[str, Path], folder: RunFolder, manifest: RunManifest,
+                 choice: AppearanceChoice, rounds: list[Path], reverse_seconds: float) -> None:
+    """Make ``out_dir`` the chosen run, or its last self-training round (rank 0)."""
+    from diffuse_uda.pipeline.train import peak_rss_mb
+
+    copied = adopt_chosen_run(rounds[-1] if rounds else runs[choice.chosen], out_dir)
     done = {n: RunFolder(r).manifest() for n, r in runs.items()}
-    chosen = done[choice.chosen]
+    trained = [RunFolder(r).manifest() for r in rounds]
+    final = trained[-1] if trained else done[choice.chosen]
     manifest = manifest.model_copy(update={
         "status": "complete",
-        "outputs": ["candidates", *([REVERSE_DIR] if reverse else []), CHOICE_FILE, *copied],
-        "n_labelled_samples": chosen.n_labelled_samples, "n_target_samples": chosen.n_target_samples,
-        # The cost of the choice is every candidate's training, the reverse models and the scoring.
-        "train_seconds": sum(m.train_seconds or 0.0 for m in done.values()) + reverse_seconds + choice.seconds,
-        "preprocessing_seconds": sum(m.preprocessing_seconds or 0.0 for m in done.values()),
-        "peak_rss_mb": max([peak_rss_mb(), *(m.peak_rss_mb or 0.0 for m in done.values())]),
-        "iterations": chosen.iterations, "device": chosen.device, "world_size": chosen.world_size,
-        "details": {"appearance": choice.chosen, "appearance_choice": choice_summary(choice)}})
+        "outputs": ["candidates", *([REVERSE_DIR] if reverse_seconds else []),
+                    *([SELF_TRAINING_DIR] if rounds else []), CHOICE_FILE, *copied],
+        "n_labelled_samples": final.n_labelled_samples, "n_target_samples": final.n_target_samples,
+        # The cost: every candidate's training, the reverse models, the scoring and the self-training rounds.
+        "train_seconds": sum(m.train_seconds or 0.0 for m in [*done.values(), *trained]) + reverse_seconds
+        + choice.seconds,
+        "preprocessing_seconds": sum(m.preprocessing_seconds or 0.0 for m in [*done.values(), *trained]),
+        "peak_rss_mb": max([peak_rss_mb(), *(m.peak_rss_mb or 0.0 for m in [*done.values(), *trained])]),
+        "iterations": final.iterations, "device": final.device, "world_size": final.world_size,
+        "details": {"appearance": choice.chosen, "appearance_choice": choice_summary(choice),
+                    "self_training_rounds": len(rounds)}})
     folder.write(RunManifest.model_validate(manifest.model_dump()))
     print(f"[ascplus] appearance chosen without labels: {choice.chosen} "
           f"(scores {', '.join(f'{k} {v:.3f}' for k, v in choice.scores.items())})")

@@ -42,6 +42,8 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "glua-no-output-adversary": ("glua", {"output_adversarial": False}),
     # Not a paper row: GLUA as benched before session 10, its style stage taking 40 % of the segmenter's updates.
     "glua-shared-budget": ("glua", {"style_budget": "shared"}),
+    # Not a paper row: the product's stage 1 followed by one self-training round (session 12).
+    "ascplus-self-training": ("ascplus", {"self_training_rounds": 1}),
 }
 
 
