@@ -26,7 +26,7 @@ from diffuse_uda.errors import ConfigError
 from diffuse_uda.evaluation.evaluate import load_per_case
 from diffuse_uda.evaluation.statistics import gap_closed, mean_std, wilcoxon_paired
 from diffuse_uda.methods.asc import APPEARANCE_PRESETS
-from diffuse_uda.pipeline.appearance_choice import agreement_pick, read_choice
+from diffuse_uda.pipeline.appearance_choice import RULES, agreement_pick, read_choice
 from diffuse_uda.pipeline.bench_entries import check_entries, is_composite, resolve_method
 from diffuse_uda.pipeline.bench_runs import run_composite
 from diffuse_uda.pipeline.experiment import EVALUATION, evaluate_run, run_experiment
@@ -231,18 +231,21 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
     if choices:
         names = list(dict.fromkeys(n for c in choices for n in c["scores"]))
         rules = "; ".join(dict.fromkeys(c["rule"] for c in choices))
-        md += ["", f"Appearance transfer of `ascplus`, chosen per seed without labels (rule: {rules}). The "
-                   "agreement rule's pick is shown beside it. Post hoc, for this table only: each candidate's "
-                   "target-test Dice (%) and the candidate the test labels would have picked.", "",
+        # Under another rule, the agreement rule's pick is shown beside it.
+        other = any(c["rule"] != RULES["agreement"] for c in choices)
+        md += ["", f"Appearance transfer of `ascplus`, chosen per seed without labels (rule: {rules})."
+                   + (" The agreement rule's pick is shown beside it." if other else "")
+                   + " Post hoc, for this table only: each candidate's target-test Dice (%) and the candidate the "
+                   "test labels would have picked.", "",
                "| seed | chosen | " + " | ".join(f"{n} (score / test Dice)" for n in names)
-               + " | test-label pick | Dice given up | agreement pick | its Dice given up |",
-               "|" + "---|" * (len(names) + 6)]
+               + " | test-label pick | Dice given up |" + (" agreement pick | its Dice given up |" if other else ""),
+               "|" + "---|" * (len(names) + (6 if other else 4))]
         for c in choices:
             cells = [f"{c['scores'][n]:.3f} / {100 * c['test_dice'][n]:.1f}" if n in c["scores"] else "n/a"
                      for n in names]
             md.append(f"| {c['seed']} | {c['chosen']} | " + " | ".join(cells) +
-                      f" | {c['test_pick']} | {100 * c['given_up']:.1f} | {c['agreement_pick']} | "
-                      f"{100 * c['agreement_given_up']:.1f} |")
+                      f" | {c['test_pick']} | {100 * c['given_up']:.1f} |" +
+                      (f" {c['agreement_pick']} | {100 * c['agreement_given_up']:.1f} |" if other else ""))
     if significance:
         md += ["", f"Wilcoxon signed-rank over test cases (mean-foreground Dice averaged over seeds), "
                    f"{significance['best']} vs {significance['second']}: p = {significance['p_value']:.3g}"]
