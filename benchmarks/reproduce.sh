@@ -499,3 +499,35 @@ $BIN/python benchmarks/export_results.py bench/polyp-gen/wide benchmarks/results
 cp bench/polyp-gen/wide/seed0/4_synthetic/gallery.png docs/figures/gallery_polyp-kvasir2cvc_wide-generator_seed0.png
 $BIN/python benchmarks/paired_test.py benchmarks/results/polyp-generator-6000/seed0/1_ascplus benchmarks/results/polyp-generator-wide/seed0/5_ascplus_synth
 $BIN/python benchmarks/paired_test.py benchmarks/results/polyp-generator-6000/seed0/5_ascplus_synth benchmarks/results/polyp-generator-wide/seed0/5_ascplus_synth
+
+# ---------------------------------------------------------------- Session 12
+# Issue 13. (a) Reverse validation as the appearance choice rule, seed 0 (run while it was briefly the default;
+# now an option). The candidate rows are the committed ones (identical per_case.csv).
+CAND=ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix
+for t in abdominal-ct2mr demo-brain-t1t2; do
+  $BIN/diffuse-uda bench -t $t --methods $CAND,ascplus --set method.appearance_rule=reverse-validation --seed-list 0 \
+      -o bench/s12-reverse/$t --data-root data
+  $BIN/python benchmarks/export_results.py bench/s12-reverse/$t benchmarks/results/$t/reverse_validation_seed0
+done
+$BIN/python benchmarks/confusion_matrix.py --reference data/Dataset902_DemoBrainT2 \
+    bench/s12-reverse/demo-brain-t1t2/ascplus-{paper,histogram-matching,bezier,gin,mix}/seed0 \
+    --out benchmarks/results/demo-brain-t1t2/reverse_validation_seed0/confusion_seed0.json
+# (b) One self-training round after the label-free choice, 3 seeds (two processes: one task each).
+for t in abdominal-ct2mr demo-brain-t1t2; do for s in 0 1 2; do
+  $BIN/diffuse-uda bench -t $t --methods $CAND,ascplus,ascplus-self-training --seed-list $s -o bench/s12/$t --data-root data
+done; done
+for t in abdominal-ct2mr demo-brain-t1t2; do for m in ${CAND//,/ } ascplus; do for s in 0 1 2; do
+  cmp bench/s12/$t/$m/seed$s/evaluation/per_case.csv benchmarks/results/$t/$m/seed$s/evaluation/per_case.csv
+done; done
+  $BIN/python benchmarks/export_results.py bench/s12/$t /tmp/s12-$t && cp -r /tmp/s12-$t/ascplus-self-training benchmarks/results/$t/
+done
+ROWS=source-only,source-only-dg,target-supervised,fda,$CAND
+$BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-ct2mr abdominal-ct2mr --data-root data \
+    --methods $ROWS,ascplus,ascplus-self-training,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-calibrated
+$BIN/python benchmarks/collect_bench.py benchmarks/results/demo-brain-t1t2 demo-brain-t1t2 --data-root data \
+    --methods $ROWS,ascplus,ascplus-self-training,diffuse-uda
+for t in abdominal-ct2mr demo-brain-t1t2; do R=benchmarks/results/$t; for s in 0 1 2; do
+  $BIN/python benchmarks/paired_test.py $R/ascplus/seed$s $R/ascplus-self-training/seed$s
+  $BIN/python benchmarks/paired_test.py $R/source-only-dg/seed$s $R/ascplus-self-training/seed$s
+  $BIN/python benchmarks/paired_test.py $R/ascplus-self-training/seed$s $R/diffuse-uda/seed$s/5_ascplus_synth
+done; done

@@ -6,24 +6,25 @@ restyling, a contrast-inverting remap for CT -> MR, a colour-aware one for photo
 must not decide it. So ASCPlus is trained once per candidate (:data:`diffuse_uda.methods.asc.APPEARANCE_PRESETS`)
 and one candidate is kept by a rule that reads no target label (``method.appearance_rule``):
 
-**Rule 1 (the default since session 12): reverse validation.** Every candidate segments the unlabelled
-target *training* images; its argmax maps are pseudo-labels. A *reverse* model (``source-only-dg``:
-Bezier / GIN intensity remapping, so that it can cross the shift back) is trained on the target images
-with those pseudo-labels only, for ``reverse_fraction`` of the run's updates, and then segments the
-labelled *source* training images. Its score is the pooled foreground Dice there (a class it never
-predicts counts as 0). The candidate whose pseudo-labels teach the best reverse model wins (ties: the
-first in the candidate list). It reads source labels, which the user has, and no target label
-(reverse validation: Zhong et al., ECML-PKDD 2010; Ganin et al., JMLR 2016, Sec. 5.1.2).
+**Rule 1 (the default): cross-candidate agreement.** Every candidate segments the unlabelled target
+*training* images. For two candidates, agreement is the Dice between their label maps pooled over all
+those images, averaged over the foreground classes (a class both leave empty counts as 0: empty
+predictions are no evidence). A candidate's score is its mean agreement with the other candidates;
+the highest wins (ties: the first in the candidate list). Agreement between candidates with different
+inductive biases is optimised by none of them. It fails when most candidates fail alike, and it
+rewards the candidate in the middle (``mix``), not a lone candidate that is right (BENCHMARKS.md,
+sessions 7-8).
 
-Why: pseudo-labels that miss a structure, or draw it in the wrong place, cannot teach a model to find
-it on the labelled domain, whatever the other candidates do. The earlier rule (below) rewards the
-candidate most like the others, and failed where one candidate alone was right (sessions 7-8: the
-Bezier candidate on the contrast-inverting tasks, outvoted by candidates that miss a class alike).
-
-**Rule 2: cross-candidate agreement** (``appearance_rule="agreement"``, the rule of sessions 5-11, and
-always recorded beside rule 1). For two candidates, agreement is the Dice between their label maps
-pooled over all target training images, averaged over the foreground classes (a class both leave
-empty counts as 0). A candidate's score is its mean agreement with the other candidates.
+**Rule 2 (``appearance_rule="reverse-validation"``): reverse validation**, tried in session 12 against
+that weakness and not adopted. A *reverse* model (``source-only-dg``: Bezier / GIN remapping, so that
+it can cross the shift back) is trained on the target images with a candidate's argmax pseudo-labels
+for ``reverse_fraction`` of the run's updates, then segments the labelled *source* training images; its
+pooled foreground Dice there is the candidate's score (Zhong et al., ECML-PKDD 2010; Ganin et al.,
+JMLR 2016). It reads source labels only. Measured: it picks worse than agreement on both
+contrast-inverting tasks, because a candidate that labels by the source's intensity order (e.g. the
+brightest tissue as the class brightest in the source) teaches a reverse model that is right again on
+the source; the error is invisible to it (BENCHMARKS.md, session 12). The agreement scores are always
+recorded beside it.
 
 Why not the candidates' own confidence: each candidate is trained to be confident and self-consistent
 on target views made by its *own* transfer (ASCPlus's consistency loss), so its entropy, its
