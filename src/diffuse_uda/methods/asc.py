@@ -109,7 +109,6 @@ class ASCOptions(TeacherStudentOptions):
         asc_appearance(self)  # an unknown member or bad options fail when the options are read, not mid-run
         return self
 
-
     @model_serializer(mode="wrap")
     def _without_choice_options(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # Options of the appearance choice do nothing in a run with a fixed transfer (a candidate), so they are

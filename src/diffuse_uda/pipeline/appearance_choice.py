@@ -69,7 +69,6 @@ RULES: dict[str, str] = {
     "agreement": "cross-candidate agreement (mean pooled foreground Dice with the other candidates on target "
                  "training images)",
 }
-RULE = RULES["reverse-validation"]
 REVERSE_DIR = "reverse_validation"
 SELF_TRAINING_DIR = "self_training"
 # The default candidates: target-driven (paper FFT swap, histogram matching), target-agnostic
