@@ -512,13 +512,17 @@ done
 $BIN/python benchmarks/confusion_matrix.py --reference data/Dataset902_DemoBrainT2 \
     bench/s12-reverse/demo-brain-t1t2/ascplus-{paper,histogram-matching,bezier,gin,mix}/seed0 \
     --out benchmarks/results/demo-brain-t1t2/reverse_validation_seed0/confusion_seed0.json
-# (b) One self-training round after the label-free choice, 3 seeds (two processes: one task each).
-for t in abdominal-ct2mr demo-brain-t1t2; do for s in 0 1 2; do
-  $BIN/diffuse-uda bench -t $t --methods $CAND,ascplus,ascplus-self-training --seed-list $s -o bench/s12/$t --data-root data
-done; done
-for t in abdominal-ct2mr demo-brain-t1t2; do for m in ${CAND//,/ } ascplus; do for s in 0 1 2; do
-  cmp bench/s12/$t/$m/seed$s/evaluation/per_case.csv benchmarks/results/$t/$m/seed$s/evaluation/per_case.csv
-done; done
+# (b) One self-training round after the label-free choice, 3 seeds on four tasks (two processes: abdominal then
+# MS-CMRSeg in one, the demo then Kvasir -> CVC in the other). The candidate and ascplus rows come out identical to
+# the committed ones (cmp); only the new row is copied.
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do
+  C=$CAND; [ $t = polyp-kvasir2cvc ] && C=$CAND,ascplus-fourier-luminance
+  for s in 0 1 2; do
+    $BIN/diffuse-uda bench -t $t --methods $C,ascplus,ascplus-self-training --seed-list $s -o bench/s12/$t --data-root data
+  done
+  for m in ${C//,/ } ascplus; do for s in 0 1 2; do
+    cmp bench/s12/$t/$m/seed$s/evaluation/per_case.csv benchmarks/results/$t/$m/seed$s/evaluation/per_case.csv
+  done; done
   $BIN/python benchmarks/export_results.py bench/s12/$t /tmp/s12-$t && cp -r /tmp/s12-$t/ascplus-self-training benchmarks/results/$t/
 done
 ROWS=source-only,source-only-dg,target-supervised,fda,$CAND
@@ -526,8 +530,13 @@ $BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-ct2mr abdom
     --methods $ROWS,ascplus,ascplus-self-training,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-calibrated
 $BIN/python benchmarks/collect_bench.py benchmarks/results/demo-brain-t1t2 demo-brain-t1t2 --data-root data \
     --methods $ROWS,ascplus,ascplus-self-training,diffuse-uda
-for t in abdominal-ct2mr demo-brain-t1t2; do R=benchmarks/results/$t; for s in 0 1 2; do
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
+    --methods $ROWS,ascplus,ascplus-self-training,diffuse-uda,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated
+$BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
+    --methods $ROWS,ascplus-fourier-luminance,ascplus,ascplus-self-training,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-HD-EGS-calibrated
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do R=benchmarks/results/$t; for s in 0 1 2; do
   $BIN/python benchmarks/paired_test.py $R/ascplus/seed$s $R/ascplus-self-training/seed$s
+  $BIN/python benchmarks/paired_test.py $R/source-only/seed$s $R/ascplus-self-training/seed$s
   $BIN/python benchmarks/paired_test.py $R/source-only-dg/seed$s $R/ascplus-self-training/seed$s
   $BIN/python benchmarks/paired_test.py $R/ascplus-self-training/seed$s $R/diffuse-uda/seed$s/5_ascplus_synth
 done; done
