@@ -2,7 +2,7 @@
 cases of evaluated runs (rows: true class, columns: predicted class, each row sums to 1).
 
     python benchmarks/confusion_matrix.py --reference data/Dataset902_DemoBrainT2 \
-        bench/s12/demo-brain-t1t2/ascplus-*/seed0 --out benchmarks/results/demo-brain-t1t2/confusion_seed0.json
+        bench/s12/demo-brain-t1t2/ascplus-*/seed0 --out confusion_seed0.json
 
 Reads each run's ``predictions_target_test`` and the reference test labels through the evaluation
 module's reader (the only place that reads them). Shows whether a model's errors are swaps between
@@ -12,11 +12,11 @@ classes (e.g. labelling by the source's intensity order) rather than missed stru
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
+from diffuse_uda.data.dataset_json import load_dataset_json
 from diffuse_uda.data.io import atomic_write_json, read_nifti
 from diffuse_uda.evaluation.reference import ReferenceLabels
 
@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the row-normalised matrices here (JSON)")
     args = ap.parse_args()
     reference = ReferenceLabels(args.reference, split="Ts")
-    labels = json.loads((args.reference / "dataset.json").read_text())["labels"]
+    labels = load_dataset_json(args.reference).labels
     names = [n for n, _ in sorted(labels.items(), key=lambda kv: int(kv[1]))]
     out = {"rows": "true class", "columns": "predicted class", "classes": names, "runs": {}}
     for run in args.runs:

@@ -227,7 +227,7 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
     agreement = {a: {b: pooled_dice(maps[a], maps[b], classes) for b in names if b != a} for a in names}
     agreement_scores = {a: float(np.mean(list(agreement[a].values()))) for a in names}
     scores = {n: float(reverse[n]) for n in names} if rule == "reverse-validation" and reverse else agreement_scores
-    chosen = max(names, key=lambda n: (scores[n], -names.index(n)))
+    chosen = _best(scores)
     return AppearanceChoice(chosen=chosen, rule=RULES[rule], scores=scores, agreement=agreement,
                             agreement_scores=agreement_scores,
                             reverse_validation=dict(reverse) if reverse is not None else None, entropy=entropy,
@@ -276,7 +276,11 @@ def choice_summary(choice: AppearanceChoice) -> dict[str, Any]:
 
 def agreement_pick(choice: AppearanceChoice) -> str:
     """The candidate the agreement rule picks (recorded beside any other rule's pick)."""
-    scores = choice.agreement_scores or choice.scores
+    return _best(choice.agreement_scores or choice.scores)
+
+
+def _best(scores: Mapping[str, float]) -> str:
+    """The highest-scoring candidate; ties go to the first in the candidate list."""
     names = list(scores)
     return max(names, key=lambda n: (scores[n], -names.index(n)))
 
@@ -364,7 +368,7 @@ def _keep_chosen(out_dir: Path, runs: dict[str, Path], folder: RunFolder, manife
     final = trained[-1] if trained else done[choice.chosen]
     manifest = manifest.model_copy(update={
         "status": "complete",
-        "outputs": ["candidates", *([REVERSE_DIR] if reverse_seconds else []),
+        "outputs": ["candidates", *([REVERSE_DIR] if choice.reverse_validation is not None else []),
                     *([SELF_TRAINING_DIR] if rounds else []), CHOICE_FILE, *copied],
         "n_labelled_samples": final.n_labelled_samples, "n_target_samples": final.n_target_samples,
         # The cost: every candidate's training, the reverse models, the scoring and the self-training rounds.
