@@ -507,7 +507,15 @@ CAND=ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus
 for t in abdominal-ct2mr demo-brain-t1t2; do
   $BIN/diffuse-uda bench -t $t --methods $CAND,ascplus --set method.appearance_rule=reverse-validation --seed-list 0 \
       -o bench/s12-reverse/$t --data-root data
-  $BIN/python benchmarks/export_results.py bench/s12-reverse/$t benchmarks/results/$t/reverse_validation_seed0
+  # Committed: the table, the ascplus row (its choice record holds every reverse and agreement score) and the
+  # reverse models' score records; the candidate rows are the task's committed ones.
+  B=bench/s12-reverse/$t; D=benchmarks/results/$t/reverse_validation_seed0
+  mkdir -p $D/ascplus/seed0/evaluation
+  cp $B/bench.md $B/bench.json $B/ascplus/seed0/appearance_choice.json $D/
+  cp $B/ascplus/seed0/run.json $D/ascplus/seed0/ && cp $B/ascplus/seed0/evaluation/{summary.json,per_case.csv} $D/ascplus/seed0/evaluation/
+  for c in $B/ascplus/seed0/reverse_validation/*; do
+    mkdir -p $D/reverse_validation/${c##*/} && cp $c/score.json $c/training_log.csv $D/reverse_validation/${c##*/}/
+  done
 done
 $BIN/python benchmarks/confusion_matrix.py --reference data/Dataset902_DemoBrainT2 \
     bench/s12-reverse/demo-brain-t1t2/ascplus-{paper,histogram-matching,bezier,gin,mix}/seed0 \
