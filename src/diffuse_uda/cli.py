@@ -34,8 +34,8 @@ Force = Annotated[bool, typer.Option(
                     "settings or inputs (default: refuse with the differences). Matching ones are still reused.")]
 Overrides = Annotated[list[str] | None, typer.Option(
     "--set", help="Override any setting, e.g. --set training.iterations=200 --set method.beta=0.05 "
-                  "--set preprocessing.size=[64,64] (sections: preprocessing, network, training, method). "
-                  "Repeatable.")]
+                  "--set preprocessing.size=[64,64] (sections: preprocessing, network, training, method; "
+                  "bench also takes diffusion and synthesis, read by its generator rows only). Repeatable.")]
 
 
 def _parse_label_map(text: str) -> dict[str, int]:

@@ -93,3 +93,30 @@ def test_heal_rows_reuse_the_source_model_and_one_generator(tiny_task, tmp_path:
     run_bench(tiny_task, ["source-only", "heal-HD"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
               progress=False, force=True)
     assert json.loads(heal_run.read_text())["request"]["config"]["heal"] == first["request"]["config"]["heal"]
+
+
+def test_generator_settings_reach_the_pipeline_row_only(tiny_task, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    overrides = {**SMOKE, "diffusion": {"iterations": 3}, "synthesis": {"times": 2}}
+    out = run_bench(tiny_task, ["ascplus", "diffuse-uda"], 1, tmp_path / "bench", profile="smoke",
+                    overrides=overrides, progress=False)
+    row = out / "diffuse-uda" / "seed0"
+    assert read_manifest(row / "3_diffusion").config["diffusion"]["iterations"] == 3
+    assert read_manifest(row / "4_synthetic").config["synthesis"]["times"] == 2
+    # The segmentation rows are the runs they would be without the generator settings: the bench's
+    # ascplus run is still stage 1, and it matches a bench made with the segmentation settings alone.
+    stages = json.loads((row / "pipeline.json").read_text())["stages"]
+    assert stages[0]["reused"] and Path(stages[0]["folder"]).resolve() == (out / "ascplus" / "seed0").resolve()
+    cfg = build_run_config("smoke", 2, {**SMOKE, "training": {**SMOKE["training"], "seed": 0}})
+    assert reusable_stage1(out / "ascplus" / "seed0", tiny_task, cfg)
+
+
+@pytest.mark.parametrize(("entries", "section"), [(["source-only", "ascplus"], "diffusion"),
+                                                  (["source-only", "heal-HD"], "diffusion"),
+                                                  (["source-only", "heal"], "synthesis")])
+def test_generator_settings_no_entry_reads_are_refused_before_any_work(tiny_task, tmp_path: Path,
+                                                                       entries: list[str], section: str) -> None:
+    overrides = {**SMOKE, section: {"times" if section == "synthesis" else "iterations": 3}}
+    with pytest.raises(ConfigError, match=f"--set {section}.* configures the generator"):
+        run_bench(tiny_task, entries, 1, tmp_path / "bench", profile="smoke", overrides=overrides, progress=False)
+    assert not (tmp_path / "bench").exists()

@@ -28,7 +28,7 @@ from diffuse_uda.evaluation.statistics import gap_closed, mean_std, wilcoxon_pai
 from diffuse_uda.methods.asc import APPEARANCE_PRESETS
 from diffuse_uda.pipeline.appearance_choice import RULES, agreement_pick, read_choice
 from diffuse_uda.pipeline.bench_entries import check_entries, is_composite, resolve_method
-from diffuse_uda.pipeline.bench_runs import run_composite
+from diffuse_uda.pipeline.bench_runs import check_generator_overrides, run_composite, split_overrides
 from diffuse_uda.pipeline.experiment import EVALUATION, evaluate_run, run_experiment
 from diffuse_uda.pipeline.run import STAGE3, PipelineRecord, read_pipeline_record
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
@@ -44,6 +44,8 @@ def run_bench(task: Task, methods: Sequence[str], seeds: int | Sequence[int], ou
     A finished run in the bench folder is reused only when its method, settings and inputs match;
     one made for anything else stops the bench with the differences, or is redone with ``force``."""
     check_entries(methods)
+    check_generator_overrides(list(methods), overrides or {})
+    segmentation_overrides, _ = split_overrides(overrides or {})
     task.check()
     out_dir = distributed.on_main(ensure_output_dir, Path(out_dir), "bench folder")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
@@ -57,7 +59,7 @@ def run_bench(task: Task, methods: Sequence[str], seeds: int | Sequence[int], ou
                                                              progress, force)
             continue
         method, options = resolve_method(entry)
-        ov = json.loads(json.dumps(overrides or {}))
+        ov = json.loads(json.dumps(segmentation_overrides))
         ov.setdefault("training", {})["seed"] = seed
         ov["method"] = {**options, **ov.get("method", {})}
         config = build_run_config(profile, task.preprocessing.spatial_dims, ov)

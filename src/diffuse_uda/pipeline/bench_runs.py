@@ -58,13 +58,43 @@ def _upgrade_heal(record: dict[str, Any]) -> dict[str, Any]:
 
 register_settings_section("heal", _upgrade_heal)
 
+# `bench --set` sections that configure a generator, not a segmenter: they reach the pipeline rows
+# (diffusion and synthesis) and HEAL's source-only generator (diffusion), and no other row.
+GENERATOR_SECTIONS = ("diffusion", "synthesis")
+
+
+def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(segmentation sections, generator sections) of a bench's ``--set`` overrides."""
+    segmentation = {k: v for k, v in overrides.items() if k not in GENERATOR_SECTIONS}
+    generator = {k: v for k, v in overrides.items() if k in GENERATOR_SECTIONS}
+    return segmentation, generator
+
+
+def check_generator_overrides(entries: list[str], overrides: dict[str, Any]) -> None:
+    """Refuse generator settings that no entry of the bench would read (a silently ignored ``--set``)."""
+    from diffuse_uda.methods.heal import HEALConfig
+
+    _, generator = split_overrides(overrides)
+    pipeline = [e for e in entries if is_composite(e) and e not in HEAL_ENTRIES]
+    heal = [e for e in entries if e in HEAL_ENTRIES and HEALConfig(**HEAL_ENTRIES[e]).uses_diffusion]
+    readers = {"diffusion": pipeline + heal, "synthesis": pipeline}
+    for section in generator:
+        if not readers[section]:
+            raise ConfigError(f"--set {section}.* configures the generator, but no entry of this bench has one "
+                              f"({', '.join(entries)}); entries that read it: diffuse-uda and its rows"
+                              + (", heal entries with a generator" if section == "diffusion" else ""))
+
+
 def run_composite(task: Task, entry: str, seed: int, out_dir: Path, profile: str,
                   overrides: dict[str, Any], progress: bool = True, force: bool = False) -> Path:
-    """Run (or resume) one composite entry for one seed; returns its evaluated run folder."""
+    """Run (or resume) one composite entry for one seed; returns its evaluated run folder. ``overrides``
+    holds the segmentation sections and the generator sections (:data:`GENERATOR_SECTIONS`)."""
+    segmentation, generator = split_overrides(overrides)
     if entry in HEAL_ENTRIES:
-        return _run_heal(task, entry, seed, out_dir, profile, overrides, progress, force)
+        return _run_heal(task, entry, seed, out_dir, profile, segmentation, generator.get("diffusion", {}),
+                         progress, force)
     if is_composite(entry):
-        return _run_diffuse_uda(task, entry, seed, out_dir, profile, overrides, progress, force)
+        return _run_diffuse_uda(task, entry, seed, out_dir, profile, segmentation, generator, progress, force)
     raise ConfigError(f"{entry!r} is not a pipeline or HEAL entry")
 
 
@@ -74,13 +104,15 @@ def _segmentation_config(task: Task, seed: int, profile: str, overrides: dict[st
     return build_run_config(profile, task.preprocessing.spatial_dims, ov)
 
 
-def _run_diffuse_uda(task: Task, entry: str, seed: int, out_dir: Path, profile: str,
-                     overrides: dict[str, Any], progress: bool, force: bool) -> Path:
+def _run_diffuse_uda(task: Task, entry: str, seed: int, out_dir: Path, profile: str, overrides: dict[str, Any],
+                     generator: dict[str, Any], progress: bool, force: bool) -> Path:
     folder = out_dir / entry / f"seed{seed}"
     settings: dict[str, Any] = {"profile": profile, "seed": seed, "segmentation": overrides}
     row = entry.removeprefix(PIPELINE_ENTRY + "-") if entry != PIPELINE_ENTRY else None
     if row is not None:
         settings = _deep_update(settings, PAPER_PIPELINE if row == "paper" else GENERATION_ABLATION[row])
+    # The user's generator settings go on top of the row's preset, as `diffuse-uda run --ablation --set` does.
+    settings = _deep_update(settings, generator)
     stage1 = RunFolder(out_dir / "ascplus" / f"seed{seed}")
     seg_cfg = _segmentation_config(task, seed, profile, overrides)
     ptask = task.with_preprocessing(seg_cfg.preprocessing)
@@ -93,7 +125,7 @@ def _run_diffuse_uda(task: Task, entry: str, seed: int, out_dir: Path, profile: 
 
 
 def _run_heal(task: Task, entry: str, seed: int, out_dir: Path, profile: str, overrides: dict[str, Any],
-              progress: bool, force: bool) -> Path:
+              diffusion: dict[str, Any], progress: bool, force: bool) -> Path:
     from diffuse_uda.methods.heal import HEALConfig, train_source_diffusion
 
     folder = RunFolder(out_dir / entry / f"seed{seed}")
@@ -108,7 +140,7 @@ def _run_heal(task: Task, entry: str, seed: int, out_dir: Path, profile: str, ov
     generator_seconds = 0.0
     checkpoint = Path("unused")
     if config.uses_diffusion:
-        dcfg = diffusion_config(profile, ptask.preprocessing.spatial_dims, {}, seed)
+        dcfg = diffusion_config(profile, ptask.preprocessing.spatial_dims, diffusion, seed)
         generator = run_stage("HEAL: source-only generator", out_dir / "heal-source-generator" / f"seed{seed}",
                               {"diffusion": dcfg.to_dict()}, {"source": dataset_input(task.source_dir, True)}, seed,
                               lambda d: {"checkpoint": str(train_source_diffusion(
