@@ -42,8 +42,9 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "glua-no-output-adversary": ("glua", {"output_adversarial": False}),
     # Not a paper row: GLUA as benched before session 10, its style stage taking 40 % of the segmenter's updates.
     "glua-shared-budget": ("glua", {"style_budget": "shared"}),
-    # Not a paper row: the product's stage 1 followed by one self-training round (session 12).
+    # Not paper rows: the product's stage 1 followed by one (session 12) or two (session 13) self-training rounds.
     "ascplus-self-training": ("ascplus", {"self_training_rounds": 1}),
+    "ascplus-self-training-2": ("ascplus", {"self_training_rounds": 2}),
 }
 
 
