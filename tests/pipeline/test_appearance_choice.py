@@ -147,6 +147,66 @@ def test_the_rule_decides_and_both_picks_are_recorded(tiny_task, tmp_path: Path,
                                            reverse={"a": 0.1})
 
 
+def test_class_ratio_kl_compares_foreground_shares_only() -> None:
+    from diffuse_uda.pipeline.appearance_choice import class_ratio_kl, foreground_proportions
+
+    maps = torch.tensor([[0, 0, 0, 1, 2, 2]])
+    assert foreground_proportions(maps, [1, 2]).tolist() == pytest.approx([1 / 3, 2 / 3])
+    # More background (another field of view) leaves the shares, so the divergence, unchanged.
+    wider = torch.cat([maps, torch.zeros(1, 30, dtype=torch.long)], 1)
+    assert foreground_proportions(wider, [1, 2]).tolist() == pytest.approx([1 / 3, 2 / 3])
+    assert class_ratio_kl(foreground_proportions(maps, [1, 2]), foreground_proportions(wider, [1, 2])) \
+        == pytest.approx(0.0, abs=1e-9)
+    swapped = class_ratio_kl(foreground_proportions(maps, [1, 2]), foreground_proportions(3 - maps, [1, 2]))
+    missing = class_ratio_kl(foreground_proportions(maps, [1, 2]), foreground_proportions(maps.clamp(0, 1), [1, 2]))
+    assert 0.0 < swapped < missing < float("inf")  # a class left out costs most, and stays finite
+    assert foreground_proportions(torch.zeros(1, 4, dtype=torch.long), [1, 2]).tolist() == [0.0, 0.0]
+
+
+def test_class_ratio_rule_prefers_the_source_proportions(tiny_task, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake candidates built from the true target labels (read here by the test, never by the product): right,
+    with CSF and WM swapped (the error of a transfer that keeps the source's intensity order), and with WM
+    labelled GM. The rule reads the *source* labels and picks the right one; agreement is recorded beside it."""
+    from diffuse_uda.data.preprocessing import prepare_split, stack_samples
+    from diffuse_uda.pipeline import appearance_choice
+
+    cases = prepare_split(tiny_task.target_dir, "Tr", tiny_task.preprocessing, with_labels=True)
+    _, truth = stack_samples(cases, 2)
+    swapped = truth.clone()
+    swapped[truth == 1], swapped[truth == 3] = 3, 1
+    maps = {"swapped": swapped, "merged": torch.where(truth == 3, 2, truth), "right": truth}
+    monkeypatch.setattr(appearance_choice, "_run_label_maps", lambda run, *a: (maps[Path(run).name], 0.0))
+    runs = {n: tmp_path / n for n in maps}
+    choice = appearance_choice.score_candidates(runs, tiny_task, None, "cpu", rule="class-ratio")
+    assert choice.chosen == "right" and choice.rule == appearance_choice.RULES["class-ratio"]
+    assert choice.class_ratio_kl is not None and choice.class_ratio_kl["right"] < choice.class_ratio_kl["swapped"]
+    assert choice.scores == {n: -v for n, v in choice.class_ratio_kl.items()}
+    assert set(choice.source_class_ratio or {}) == {"CSF", "GM", "WM"}
+    assert sum((choice.source_class_ratio or {}).values()) == pytest.approx(1.0)
+    assert choice.agreement_scores is not None and set(choice.agreement_scores) == set(maps)
+    assert "class_ratio_kl" in appearance_choice.choice_summary(choice)
+
+
+def test_class_ratio_rule_with_one_foreground_class_lets_agreement_decide(tiny_task, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from diffuse_uda.data.task import Task, TaskConfig
+    from diffuse_uda.pipeline import appearance_choice
+
+    config = tiny_task.config.model_copy(update={"labels": {"background": 0, "CSF": 1}})
+    binary = Task(TaskConfig.model_validate(config.model_dump()), tiny_task.source_dir, tiny_task.target_dir)
+    images = appearance_choice.target_training_images(binary, None)
+    shape = (images.shape[0], *images.shape[2:])
+    ones, half = torch.ones(shape, dtype=torch.long), torch.zeros(shape, dtype=torch.long)
+    half[..., : shape[-1] // 2] = 1
+    maps = {"a": half, "b": ones, "c": ones}
+    monkeypatch.setattr(appearance_choice, "_run_label_maps", lambda run, *a: (maps[Path(run).name], 0.0))
+    choice = appearance_choice.score_candidates({n: tmp_path / n for n in maps}, binary, None, "cpu",
+                                                rule="class-ratio")
+    assert choice.chosen == "b" and choice.rule == appearance_choice.CLASS_RATIO_FALLBACK
+    assert choice.class_ratio_kl is None and choice.scores == choice.agreement_scores
+
+
 def test_self_training_needs_the_appearance_choice() -> None:
     from diffuse_uda.errors import ConfigError
     from diffuse_uda.methods.registry import create_method

@@ -66,17 +66,19 @@ def test_train_and_predict_never_read_target_labels(method, tiny_task, smoke_con
     assert summary.metadata["n_cases"] == 2
 
 
-def test_reverse_validation_choice_never_reads_target_labels(tiny_task, tmp_path, watched_reads):
-    """The optional reverse-validation rule trains reverse models on target *pseudo*-labels and scores them
-    on source labels: with the target labels gone it still chooses, and opens no target label file."""
+@pytest.mark.parametrize("rule", ["reverse-validation", "class-ratio"])
+def test_optional_choice_rules_never_read_target_labels(rule, tiny_task, tmp_path, watched_reads):
+    """The optional rules read source labels: reverse validation trains reverse models on target *pseudo*-labels
+    and scores them on source labels; the class-ratio rule compares predicted target proportions with the
+    source labels'. With the target labels gone each still chooses, and opens no target label file."""
     _hide_target_labels(tiny_task)
     cfg = build_run_config("smoke", 2, {"training": {"iterations": 2, "device": "cpu"},
-                                        "method": {"appearance_rule": "reverse-validation",
+                                        "method": {"appearance_rule": rule,
                                                    "appearance_candidates": ["paper", "bezier"]}})
     run = train_method(tiny_task, "ascplus", cfg, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
     choice = read_choice(run)
-    assert choice is not None and choice.reverse_validation is not None and set(choice.reverse_validation) == {
-        "paper", "bezier"}
+    scores = choice.reverse_validation if rule == "reverse-validation" else choice.class_ratio_kl
+    assert scores is not None and set(scores) == {"paper", "bezier"}
     assert not [p for p in watched_reads if p.parent.name.startswith("labels") and tiny_task.target_dir.name in str(p)]
     assert any(p.parent.name == "labelsTr" and tiny_task.source_dir.name in str(p) for p in watched_reads)
 

@@ -26,6 +26,18 @@ brightest tissue as the class brightest in the source) teaches a reverse model t
 the source; the error is invisible to it (BENCHMARKS.md, session 12). The agreement scores are always
 recorded beside it.
 
+**Rule 3 (``appearance_rule="class-ratio"``): the source's class proportions**, session 13. The same
+anatomy is segmented in both centres, so the *relative* sizes of the foreground structures should carry
+over, whatever the contrast: a class-ratio prior, as in source-relaxed adaptation (Bateson et al., MICCAI
+2020). Each candidate's label maps of the target training images (pooled, as for agreement) give its
+foreground class proportions (each class's share of the predicted foreground); the source *labels* give
+the reference proportions. A candidate's score is minus the KL divergence of its proportions from the
+source's. Background is left out on purpose: how much of an image is background depends on the field of
+view, which differs between centres (with it, on MS-CMRSeg, histogram matching looked best and was
+6 points worse). With one foreground class there are no proportions to compare and the agreement rule
+decides. Its blind spot: a candidate that swaps classes of similar size keeps the proportions
+(measured: one demo seed, histogram matching; BENCHMARKS.md, session 13).
+
 Why not the candidates' own confidence: each candidate is trained to be confident and self-consistent
 on target views made by its *own* transfer (ASCPlus's consistency loss), so its entropy, its
 teacher-student agreement and the stability of its snapshots measure how well it fitted its objective,
@@ -68,7 +80,11 @@ RULES: dict[str, str] = {
                           "pseudo-labels, scored by pooled foreground Dice on the labelled source training images)",
     "agreement": "cross-candidate agreement (mean pooled foreground Dice with the other candidates on target "
                  "training images)",
+    "class-ratio": "class-ratio prior (minus the KL divergence of the foreground class proportions predicted on "
+                   "the target training images from those of the source labels)",
 }
+# With a single foreground class the class-ratio rule has nothing to compare: agreement decides.
+CLASS_RATIO_FALLBACK = RULES["agreement"] + "; class-ratio needs two or more foreground classes"
 REVERSE_DIR = "reverse_validation"
 SELF_TRAINING_DIR = "self_training"
 # The default candidates: target-driven (paper FFT swap, histogram matching), target-agnostic
@@ -89,6 +105,10 @@ class AppearanceChoice(BaseModel):
     # whose ``scores`` are these) and its reverse-validation score (None when not computed).
     agreement_scores: dict[str, float] | None = None
     reverse_validation: dict[str, float] | None = None
+    # The class-ratio rule's KL divergence per candidate and the source labels' foreground proportions by
+    # class name (None when that rule was not applied).
+    class_ratio_kl: dict[str, float] | None = None
+    source_class_ratio: dict[str, float] | None = None
     entropy: dict[str, float]
     candidates: dict[str, str]
     seconds: float
@@ -143,6 +163,29 @@ def pooled_dice(a: torch.Tensor, b: torch.Tensor, classes: list[int]) -> float:
         denom = int(x.sum()) + int(y.sum())
         scores.append(2.0 * int((x & y).sum()) / denom if denom else 0.0)
     return float(np.mean(scores))
+
+
+def foreground_proportions(label_maps: torch.Tensor, classes: list[int]) -> np.ndarray:
+    """Each foreground class's share of the foreground voxels of ``label_maps``, pooled (zeros if none)."""
+    counts = np.array([int((label_maps == c).sum()) for c in classes], dtype=np.float64)
+    return counts / counts.sum() if counts.sum() > 0 else counts
+
+
+def class_ratio_kl(reference: np.ndarray, predicted: np.ndarray, eps: float = 1e-6) -> float:
+    """KL(reference || predicted) of two foreground proportion vectors; ``eps`` keeps a missing class finite
+    (and large)."""
+    ref, pred = reference + eps, predicted + eps
+    ref, pred = ref / ref.sum(), pred / pred.sum()
+    return float(np.sum(ref * np.log(ref / pred)))
+
+
+def source_foreground_proportions(task: Task, cache_dir: Path | None, progress: bool = False) -> np.ndarray:
+    """The foreground class proportions of the source training *labels* (the class-ratio rule's reference)."""
+    cases = prepare_split(task.source_dir, "Tr", task.preprocessing, with_labels=True, cache_dir=cache_dir,
+                          progress=progress, expected_labels=task.labels)
+    _, labels = stack_samples(cases, task.preprocessing.spatial_dims)
+    assert labels is not None
+    return foreground_proportions(labels, [v for v in task.labels.values() if v != 0])
 
 
 def target_training_images(task: Task, cache_dir: Path | None, progress: bool = False) -> torch.Tensor:
@@ -226,11 +269,23 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
     names = list(runs)
     agreement = {a: {b: pooled_dice(maps[a], maps[b], classes) for b in names if b != a} for a in names}
     agreement_scores = {a: float(np.mean(list(agreement[a].values()))) for a in names}
-    scores = {n: float(reverse[n]) for n in names} if rule == "reverse-validation" and reverse else agreement_scores
+    scores, rule_text = agreement_scores, RULES[rule]
+    kl, reference = None, None
+    if rule == "reverse-validation" and reverse:
+        scores = {n: float(reverse[n]) for n in names}
+    elif rule == "class-ratio" and len(classes) < 2:
+        rule_text = CLASS_RATIO_FALLBACK
+    elif rule == "class-ratio":
+        source = source_foreground_proportions(task, cache_dir, progress)
+        kl = {n: class_ratio_kl(source, foreground_proportions(maps[n], classes)) for n in names}
+        scores = {n: -v for n, v in kl.items()}
+        by_value = {v: k for k, v in task.labels.items()}
+        reference = {by_value[c]: float(x) for c, x in zip(classes, source, strict=True)}
     chosen = _best(scores)
-    return AppearanceChoice(chosen=chosen, rule=RULES[rule], scores=scores, agreement=agreement,
+    return AppearanceChoice(chosen=chosen, rule=rule_text, scores=scores, agreement=agreement,
                             agreement_scores=agreement_scores,
-                            reverse_validation=dict(reverse) if reverse is not None else None, entropy=entropy,
+                            reverse_validation=dict(reverse) if reverse is not None else None,
+                            class_ratio_kl=kl, source_class_ratio=reference, entropy=entropy,
                             candidates={n: str(Path(r).resolve()) for n, r in runs.items()},
                             seconds=time.perf_counter() - t0)
 
@@ -271,6 +326,9 @@ def choice_summary(choice: AppearanceChoice) -> dict[str, Any]:
     if choice.agreement_scores is not None and choice.agreement_scores != choice.scores:
         out["agreement_scores"] = {k: round(v, 4) for k, v in choice.agreement_scores.items()}
         out["agreement_pick"] = agreement_pick(choice)
+    if choice.class_ratio_kl is not None:
+        out["class_ratio_kl"] = {k: round(v, 4) for k, v in choice.class_ratio_kl.items()}
+        out["source_class_ratio"] = {k: round(v, 4) for k, v in (choice.source_class_ratio or {}).items()}
     return out
 
 

@@ -129,10 +129,11 @@ def _case_scores(run_dirs: dict[int, Path], classes: list[str]) -> dict[str, flo
     return {case: sum(x) / len(x) for case, x in acc.items()}
 
 
-def _appearance_choices(runs: dict[str, dict[int, Path]], classes: list[str]) -> list[dict[str, Any]]:
-    """Per seed of the ascplus row: the label-free pick, its scores and (post hoc) each candidate's test Dice."""
+def _appearance_choices(runs: dict[str, dict[int, Path]], classes: list[str],
+                        entry: str = "ascplus") -> list[dict[str, Any]]:
+    """Per seed of an ascplus row: the label-free pick, its scores and (post hoc) each candidate's test Dice."""
     out = []
-    for seed, run in sorted(runs.get("ascplus", {}).items()):
+    for seed, run in sorted(runs.get(entry, {}).items()):
         choice = read_choice(run)
         if choice is None:
             continue
@@ -229,13 +230,20 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
         md += ["| " + " | ".join([r["method"], *(fmt(r["stage_seconds"][st], d=0, seeds=r["seeds"])
                                                    if st in r["stage_seconds"] else "n/a" for st in stages)]) + " |"
                for r in staged]
-    choices = _appearance_choices(runs, classes)
-    if choices:
+    # One table per row with its own choice (a row that only adds self-training to another's choice is not
+    # repeated).
+    all_choices = {entry: c for entry in runs if (c := _appearance_choices(runs, classes, entry))}
+    shown: list[list[tuple[int, str, str]]] = []
+    for entry, choices in all_choices.items():
+        key = [(c["seed"], c["chosen"], c["rule"]) for c in choices]
+        if key in shown:
+            continue
+        shown.append(key)
         names = list(dict.fromkeys(n for c in choices for n in c["scores"]))
         rules = "; ".join(dict.fromkeys(c["rule"] for c in choices))
         # Under another rule, the agreement rule's pick is shown beside it.
         other = any(c["rule"] != RULES["agreement"] for c in choices)
-        md += ["", f"Appearance transfer of `ascplus`, chosen per seed without labels (rule: {rules})."
+        md += ["", f"Appearance transfer of `{entry}`, chosen per seed without labels (rule: {rules})."
                    + (" The agreement rule's pick is shown beside it." if other else "")
                    + " Post hoc, for this table only: each candidate's target-test Dice (%) and the candidate the "
                    "test labels would have picked.", "",
@@ -257,7 +265,8 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
     csv.writer(buf).writerows([headers, *table])
     atomic_write_text(out_dir / "bench.csv", buf.getvalue())
     atomic_write_json(out_dir / "bench.json", {"task": task.name, "rows": rows, "significance": significance,
-                                               "appearance_choice": choices,
+                                               "appearance_choice": all_choices.get("ascplus", []),
+                                               "appearance_choices": all_choices,
                                                "runs": {m: {str(s): str(p) for s, p in r.items()}
                                                         for m, r in runs.items()}})
     return out_dir

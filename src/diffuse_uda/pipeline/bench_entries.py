@@ -45,6 +45,9 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     # Not paper rows: the product's stage 1 followed by one (session 12) or two (session 13) self-training rounds.
     "ascplus-self-training": ("ascplus", {"self_training_rounds": 1}),
     "ascplus-self-training-2": ("ascplus", {"self_training_rounds": 2}),
+    # Not paper rows: the class-ratio rule chooses the appearance transfer (session 13), then no or one round.
+    "ascplus-class-ratio": ("ascplus", {"appearance_rule": "class-ratio"}),
+    "ascplus-class-ratio-self-training": ("ascplus", {"appearance_rule": "class-ratio", "self_training_rounds": 1}),
 }
 
 
