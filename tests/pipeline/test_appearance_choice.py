@@ -175,13 +175,20 @@ def test_class_ratio_rule_prefers_the_source_proportions(tiny_task, tmp_path: Pa
     _, truth = stack_samples(cases, 2)
     swapped = truth.clone()
     swapped[truth == 1], swapped[truth == 3] = 3, 1
-    maps = {"swapped": swapped, "merged": torch.where(truth == 3, 2, truth), "right": truth}
+    # Histogram matching reproduces the source's proportions by construction: recorded, never scored, even
+    # when its proportions are the closest (here: those of the source labels themselves).
+    from diffuse_uda.data.preprocessing import prepare_split as _prepare
+
+    _, source_truth = stack_samples(_prepare(tiny_task.source_dir, "Tr", tiny_task.preprocessing, True), 2)
+    maps = {"histogram-matching": source_truth, "swapped": swapped, "merged": torch.where(truth == 3, 2, truth),
+            "right": truth}
     monkeypatch.setattr(appearance_choice, "_run_label_maps", lambda run, *a: (maps[Path(run).name], 0.0))
     runs = {n: tmp_path / n for n in maps}
     choice = appearance_choice.score_candidates(runs, tiny_task, None, "cpu", rule="class-ratio")
     assert choice.chosen == "right" and choice.rule == appearance_choice.RULES["class-ratio"]
-    assert choice.class_ratio_kl is not None and choice.class_ratio_kl["right"] < choice.class_ratio_kl["swapped"]
-    assert choice.scores == {n: -v for n, v in choice.class_ratio_kl.items()}
+    kl = choice.class_ratio_kl
+    assert kl is not None and kl["histogram-matching"] < kl["right"] < kl["swapped"]
+    assert choice.scores == {n: -v for n, v in kl.items() if n != "histogram-matching"}
     assert set(choice.source_class_ratio or {}) == {"CSF", "GM", "WM"}
     assert sum((choice.source_class_ratio or {}).values()) == pytest.approx(1.0)
     assert choice.agreement_scores is not None and set(choice.agreement_scores) == set(maps)

