@@ -239,7 +239,8 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
         if key in shown:
             continue
         shown.append(key)
-        names = list(dict.fromkeys(n for c in choices for n in c["scores"]))
+        # Every candidate, also one the rule does not score (class-ratio: histogram matching).
+        names = list(dict.fromkeys(n for c in choices for n in [*c["scores"], *c["test_dice"]]))
         rules = "; ".join(dict.fromkeys(c["rule"] for c in choices))
         # Under another rule, the agreement rule's pick is shown beside it.
         other = any(c["rule"] != RULES["agreement"] for c in choices)
@@ -251,8 +252,8 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
                + " | test-label pick | Dice given up |" + (" agreement pick | its Dice given up |" if other else ""),
                "|" + "---|" * (len(names) + (6 if other else 4))]
         for c in choices:
-            cells = [f"{c['scores'][n]:.3f} / {100 * c['test_dice'][n]:.1f}" if n in c["scores"] else "n/a"
-                     for n in names]
+            cells = [((f"{c['scores'][n]:.3f}" if n in c["scores"] else "not scored")
+                      + f" / {100 * c['test_dice'][n]:.1f}") if n in c["test_dice"] else "n/a" for n in names]
             md.append(f"| {c['seed']} | {c['chosen']} | " + " | ".join(cells) +
                       f" | {c['test_pick']} | {100 * c['given_up']:.1f} |" +
                       (f" {c['agreement_pick']} | {100 * c['agreement_given_up']:.1f} |" if other else ""))
