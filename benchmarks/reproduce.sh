@@ -548,3 +548,45 @@ for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do R=
   $BIN/python benchmarks/paired_test.py $R/source-only-dg/seed$s $R/ascplus-self-training/seed$s
   $BIN/python benchmarks/paired_test.py $R/ascplus-self-training/seed$s $R/diffuse-uda/seed$s/5_ascplus_synth
 done; done
+# ---------------------------------------------------------------- Session 13
+# Issue 13. (a) Post hoc: label-free choice signals of the committed candidates beside their test Dice (needs the
+# session-12 bench folders, which hold the candidate models).
+CAND=ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix
+G=paper,histogram-matching,bezier,gin,mix
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do
+  DIFFUSE_UDA_DATA=data $BIN/python benchmarks/choice_signals.py $t bench/s12/$t $G benchmarks/results/$t/choice_signals.json
+done
+DIFFUSE_UDA_DATA=data $BIN/python benchmarks/choice_signals.py polyp-kvasir2cvc bench/s12/polyp-kvasir2cvc $G,fourier-luminance \
+    benchmarks/results/polyp-kvasir2cvc/choice_signals.json
+# (b) The class-ratio choice (candidates reused) and one self-training round after it; two self-training rounds after
+# the agreement choice (seeds 0-1, abdominal and demo). Two processes, split by task and seed.
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do
+  $BIN/diffuse-uda bench -t $t --methods ascplus-class-ratio --seed-list 0,1,2 -o bench/s12/$t --data-root data
+done
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do for s in 0 1 2; do
+  $BIN/diffuse-uda bench -t $t --methods ascplus-class-ratio-self-training --seed-list $s -o bench/s12/$t --data-root data
+done; done
+for t in abdominal-ct2mr demo-brain-t1t2; do for s in 0 1; do
+  $BIN/diffuse-uda bench -t $t --methods ascplus-self-training-2 --seed-list $s -o bench/s12/$t --data-root data
+done; done
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do
+  $BIN/python benchmarks/export_results.py bench/s12/$t /tmp/s13-$t
+  for m in ascplus-class-ratio ascplus-class-ratio-self-training ascplus-self-training-2; do
+    [ -d /tmp/s13-$t/$m ] && cp -r /tmp/s13-$t/$m benchmarks/results/$t/
+  done
+done
+ROWS=source-only,source-only-dg,target-supervised,fda,$CAND
+ST=ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio,ascplus-class-ratio-self-training
+$BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-ct2mr abdominal-ct2mr --data-root data \
+    --methods $ROWS,ascplus,$ST,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-calibrated
+$BIN/python benchmarks/collect_bench.py benchmarks/results/demo-brain-t1t2 demo-brain-t1t2 --data-root data \
+    --methods $ROWS,ascplus,$ST,diffuse-uda
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
+    --methods $ROWS,ascplus,ascplus-self-training,ascplus-class-ratio,ascplus-class-ratio-self-training,diffuse-uda,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated
+$BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
+    --methods $ROWS,ascplus-fourier-luminance,ascplus,ascplus-self-training,ascplus-class-ratio,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-HD-EGS-calibrated
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do R=benchmarks/results/$t; for s in 0 1 2; do
+  for ref in ascplus source-only-dg ascplus-self-training; do
+    $BIN/python benchmarks/paired_test.py $R/$ref/seed$s $R/ascplus-class-ratio-self-training/seed$s
+  done
+done; done
