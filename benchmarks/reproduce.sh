@@ -590,3 +590,26 @@ for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do R=benchmarks/result
     $BIN/python benchmarks/paired_test.py $R/$ref/seed$s $R/ascplus-class-ratio-self-training/seed$s
   done
 done; done
+# (c) The pipeline on the class-ratio stage 1, abdominal CT -> MR (the committed candidates copied in first, so that
+# only the choice and the pipeline run); the bounds in its table are the task's committed rows.
+for c in paper histogram-matching bezier gin mix; do mkdir -p bench/s13/abd-cr/ascplus-$c
+  cp -r bench/s12/abdominal-ct2mr/ascplus-$c/seed{0,1,2} bench/s13/abd-cr/ascplus-$c/; done
+for s in 0 1 2; do
+  $BIN/diffuse-uda bench -t abdominal-ct2mr --methods ascplus,diffuse-uda --seed-list $s -o bench/s13/abd-cr --data-root data \
+      --set method.appearance_rule=class-ratio
+done
+$BIN/diffuse-uda bench -t abdominal-ct2mr --methods ascplus,diffuse-uda --seeds 3 -o bench/s13/abd-cr --data-root data \
+    --set method.appearance_rule=class-ratio
+cmp bench/s13/abd-cr/diffuse-uda/seed1/5_ascplus_synth/evaluation/per_case.csv \
+    benchmarks/results/abdominal-ct2mr/diffuse-uda/seed1/5_ascplus_synth/evaluation/per_case.csv
+D=benchmarks/results/abdominal-ct2mr-class-ratio
+$BIN/python benchmarks/export_results.py bench/s13/abd-cr $D
+for m in source-only source-only-dg target-supervised; do cp -r benchmarks/results/abdominal-ct2mr/$m $D/; done
+$BIN/python benchmarks/collect_bench.py $D abdominal-ct2mr --data-root data \
+    --methods source-only,source-only-dg,target-supervised,$CAND,ascplus,diffuse-uda
+R=benchmarks/results; for s in 0 1 2; do
+  for ref in abdominal-ct2mr/diffuse-uda/seed$s/5_ascplus_synth abdominal-ct2mr-class-ratio/ascplus/seed$s \
+      abdominal-ct2mr/source-only-dg/seed$s abdominal-ct2mr/ascplus-class-ratio-self-training/seed$s; do
+    $BIN/python benchmarks/paired_test.py $R/$ref $D/diffuse-uda/seed$s/5_ascplus_synth
+  done
+done

@@ -88,7 +88,8 @@ RULES: dict[str, str] = {
     "class-ratio": "class-ratio prior (minus the KL divergence of the foreground class proportions predicted on "
                    "the target training images from those of the source labels)",
 }
-# With a single foreground class the class-ratio rule has nothing to compare: agreement decides.
+# With a single foreground class (or only candidates it cannot judge) the class-ratio rule has nothing to compare:
+# agreement decides.
 CLASS_RATIO_FALLBACK = (RULES["agreement"] + "; the class-ratio prior had nothing to judge (one foreground class, "
                         "or only candidates it cannot judge)")
 # Candidates the class-ratio prior cannot judge: matching the source to the target's intensity distribution
