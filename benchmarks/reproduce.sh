@@ -613,3 +613,12 @@ R=benchmarks/results; for s in 0 1 2; do
     $BIN/python benchmarks/paired_test.py $R/$ref $D/diffuse-uda/seed$s/5_ascplus_synth
   done
 done
+# (d) The rules on abdominal MR -> CT (not used to design the class-ratio rule), 3 seeds, its first committed table.
+M=source-only,source-only-dg,target-supervised,$CAND,ascplus,ascplus-class-ratio
+for s in 0 1 2; do $BIN/diffuse-uda bench -t abdominal-mr2ct --methods $M --seed-list $s -o bench/s13/abdominal-mr2ct --data-root data; done
+$BIN/diffuse-uda bench -t abdominal-mr2ct --methods $M --seeds 3 -o bench/s13/abdominal-mr2ct --data-root data
+$BIN/python benchmarks/export_results.py bench/s13/abdominal-mr2ct benchmarks/results/abdominal-mr2ct
+$BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-mr2ct abdominal-mr2ct --data-root data --methods $M
+for s in 0 1 2; do
+  $BIN/python benchmarks/paired_test.py benchmarks/results/abdominal-mr2ct/source-only-dg/seed$s benchmarks/results/abdominal-mr2ct/ascplus/seed$s
+done
