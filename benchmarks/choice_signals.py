@@ -30,7 +30,7 @@ import torch
 
 from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import default_data_root, load_task
-from diffuse_uda.pipeline.appearance_choice import _run_label_maps, target_training_images
+from diffuse_uda.pipeline.appearance_choice import label_maps, target_training_images
 from diffuse_uda.training.bundle import load_bundle
 
 SIGNALS = ("l1_all", "l1_fg_rel", "kl_fg_rel", "l1_adj")
@@ -72,7 +72,8 @@ def main() -> None:
         images = target_training_images(task, None)
         rows = {}
         for c, run in runs.items():
-            maps, _ = _run_label_maps(run, images, task.preprocessing.spatial_dims, torch.device("cpu"))
+            cpu = torch.device("cpu")
+            maps, _ = label_maps(load_bundle(run, cpu).network, images, task.preprocessing.spatial_dims, cpu)
             summary = json.loads((run / "evaluation" / "summary.json").read_text())
             dice = 100 * np.mean([v["dice"]["mean"] for v in summary["per_class"].values()])
             rows[c] = {"test_dice": round(float(dice), 1), **signals(maps, p_src, a_src, k)}
