@@ -566,7 +566,7 @@ done
 for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do for s in 0 1 2; do
   $BIN/diffuse-uda bench -t $t --methods ascplus-class-ratio-self-training --seed-list $s -o bench/s12/$t --data-root data
 done; done
-for t in abdominal-ct2mr demo-brain-t1t2; do for s in 0 1; do
+for t in abdominal-ct2mr demo-brain-t1t2; do for s in 0 1 2; do
   $BIN/diffuse-uda bench -t $t --methods ascplus-self-training-2 --seed-list $s -o bench/s12/$t --data-root data
 done; done
 for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do
