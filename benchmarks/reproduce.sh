@@ -622,22 +622,21 @@ $BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-mr2ct abdom
 for s in 0 1 2; do
   $BIN/python benchmarks/paired_test.py benchmarks/results/abdominal-mr2ct/source-only-dg/seed$s benchmarks/results/abdominal-mr2ct/ascplus/seed$s
 done
-# (e) The pipeline on the class-ratio stage 1, the demo, seeds 0-1 (candidates copied in first, as in (c)).
+# (e) The pipeline on the class-ratio stage 1, the demo, 3 seeds (candidates copied in first, as in (c)).
 for c in paper histogram-matching bezier gin mix; do mkdir -p bench/s13/demo-cr/ascplus-$c
-  cp -r bench/s12/demo-brain-t1t2/ascplus-$c/seed{0,1} bench/s13/demo-cr/ascplus-$c/; done
-for s in 0 1; do
+  cp -r bench/s12/demo-brain-t1t2/ascplus-$c/seed{0,1,2} bench/s13/demo-cr/ascplus-$c/; done
+for s in 0 1 2; do
   $BIN/diffuse-uda bench -t demo-brain-t1t2 --methods ascplus,diffuse-uda --seed-list $s -o bench/s13/demo-cr --data-root data \
       --set method.appearance_rule=class-ratio
 done
-$BIN/diffuse-uda bench -t demo-brain-t1t2 --methods ascplus,diffuse-uda --seed-list 0,1 -o bench/s13/demo-cr --data-root data \
+$BIN/diffuse-uda bench -t demo-brain-t1t2 --methods ascplus,diffuse-uda --seeds 3 -o bench/s13/demo-cr --data-root data \
     --set method.appearance_rule=class-ratio
 D=benchmarks/results/demo-brain-t1t2-class-ratio
 $BIN/python benchmarks/export_results.py bench/s13/demo-cr $D
-for m in source-only source-only-dg target-supervised; do mkdir -p $D/$m
-  cp -r benchmarks/results/demo-brain-t1t2/$m/seed{0,1} $D/$m/; done
+for m in source-only source-only-dg target-supervised; do cp -r benchmarks/results/demo-brain-t1t2/$m $D/; done
 $BIN/python benchmarks/collect_bench.py $D demo-brain-t1t2 --data-root data \
     --methods source-only,source-only-dg,target-supervised,$CAND,ascplus,diffuse-uda
-for s in 0 1; do
+for s in 0 1 2; do
   for ref in demo-brain-t1t2/diffuse-uda/seed$s/5_ascplus_synth demo-brain-t1t2-class-ratio/ascplus/seed$s \
       demo-brain-t1t2/source-only-dg/seed$s demo-brain-t1t2/ascplus-class-ratio-self-training/seed$s; do
     $BIN/python benchmarks/paired_test.py benchmarks/results/$ref $D/diffuse-uda/seed$s/5_ascplus_synth
