@@ -30,7 +30,12 @@ import torch
 
 from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import default_data_root, load_task
-from diffuse_uda.pipeline.appearance_choice import label_maps, target_training_images
+from diffuse_uda.pipeline.appearance_choice import (
+    class_ratio_kl,
+    foreground_proportions,
+    label_maps,
+    target_training_images,
+)
 from diffuse_uda.training.bundle import load_bundle
 
 SIGNALS = ("l1_all", "l1_fg_rel", "kl_fg_rel", "l1_adj")
@@ -49,9 +54,10 @@ def adjacency(maps: torch.Tensor, k: int) -> np.ndarray:
 
 def signals(pred: torch.Tensor, p_src: np.ndarray, a_src: np.ndarray, k: int) -> dict[str, float]:
     p = np.bincount(pred.flatten().numpy(), minlength=k) / pred.numel()
-    fg_s, fg_t = p_src[1:] / p_src[1:].sum(), p[1:] / max(p[1:].sum(), 1e-12)
+    # The foreground shares and their KL as the class-ratio rule computes them (pipeline.appearance_choice).
+    fg_s, fg_t = p_src[1:] / p_src[1:].sum(), foreground_proportions(pred, list(range(1, k)))
     return {"l1_all": float(np.abs(p - p_src).sum()), "l1_fg_rel": float(np.abs(fg_t - fg_s).sum()),
-            "kl_fg_rel": float(np.sum(fg_s * np.log((fg_s + 1e-6) / (fg_t + 1e-6)))),
+            "kl_fg_rel": class_ratio_kl(fg_s, fg_t),
             "l1_adj": float(np.abs(adjacency(pred.long(), k) - a_src).sum()),
             "pred_fg_rel": [round(float(v), 3) for v in fg_t]}
 
