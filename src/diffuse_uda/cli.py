@@ -76,7 +76,8 @@ def import_mscmrseg_cmd(
     src: Annotated[Path, typer.Argument(help="MS-CMRSeg folder with C0/ and LGE/ subfolders.")],
     out: Annotated[Path, typer.Option("--out", help="Data root to write the datasets into.")] = Path("data"),
 ) -> None:
-    """MS-CMRSeg 2019: bSSFP (C0, source, 35 patients) and LGE (target; patients 36-45 held out for test)."""
+    """MS-CMRSeg 2019: bSSFP (C0, source, 35 patients) and LGE (target; patients 36-45 held out for test),
+    and the reverse direction LGE -> bSSFP on disjoint patients (task mscmr-lge2bssfp)."""
     from diffuse_uda.data.importers.mscmrseg import import_mscmrseg
 
     import_mscmrseg(src, out, on_dataset=_report_import)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
 from diffuse_uda.data.importers import import_folder, import_mscmrseg, import_polyp
+from diffuse_uda.data.importers.mscmrseg import reverse_split
 from diffuse_uda.data.importers.polyp import _split_cvc, cvc_sequence
 from diffuse_uda.data.io import read_nifti, write_nifti
 from diffuse_uda.data.validation import validate_dataset
@@ -38,7 +39,8 @@ def _fake_mscmr_case(folder: Path, patient: int, modality: str, rng: np.random.G
     write_nifti(folder / f"patient{patient}_{modality}_manual.nii.gz", label, MSCMR_AFFINE)
 
 
-def make_fake_mscmr(root: Path, c0: tuple[int, ...] = (1, 2), lge: tuple[int, ...] = (1, 2, 36, 37)) -> Path:
+def make_fake_mscmr(root: Path, c0: tuple[int, ...] = (1, 2, 3, 4),
+                    lge: tuple[int, ...] = (1, 2, 3, 4, 36, 37)) -> Path:
     rng = np.random.default_rng(0)
     for n in c0:
         _fake_mscmr_case(root / "C0", n, "C0", rng)
@@ -49,11 +51,12 @@ def make_fake_mscmr(root: Path, c0: tuple[int, ...] = (1, 2), lge: tuple[int, ..
 
 def test_mscmrseg_import_maps_labels_and_splits_by_patient(tmp_path: Path) -> None:
     src = make_fake_mscmr(tmp_path / "src")
-    source, target = import_mscmrseg(src, tmp_path / "raw")
+    datasets = import_mscmrseg(src, tmp_path / "raw")
+    source, target, reverse_source, reverse_target = datasets
     assert source == tmp_path / "raw" / "Dataset501_MSCMR_bSSFP"
     assert target == tmp_path / "raw" / "Dataset502_MSCMR_LGE"
-    assert list_cases(source, "Tr") == ["patient1", "patient2"]
-    assert list_cases(target, "Tr") == ["patient1", "patient2"]
+    assert list_cases(source, "Tr") == [f"patient{n}" for n in (1, 2, 3, 4)]
+    assert list_cases(target, "Tr") == [f"patient{n}" for n in (1, 2, 3, 4)]
     assert list_cases(target, "Ts") == ["patient36", "patient37"]
     assert not (source / "imagesTs").exists()
 
@@ -67,23 +70,34 @@ def test_mscmrseg_import_maps_labels_and_splits_by_patient(tmp_path: Path) -> No
 
     info = load_dataset_json(target)
     assert info.labels == {"background": 0, "Myo": 1, "LV": 2, "RV": 3}
-    assert info.channel_names == {"0": "LGE"} and info.num_training == 2
+    assert info.channel_names == {"0": "LGE"} and info.num_training == 4
     assert info.provenance["label_mapping"] == {"0": 0, "200": 1, "500": 2, "600": 3}
     assert "by patient" in info.provenance["split_rule"]
     assert info.provenance["source_dir"] == str(src.resolve())
     assert load_dataset_json(source).channel_names == {"0": "bSSFP"}
     for ds in (source, target):
         validate_dataset(ds, splits=("Tr", "Ts") if ds == target else ("Tr",))
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [source.name, target.name]
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(d.name for d in datasets)
+
+    # LGE -> bSSFP: the upper half of the C0 patients is the target (its upper half held out); the LGE
+    # source holds every other patient, so nobody is in both domains.
+    assert reverse_source.name == "Dataset503_MSCMR_LGE_source"
+    assert reverse_target.name == "Dataset504_MSCMR_bSSFP_split"
+    assert list_cases(reverse_target, "Tr") == ["patient3"] and list_cases(reverse_target, "Ts") == ["patient4"]
+    assert list_cases(reverse_source, "Tr") == [f"patient{n}" for n in (1, 2, 36, 37)]
+    assert load_dataset_json(reverse_source).channel_names == {"0": "LGE"}
+    assert load_dataset_json(reverse_target).channel_names == {"0": "bSSFP"}
+    validate_dataset(reverse_target, splits=("Tr", "Ts"))
+    assert reverse_split(list(range(1, 36))) == (list(range(18, 27)), list(range(27, 36)))
 
     # Idempotent: a second run finds the complete datasets and rewrites nothing.
     stamp = (target / "imagesTr" / "patient1_0000.nii.gz").stat().st_mtime_ns
-    assert import_mscmrseg(src, tmp_path / "raw") == (source, target)
+    assert import_mscmrseg(src, tmp_path / "raw") == datasets
     assert (target / "imagesTr" / "patient1_0000.nii.gz").stat().st_mtime_ns == stamp
 
 
 def test_mscmrseg_unknown_label_value_names_file_and_leaves_nothing(tmp_path: Path) -> None:
-    src = make_fake_mscmr(tmp_path / "src", c0=(1,), lge=(1,))
+    src = make_fake_mscmr(tmp_path / "src", c0=(1, 3, 4), lge=(1,))
     _fake_mscmr_case(src / "C0", 2, "C0", np.random.default_rng(1), extra_value=300)
     with pytest.raises(DataError) as exc:
         import_mscmrseg(src, tmp_path / "raw")
@@ -93,7 +107,7 @@ def test_mscmrseg_unknown_label_value_names_file_and_leaves_nothing(tmp_path: Pa
 
 
 def test_mscmrseg_missing_manual_and_leaking_patient(tmp_path: Path) -> None:
-    src = make_fake_mscmr(tmp_path / "src", c0=(1,), lge=(1,))
+    src = make_fake_mscmr(tmp_path / "src", lge=(1,))
     (src / "C0" / "patient1_C0_manual.nii.gz").unlink()
     with pytest.raises(DataError, match="patient1_C0_manual.nii.gz"):
         import_mscmrseg(src, tmp_path / "raw")
@@ -102,10 +116,15 @@ def test_mscmrseg_missing_manual_and_leaking_patient(tmp_path: Path) -> None:
         import_mscmrseg(src2, tmp_path / "raw2")
     with pytest.raises(DataError, match="nowhere"):
         import_mscmrseg(tmp_path / "nowhere", tmp_path / "raw3")
+    # Too few C0 patients to split LGE -> bSSFP by patient: refused before anything is written.
+    src4 = make_fake_mscmr(tmp_path / "src4", c0=(1, 2), lge=(1, 2, 36))
+    with pytest.raises(DataError, match="C0: 2 C0 patient.*at least 4"):
+        import_mscmrseg(src4, tmp_path / "raw4")
+    assert not (tmp_path / "raw4").exists() or list((tmp_path / "raw4").iterdir()) == []
 
 
 def test_incomplete_existing_output_is_an_error(tmp_path: Path) -> None:
-    src = make_fake_mscmr(tmp_path / "src", c0=(1,), lge=(1,))
+    src = make_fake_mscmr(tmp_path / "src", lge=(1,))
     junk = tmp_path / "raw" / "Dataset501_MSCMR_bSSFP"
     junk.mkdir(parents=True)
     (junk / "notes.txt").write_text("user data")
@@ -302,7 +321,11 @@ def test_folder_errors_name_files(tmp_path: Path) -> None:
 def test_real_data_imports(tmp_path: Path) -> None:
     if not (REAL_DATA / "mscmrseg").is_dir() or not (REAL_DATA / "polyp").is_dir():
         pytest.skip(f"real data not available at {REAL_DATA}")
-    source, target = import_mscmrseg(REAL_DATA / "mscmrseg", tmp_path)
+    source, target, reverse_source, reverse_target = import_mscmrseg(REAL_DATA / "mscmrseg", tmp_path)
+    assert list_cases(reverse_target, "Ts") == [f"patient{n}" for n in sorted(range(27, 36), key=str)]
+    assert len(list_cases(reverse_target, "Tr")) == 9 and len(list_cases(reverse_source, "Tr")) == 27
+    source_people = set(list_cases(reverse_source, "Tr"))
+    assert not source_people & set(list_cases(reverse_target, "Tr") + list_cases(reverse_target, "Ts"))
     assert len(list_cases(source, "Tr")) == 35
     assert len(list_cases(target, "Tr")) == 35
     assert list_cases(target, "Ts") == [f"patient{n}" for n in sorted(range(36, 46), key=str)]
@@ -457,13 +480,14 @@ def _cli(*args: str) -> list[str]:
 
 def test_import_verbs_say_when_they_skipped(tmp_path: Path) -> None:
     # Defect: a second import printed "wrote ..." although it found the datasets and wrote nothing.
-    mscmr = make_fake_mscmr(tmp_path / "mscmr", c0=(1,), lge=(1, 36))
+    mscmr = make_fake_mscmr(tmp_path / "mscmr", lge=(1, 36))
     polyp = make_fake_polyp(tmp_path / "polyp")
     _grey_images(tmp_path / "img", ["a", "b"])
     _binary_masks(tmp_path / "msk", {"a": 255, "b": 255})
     root = tmp_path / "data"
     runs = [
-        (["mscmrseg", str(mscmr)], [root / "Dataset501_MSCMR_bSSFP", root / "Dataset502_MSCMR_LGE"]),
+        (["mscmrseg", str(mscmr)], [root / "Dataset501_MSCMR_bSSFP", root / "Dataset502_MSCMR_LGE",
+                                    root / "Dataset503_MSCMR_LGE_source", root / "Dataset504_MSCMR_bSSFP_split"]),
         (["polyp", str(polyp)], [root / "Dataset511_KvasirSEG", root / "Dataset512_CVCClinicDB"]),
         (["folder", str(tmp_path / "img"), "--masks", str(tmp_path / "msk")], [root / "Dataset600_Mine"]),
     ]
@@ -474,7 +498,7 @@ def test_import_verbs_say_when_they_skipped(tmp_path: Path) -> None:
 
 
 def test_importers_report_written_or_skipped(tmp_path: Path) -> None:
-    src = make_fake_mscmr(tmp_path / "src", c0=(1,), lge=(1, 36))
+    src = make_fake_mscmr(tmp_path / "src", lge=(1, 36))
     reports: list[tuple[str, bool]] = []
     import_mscmrseg(src, tmp_path / "raw", on_dataset=lambda p, w: reports.append((p.name, w)))
     # Only the target dataset is missing now: the source is kept, the target rewritten.
@@ -482,8 +506,10 @@ def test_importers_report_written_or_skipped(tmp_path: Path) -> None:
 
     shutil.rmtree(tmp_path / "raw" / "Dataset502_MSCMR_LGE")
     import_mscmrseg(src, tmp_path / "raw", on_dataset=lambda p, w: reports.append((p.name, w)))
-    assert reports == [("Dataset501_MSCMR_bSSFP", True), ("Dataset502_MSCMR_LGE", True),
-                       ("Dataset501_MSCMR_bSSFP", False), ("Dataset502_MSCMR_LGE", True)]
+    forward = [("Dataset501_MSCMR_bSSFP", True), ("Dataset502_MSCMR_LGE", True)]
+    reverse = [("Dataset503_MSCMR_LGE_source", True), ("Dataset504_MSCMR_bSSFP_split", True)]
+    assert reports == [*forward, *reverse, ("Dataset501_MSCMR_bSSFP", False), ("Dataset502_MSCMR_LGE", True),
+                       *[(name, False) for name, _ in reverse]]
 
 
 @pytest.mark.parametrize("where", ["img", "msk"])

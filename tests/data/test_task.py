@@ -8,7 +8,8 @@ from diffuse_uda.errors import ConfigError, DataError
 
 def test_shipped_tasks_load(tmp_path: Path) -> None:
     names = shipped_tasks()
-    assert {"mscmr-bssfp2lge", "polyp-kvasir2cvc", "polyp-cvc2kvasir", "demo-brain-t1t2"} <= set(names)
+    assert {"mscmr-bssfp2lge", "mscmr-lge2bssfp", "polyp-kvasir2cvc", "polyp-cvc2kvasir",
+            "demo-brain-t1t2"} <= set(names)
     for name in names:
         task = load_task(name, tmp_path)
         assert task.labels["background"] == 0

@@ -3,6 +3,8 @@
 Source layout: ``C0/patientN_C0.nii.gz`` + ``C0/patientN_C0_manual.nii.gz`` (N = 1..35) and
 ``LGE/patientN_LGE.nii.gz`` + ``_manual`` (N = 1..45). Patients 1..35 appear in both sequences,
 so the held-out LGE test set is patients 36..45, which occur in no source data at all.
+The secondary direction LGE -> bSSFP uses the upper half of the C0 patients as its target (half of
+them held out) and every other LGE patient as its source (:func:`reverse_split`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from diffuse_uda.errors import DataError
 
 SOURCE_DATASET = "Dataset501_MSCMR_bSSFP"
 TARGET_DATASET = "Dataset502_MSCMR_LGE"
+# The secondary direction, LGE -> bSSFP, on disjoint patients (see reverse_split).
+REVERSE_SOURCE_DATASET = "Dataset503_MSCMR_LGE_source"
+REVERSE_TARGET_DATASET = "Dataset504_MSCMR_bSSFP_split"
 LABELS: dict[str, int] = {"background": 0, "Myo": 1, "LV": 2, "RV": 3}
 # Raw intensity codes in the manual masks -> our label values.
 LABEL_MAP: dict[int, int] = {0: 0, 200: 1, 500: 2, 600: 3}
@@ -99,19 +104,56 @@ def _provenance(src_dir: Path, role: str, split_rule: str, cases: dict[str, list
     }
 
 
-def import_mscmrseg(src_dir: Path, out_root: Path, on_dataset: ImportReport | None = None) -> tuple[Path, Path]:
-    """Create ``out_root/Dataset501_MSCMR_bSSFP`` (source) and ``Dataset502_MSCMR_LGE`` (target).
+def reverse_split(c0_patients: list[int]) -> tuple[list[int], list[int]]:
+    """The C0 (bSSFP) patients of the reverse direction's target: (training, held-out test).
 
-    Source: every C0 patient in imagesTr/labelsTr. Target: LGE patients 1..35 in imagesTr (their
-    labelsTr exist only for pseudo-label evaluation) and 36..45 in imagesTs/labelsTs (held-out
-    test). Split by patient. Each dataset is skipped if already imported completely;
-    `on_dataset(path, written)` is told which happened.
+    The upper half of the C0 patient numbers is the target; the upper half of that is its test split
+    (35 patients: training 18..26, test 27..35). Every LGE patient outside the target is the source, so no
+    person is in both domains.
+    """
+    numbers = sorted(c0_patients)
+    target = numbers[len(numbers) // 2:]
+    test = target[len(target) // 2:]
+    return [n for n in target if n not in test], test
+
+
+def _write(out_dir: Path, src_dir: Path, modality: str, patients: dict[int, Path], test: set[int],
+           description: str, role: str, split_rule: str, settings: dict[str, object]) -> None:
+    """Stage and write one dataset: the patients in `test` go to imagesTs/labelsTs, the others to Tr."""
+    with staged_dataset(out_dir) as tmp:
+        jobs = []
+        for n, p in patients.items():
+            split = "Ts" if n in test else "Tr"
+            jobs.append((p, tmp / f"images{split}", tmp / f"labels{split}", f"patient{n}"))
+        map_progress(_convert_case, jobs, desc=f"MS-CMRSeg {out_dir.name}")
+        tr = [j[3] for j in jobs if j[1].name == "imagesTr"]
+        ts = [j[3] for j in jobs if j[1].name == "imagesTs"]
+        info = DatasetInfo(
+            name=out_dir.name.split("_", 1)[1],
+            channel_names={"0": modality},
+            labels=dict(LABELS),
+            num_training=len(tr),
+            description=description,
+            reference=REFERENCE,
+            provenance=_provenance(src_dir, role, split_rule, {"Tr": tr, "Ts": ts} if ts else {"Tr": tr}),
+        )
+        finish_dataset(tmp, info, settings)
+
+
+def import_mscmrseg(src_dir: Path, out_root: Path, on_dataset: ImportReport | None = None) -> tuple[Path, ...]:
+    """Create the four MS-CMRSeg datasets under `out_root` and return their folders.
+
+    bSSFP -> LGE (the main direction): ``Dataset501_MSCMR_bSSFP`` (source: every C0 patient) and
+    ``Dataset502_MSCMR_LGE`` (target: LGE patients 1..35 in imagesTr, their labelsTr only for pseudo-label
+    evaluation; 36..45, in no source data, in imagesTs/labelsTs). LGE -> bSSFP (secondary):
+    ``Dataset503_MSCMR_LGE_source`` (every LGE patient outside the reverse target) and
+    ``Dataset504_MSCMR_bSSFP_split`` (C0 patients split by :func:`reverse_split`). Split by patient.
+    A dataset already imported completely is skipped; `on_dataset(path, written)` is told which happened.
     """
     src_dir, out_root = Path(src_dir), Path(out_root)
     if not src_dir.is_dir():
         raise DataError(src_dir, "MS-CMRSeg folder does not exist" if not src_dir.exists() else "is not a folder")
-    settings = {"importer": "mscmrseg", "version": _IMPORT_VERSION}
-    source_dir, target_dir = out_root / SOURCE_DATASET, out_root / TARGET_DATASET
+    settings: dict[str, object] = {"importer": "mscmrseg", "version": _IMPORT_VERSION}
 
     c0 = _find_patients(src_dir / "C0", "C0")
     lge = _find_patients(src_dir / "LGE", "LGE")
@@ -120,53 +162,38 @@ def import_mscmrseg(src_dir: Path, out_root: Path, on_dataset: ImportReport | No
         # Such patients would also be LGE test patients: the test set must be unseen in source data.
         raise DataError(c0[leaking[0]], f"C0 patient numbers {leaking} exceed {LAST_SHARED_PATIENT}; they would "
                                         "overlap the held-out LGE test patients")
+    reverse_train, reverse_test = reverse_split(list(c0))
+    reverse_target = set(reverse_train) | set(reverse_test)
+    reverse_source = {n: p for n, p in lge.items() if n not in reverse_target}
+    if not reverse_train or not reverse_test or not reverse_source:
+        raise DataError(src_dir / "C0", f"{len(c0)} C0 patient(s): at least 4 are needed to split the LGE -> bSSFP "
+                                        "direction by patient (and LGE patients outside its target)")
 
-    source_done = already_imported(source_dir, settings)
-    if not source_done:
-        with staged_dataset(source_dir) as tmp:
-            jobs = [(p, tmp / "imagesTr", tmp / "labelsTr", f"patient{n}") for n, p in c0.items()]
-            map_progress(_convert_case, jobs, desc="MS-CMRSeg C0")
-            info = DatasetInfo(
-                name="MSCMR_bSSFP",
-                channel_names={"0": "bSSFP"},
-                labels=dict(LABELS),
-                num_training=len(jobs),
-                description="MS-CMRSeg 2019 bSSFP (C0) cine MR: labelled source domain",
-                reference=REFERENCE,
-                provenance=_provenance(src_dir, "source", "all C0 patients -> imagesTr/labelsTr",
-                                       {"Tr": [j[3] for j in jobs]}),
-            )
-            finish_dataset(tmp, info, settings)
-
-    if on_dataset is not None:
-        on_dataset(source_dir, not source_done)
-
-    target_done = already_imported(target_dir, settings)
-    if not target_done:
-        with staged_dataset(target_dir) as tmp:
-            jobs = []
-            for n, p in lge.items():
-                split = "Tr" if n <= LAST_SHARED_PATIENT else "Ts"
-                jobs.append((p, tmp / f"images{split}", tmp / f"labels{split}", f"patient{n}"))
-            map_progress(_convert_case, jobs, desc="MS-CMRSeg LGE")
-            tr = [j[3] for j in jobs if j[1].name == "imagesTr"]
-            ts = [j[3] for j in jobs if j[1].name == "imagesTs"]
-            info = DatasetInfo(
-                name="MSCMR_LGE",
-                channel_names={"0": "LGE"},
-                labels=dict(LABELS),
-                num_training=len(tr),
-                description="MS-CMRSeg 2019 late gadolinium enhancement MR: unlabelled target domain "
-                            "(labelsTr only for pseudo-label evaluation; imagesTs/labelsTs held-out test)",
-                reference=REFERENCE,
-                provenance=_provenance(
-                    src_dir, "target",
-                    f"by patient: LGE patients 1..{LAST_SHARED_PATIENT} -> imagesTr (+labelsTr for evaluation "
-                    f"only); patients > {LAST_SHARED_PATIENT} -> imagesTs/labelsTs (in no source data)",
-                    {"Tr": tr, "Ts": ts},
-                ),
-            )
-            finish_dataset(tmp, info, settings)
-    if on_dataset is not None:
-        on_dataset(target_dir, not target_done)
-    return source_dir, target_dir
+    forward_rule = (f"by patient: LGE patients 1..{LAST_SHARED_PATIENT} -> imagesTr (+labelsTr for evaluation "
+                    f"only); patients > {LAST_SHARED_PATIENT} -> imagesTs/labelsTs (in no source data)")
+    reverse_rule = (f"by patient: C0 patients {reverse_train[0]}..{reverse_train[-1]} -> imagesTr (+labelsTr for "
+                    f"evaluation only), {reverse_test[0]}..{reverse_test[-1]} -> imagesTs/labelsTs; the LGE source "
+                    "holds every other LGE patient, so no person is in both domains")
+    plan = [
+        (SOURCE_DATASET, "bSSFP", c0, set(), "MS-CMRSeg 2019 bSSFP (C0) cine MR: labelled source domain",
+         "source", "all C0 patients -> imagesTr/labelsTr"),
+        (TARGET_DATASET, "LGE", lge, {n for n in lge if n > LAST_SHARED_PATIENT},
+         "MS-CMRSeg 2019 late gadolinium enhancement MR: unlabelled target domain "
+         "(labelsTr only for pseudo-label evaluation; imagesTs/labelsTs held-out test)", "target", forward_rule),
+        (REVERSE_SOURCE_DATASET, "LGE", reverse_source, set(),
+         f"MS-CMRSeg 2019 LGE, the {len(reverse_source)} patients outside the bSSFP target of LGE -> bSSFP: "
+         "labelled source", "source (LGE -> bSSFP)", "every LGE patient not in the bSSFP target -> imagesTr/labelsTr"),
+        (REVERSE_TARGET_DATASET, "bSSFP", {n: c0[n] for n in sorted(reverse_target)}, set(reverse_test),
+         f"MS-CMRSeg 2019 bSSFP (C0): target of LGE -> bSSFP. imagesTr: {len(reverse_train)} unlabelled training "
+         f"patients (labelsTr only for evaluation/oracle code); imagesTs/labelsTs: {len(reverse_test)} held-out "
+         "test patients", "target (LGE -> bSSFP)", reverse_rule),
+    ]
+    # Check every output before writing any, so a clash leaves nothing half-updated.
+    done = {entry[0]: already_imported(out_root / entry[0], settings) for entry in plan}
+    for name, modality, patients, test, description, role, rule in plan:
+        out_dir = out_root / name
+        if not done[name]:
+            _write(out_dir, src_dir, modality, patients, test, description, role, rule, settings)
+        if on_dataset is not None:
+            on_dataset(out_dir, not done[name])
+    return tuple(out_root / entry[0] for entry in plan)
