@@ -180,19 +180,36 @@ def test_class_ratio_rule_prefers_the_source_proportions(tiny_task, tmp_path: Pa
     from diffuse_uda.data.preprocessing import prepare_split as _prepare
 
     _, source_truth = stack_samples(_prepare(tiny_task.source_dir, "Tr", tiny_task.preprocessing, True), 2)
-    maps = {"histogram-matching": source_truth, "swapped": swapped, "merged": torch.where(truth == 3, 2, truth),
-            "right": truth}
+    # Candidates are presets (the rule reads each one's transfer); here "bezier" is right, "paper" swapped,
+    # "gin" merged.
+    maps = {"histogram-matching": source_truth, "paper": swapped, "gin": torch.where(truth == 3, 2, truth),
+            "bezier": truth}
     monkeypatch.setattr(appearance_choice, "_run_label_maps", lambda run, *a: (maps[Path(run).name], 0.0))
     runs = {n: tmp_path / n for n in maps}
     choice = appearance_choice.score_candidates(runs, tiny_task, None, "cpu", rule="class-ratio")
-    assert choice.chosen == "right" and choice.rule == appearance_choice.RULES["class-ratio"]
+    assert choice.chosen == "bezier" and choice.rule == appearance_choice.RULES["class-ratio"]
     kl = choice.class_ratio_kl
-    assert kl is not None and kl["histogram-matching"] < kl["right"] < kl["swapped"]
+    assert kl is not None and kl["histogram-matching"] < kl["bezier"] < kl["paper"]
     assert choice.scores == {n: -v for n, v in kl.items() if n != "histogram-matching"}
     assert set(choice.source_class_ratio or {}) == {"CSF", "GM", "WM"}
     assert sum((choice.source_class_ratio or {}).values()) == pytest.approx(1.0)
     assert choice.agreement_scores is not None and set(choice.agreement_scores) == set(maps)
     assert "class_ratio_kl" in appearance_choice.choice_summary(choice)
+
+
+def test_class_ratio_blindness_is_a_property_of_the_transfer() -> None:
+    """The presets the prior cannot judge are read from their transfers, not listed by name: histogram matching,
+    and any mixture that can draw it; the paper's swap, the random remaps and the default mixture are judged."""
+    from diffuse_uda.methods.asc import APPEARANCE_PRESETS
+    from diffuse_uda.pipeline.appearance_choice import class_ratio_blind
+    from diffuse_uda.transforms.appearance import build_appearance_transfer
+
+    assert [n for n in APPEARANCE_PRESETS if class_ratio_blind(n)] == ["histogram-matching"]
+    with_matching = build_appearance_transfer("random-choice", {"members": ["bezier", "histogram-matching"]})
+    assert with_matching.matches_reference_distribution
+    never_drawn = build_appearance_transfer("random-choice", {"members": ["bezier", "histogram-matching"],
+                                                              "probabilities": [1.0, 0.0]})
+    assert not never_drawn.matches_reference_distribution
 
 
 def test_class_ratio_rule_with_one_foreground_class_lets_agreement_decide(tiny_task, tmp_path: Path,

@@ -35,7 +35,8 @@ the reference proportions. A candidate's score is minus the KL divergence of its
 source's. Background is left out on purpose: how much of an image is background depends on the field of
 view, which differs between centres (with it, on MS-CMRSeg, histogram matching looked best and was
 6 points worse). With one foreground class there are no proportions to compare and the agreement rule
-decides. Histogram matching is not eligible under this rule (:data:`CLASS_RATIO_BLIND`): it maps each
+decides. Histogram matching is not eligible under this rule (:func:`class_ratio_blind`, read from the
+transfer's ``matches_reference_distribution``, so a mixture that draws it is excluded too): it maps each
 source image onto a target image's intensity distribution, so its model labels target intensities by
 the source's quantiles and reproduces the source's class proportions whatever its labels mean; under a
 contrast inversion it swaps classes and still scores best (measured: one demo seed and one abdominal
@@ -78,6 +79,7 @@ from diffuse_uda.training import distributed
 from diffuse_uda.training.bundle import load_bundle
 from diffuse_uda.training.context import TrainingData
 from diffuse_uda.training.trainer import CHECKPOINT_NAME, Trainer, resolve_device
+from diffuse_uda.transforms.appearance import build_appearance_transfer
 
 CHOICE_FILE = "appearance_choice.json"
 RULES: dict[str, str] = {
@@ -92,9 +94,6 @@ RULES: dict[str, str] = {
 # agreement decides.
 CLASS_RATIO_FALLBACK = (RULES["agreement"] + "; the class-ratio prior had nothing to judge (one foreground class, "
                         "or only candidates it cannot judge)")
-# Candidates the class-ratio prior cannot judge: matching the source to the target's intensity distribution
-# makes a model reproduce the source's class proportions by construction (see the module docstring).
-CLASS_RATIO_BLIND: tuple[str, ...] = ("histogram-matching",)
 REVERSE_DIR = "reverse_validation"
 SELF_TRAINING_DIR = "self_training"
 # The default candidates: target-driven (paper FFT swap, histogram matching), target-agnostic
@@ -122,6 +121,15 @@ class AppearanceChoice(BaseModel):
     entropy: dict[str, float]
     candidates: dict[str, str]
     seconds: float
+
+
+def class_ratio_blind(name: str) -> bool:
+    """Whether the class-ratio prior cannot judge candidate preset `name`: its transfer matches the source to the
+    target's intensity distribution, so its model reproduces the source's class proportions by construction (see
+    the module docstring and ``AppearanceTransfer.matches_reference_distribution``)."""
+    preset = APPEARANCE_PRESETS[name]
+    transfer = build_appearance_transfer(preset["appearance"], preset.get("appearance_options"))
+    return transfer.matches_reference_distribution
 
 
 def default_candidates(num_channels: int) -> tuple[str, ...]:
@@ -281,15 +289,16 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
     agreement_scores = {a: float(np.mean(list(agreement[a].values()))) for a in names}
     scores, rule_text = agreement_scores, RULES[rule]
     kl, reference = None, None
+    blind = {n for n in names if rule == "class-ratio" and len(classes) > 1 and class_ratio_blind(n)}
     if rule == "reverse-validation" and reverse:
         scores = {n: float(reverse[n]) for n in names}
-    elif rule == "class-ratio" and (len(classes) < 2 or all(n in CLASS_RATIO_BLIND for n in names)):
+    elif rule == "class-ratio" and (len(classes) < 2 or blind == set(names)):
         rule_text = CLASS_RATIO_FALLBACK
     elif rule == "class-ratio":
         source = source_foreground_proportions(task, cache_dir, progress)
         kl = {n: class_ratio_kl(source, foreground_proportions(maps[n], classes)) for n in names}
         # Every divergence is recorded; only the candidates the prior can judge are scored.
-        scores = {n: -v for n, v in kl.items() if n not in CLASS_RATIO_BLIND}
+        scores = {n: -v for n, v in kl.items() if n not in blind}
         by_value = {v: k for k, v in task.labels.items()}
         reference = {by_value[c]: float(x) for c, x in zip(classes, source, strict=True)}
     chosen = _best(scores)

@@ -166,6 +166,10 @@ class AppearanceTransfer(ABC):
     uses_reference: bool = True
     # The key a method logs the mean strength under; "beta" keeps FDA logs comparable with older runs.
     strength_name: ClassVar[str] = "appearance_strength"
+    # True when the output takes the reference's whole intensity distribution (histogram matching): a model
+    # trained on it labels target intensities by the source's quantiles, so it reproduces the source's class
+    # proportions whatever its labels mean, and a class-ratio prior cannot judge it.
+    matches_reference_distribution: bool = False
 
     def __init__(self, options: StrictModel | dict[str, Any] | None = None) -> None:
         if isinstance(options, StrictModel):
@@ -548,6 +552,7 @@ class HistogramMatching(AppearanceTransfer):
     name = "histogram-matching"
     Options = HistogramMatchingOptions
     uses_reference = True
+    matches_reference_distribution = True
 
     def restyle(self, images: Tensor, reference: Tensor | None,
                 generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
@@ -593,7 +598,11 @@ class RandomChoice(AppearanceTransfer):
         o = self.options
         self.members = [build_appearance_transfer(n, o.member_options.get(n)) for n in o.members]
         self.uses_reference = any(m.uses_reference for m in self.members)
-        p = torch.tensor(o.probabilities or [1.0] * len(o.members), dtype=torch.float64)
+        weights = o.probabilities or [1.0] * len(o.members)
+        # Any drawn member that matches distributions carries its blindness into the mixture's model.
+        self.matches_reference_distribution = any(
+            m.matches_reference_distribution for m, w in zip(self.members, weights, strict=True) if w > 0)
+        p = torch.tensor(weights, dtype=torch.float64)
         # Upper edges of the members' intervals in [0, 1); the last is open so rounding never overflows it.
         self._edges = (p.cumsum(0) / p.sum())[:-1].float()
         self._edges_on: dict[torch.device, Tensor] = {}  # copied to each device once, not on every call
