@@ -642,3 +642,17 @@ for s in 0 1 2; do
     $BIN/python benchmarks/paired_test.py benchmarks/results/$ref $D/diffuse-uda/seed$s/5_ascplus_synth
   done
 done
+
+# ---------------------------------------------------------------- Session 14
+# Issue 13. (a) A second task not used to design the class-ratio rule: MS-CMRSeg LGE -> bSSFP on disjoint patients
+# (`diffuse-uda import mscmrseg` writes its two datasets), bounds, the five candidates and both rules, 3 seeds; two
+# processes (seeds 0 and 1 side by side, then seed 2 split into its candidates and its bounds).
+CAND=ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-gin,ascplus-mix
+M=source-only,source-only-dg,target-supervised,$CAND,ascplus,ascplus-class-ratio
+$BIN/diffuse-uda import mscmrseg ../shared/data/mscmrseg --out data
+for s in 0 1; do $BIN/diffuse-uda bench -t mscmr-lge2bssfp --methods $M --seed-list $s -o bench/s14/mscmr-lge2bssfp --data-root data; done
+$BIN/diffuse-uda bench -t mscmr-lge2bssfp --methods $CAND,ascplus,ascplus-class-ratio --seed-list 2 -o bench/s14/mscmr-lge2bssfp --data-root data
+$BIN/diffuse-uda bench -t mscmr-lge2bssfp --methods source-only,source-only-dg,target-supervised --seed-list 2 -o bench/s14/mscmr-lge2bssfp --data-root data
+$BIN/diffuse-uda bench -t mscmr-lge2bssfp --methods $M --seeds 3 -o bench/s14/mscmr-lge2bssfp --data-root data
+$BIN/python benchmarks/export_results.py bench/s14/mscmr-lge2bssfp benchmarks/results/mscmr-lge2bssfp
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-lge2bssfp mscmr-lge2bssfp --data-root data --methods $M
