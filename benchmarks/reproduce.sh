@@ -656,3 +656,9 @@ $BIN/diffuse-uda bench -t mscmr-lge2bssfp --methods source-only,source-only-dg,t
 $BIN/diffuse-uda bench -t mscmr-lge2bssfp --methods $M --seeds 3 -o bench/s14/mscmr-lge2bssfp --data-root data
 $BIN/python benchmarks/export_results.py bench/s14/mscmr-lge2bssfp benchmarks/results/mscmr-lge2bssfp
 $BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-lge2bssfp mscmr-lge2bssfp --data-root data --methods $M
+R=benchmarks/results/mscmr-lge2bssfp; for s in 0 1 2; do
+  $BIN/python benchmarks/paired_test.py $R/source-only-dg/seed$s $R/ascplus/seed$s
+  $BIN/python benchmarks/paired_test.py $R/source-only/seed$s $R/ascplus/seed$s
+done
+# The class-ratio divergences and agreement scores quoted: each row's seed*/appearance_choice.json (class_ratio_kl,
+# agreement_scores) in benchmarks/results/{abdominal-ct2mr,demo-brain-t1t2,abdominal-mr2ct,mscmr-lge2bssfp}/ascplus-class-ratio/.
