@@ -662,3 +662,13 @@ R=benchmarks/results/mscmr-lge2bssfp; for s in 0 1 2; do
 done
 # The class-ratio divergences and agreement scores quoted: each row's seed*/appearance_choice.json (class_ratio_kl,
 # agreement_scores) in benchmarks/results/{abdominal-ct2mr,demo-brain-t1t2,abdominal-mr2ct,mscmr-lge2bssfp}/ascplus-class-ratio/.
+# (b) Why ascplus is below source-only on Kvasir -> CVC: the paper's Table-4 ablation on the polyp task (M2-M6 at seed 0,
+# M4-M5 at seeds 1-2; M1 = the committed source-only runs, M7 = the committed ascplus-paper runs, the same settings).
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ascplus-M2,ascplus-M3,ascplus-M4,ascplus-M5,ascplus-M6 --seed-list 0 -o bench/s14/polyp-ablation --data-root data
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ascplus-M4,ascplus-M5 --seed-list 1,2 -o bench/s14/polyp-ablation --data-root data
+D=benchmarks/results/polyp-ascplus-ablation
+$BIN/python benchmarks/export_results.py bench/s14/polyp-ablation $D
+cp -r benchmarks/results/polyp-kvasir2cvc/source-only $D/ascplus-M1; cp -r benchmarks/results/polyp-kvasir2cvc/ascplus-paper $D/ascplus-M7
+$BIN/python benchmarks/collect_bench.py $D polyp-kvasir2cvc --data-root data \
+    --methods ascplus-M1,ascplus-M2,ascplus-M3,ascplus-M4,ascplus-M5,ascplus-M6,ascplus-M7
+for s in 0 1 2; do $BIN/python benchmarks/paired_test.py $D/ascplus-M4/seed$s $D/ascplus-M5/seed$s; done
