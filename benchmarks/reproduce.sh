@@ -672,3 +672,22 @@ cp -r benchmarks/results/polyp-kvasir2cvc/source-only $D/ascplus-M1; cp -r bench
 $BIN/python benchmarks/collect_bench.py $D polyp-kvasir2cvc --data-root data \
     --methods ascplus-M1,ascplus-M2,ascplus-M3,ascplus-M4,ascplus-M5,ascplus-M6,ascplus-M7
 for s in 0 1 2; do $BIN/python benchmarks/paired_test.py $D/ascplus-M4/seed$s $D/ascplus-M5/seed$s; done
+# (c) ASCPlus without the structure term: every candidate and the agreement choice on Kvasir -> CVC, and ascplus-bezier on
+# the demo and abdominal CT -> MR, 3 seeds (bounds in the polyp table: the task's committed rows).
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods $CAND,ascplus-fourier-luminance,ascplus --seeds 3 -o bench/s14/polyp-no-structure \
+    --data-root data --set method.structure=false
+for t in demo-brain-t1t2 abdominal-ct2mr; do
+  $BIN/diffuse-uda bench -t $t --methods ascplus-bezier --seed-list 0,1,2 -o bench/s14/no-structure-$t --data-root data --set method.structure=false
+  $BIN/python benchmarks/export_results.py bench/s14/no-structure-$t benchmarks/results/ascplus-no-structure/$t
+  for s in 0 1 2; do $BIN/python benchmarks/paired_test.py benchmarks/results/$t/ascplus-bezier/seed$s \
+      benchmarks/results/ascplus-no-structure/$t/ascplus-bezier/seed$s; done
+done
+D=benchmarks/results/ascplus-no-structure/polyp-kvasir2cvc
+$BIN/python benchmarks/export_results.py bench/s14/polyp-no-structure $D
+for m in source-only source-only-dg target-supervised; do cp -r benchmarks/results/polyp-kvasir2cvc/$m $D/; done
+$BIN/python benchmarks/collect_bench.py $D polyp-kvasir2cvc --data-root data \
+    --methods source-only,source-only-dg,target-supervised,$CAND,ascplus-fourier-luminance,ascplus
+for s in 0 1 2; do for ref in ascplus source-only-dg; do
+  $BIN/python benchmarks/paired_test.py benchmarks/results/polyp-kvasir2cvc/$ref/seed$s $D/ascplus/seed$s
+done; done
+$BIN/python benchmarks/prediction_area.py data/Dataset512_CVCClinicDB bench/s14/polyp-ablation/ascplus-M4/seed1 bench/s14/polyp-ablation/ascplus-M5/seed1
