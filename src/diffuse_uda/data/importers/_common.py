@@ -8,7 +8,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -162,6 +162,31 @@ def finish_dataset(tmp_dir: Path, info: DatasetInfo, settings: dict[str, Any]) -
     info.provenance["import_settings"] = settings
     info.provenance["file_counts"] = count_files(tmp_dir)
     write_dataset_json(tmp_dir, info)
+
+
+def single_channel_info(out_dir: Path, modality: str, labels: dict[str, int], num_training: int,
+                        description: str, reference: str, provenance: dict[str, Any]) -> DatasetInfo:
+    """dataset.json content of a one-channel dataset named after its folder (``Dataset5xx_Name`` -> ``Name``)."""
+    return DatasetInfo(name=out_dir.name.split("_", 1)[1], channel_names={"0": modality}, labels=dict(labels),
+                       num_training=num_training, description=description, reference=reference,
+                       provenance=provenance)
+
+
+def write_split_dataset(out_dir: Path, cases: Mapping[str, tuple[str, T]],
+                        convert: Callable[[T, Path, Path, str], R],
+                        describe: Callable[[list[str], list[str], dict[str, R]], DatasetInfo],
+                        settings: dict[str, Any], desc: str) -> None:
+    """Stage and write one dataset of volumes: ``cases`` maps a case id to (split "Tr"/"Ts", its source);
+    ``convert(source, images_dir, labels_dir, case_id)`` writes one case and returns its record;
+    ``describe(train_ids, test_ids, records by case id)`` gives the dataset.json. All or nothing."""
+    items = list(cases.items())
+    with staged_dataset(out_dir) as tmp:
+        jobs = [(src, tmp / f"images{split}", tmp / f"labels{split}", case_id) for case_id, (split, src) in items]
+        records = map_progress(lambda job: convert(*job), jobs, desc=desc)
+        train = [case_id for case_id, (split, _) in items if split == "Tr"]
+        test = [case_id for case_id, (split, _) in items if split == "Ts"]
+        by_case = {case_id: r for (case_id, _), r in zip(items, records, strict=True)}
+        finish_dataset(tmp, describe(train, test, by_case), settings)
 
 
 def map_progress(fn: Callable[[T], R], items: Iterable[T], desc: str) -> list[R]:

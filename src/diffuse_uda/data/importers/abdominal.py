@@ -29,10 +29,9 @@ from diffuse_uda.data.dataset_json import DatasetInfo
 from diffuse_uda.data.importers._common import (
     ImportReport,
     already_imported,
-    finish_dataset,
-    map_progress,
     seeded_permutation,
-    staged_dataset,
+    single_channel_info,
+    write_split_dataset,
 )
 from diffuse_uda.data.io import check_not_broken_link, read_nifti, spacing_from_affine, write_nifti
 from diffuse_uda.data.validation import validate_case_arrays
@@ -95,9 +94,9 @@ def diagonal_affine(affine: np.ndarray) -> np.ndarray:
     return np.diag([*spacing_from_affine(affine), 1.0])
 
 
-def _convert_case(job: tuple[Path, Path, Path, Path, str]) -> dict[str, Any]:
+def _convert_case(paths: tuple[Path, Path], images_dir: Path, labels_dir: Path, case_id: str) -> dict[str, Any]:
     """Read, check and write one volume (image float32, label uint8); returns its provenance record."""
-    image_src, label_src, images_dir, labels_dir, case_id = job
+    image_src, label_src = paths
     image, image_affine = read_nifti(image_src)
     label, label_affine = read_nifti(label_src)
     if image.ndim != 3:
@@ -130,32 +129,20 @@ def _split(numbers: list[int], seed: int, salt: int) -> set[int]:
 def _write_dataset(out_dir: Path, modality: str, volumes: dict[int, tuple[Path, Path]], test: set[int],
                    description: str, provenance: dict[str, Any], settings: dict[str, Any]) -> None:
     """Stage and write one dataset: the volumes in `test` go to imagesTs/labelsTs, the others to Tr."""
-    with staged_dataset(out_dir) as tmp:
-        jobs = []
-        for n, (image, label) in volumes.items():
-            split = "Ts" if n in test else "Tr"
-            jobs.append((image, label, tmp / f"images{split}", tmp / f"labels{split}", _case_id(modality, n)))
-        records = map_progress(_convert_case, jobs, desc=out_dir.name)
-        tr = [j[4] for j in jobs if j[2].name == "imagesTr"]
-        ts = [j[4] for j in jobs if j[2].name == "imagesTs"]
-        info = DatasetInfo(
-            name=out_dir.name.split("_", 1)[1],
-            channel_names={"0": modality},
-            labels=dict(LABELS),
-            num_training=len(tr),
-            description=description,
-            reference=REFERENCE,
-            provenance={
-                **provenance,
-                "orientation": "arrays kept as stored (both modalities share one in-plane orientation); "
-                               "affine replaced by diag(spacing) from the original affine's column norms, "
-                               "whose original is in source_files",
-                "intensity": "float64 upstream, stored as float32",
-                "cases": {"Tr": tr, "Ts": ts} if ts else {"Tr": tr},
-                "source_files": {j[4]: r for j, r in zip(jobs, records, strict=True)},
-            },
-        )
-        finish_dataset(tmp, info, settings)
+
+    def describe(tr: list[str], ts: list[str], records: dict[str, dict[str, Any]]) -> DatasetInfo:
+        return single_channel_info(out_dir, modality, LABELS, len(tr), description, REFERENCE, {
+            **provenance,
+            "orientation": "arrays kept as stored (both modalities share one in-plane orientation); "
+                           "affine replaced by diag(spacing) from the original affine's column norms, "
+                           "whose original is in source_files",
+            "intensity": "float64 upstream, stored as float32",
+            "cases": {"Tr": tr, "Ts": ts} if ts else {"Tr": tr},
+            "source_files": records,
+        })
+
+    cases = {_case_id(modality, n): ("Ts" if n in test else "Tr", paths) for n, paths in volumes.items()}
+    write_split_dataset(out_dir, cases, _convert_case, describe, settings, desc=out_dir.name)
 
 
 def import_abdominal(src_dir: Path, out_root: Path, seed: int = 0,

@@ -18,9 +18,8 @@ from diffuse_uda.data.dataset_json import DatasetInfo
 from diffuse_uda.data.importers._common import (
     ImportReport,
     already_imported,
-    finish_dataset,
-    map_progress,
-    staged_dataset,
+    single_channel_info,
+    write_split_dataset,
 )
 from diffuse_uda.data.io import check_not_broken_link, read_nifti, write_nifti
 from diffuse_uda.data.validation import validate_case_arrays
@@ -74,9 +73,8 @@ def map_labels(label: np.ndarray, path: Path) -> np.ndarray:
     return out
 
 
-def _convert_case(job: tuple[Path, Path, Path, str]) -> None:
+def _convert_case(image_src: Path, images_dir: Path, labels_dir: Path, case_id: str) -> None:
     """Read, check and write one patient (image float32, mask uint8, original affines)."""
-    image_src, images_dir, labels_dir, case_id = job
     label_src = _manual_path(image_src)
     check_not_broken_link(label_src)
     if not label_src.is_file():
@@ -120,24 +118,14 @@ def reverse_split(c0_patients: list[int]) -> tuple[list[int], list[int]]:
 def _write(out_dir: Path, src_dir: Path, modality: str, patients: dict[int, Path], test: set[int],
            description: str, role: str, split_rule: str, settings: dict[str, object]) -> None:
     """Stage and write one dataset: the patients in `test` go to imagesTs/labelsTs, the others to Tr."""
-    with staged_dataset(out_dir) as tmp:
-        jobs = []
-        for n, p in patients.items():
-            split = "Ts" if n in test else "Tr"
-            jobs.append((p, tmp / f"images{split}", tmp / f"labels{split}", f"patient{n}"))
-        map_progress(_convert_case, jobs, desc=f"MS-CMRSeg {out_dir.name}")
-        tr = [j[3] for j in jobs if j[1].name == "imagesTr"]
-        ts = [j[3] for j in jobs if j[1].name == "imagesTs"]
-        info = DatasetInfo(
-            name=out_dir.name.split("_", 1)[1],
-            channel_names={"0": modality},
-            labels=dict(LABELS),
-            num_training=len(tr),
-            description=description,
-            reference=REFERENCE,
-            provenance=_provenance(src_dir, role, split_rule, {"Tr": tr, "Ts": ts} if ts else {"Tr": tr}),
-        )
-        finish_dataset(tmp, info, settings)
+
+    def describe(tr: list[str], ts: list[str], _records: dict[str, None]) -> DatasetInfo:
+        cases = {"Tr": tr, "Ts": ts} if ts else {"Tr": tr}
+        return single_channel_info(out_dir, modality, LABELS, len(tr), description, REFERENCE,
+                                   _provenance(src_dir, role, split_rule, cases))
+
+    cases = {f"patient{n}": ("Ts" if n in test else "Tr", p) for n, p in patients.items()}
+    write_split_dataset(out_dir, cases, _convert_case, describe, settings, desc=f"MS-CMRSeg {out_dir.name}")
 
 
 def import_mscmrseg(src_dir: Path, out_root: Path, on_dataset: ImportReport | None = None) -> tuple[Path, ...]:
