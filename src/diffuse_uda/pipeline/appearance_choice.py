@@ -289,10 +289,11 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
     agreement_scores = {a: float(np.mean(list(agreement[a].values()))) for a in names}
     scores, rule_text = agreement_scores, RULES[rule]
     kl, reference = None, None
-    blind = {n for n in names if rule == "class-ratio" and len(classes) > 1 and class_ratio_blind(n)}
+    judged = rule == "class-ratio" and len(classes) > 1
+    blind = {n for n in names if class_ratio_blind(n)} if judged else set()
     if rule == "reverse-validation" and reverse:
         scores = {n: float(reverse[n]) for n in names}
-    elif rule == "class-ratio" and (len(classes) < 2 or blind == set(names)):
+    elif rule == "class-ratio" and (not judged or blind == set(names)):
         rule_text = CLASS_RATIO_FALLBACK
     elif rule == "class-ratio":
         source = source_foreground_proportions(task, cache_dir, progress)
