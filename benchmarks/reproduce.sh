@@ -691,3 +691,10 @@ for s in 0 1 2; do for ref in ascplus source-only-dg; do
   $BIN/python benchmarks/paired_test.py benchmarks/results/polyp-kvasir2cvc/$ref/seed$s $D/ascplus/seed$s
 done; done
 $BIN/python benchmarks/prediction_area.py data/Dataset512_CVCClinicDB bench/s14/polyp-ablation/ascplus-M4/seed1 bench/s14/polyp-ablation/ascplus-M5/seed1
+# (d) The bounded-beta photo candidate as a row (in the session-12 polyp bench folder, beside the other candidates).
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ascplus-fourier-bounded --seed-list 0,1,2 -o bench/s12/polyp-kvasir2cvc --data-root data
+$BIN/python benchmarks/export_results.py bench/s12/polyp-kvasir2cvc /tmp/s14-polyp
+cp -r /tmp/s14-polyp/ascplus-fourier-bounded benchmarks/results/polyp-kvasir2cvc/
+$BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
+    --methods $ROWS,ascplus-fourier-luminance,ascplus-fourier-bounded,ascplus,ascplus-self-training,ascplus-class-ratio,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-HD-EGS-calibrated
+for s in 0 1 2; do $BIN/python benchmarks/paired_test.py benchmarks/results/polyp-kvasir2cvc/source-only/seed$s benchmarks/results/polyp-kvasir2cvc/ascplus-fourier-bounded/seed$s; done
