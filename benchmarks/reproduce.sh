@@ -698,3 +698,11 @@ cp -r /tmp/s14-polyp/ascplus-fourier-bounded benchmarks/results/polyp-kvasir2cvc
 $BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
     --methods $ROWS,ascplus-fourier-luminance,ascplus-fourier-bounded,ascplus,ascplus-self-training,ascplus-class-ratio,diffuse-uda,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-HD-EGS-calibrated
 for s in 0 1 2; do $BIN/python benchmarks/paired_test.py benchmarks/results/polyp-kvasir2cvc/source-only/seed$s benchmarks/results/polyp-kvasir2cvc/ascplus-fourier-bounded/seed$s; done
+# (e) Two self-training rounds on MS-CMRSeg (candidates reused from the session-12 bench folder).
+for s in 0 1 2; do
+  $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods ascplus-self-training-2 --seed-list $s -o bench/s12/mscmr-bssfp2lge --data-root data
+done
+$BIN/python benchmarks/export_results.py bench/s12/mscmr-bssfp2lge /tmp/s14-ms
+cp -r /tmp/s14-ms/ascplus-self-training-2 benchmarks/results/mscmr-bssfp2lge/
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
+    --methods $ROWS,ascplus,ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio,ascplus-class-ratio-self-training,diffuse-uda,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated
