@@ -706,3 +706,11 @@ $BIN/python benchmarks/export_results.py bench/s12/mscmr-bssfp2lge /tmp/s14-ms
 cp -r /tmp/s14-ms/ascplus-self-training-2 benchmarks/results/mscmr-bssfp2lge/
 $BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
     --methods $ROWS,ascplus,ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio,ascplus-class-ratio-self-training,diffuse-uda,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated
+# (f) ascplus-bezier without the structure term on MS-CMRSeg (two processes: seeds 0-1, seed 2 in a second folder).
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods ascplus-bezier --seed-list 0,1 -o bench/s14/no-structure-mscmr-bssfp2lge --data-root data --set method.structure=false
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods ascplus-bezier --seed-list 2 -o bench/s14/no-structure-mscmr-bssfp2lge-s2 --data-root data --set method.structure=false
+D=benchmarks/results/ascplus-no-structure/mscmr-bssfp2lge
+$BIN/python benchmarks/export_results.py bench/s14/no-structure-mscmr-bssfp2lge $D   # its bench.json: seeds 0-1
+$BIN/python benchmarks/export_results.py bench/s14/no-structure-mscmr-bssfp2lge-s2 /tmp/s14-ms2
+cp -r /tmp/s14-ms2/ascplus-bezier/seed2 $D/ascplus-bezier/
+for s in 0 1 2; do $BIN/python benchmarks/paired_test.py benchmarks/results/mscmr-bssfp2lge/ascplus-bezier/seed$s $D/ascplus-bezier/seed$s; done
