@@ -714,3 +714,16 @@ $BIN/python benchmarks/export_results.py bench/s14/no-structure-mscmr-bssfp2lge 
 $BIN/python benchmarks/export_results.py bench/s14/no-structure-mscmr-bssfp2lge-s2 /tmp/s14-ms2
 cp -r /tmp/s14-ms2/ascplus-bezier/seed2 $D/ascplus-bezier/
 for s in 0 1 2; do $BIN/python benchmarks/paired_test.py benchmarks/results/mscmr-bssfp2lge/ascplus-bezier/seed$s $D/ascplus-bezier/seed$s; done
+# (g) Every grey candidate and the agreement choice without the structure term on the demo, 3 seeds (two processes:
+# seeds 0-1, seed 2; the bezier runs of (c) are reused).
+for s in 0 1 2; do
+  $BIN/diffuse-uda bench -t demo-brain-t1t2 --methods $CAND,ascplus --seed-list $s -o bench/s14/no-structure-demo-brain-t1t2 \
+      --data-root data --set method.structure=false
+done
+$BIN/diffuse-uda bench -t demo-brain-t1t2 --methods $CAND,ascplus --seeds 3 -o bench/s14/no-structure-demo-brain-t1t2 \
+    --data-root data --set method.structure=false
+D=benchmarks/results/ascplus-no-structure/demo-brain-t1t2
+$BIN/python benchmarks/export_results.py bench/s14/no-structure-demo-brain-t1t2 $D
+for m in source-only source-only-dg target-supervised; do cp -r benchmarks/results/demo-brain-t1t2/$m $D/; done
+$BIN/python benchmarks/collect_bench.py $D demo-brain-t1t2 --data-root data --methods source-only,source-only-dg,target-supervised,$CAND,ascplus
+for s in 0 1 2; do $BIN/python benchmarks/paired_test.py benchmarks/results/demo-brain-t1t2/ascplus/seed$s $D/ascplus/seed$s; done
