@@ -576,7 +576,10 @@ def main() -> None:
         if launched:
             from diffuse_uda.training import distributed
 
-            distributed.shutdown()
+            # Typer ends a successful command with SystemExit(0): only then do the ranks wait for one another.
+            ending = sys.exc_info()[1]
+            clean = ending is None or (isinstance(ending, SystemExit) and ending.code in (0, None))
+            distributed.shutdown(synchronise=clean)
 
 
 if __name__ == "__main__":

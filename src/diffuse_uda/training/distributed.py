@@ -122,9 +122,13 @@ def setup() -> bool:
     return True
 
 
-def shutdown() -> None:
-    """Leave the process group this module joined (at the end of a command)."""
+def shutdown(synchronise: bool = True) -> None:
+    """Leave the process group this module joined (at the end of a command). After a clean run every rank first
+    waits for the others: a rank that tears gloo down while a peer still talks to it can abort the peer at exit
+    (seen as "terminate called without an active exception"). After an error nobody waits (the peers may be gone)."""
     if _STATE.owns_group and dist.is_initialized():
+        if synchronise and dist.get_world_size() > 1 and _STATE.coordination is not None:
+            dist.barrier(group=_STATE.coordination)
         dist.destroy_process_group()
     _STATE.coordination, _STATE.owns_group = None, False
 
