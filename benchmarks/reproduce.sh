@@ -672,6 +672,8 @@ cp -r benchmarks/results/polyp-kvasir2cvc/source-only $D/ascplus-M1; cp -r bench
 $BIN/python benchmarks/collect_bench.py $D polyp-kvasir2cvc --data-root data \
     --methods ascplus-M1,ascplus-M2,ascplus-M3,ascplus-M4,ascplus-M5,ascplus-M6,ascplus-M7
 for s in 0 1 2; do $BIN/python benchmarks/paired_test.py $D/ascplus-M4/seed$s $D/ascplus-M5/seed$s; done
+# The last-step supervised loss quoted for M4 and M5 at seed 1 (training_log.csv is not committed: it stays in bench/).
+for m in ascplus-M4 ascplus-M5; do grep '^2000,supervised,' bench/s14/polyp-ablation/$m/seed1/training_log.csv; done
 # (c) ASCPlus without the structure term: every candidate and the agreement choice on Kvasir -> CVC, and ascplus-bezier on
 # the demo and abdominal CT -> MR, 3 seeds (bounds in the polyp table: the task's committed rows).
 $BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods $CAND,ascplus-fourier-luminance,ascplus --seeds 3 -o bench/s14/polyp-no-structure \

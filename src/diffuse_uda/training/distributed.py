@@ -127,7 +127,7 @@ def shutdown(synchronise: bool = True) -> None:
     waits for the others: a rank that tears gloo down while a peer still talks to it can abort the peer at exit
     (seen as "terminate called without an active exception"). After an error nobody waits (the peers may be gone)."""
     if _STATE.owns_group and dist.is_initialized():
-        if synchronise and dist.get_world_size() > 1 and _STATE.coordination is not None:
+        if synchronise and _STATE.coordination is not None:  # set only when several ranks share the group
             dist.barrier(group=_STATE.coordination)
         dist.destroy_process_group()
     _STATE.coordination, _STATE.owns_group = None, False
