@@ -580,6 +580,15 @@ def main() -> None:
             ending = sys.exc_info()[1]
             clean = ending is None or (isinstance(ending, SystemExit) and ending.code in (0, None))
             distributed.shutdown(synchronise=clean)
+            if ending is None or isinstance(ending, SystemExit):
+                # Leave without the interpreter's teardown: gloo's threads, destroyed there, could abort a rank
+                # that had finished its work ("terminate called without an active exception", seen in CI).
+                code = ending.code if isinstance(ending, SystemExit) else 0
+                if isinstance(code, str):
+                    print(code, file=sys.stderr)  # what SystemExit("message") would have printed
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 if __name__ == "__main__":
