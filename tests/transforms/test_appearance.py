@@ -10,10 +10,19 @@ import torch
 
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.transforms import FourierStyleTransfer, available_appearance_transfers, build_appearance_transfer
-from diffuse_uda.transforms.appearance import bezier_curves, interp_rows, match_histograms, rgb_to_ycbcr, ycbcr_to_rgb
+from diffuse_uda.transforms.appearance import (
+    bezier_curves,
+    interp_rows,
+    match_histograms,
+    rgb_to_ycbcr,
+    smooth_random_field,
+    ycbcr_to_rgb,
+)
 
-MEMBERS = ["bezier", "fourier", "fourier-bounded", "fourier-luminance", "gin", "histogram-matching", "random-choice"]
-RANDOM_MEMBERS = ["bezier", "gin", "random-choice"]
+MEMBERS = ["bezier", "fourier", "fourier-bounded", "fourier-luminance", "gin", "histogram-matching",
+           "pseudo-correlation", "random-choice"]
+RANDOM_MEMBERS = ["bezier", "gin", "pseudo-correlation", "random-choice"]
+TARGET_AGNOSTIC = ("bezier", "gin", "pseudo-correlation", "random-choice")
 SHAPES = [(3, 1, 16, 12), (3, 3, 16, 12), (2, 1, 6, 8, 10), (2, 3, 6, 8, 10)]
 # The only member allowed to leave [0, 1] by default is the unchanged paper FDA; its clamp option restores it.
 CONTRACT_OPTIONS = {"fourier": {"clamp": True}}
@@ -39,7 +48,11 @@ def test_registry_and_errors() -> None:
            ("random-choice", {"members": ["bezier", "gin"], "probabilities": [1.0]}),
            ("random-choice", {"members": ["bezier", "nope"]}),
            ("random-choice", {"members": ["bezier"], "member_options": {"gin": {}}}),
-           ("random-choice", {"members": ["bezier"], "member_options": {"bezier": {"grid": 1}}})]
+           ("random-choice", {"members": ["bezier"], "member_options": {"bezier": {"grid": 1}}}),
+           ("pseudo-correlation", {"member": "histogram-matching"}),
+           ("pseudo-correlation", {"member": "pseudo-correlation"}),
+           ("pseudo-correlation", {"control_points": 1}),
+           ("pseudo-correlation", {"member": "bezier", "member_options": {"grid": 2}})]
     for name, options in bad:
         with pytest.raises(ConfigError):
             build_appearance_transfer(name, options)
@@ -90,7 +103,7 @@ def test_target_agnostic_members_take_no_reference_and_the_others_require_one() 
     images = torch.rand(2, 1, 8, 8, generator=_gen(0))
     for name in MEMBERS:
         transfer = build_appearance_transfer(name)
-        assert transfer.uses_reference == (name not in ("bezier", "gin", "random-choice"))
+        assert transfer.uses_reference == (name not in TARGET_AGNOSTIC)
         if transfer.uses_reference:
             with pytest.raises(ValueError, match="reference"):
                 transfer(images, None, _gen(0))
@@ -371,3 +384,44 @@ def test_random_choice_selects_one_member_per_sample() -> None:
     only_first, _ = build_appearance_transfer("random-choice", {**members, "probabilities": [1.0, 0.0]})(
         images, reference, _gen(0))
     assert torch.equal(only_first, matched)
+
+
+# --------------------------------------------------------------------------- pseudo-correlation (IPA)
+@pytest.mark.parametrize("spatial", [(32, 24), (12, 16, 20)])
+def test_smooth_random_field_is_in_unit_range_smooth_and_varies(spatial: tuple[int, ...]) -> None:
+    field = smooth_random_field(8, spatial, 4, _gen(0), torch.device("cpu"))
+    assert field.shape == (8, 1, *spatial) and field.min() >= 0.0 and field.max() <= 1.0
+    assert (field.flatten(1).amax(1) - field.flatten(1).amin(1) > 0.2).all()  # every sample varies in space
+    noise = torch.rand(field.shape, generator=_gen(1))
+    step = field.diff(dim=2).abs().mean()
+    assert step < 0.25 * noise.diff(dim=2).abs().mean()  # neighbours nearly agree: smooth, not noise
+
+
+@pytest.mark.parametrize("member", ["bezier", "gin"])
+def test_pseudo_correlation_gives_regions_of_one_image_different_maps(member: str) -> None:
+    # Two flat regions: a global intensity map (GIN's 3x3 kernels act only near the edge, 4 layers = 4 px)
+    # keeps the left one flat; two maps blended in space cannot.
+    images = torch.full((16, 1, 32, 32), 0.2)
+    images[..., 16:] = 0.7
+
+    def spread_left(x: torch.Tensor) -> torch.Tensor:
+        left = x[..., :10].flatten(1)
+        return left.amax(1) - left.amin(1)
+
+    plain, _ = build_appearance_transfer(member)(images, None, _gen(0))
+    assert (spread_left(plain) < 1e-5).all()
+    blended, _ = build_appearance_transfer("pseudo-correlation", {"member": member})(images, None, _gen(0))
+    # GIN's min-max mapping can send the dark half to 0 in both draws; most samples still vary.
+    assert (spread_left(blended) > 1e-3).sum() >= 8
+
+
+def test_pseudo_correlation_lies_between_its_two_draws_per_voxel() -> None:
+    images = torch.rand(4, 1, 20, 20, generator=_gen(3))
+    ipa = build_appearance_transfer("pseudo-correlation", {"member": "bezier", "control_points": 3})
+    out, _ = ipa(images, None, _gen(7))
+    g = _gen(7)  # the same draws, in the member's order: two restylings, then the field
+    first, _ = ipa.member(images, None, g)
+    second, _ = ipa.member(images, None, g)
+    lo, hi = torch.minimum(first, second), torch.maximum(first, second)
+    assert ((out >= lo - 1e-6) & (out <= hi + 1e-6)).all()
+    assert not torch.equal(out, first) and not torch.equal(out, second)

@@ -52,6 +52,11 @@ APPEARANCE_PRESETS: dict[str, dict[str, Any]] = {
     "mix": {"appearance": "random-choice", "appearance_options": {
         "members": ["fourier", "bezier", "gin"],
         "member_options": {"bezier": _LOCATION_SCALE, "gin": _LOCATION_SCALE}}},
+    # Not default candidates (session 15): each remap drawn twice and blended by a smooth random field (IPA).
+    "bezier-ipa": {"appearance": "pseudo-correlation", "appearance_options": {
+        "member": "bezier", "member_options": _LOCATION_SCALE}},
+    "gin-ipa": {"appearance": "pseudo-correlation", "appearance_options": {
+        "member": "gin", "member_options": _LOCATION_SCALE}},
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.methods.asc import APPEARANCE_PRESETS, ASCPLUS_ABLATION
 from diffuse_uda.methods.registry import available_methods
+from diffuse_uda.methods.source_only_dg import DG_RANDOM_CHOICE
 
 PIPELINE_ENTRY = "diffuse-uda"
 # HEAL's ablation rows (its Table 3): hierarchical denoising alone, + edge-guided selection, + size-aware fusion.
@@ -48,6 +49,10 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     # Not paper rows: the class-ratio rule chooses the appearance transfer (session 13), then no or one round.
     "ascplus-class-ratio": ("ascplus", {"appearance_rule": "class-ratio"}),
     "ascplus-class-ratio-self-training": ("ascplus", {"appearance_rule": "class-ratio", "self_training_rounds": 1}),
+    # Not a paper row: the domain-generalisation baseline with each restyling replaced by two draws blended by a
+    # smooth random field (IPA, Ouyang et al. 2022; session 15).
+    "source-only-dg-ipa": ("source-only-dg", {"appearance": "pseudo-correlation", "appearance_options": {
+        "member": "random-choice", "member_options": DG_RANDOM_CHOICE}}),
 }
 
 

@@ -42,6 +42,13 @@ Members (``available_appearance_transfers()``):
 * ``histogram-matching`` - each image's histogram mapped onto its paired reference's by CDF
   mapping (per channel, or on the luminance only).
 * ``random-choice`` - per sample, one member drawn from a list with given probabilities.
+* ``pseudo-correlation`` - two independent draws of a target-agnostic member blended by a smooth random
+  spatial field, ``b * T1(x) + (1 - b) * T2(x)``: the interventional pseudo-correlation augmentation (IPA) of
+  Ouyang et al. (IEEE TMI 2022, the GIN paper). One region of an image gets one intensity map and another
+  region a different one, so the appearance of one structure no longer predicts that of its neighbours
+  (a correlation a scanner or sequence sets, and a model should not rely on). The field ``b`` is a coarse
+  grid of U(0, 1) values (``control_points`` per axis) upsampled bicubically (trilinearly in 3D) and
+  clamped to [0, 1]: a smooth stand-in for the paper's B-spline field.
 
 The FFT maths stays in :mod:`diffuse_uda.transforms.fourier`.
 """
@@ -78,6 +85,8 @@ __all__ = [
     "HistogramMatching",
     "HistogramMatchingOptions",
     "LocationScaleOptions",
+    "PseudoCorrelation",
+    "PseudoCorrelationOptions",
     "RandomChoice",
     "RandomChoiceOptions",
     "available_appearance_transfers",
@@ -87,6 +96,7 @@ __all__ = [
     "match_histograms",
     "register_appearance_transfer",
     "rgb_to_ycbcr",
+    "smooth_random_field",
     "ycbcr_to_rgb",
 ]
 
@@ -620,3 +630,49 @@ class RandomChoice(AppearanceTransfer):
         outs, strengths = zip(*(m.restyle(images, reference, generator) for m in self.members), strict=True)
         rows = torch.arange(b, device=images.device)
         return torch.stack(outs)[choice, rows], torch.stack(strengths)[choice, rows]
+
+
+# --------------------------------------------------------------------------- pseudo-correlation (IPA)
+class PseudoCorrelationOptions(StrictModel):
+    member: str = Field("gin", description="The target-agnostic member drawn twice per image.")
+    member_options: dict[str, Any] = Field(default_factory=dict, description="Its options.")
+    control_points: int = Field(4, ge=2, le=64, description="Random field values per spatial axis before "
+                                                            "upsampling (fewer: smoother blending field).")
+
+
+def smooth_random_field(n: int, spatial: tuple[int, ...], control_points: int,
+                        generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """``n`` smooth random fields (n, 1, *spatial) in [0, 1]: a U(0, 1) grid of ``control_points`` per axis,
+    upsampled bicubically (2D) or trilinearly (3D) to ``spatial`` and clamped (bicubic can overshoot)."""
+    grid = _random.rand((n, 1, *([control_points] * len(spatial))), generator, device)
+    mode = "bicubic" if len(spatial) == 2 else "trilinear"
+    return F.interpolate(grid, size=spatial, mode=mode, align_corners=True).clamp_(0.0, 1.0)
+
+
+@register_appearance_transfer
+class PseudoCorrelation(AppearanceTransfer):
+    """``pseudo-correlation``: two draws of a target-agnostic member blended by a smooth random field (IPA)."""
+
+    name = "pseudo-correlation"
+    Options = PseudoCorrelationOptions
+    uses_reference = False
+
+    def __init__(self, options: StrictModel | dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        o = self.options
+        if o.member == self.name:
+            raise ConfigError("pseudo-correlation cannot blend draws of itself")
+        self.member = build_appearance_transfer(o.member, o.member_options)
+        if self.member.uses_reference:
+            # Blending two draws of a reference-driven map would need two references; IPA is target-agnostic.
+            raise ConfigError(f"pseudo-correlation needs a target-agnostic member (bezier, gin, random-choice of "
+                              f"those), not {o.member!r}, which uses a reference image")
+
+    def restyle(self, images: Tensor, reference: Tensor | None,
+                generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        first, _ = self.member.restyle(images, None, generator)
+        second, _ = self.member.restyle(images, None, generator)
+        field = smooth_random_field(images.shape[0], tuple(images.shape[2:]), self.options.control_points,
+                                    generator, images.device)
+        out = torch.lerp(second, first, field)  # field * first + (1 - field) * second, per voxel
+        return out, _mean_abs_change(images, out)
