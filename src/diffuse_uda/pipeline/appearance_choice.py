@@ -73,7 +73,7 @@ from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.inference.predict import predict_probabilities
-from diffuse_uda.methods.asc import APPEARANCE_PRESETS
+from diffuse_uda.methods.asc import APPEARANCE_PRESETS, CHOICE_ONLY_OPTIONS
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
 from diffuse_uda.training import distributed
 from diffuse_uda.training.bundle import load_bundle
@@ -137,8 +137,8 @@ def default_candidates(num_channels: int) -> tuple[str, ...]:
 
 
 # Options of the choice itself, not of a candidate: a candidate run is the bench's ``ascplus-<name>`` row
-# whatever rule picks among them.
-CHOICE_OPTIONS = ("appearance", "appearance_options", "appearance_rule", "reverse_fraction", "self_training_rounds")
+# whatever rule picks among them and whichever other candidates it is weighed against.
+CHOICE_OPTIONS = ("appearance", "appearance_options", *CHOICE_ONLY_OPTIONS)
 
 
 def candidate_config(config: RunConfig, name: str) -> RunConfig:

@@ -117,6 +117,9 @@ def run_request(task: Task, method_name: str, config: RunConfig, extra_labelled:
     for i, extra in enumerate(extra_labelled):
         inputs[f"extra_labelled_{i}"] = dataset_input(Path(extra), with_labels=True)
     options = create_method(method_name, config.method).options.model_dump(mode="json")
+    # Settings the method's options leave out of their own dump (ASCPlus's choice options once the transfer is
+    # fixed) do not change the run: a candidate is the same run whichever choice it was trained for.
+    config = config.model_copy(update={"method": {k: v for k, v in config.method.items() if k in options}})
     return RunRequest(method=method_name, config=config.model_dump(mode="json"), options=options,
                       task=task.config.model_dump(mode="json"), inputs=inputs)
 
