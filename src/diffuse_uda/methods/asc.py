@@ -52,7 +52,8 @@ APPEARANCE_PRESETS: dict[str, dict[str, Any]] = {
     "mix": {"appearance": "random-choice", "appearance_options": {
         "members": ["fourier", "bezier", "gin"],
         "member_options": {"bezier": _LOCATION_SCALE, "gin": _LOCATION_SCALE}}},
-    # Not default candidates (session 15): each remap drawn twice and blended by a smooth random field (IPA).
+    # Session 15: each remap drawn twice and blended by a smooth random field (IPA); bezier-ipa is a default
+    # candidate (in place of bezier), gin-ipa is not.
     "bezier-ipa": {"appearance": "pseudo-correlation", "appearance_options": {
         "member": "bezier", "member_options": _LOCATION_SCALE}},
     "gin-ipa": {"appearance": "pseudo-correlation", "appearance_options": {

@@ -97,8 +97,10 @@ CLASS_RATIO_FALLBACK = (RULES["agreement"] + "; the class-ratio prior had nothin
 REVERSE_DIR = "reverse_validation"
 SELF_TRAINING_DIR = "self_training"
 # The default candidates: target-driven (paper FFT swap, histogram matching), target-agnostic
-# contrast-inverting remaps (Bezier curves, GIN) and their mixture; photos add the colour-aware swap.
-GREY_CANDIDATES: tuple[str, ...] = ("paper", "histogram-matching", "bezier", "gin", "mix")
+# contrast-inverting remaps (Bezier curves blended by a smooth random field, GIN) and a mixture; photos add the
+# colour-aware swap. Session 15 put bezier-ipa in place of bezier by a rule committed before its held-out runs
+# (BENCHMARKS.md); sessions 7-14 had bezier (`--set method.appearance_candidates=[...]` restores that set).
+GREY_CANDIDATES: tuple[str, ...] = ("paper", "histogram-matching", "bezier-ipa", "gin", "mix")
 RGB_CANDIDATES: tuple[str, ...] = (*GREY_CANDIDATES, "fourier-luminance")
 
 
