@@ -729,3 +729,81 @@ $BIN/python benchmarks/export_results.py bench/s14/no-structure-demo-brain-t1t2 
 for m in source-only source-only-dg target-supervised; do cp -r benchmarks/results/demo-brain-t1t2/$m $D/; done
 $BIN/python benchmarks/collect_bench.py $D demo-brain-t1t2 --data-root data --methods source-only,source-only-dg,target-supervised,$CAND,ascplus
 for s in 0 1 2; do $BIN/python benchmarks/paired_test.py benchmarks/results/demo-brain-t1t2/ascplus/seed$s $D/ascplus/seed$s; done
+
+# ---------------------------------------------------------------- Session 15
+# Issue 13: IPA (the appearance transfer `pseudo-correlation`). Two processes, one torch thread each.
+# Since this session the default candidate set has bezier-ipa in place of bezier. The `ascplus` rows of the sessions
+# above (bench/s12/*/ascplus, committed as ascplus-session12) were made with the old set; with today's code add
+# --set 'method.appearance_candidates=[paper,histogram-matching,bezier,gin,mix]' (photos: ...,fourier-luminance]) to
+# their commands to remake them.
+# (a) The new rows on the four design tasks, 3 seeds each.
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do
+  $BIN/diffuse-uda bench -t $t --methods source-only-dg-ipa,ascplus-bezier-ipa --seeds 3 -o bench/s15/ipa-$t --data-root data
+done
+# (b) The held-out tasks (after the rules in BENCHMARKS.md "Session 15" were committed), beside their candidates.
+$BIN/diffuse-uda bench -t abdominal-mr2ct --methods ascplus-bezier-ipa --seeds 3 -o bench/s13/abdominal-mr2ct --data-root data
+$BIN/diffuse-uda bench -t mscmr-lge2bssfp --methods ascplus-bezier-ipa --seeds 3 -o bench/s14/mscmr-lge2bssfp --data-root data
+# (c) ascplus with the new default candidate set (and the class-ratio option with it) in folders whose candidate rows
+# link to the finished runs: design tasks (candidates from session 12) and held-out tasks (sessions 13-14).
+default_folder() {  # TASK CANDIDATES_FROM IPA_FROM
+  mkdir -p bench/s15/default-$1
+  for c in paper histogram-matching gin mix bezier fourier-luminance; do
+    [ -d $2/ascplus-$c ] && ln -sfn $(realpath $2/ascplus-$c) bench/s15/default-$1/ascplus-$c
+  done
+  ln -sfn $(realpath $3/ascplus-bezier-ipa) bench/s15/default-$1/ascplus-bezier-ipa
+  $BIN/diffuse-uda bench -t $1 --methods ascplus,ascplus-class-ratio --seeds 3 -o bench/s15/default-$1 --data-root data
+}
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do default_folder $t bench/s12/$t bench/s15/ipa-$t; done
+default_folder abdominal-mr2ct bench/s13/abdominal-mr2ct bench/s13/abdominal-mr2ct
+default_folder mscmr-lge2bssfp bench/s14/mscmr-lge2bssfp bench/s14/mscmr-lge2bssfp
+# (d) The pipeline at the three seeds whose stage-1 pick changed with the new set (stage 1 = the folder's ascplus row).
+$BIN/diffuse-uda bench -t abdominal-ct2mr --methods diffuse-uda --seed-list 1 -o bench/s15/default-abdominal-ct2mr --data-root data
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods diffuse-uda --seed-list 2 -o bench/s15/default-mscmr-bssfp2lge --data-root data
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods diffuse-uda --seed-list 2 -o bench/s15/default-polyp-kvasir2cvc --data-root data
+# (e) Export. The sessions 7-14 rows move aside (git mv): ascplus -> ascplus-session12, ascplus-class-ratio ->
+# ascplus-class-ratio-session12, diffuse-uda -> diffuse-uda-session12 (copied; the unchanged seeds stay in diffuse-uda).
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do
+  $BIN/python benchmarks/export_results.py bench/s15/ipa-$t /tmp/s15-ipa-$t
+  cp -r /tmp/s15-ipa-$t/ascplus-bezier-ipa /tmp/s15-ipa-$t/source-only-dg-ipa benchmarks/results/$t/
+done
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc abdominal-mr2ct mscmr-lge2bssfp; do
+  $BIN/python benchmarks/export_results.py bench/s15/default-$t /tmp/s15-default-$t
+  cp -r /tmp/s15-default-$t/ascplus /tmp/s15-default-$t/ascplus-class-ratio benchmarks/results/$t/
+done
+$BIN/python benchmarks/export_results.py bench/s13/abdominal-mr2ct /tmp/s15-amr && cp -r /tmp/s15-amr/ascplus-bezier-ipa benchmarks/results/abdominal-mr2ct/
+$BIN/python benchmarks/export_results.py bench/s14/mscmr-lge2bssfp /tmp/s15-lge && cp -r /tmp/s15-lge/ascplus-bezier-ipa benchmarks/results/mscmr-lge2bssfp/
+cp -r /tmp/s15-default-abdominal-ct2mr/diffuse-uda/seed1 benchmarks/results/abdominal-ct2mr/diffuse-uda/
+cp -r /tmp/s15-default-mscmr-bssfp2lge/diffuse-uda/seed2 benchmarks/results/mscmr-bssfp2lge/diffuse-uda/
+cp -r /tmp/s15-default-polyp-kvasir2cvc/diffuse-uda/seed2 benchmarks/results/polyp-kvasir2cvc/diffuse-uda/
+# (f) The two pre-registered rules, from the committed files; the tables.
+$BIN/python benchmarks/ipa_decision.py
+B=source-only,source-only-dg,source-only-dg-ipa,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-bezier-ipa,ascplus-gin,ascplus-mix
+OLD=ascplus-session12,ascplus-class-ratio-session12,diffuse-uda-session12
+$BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-ct2mr abdominal-ct2mr --data-root data \
+    --methods $B,ascplus,ascplus-class-ratio,diffuse-uda,$ST,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-calibrated,$OLD
+$BIN/python benchmarks/collect_bench.py benchmarks/results/demo-brain-t1t2 demo-brain-t1t2 --data-root data \
+    --methods $B,ascplus,ascplus-class-ratio,diffuse-uda,$ST,$OLD
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
+    --methods $B,ascplus,ascplus-class-ratio,diffuse-uda,ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio-self-training,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated,$OLD
+$BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
+    --methods $B,ascplus-fourier-luminance,ascplus-fourier-bounded,ascplus,ascplus-class-ratio,diffuse-uda,ascplus-self-training,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-HD-EGS-calibrated,$OLD
+M=source-only,source-only-dg,target-supervised,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-bezier-ipa,ascplus-gin,ascplus-mix,ascplus,ascplus-class-ratio,ascplus-session12,ascplus-class-ratio-session12
+$BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-mr2ct abdominal-mr2ct --data-root data --methods $M
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-lge2bssfp mscmr-lge2bssfp --data-root data --methods $M
+# (g) The pipeline at the changed seeds against its stage 1 and against the sessions 7-14 pipeline at that seed.
+for p in abdominal-ct2mr:1 mscmr-bssfp2lge:2 polyp-kvasir2cvc:2; do R=benchmarks/results/${p%%:*}; s=${p##*:}
+  $BIN/python benchmarks/paired_test.py $R/ascplus/seed$s $R/diffuse-uda/seed$s/5_ascplus_synth
+  $BIN/python benchmarks/paired_test.py $R/diffuse-uda-session12/seed$s/5_ascplus_synth $R/diffuse-uda/seed$s/5_ascplus_synth
+done
+# Issue 14: the wide polyp generator at seed 1 (seed 2 was stopped to free a core), pipeline to the end on the
+# committed seed-1 stage 1, then its fidelity like session 11's seed 0.
+$BIN/diffuse-uda run -t polyp-kvasir2cvc -o bench/s15/polyp-wide/seed1 --seed 1 --data-root data \
+    --set 'diffusion.channels=[32,64,128]' --set stage1_run=bench/s12/polyp-kvasir2cvc/ascplus/seed1
+$BIN/python benchmarks/export_results.py bench/s15/polyp-wide /tmp/s15-wide && cp -r /tmp/s15-wide/seed1 benchmarks/results/polyp-generator-wide/
+$BIN/python benchmarks/paired_test.py benchmarks/results/polyp-kvasir2cvc/diffuse-uda-session12/seed1/5_ascplus_synth benchmarks/results/polyp-generator-wide/seed1/5_ascplus_synth
+$BIN/python benchmarks/paired_test.py benchmarks/results/polyp-kvasir2cvc/ascplus-session12/seed1 benchmarks/results/polyp-generator-wide/seed1/5_ascplus_synth
+$BIN/python benchmarks/bench_synthesis.py --generator bench/s15/polyp-wide/seed1/3_diffusion/diffusion_last.pt \
+    --segmenter bench/polyp-kvasir2cvc/target-supervised/seed0 --masks bench/s15/polyp-wide/seed1/2_pseudolabels \
+    --stage1 bench/s12/polyp-kvasir2cvc/ascplus/seed1 --source data/Dataset511_KvasirSEG --target data/Dataset512_CVCClinicDB \
+    --samplers ddim:25:1:1 ddim:25:2:1 --n 32 --seed 1 \
+    --out benchmarks/results/synthesis/polyp-generator-width/channels32-64-128_step2000_seed1.json
