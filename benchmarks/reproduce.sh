@@ -807,3 +807,5 @@ $BIN/python benchmarks/bench_synthesis.py --generator bench/s15/polyp-wide/seed1
     --stage1 bench/s12/polyp-kvasir2cvc/ascplus/seed1 --source data/Dataset511_KvasirSEG --target data/Dataset512_CVCClinicDB \
     --samplers ddim:25:1:1 ddim:25:2:1 --n 32 --seed 1 \
     --out benchmarks/results/synthesis/polyp-generator-width/channels32-64-128_step2000_seed1.json
+# The pseudo-correlation member's time per call (docs/methods.md; median of the three runs).
+for i in 1 2 3; do $BIN/python benchmarks/bench_appearance.py --repeats 30 --members pseudo-correlation bezier; done
