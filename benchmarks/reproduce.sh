@@ -743,6 +743,8 @@ done
 # (b) The held-out tasks (after the rules in BENCHMARKS.md "Session 15" were committed), beside their candidates.
 $BIN/diffuse-uda bench -t abdominal-mr2ct --methods ascplus-bezier-ipa --seeds 3 -o bench/s13/abdominal-mr2ct --data-root data
 $BIN/diffuse-uda bench -t mscmr-lge2bssfp --methods ascplus-bezier-ipa --seeds 3 -o bench/s14/mscmr-lge2bssfp --data-root data
+$BIN/diffuse-uda bench -t abdominal-mr2ct --methods source-only-dg-ipa --seeds 3 -o bench/s13/abdominal-mr2ct --data-root data
+$BIN/diffuse-uda bench -t mscmr-lge2bssfp --methods source-only-dg-ipa --seeds 3 -o bench/s14/mscmr-lge2bssfp --data-root data
 # (c) ascplus with the new default candidate set (and the class-ratio option with it) in folders whose candidate rows
 # link to the finished runs: design tasks (candidates from session 12) and held-out tasks (sessions 13-14).
 default_folder() {  # TASK CANDIDATES_FROM IPA_FROM
@@ -760,8 +762,16 @@ default_folder mscmr-lge2bssfp bench/s14/mscmr-lge2bssfp bench/s14/mscmr-lge2bss
 $BIN/diffuse-uda bench -t abdominal-ct2mr --methods diffuse-uda --seed-list 1 -o bench/s15/default-abdominal-ct2mr --data-root data
 $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods diffuse-uda --seed-list 2 -o bench/s15/default-mscmr-bssfp2lge --data-root data
 $BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods diffuse-uda --seed-list 2 -o bench/s15/default-polyp-kvasir2cvc --data-root data
-# (e) Export. The sessions 7-14 rows move aside (git mv): ascplus -> ascplus-session12, ascplus-class-ratio ->
-# ascplus-class-ratio-session12, diffuse-uda -> diffuse-uda-session12 (copied; the unchanged seeds stay in diffuse-uda).
+# (e) Export. The sessions 7-14 rows move aside: ascplus -> ascplus-session12, ascplus-class-ratio ->
+# ascplus-class-ratio-session12 (git mv), diffuse-uda copied to diffuse-uda-session12 where a seed changed (the
+# unchanged seeds stay in diffuse-uda).
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc abdominal-mr2ct mscmr-lge2bssfp; do
+  git mv benchmarks/results/$t/ascplus benchmarks/results/$t/ascplus-session12
+  git mv benchmarks/results/$t/ascplus-class-ratio benchmarks/results/$t/ascplus-class-ratio-session12
+done
+for t in abdominal-ct2mr mscmr-bssfp2lge polyp-kvasir2cvc; do
+  cp -r benchmarks/results/$t/diffuse-uda benchmarks/results/$t/diffuse-uda-session12
+done
 for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do
   $BIN/python benchmarks/export_results.py bench/s15/ipa-$t /tmp/s15-ipa-$t
   cp -r /tmp/s15-ipa-$t/ascplus-bezier-ipa /tmp/s15-ipa-$t/source-only-dg-ipa benchmarks/results/$t/
@@ -770,11 +780,13 @@ for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc abdomi
   $BIN/python benchmarks/export_results.py bench/s15/default-$t /tmp/s15-default-$t
   cp -r /tmp/s15-default-$t/ascplus /tmp/s15-default-$t/ascplus-class-ratio benchmarks/results/$t/
 done
-$BIN/python benchmarks/export_results.py bench/s13/abdominal-mr2ct /tmp/s15-amr && cp -r /tmp/s15-amr/ascplus-bezier-ipa benchmarks/results/abdominal-mr2ct/
-$BIN/python benchmarks/export_results.py bench/s14/mscmr-lge2bssfp /tmp/s15-lge && cp -r /tmp/s15-lge/ascplus-bezier-ipa benchmarks/results/mscmr-lge2bssfp/
-cp -r /tmp/s15-default-abdominal-ct2mr/diffuse-uda/seed1 benchmarks/results/abdominal-ct2mr/diffuse-uda/
-cp -r /tmp/s15-default-mscmr-bssfp2lge/diffuse-uda/seed2 benchmarks/results/mscmr-bssfp2lge/diffuse-uda/
-cp -r /tmp/s15-default-polyp-kvasir2cvc/diffuse-uda/seed2 benchmarks/results/polyp-kvasir2cvc/diffuse-uda/
+$BIN/python benchmarks/export_results.py bench/s13/abdominal-mr2ct /tmp/s15-amr
+cp -r /tmp/s15-amr/ascplus-bezier-ipa /tmp/s15-amr/source-only-dg-ipa benchmarks/results/abdominal-mr2ct/
+$BIN/python benchmarks/export_results.py bench/s14/mscmr-lge2bssfp /tmp/s15-lge
+cp -r /tmp/s15-lge/ascplus-bezier-ipa /tmp/s15-lge/source-only-dg-ipa benchmarks/results/mscmr-lge2bssfp/
+for p in abdominal-ct2mr:1 mscmr-bssfp2lge:2 polyp-kvasir2cvc:2; do t=${p%%:*}; s=${p##*:}
+  rm -r benchmarks/results/$t/diffuse-uda/seed$s && cp -r /tmp/s15-default-$t/diffuse-uda/seed$s benchmarks/results/$t/diffuse-uda/
+done
 # (f) The two pre-registered rules, from the committed files; the tables.
 $BIN/python benchmarks/ipa_decision.py
 B=source-only,source-only-dg,source-only-dg-ipa,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-bezier-ipa,ascplus-gin,ascplus-mix
@@ -787,12 +799,14 @@ $BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr
     --methods $B,ascplus,ascplus-class-ratio,diffuse-uda,ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio-self-training,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated,$OLD
 $BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
     --methods $B,ascplus-fourier-luminance,ascplus-fourier-bounded,ascplus,ascplus-class-ratio,diffuse-uda,ascplus-self-training,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-HD-EGS-calibrated,$OLD
-M=source-only,source-only-dg,target-supervised,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-bezier-ipa,ascplus-gin,ascplus-mix,ascplus,ascplus-class-ratio,ascplus-session12,ascplus-class-ratio-session12
+M=source-only,source-only-dg,source-only-dg-ipa,target-supervised,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-bezier-ipa,ascplus-gin,ascplus-mix,ascplus,ascplus-class-ratio,ascplus-session12,ascplus-class-ratio-session12
 $BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-mr2ct abdominal-mr2ct --data-root data --methods $M
 $BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-lge2bssfp mscmr-lge2bssfp --data-root data --methods $M
-# (g) The pipeline at the changed seeds against its stage 1 and against the sessions 7-14 pipeline at that seed.
-for p in abdominal-ct2mr:1 mscmr-bssfp2lge:2 polyp-kvasir2cvc:2; do R=benchmarks/results/${p%%:*}; s=${p##*:}
+# (g) The pipeline against its stage 1 per seed, and at the changed seeds against the sessions 7-14 pipeline.
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do for s in 0 1 2; do R=benchmarks/results/$t
   $BIN/python benchmarks/paired_test.py $R/ascplus/seed$s $R/diffuse-uda/seed$s/5_ascplus_synth
+done; done
+for p in abdominal-ct2mr:1 mscmr-bssfp2lge:2 polyp-kvasir2cvc:2; do R=benchmarks/results/${p%%:*}; s=${p##*:}
   $BIN/python benchmarks/paired_test.py $R/diffuse-uda-session12/seed$s/5_ascplus_synth $R/diffuse-uda/seed$s/5_ascplus_synth
 done
 # Issue 14: the wide polyp generator at seed 1 (seed 2 was stopped to free a core), pipeline to the end on the
