@@ -745,6 +745,10 @@ $BIN/diffuse-uda bench -t abdominal-mr2ct --methods ascplus-bezier-ipa --seeds 3
 $BIN/diffuse-uda bench -t mscmr-lge2bssfp --methods ascplus-bezier-ipa --seeds 3 -o bench/s14/mscmr-lge2bssfp --data-root data
 $BIN/diffuse-uda bench -t abdominal-mr2ct --methods source-only-dg-ipa --seeds 3 -o bench/s13/abdominal-mr2ct --data-root data
 $BIN/diffuse-uda bench -t mscmr-lge2bssfp --methods source-only-dg-ipa --seeds 3 -o bench/s14/mscmr-lge2bssfp --data-root data
+# (b2) GIN blended the same way (the paper's own IPA), abdominal and the demo; exported beside the other rows.
+for t in abdominal-ct2mr demo-brain-t1t2; do
+  $BIN/diffuse-uda bench -t $t --methods ascplus-gin-ipa --seeds 3 -o bench/s15/ipa-$t --data-root data
+done
 # (c) ascplus with the new default candidate set (and the class-ratio option with it) in folders whose candidate rows
 # link to the finished runs: design tasks (candidates from session 12) and held-out tasks (sessions 13-14).
 default_folder() {  # TASK CANDIDATES_FROM IPA_FROM
@@ -776,6 +780,7 @@ for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do
   $BIN/python benchmarks/export_results.py bench/s15/ipa-$t /tmp/s15-ipa-$t
   cp -r /tmp/s15-ipa-$t/ascplus-bezier-ipa /tmp/s15-ipa-$t/source-only-dg-ipa benchmarks/results/$t/
 done
+for t in abdominal-ct2mr demo-brain-t1t2; do cp -r /tmp/s15-ipa-$t/ascplus-gin-ipa benchmarks/results/$t/; done
 for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc abdominal-mr2ct mscmr-lge2bssfp; do
   $BIN/python benchmarks/export_results.py bench/s15/default-$t /tmp/s15-default-$t
   cp -r /tmp/s15-default-$t/ascplus /tmp/s15-default-$t/ascplus-class-ratio benchmarks/results/$t/
@@ -792,9 +797,9 @@ $BIN/python benchmarks/ipa_decision.py
 B=source-only,source-only-dg,source-only-dg-ipa,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-bezier-ipa,ascplus-gin,ascplus-mix
 OLD=ascplus-session12,ascplus-class-ratio-session12,diffuse-uda-session12
 $BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-ct2mr abdominal-ct2mr --data-root data \
-    --methods $B,ascplus,ascplus-class-ratio,diffuse-uda,$ST,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-calibrated,$OLD
+    --methods $B,ascplus-gin-ipa,ascplus,ascplus-class-ratio,diffuse-uda,$ST,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-calibrated,$OLD
 $BIN/python benchmarks/collect_bench.py benchmarks/results/demo-brain-t1t2 demo-brain-t1t2 --data-root data \
-    --methods $B,ascplus,ascplus-class-ratio,diffuse-uda,$ST,$OLD
+    --methods $B,ascplus-gin-ipa,ascplus,ascplus-class-ratio,diffuse-uda,$ST,$OLD
 $BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
     --methods $B,ascplus,ascplus-class-ratio,diffuse-uda,ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio-self-training,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated,$OLD
 $BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
