@@ -828,3 +828,15 @@ $BIN/python benchmarks/bench_synthesis.py --generator bench/s15/polyp-wide/seed1
     --out benchmarks/results/synthesis/polyp-generator-width/channels32-64-128_step2000_seed1.json
 # The pseudo-correlation member's time per call (docs/methods.md; median of the three runs).
 for i in 1 2 3; do $BIN/python benchmarks/bench_appearance.py --repeats 30 --members pseudo-correlation bezier; done
+# (h) The pipeline on the bezier-ipa stage 1 (fixed transfer, not the default), abdominal and the demo.
+for t in abdominal-ct2mr demo-brain-t1t2; do for s in 0 1 2; do
+  $BIN/diffuse-uda run -t $t -o bench/s15/pipe-bezier-ipa-$t/seed$s --seed $s --data-root data \
+      --set segmentation.method.appearance=pseudo-correlation \
+      --set 'segmentation.method.appearance_options={member: bezier, member_options: {location_scale: true}}' \
+      --set stage1_run=bench/s15/ipa-$t/ascplus-bezier-ipa/seed$s
+done
+  $BIN/python benchmarks/export_results.py bench/s15/pipe-bezier-ipa-$t benchmarks/results/pipeline-bezier-ipa/$t
+  for s in 0 1 2; do
+    $BIN/python benchmarks/paired_test.py benchmarks/results/$t/ascplus-bezier-ipa/seed$s benchmarks/results/pipeline-bezier-ipa/$t/seed$s/5_ascplus_synth
+  done
+done
