@@ -44,6 +44,17 @@ seed; BENCHMARKS.md, session 13). The rule was formulated, and this exclusion ad
 candidates' test-label picks were known (variants compared post hoc: ``benchmarks/choice_signals.py``),
 so its measured advantage still has to be confirmed on other data.
 
+**Rule 4 (``appearance_rule="guarded-class-ratio"``): agreement, overruled by the class-ratio prior only
+when its preference is clear**, session 16. The class-ratio prior found the lone right candidate that
+agreement passes over on the contrast-inverting tasks (sessions 13-15), and where every candidate keeps the
+classes apart it ranks them by noise (MS-CMRSeg, both directions: divergences below 1e-3). So agreement's pick
+stands unless the prior's best candidate (the *challenger*) has the lower divergence than agreement's pick in
+at least :data:`GUARD_LEVEL` of :data:`GUARD_RESAMPLES` bootstrap resamples of the target training *cases*
+(each resample draws cases with replacement and pools their label maps; the same draws for both candidates;
+a fixed seed). The question the bootstrap asks: would another set of images from the target centre give the
+same preference? An agreement pick the prior cannot judge (histogram matching) stands. One foreground class:
+agreement decides, as under rule 3.
+
 Why not the candidates' own confidence: each candidate is trained to be confident and self-consistent
 on target views made by its *own* transfer (ASCPlus's consistency loss), so its entropy, its
 teacher-student agreement and the stability of its snapshots measure how well it fitted its objective,
@@ -89,7 +100,14 @@ RULES: dict[str, str] = {
                  "training images)",
     "class-ratio": "class-ratio prior (minus the KL divergence of the foreground class proportions predicted on "
                    "the target training images from those of the source labels)",
+    "guarded-class-ratio": "cross-candidate agreement, overruled by the class-ratio prior's best candidate only "
+                           "where its divergence is the lower in at least 95% of case bootstrap resamples of the "
+                           "target training images (scores: minus the divergence)",
 }
+# The guard of rule 4: how many case bootstrap resamples, and the share of them the challenger must win.
+GUARD_RESAMPLES = 1000
+GUARD_LEVEL = 0.95
+GUARD_SEED = 0
 # With a single foreground class (or only candidates it cannot judge) the class-ratio rule has nothing to compare:
 # agreement decides.
 CLASS_RATIO_FALLBACK = (RULES["agreement"] + "; the class-ratio prior had nothing to judge (one foreground class, "
@@ -120,6 +138,10 @@ class AppearanceChoice(BaseModel):
     # class name (None when that rule was not applied).
     class_ratio_kl: dict[str, float] | None = None
     source_class_ratio: dict[str, float] | None = None
+    # Rule 4: the prior's best candidate and the share of case bootstrap resamples in which its divergence is
+    # below that of agreement's pick (None when the guard did not run: same pick, or another rule).
+    class_ratio_challenger: str | None = None
+    class_ratio_support: float | None = None
     entropy: dict[str, float]
     candidates: dict[str, str]
     seconds: float
@@ -194,9 +216,38 @@ def foreground_proportions(label_maps: torch.Tensor, classes: list[int]) -> np.n
 def class_ratio_kl(reference: np.ndarray, predicted: np.ndarray, eps: float = 1e-6) -> float:
     """KL(reference || predicted) of two foreground proportion vectors; ``eps`` keeps a missing class finite
     (and large)."""
+    return float(_kl_rows(reference, predicted, eps))
+
+
+def _kl_rows(reference: np.ndarray, predicted: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """:func:`class_ratio_kl` along the last axis (``predicted`` may hold one proportion vector per row)."""
     ref, pred = reference + eps, predicted + eps
-    ref, pred = ref / ref.sum(), pred / pred.sum()
-    return float(np.sum(ref * np.log(ref / pred)))
+    ref, pred = ref / ref.sum(-1, keepdims=True), pred / pred.sum(-1, keepdims=True)
+    return np.sum(ref * np.log(ref / pred), -1)
+
+
+def case_class_counts(label_maps: torch.Tensor, case_sizes: list[int], classes: list[int]) -> np.ndarray:
+    """Voxel counts (cases, classes) of ``label_maps`` (samples of consecutive cases, ``case_sizes`` each)."""
+    return np.array([[int((case == c).sum()) for c in classes] for case in torch.split(label_maps, case_sizes)],
+                    dtype=np.float64)
+
+
+def class_ratio_support(reference: np.ndarray, incumbent: np.ndarray, challenger: np.ndarray,
+                        resamples: int = GUARD_RESAMPLES, seed: int = GUARD_SEED) -> float:
+    """Share of case bootstrap resamples in which the challenger's pooled foreground proportions are closer (KL)
+    to ``reference`` than the incumbent's. ``incumbent`` and ``challenger`` are per-case class counts
+    (:func:`case_class_counts`) of the same cases; each resample uses the same cases for both."""
+    if incumbent.shape != challenger.shape or incumbent.ndim != 2 or not len(incumbent):
+        raise ValueError("the two candidates need per-case class counts of the same, non-empty set of cases")
+    draws = np.random.default_rng(seed).integers(0, len(incumbent), size=(resamples, len(incumbent)))
+
+    def proportions(counts: np.ndarray) -> np.ndarray:
+        pooled = counts[draws].sum(1)  # (resamples, classes)
+        total = pooled.sum(-1, keepdims=True)
+        return np.divide(pooled, total, out=np.zeros_like(pooled), where=total > 0)
+
+    wins = _kl_rows(reference, proportions(challenger)) < _kl_rows(reference, proportions(incumbent))
+    return float(wins.mean())
 
 
 def source_foreground_proportions(task: Task, cache_dir: Path | None, progress: bool = False) -> np.ndarray:
@@ -210,12 +261,19 @@ def source_foreground_proportions(task: Task, cache_dir: Path | None, progress: 
 
 def target_training_images(task: Task, cache_dir: Path | None, progress: bool = False) -> torch.Tensor:
     """The target training split's preprocessed images as samples (N, C, *S): images only, never labels."""
+    return target_training_cases(task, cache_dir, progress)[0]
+
+
+def target_training_cases(task: Task, cache_dir: Path | None,
+                          progress: bool = False) -> tuple[torch.Tensor, list[int]]:
+    """:func:`target_training_images` and how many consecutive samples each case gave (2D: its slices)."""
     cases = prepare_split(task.target_dir, "Tr", task.preprocessing, with_labels=False, cache_dir=cache_dir,
                           progress=progress)
     if not cases:
         raise DataError(task.target_dir / "imagesTr", "no target training images to choose an appearance transfer")
     images, _ = stack_samples(cases, task.preprocessing.spatial_dims)
-    return images
+    sizes = [c.image.shape[-1] if task.preprocessing.spatial_dims == 2 else 1 for c in cases]
+    return images, sizes
 
 
 def reverse_config(config: RunConfig, fraction: float) -> RunConfig:
@@ -281,7 +339,7 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
         raise ConfigError("the reverse-validation rule needs a reverse-validation score for every candidate")
     t0 = time.perf_counter()
     dev = resolve_device(device)
-    images = target_training_images(task, cache_dir, progress)
+    images, case_sizes = target_training_cases(task, cache_dir, progress)
     maps, entropy = {}, {}
     for name, run in runs.items():
         maps[name], entropy[name] = _run_label_maps(Path(run), images, task.preprocessing.spatial_dims, dev)
@@ -290,14 +348,15 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
     agreement = {a: {b: pooled_dice(maps[a], maps[b], classes) for b in names if b != a} for a in names}
     agreement_scores = {a: float(np.mean(list(agreement[a].values()))) for a in names}
     scores, rule_text = agreement_scores, RULES[rule]
-    kl, reference = None, None
-    judged = rule == "class-ratio" and len(classes) > 1
+    kl, reference, challenger, support = None, None, None, None
+    prior = rule in ("class-ratio", "guarded-class-ratio")
+    judged = prior and len(classes) > 1
     blind = {n for n in names if class_ratio_blind(n)} if judged else set()
     if rule == "reverse-validation" and reverse:
         scores = {n: float(reverse[n]) for n in names}
-    elif rule == "class-ratio" and (not judged or blind == set(names)):
+    elif prior and (not judged or blind == set(names)):
         rule_text = CLASS_RATIO_FALLBACK
-    elif rule == "class-ratio":
+    elif prior:
         source = source_foreground_proportions(task, cache_dir, progress)
         kl = {n: class_ratio_kl(source, foreground_proportions(maps[n], classes)) for n in names}
         # Every divergence is recorded; only the candidates the prior can judge are scored.
@@ -305,10 +364,18 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
         by_value = {v: k for k, v in task.labels.items()}
         reference = {by_value[c]: float(x) for c, x in zip(classes, source, strict=True)}
     chosen = _best(scores)
+    if rule == "guarded-class-ratio":
+        chosen = incumbent = _best(agreement_scores)
+        if kl is not None and incumbent not in blind and _best(scores) != incumbent:
+            challenger = _best(scores)
+            support = class_ratio_support(source, case_class_counts(maps[incumbent], case_sizes, classes),
+                                          case_class_counts(maps[challenger], case_sizes, classes))
+            chosen = challenger if support >= GUARD_LEVEL else incumbent
     return AppearanceChoice(chosen=chosen, rule=rule_text, scores=scores, agreement=agreement,
                             agreement_scores=agreement_scores,
                             reverse_validation=dict(reverse) if reverse is not None else None,
-                            class_ratio_kl=kl, source_class_ratio=reference, entropy=entropy,
+                            class_ratio_kl=kl, source_class_ratio=reference, class_ratio_challenger=challenger,
+                            class_ratio_support=support, entropy=entropy,
                             candidates={n: str(Path(r).resolve()) for n, r in runs.items()},
                             seconds=time.perf_counter() - t0)
 
@@ -352,6 +419,9 @@ def choice_summary(choice: AppearanceChoice) -> dict[str, Any]:
     if choice.class_ratio_kl is not None:
         out["class_ratio_kl"] = {k: round(v, 4) for k, v in choice.class_ratio_kl.items()}
         out["source_class_ratio"] = {k: round(v, 4) for k, v in (choice.source_class_ratio or {}).items()}
+    if choice.class_ratio_support is not None:
+        out["class_ratio_challenger"] = choice.class_ratio_challenger
+        out["class_ratio_support"] = round(choice.class_ratio_support, 3)
     return out
 
 

@@ -49,6 +49,8 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     # Not paper rows: the class-ratio rule chooses the appearance transfer (session 13), then no or one round.
     "ascplus-class-ratio": ("ascplus", {"appearance_rule": "class-ratio"}),
     "ascplus-class-ratio-self-training": ("ascplus", {"appearance_rule": "class-ratio", "self_training_rounds": 1}),
+    # Session 16: agreement, overruled by the class-ratio prior where a case bootstrap backs it.
+    "ascplus-guarded-class-ratio": ("ascplus", {"appearance_rule": "guarded-class-ratio"}),
     # Not a paper row: the domain-generalisation baseline with each restyling replaced by two draws blended by a
     # smooth random field (IPA, Ouyang et al. 2022; session 15).
     "source-only-dg-ipa": ("source-only-dg", {"appearance": "pseudo-correlation", "appearance_options": {
