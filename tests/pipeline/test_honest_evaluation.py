@@ -66,7 +66,7 @@ def test_train_and_predict_never_read_target_labels(method, tiny_task, smoke_con
     assert summary.metadata["n_cases"] == 2
 
 
-@pytest.mark.parametrize("rule", ["reverse-validation", "class-ratio"])
+@pytest.mark.parametrize("rule", ["reverse-validation", "class-ratio", "guarded-class-ratio"])
 def test_optional_choice_rules_never_read_target_labels(rule, tiny_task, tmp_path, watched_reads):
     """The optional rules read source labels: reverse validation trains reverse models on target *pseudo*-labels
     and scores them on source labels; the class-ratio rule compares predicted target proportions with the
