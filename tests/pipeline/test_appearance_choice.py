@@ -60,7 +60,8 @@ def test_ascplus_auto_trains_candidates_and_keeps_the_most_agreed_one(tiny_task,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
     cfg = build_run_config("smoke", 2, {"training": {"iterations": 3, "device": "cpu"},
-                                        "method": {"appearance_candidates": ["paper", "bezier", "gin"]}})
+                                        "method": {"appearance_candidates": ["paper", "bezier", "gin"],
+                                                   "appearance_rule": "agreement"}})
     shared = {"bezier": tmp_path / "bench" / "ascplus-bezier" / "seed0"}
     out = train_method(tiny_task, "ascplus", cfg, tmp_path / "bench" / "ascplus" / "seed0", progress=False,
                        candidate_dirs=shared)
@@ -154,7 +155,7 @@ def test_the_rule_decides_and_both_picks_are_recorded(tiny_task, tmp_path: Path,
     maps = {"a": same, "b": same, "c": torch.full(shape, 2, dtype=torch.long)}
     monkeypatch.setattr(appearance_choice, "_run_label_maps", lambda run, *a: (maps[Path(run).name], 0.0))
     runs = {n: tmp_path / n for n in maps}
-    agreed = appearance_choice.score_candidates(runs, tiny_task, None, "cpu")
+    agreed = appearance_choice.score_candidates(runs, tiny_task, None, "cpu", rule="agreement")
     assert agreed.chosen == "a" and appearance_choice.agreement_pick(agreed) == "a"
     reverse = appearance_choice.score_candidates(runs, tiny_task, None, "cpu", rule="reverse-validation",
                                                  reverse={"a": 0.1, "b": 0.2, "c": 0.5})
@@ -354,3 +355,19 @@ def test_guarded_rule_keeps_an_agreement_pick_the_prior_cannot_judge(tiny_task, 
     # When agreement and the prior pick the same candidate, the guard has nothing to test.
     same = _fake_choice(tiny_task, tmp_path, monkeypatch, {"paper": truth, "gin": truth.clone(), "bezier": swapped})
     assert same.chosen in {"paper", "gin"} and same.class_ratio_challenger is None
+
+
+def test_the_default_rule_is_the_guarded_class_ratio_rule(tiny_task, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Since session 16 (a rule committed before its held-out tasks existed, BENCHMARKS.md) `ascplus` chooses by
+    agreement overruled by the class-ratio prior where a case bootstrap backs it; the record says so."""
+    from diffuse_uda.methods.asc import ASCPlusOptions
+    from diffuse_uda.pipeline import appearance_choice
+
+    assert ASCPlusOptions().appearance_rule == "guarded-class-ratio"
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": 2, "device": "cpu"},
+                                        "method": {"appearance_candidates": ["paper", "bezier"]}})
+    choice = read_choice(train_method(tiny_task, "ascplus", cfg, tmp_path / "run", progress=False))
+    assert choice is not None and choice.rule == appearance_choice.RULES["guarded-class-ratio"]
+    assert choice.class_ratio_kl is not None and set(choice.class_ratio_kl) == {"paper", "bezier"}

@@ -88,12 +88,13 @@ class ASCOptions(TeacherStudentOptions):
         None, description="With appearance='auto' (ascplus only): the APPEARANCE_PRESETS to choose among; None = "
                           "the default set for the task's channels (see pipeline.appearance_choice).")
     appearance_rule: Literal["agreement", "reverse-validation", "class-ratio", "guarded-class-ratio"] = Field(
-        "agreement",
-        description="With appearance='auto': the label-free rule that keeps one candidate. 'agreement': mean "
-                    "agreement with the other candidates on the target images; 'class-ratio': foreground class "
-                    "proportions predicted on the target images closest to the source labels' (agreement with "
-                    "one foreground class); 'guarded-class-ratio': agreement's pick unless the class-ratio prior "
-                    "prefers another candidate in at least 95% of case bootstrap resamples of the target images; "
+        "guarded-class-ratio",
+        description="With appearance='auto': the label-free rule that keeps one candidate. 'guarded-class-ratio' "
+                    "(the default since session 16): the 'agreement' pick unless the class-ratio prior prefers "
+                    "another candidate in at least 95% of case bootstrap resamples of the target images; "
+                    "'agreement': mean agreement with the other candidates on the target images; 'class-ratio': "
+                    "foreground class proportions predicted on the target images closest to the source labels' "
+                    "(agreement with one foreground class); "
                     "'reverse-validation': a model trained on each candidate's target "
                     "pseudo-labels segments the labelled source images (measured worse on contrast shifts, "
                     "BENCHMARKS.md session 12).")

@@ -6,14 +6,13 @@ restyling, a contrast-inverting remap for CT -> MR, a colour-aware one for photo
 must not decide it. So ASCPlus is trained once per candidate (:data:`diffuse_uda.methods.asc.APPEARANCE_PRESETS`)
 and one candidate is kept by a rule that reads no target label (``method.appearance_rule``):
 
-**Rule 1 (the default): cross-candidate agreement.** Every candidate segments the unlabelled target
-*training* images. For two candidates, agreement is the Dice between their label maps pooled over all
-those images, averaged over the foreground classes (a class both leave empty counts as 0: empty
-predictions are no evidence). A candidate's score is its mean agreement with the other candidates;
+**Rule 1: cross-candidate agreement** (the default until session 16; rule 4 builds on it). Every candidate
+segments the unlabelled target *training* images. For two candidates, agreement is the Dice between their
+label maps pooled over all those images, averaged over the foreground classes (a class both leave empty counts
+as 0: empty predictions are no evidence). A candidate's score is its mean agreement with the other candidates;
 the highest wins (ties: the first in the candidate list). Agreement between candidates with different
-inductive biases is optimised by none of them. It fails when most candidates fail alike, and it
-rewards the candidate in the middle (``mix``), not a lone candidate that is right (BENCHMARKS.md,
-sessions 7-8).
+inductive biases is optimised by none of them. It fails when most candidates fail alike, and it rewards the
+candidate in the middle (``mix``), not a lone candidate that is right (BENCHMARKS.md, sessions 7-8).
 
 **Rule 2 (``appearance_rule="reverse-validation"``): reverse validation**, tried in session 12 against
 that weakness and not adopted. A *reverse* model (``source-only-dg``: Bezier / GIN remapping, so that
@@ -44,8 +43,9 @@ seed; BENCHMARKS.md, session 13). The rule was formulated, and this exclusion ad
 candidates' test-label picks were known (variants compared post hoc: ``benchmarks/choice_signals.py``),
 so its measured advantage still has to be confirmed on other data.
 
-**Rule 4 (``appearance_rule="guarded-class-ratio"``): agreement, overruled by the class-ratio prior only
-when its preference is clear**, session 16. The class-ratio prior found the lone right candidate that
+**Rule 4 (``appearance_rule="guarded-class-ratio"``, the default): agreement, overruled by the class-ratio
+prior only when its preference is clear**, session 16; the default by a rule committed before its held-out
+tasks existed (BENCHMARKS.md, session 16). The class-ratio prior found the lone right candidate that
 agreement passes over on the contrast-inverting tasks (sessions 13-15), and where every candidate keeps the
 classes apart it ranks them by noise (MS-CMRSeg, both directions: divergences below 1e-3). So agreement's pick
 stands unless the prior's best candidate (the *challenger*) has the lower divergence than agreement's pick in
@@ -329,7 +329,7 @@ def _record_reverse(folder: Path, name: str, score: float, seconds: float, itera
 
 
 def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | None, device: str = "auto",
-                     progress: bool = False, rule: str = "agreement",
+                     progress: bool = False, rule: str = "guarded-class-ratio",
                      reverse: Mapping[str, float] | None = None) -> AppearanceChoice:
     """Apply ``rule`` to trained candidate runs (reads the target *images* only; ``reverse`` holds the
     reverse-validation scores, from :func:`reverse_validation_scores`, when the rule needs them)."""

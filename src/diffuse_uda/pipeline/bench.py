@@ -151,7 +151,9 @@ def _appearance_choices(runs: dict[str, dict[int, Path]], classes: list[str],
         out.append({"seed": seed, "chosen": choice.chosen, "rule": choice.rule, "scores": choice.scores,
                     "entropy": choice.entropy, "agreement_pick": agreed,
                     "agreement_given_up": finite[pick] - finite.get(agreed, math.nan) if finite else math.nan,
-                    "test_dice": test_dice, "test_pick": pick, "given_up": given_up})
+                    "test_dice": test_dice, "test_pick": pick, "given_up": given_up,
+                    "guard": ({"challenger": choice.class_ratio_challenger, "support": choice.class_ratio_support}
+                              if choice.class_ratio_support is not None else None)})
     return out
 
 
@@ -254,7 +256,10 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
         for c in choices:
             cells = [((f"{c['scores'][n]:.3f}" if n in c["scores"] else "not scored")
                       + f" / {100 * c['test_dice'][n]:.1f}") if n in c["test_dice"] else "n/a" for n in names]
-            md.append(f"| {c['seed']} | {c['chosen']} | " + " | ".join(cells) +
+            guard = c.get("guard")  # the guarded rule: the prior's challenger and its bootstrap support
+            chosen = c["chosen"] + (f" (challenger {guard['challenger']}, support {guard['support']:.2f})"
+                                    if guard else "")
+            md.append(f"| {c['seed']} | {chosen} | " + " | ".join(cells) +
                       f" | {c['test_pick']} | {100 * c['given_up']:.1f} |" +
                       (f" {c['agreement_pick']} | {100 * c['agreement_given_up']:.1f} |" if other else ""))
     if significance:

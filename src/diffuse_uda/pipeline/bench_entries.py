@@ -49,8 +49,10 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     # Not paper rows: the class-ratio rule chooses the appearance transfer (session 13), then no or one round.
     "ascplus-class-ratio": ("ascplus", {"appearance_rule": "class-ratio"}),
     "ascplus-class-ratio-self-training": ("ascplus", {"appearance_rule": "class-ratio", "self_training_rounds": 1}),
-    # Session 16: agreement, overruled by the class-ratio prior where a case bootstrap backs it.
+    # Session 16: agreement, overruled by the class-ratio prior where a case bootstrap backs it (since then the
+    # default, so the same run as `ascplus`); `ascplus-agreement` is the default of sessions 7-15.
     "ascplus-guarded-class-ratio": ("ascplus", {"appearance_rule": "guarded-class-ratio"}),
+    "ascplus-agreement": ("ascplus", {"appearance_rule": "agreement"}),
     # Not a paper row: the domain-generalisation baseline with each restyling replaced by two draws blended by a
     # smooth random field (IPA, Ouyang et al. 2022; session 15).
     "source-only-dg-ipa": ("source-only-dg", {"appearance": "pseudo-correlation", "appearance_options": {
