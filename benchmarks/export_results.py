@@ -5,7 +5,8 @@ paired tests can be regenerated without retraining:
 
 Copied: bench.json / bench.md / bench.csv; per run: run.json, evaluation/summary.json and
 per_case.csv, appearance_choice.json; per pipeline run: pipeline.json and the stage manifests
-(stage.json, generator_choice.json). ``python benchmarks/collect_bench.py OUT TASK`` then rewrites the
+(stage.json, generator_choice.json), and the stage-3 evaluation a pipeline run reused from another run.
+``python benchmarks/collect_bench.py OUT TASK`` then rewrites the
 same table from the copy.
 """
 
@@ -32,7 +33,20 @@ def export(bench: Path, out: Path) -> list[Path]:
         tail = "/".join(rel.parts[-2:]) if rel.parts[-2] == "evaluation" else rel.name
         if tail in PER_RUN and "report" not in rel.parts:
             copied.append(_copy(path, out / rel))
+        if path.name == "pipeline.json":
+            copied += _reused_stage3(path.parent, out / rel.parent)
     return copied
+
+
+def _reused_stage3(run: Path, out: Path) -> list[Path]:
+    """A pipeline run that reused another run's identical stage 3 (``share_stages_with``) has no stage-3 folder of
+    its own: its row is that stage's evaluation, copied under the run's own stage-3 name."""
+    from diffuse_uda.pipeline.run import STAGE3, stage3_folder
+
+    stage3 = stage3_folder(run)
+    if stage3.resolve().parent == run.resolve():
+        return []
+    return [_copy(stage3 / name, out / STAGE3 / name) for name in PER_RUN if (stage3 / name).is_file()]
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -143,6 +143,15 @@ def test_stage_folders_of_a_record_are_found_from_any_working_directory(tmp_path
     monkeypatch.chdir(tmp_path)
     folders = pipeline_stage_folders(run)
     assert folders["4 synthesis"] == run / "4_synthetic" and folders["2 pseudo-labels"] == shared
+    # Stage 3 not recorded: its own folder; recorded as reused from another run (a bench row identical to another
+    # in every stage): that run's, which is what the bench evaluates and exports for the row.
+    from diffuse_uda.pipeline.run import STAGE3, stage3_folder
+
+    assert stage3_folder(run) == run / STAGE3
+    other = tmp_path / "elsewhere" / STAGE3
+    record.stages.append(StageRecord(stage="5 ascplus + synthetic", folder=str(other), reused=True))
+    atomic_write_json(run / "pipeline.json", record.model_dump(mode="json"))
+    assert stage3_folder(run) == other
 
 
 def test_pipeline_runs_end_to_end_on_volumes(tiny_task, tmp_path: Path, monkeypatch) -> None:

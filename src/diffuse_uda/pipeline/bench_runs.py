@@ -28,10 +28,10 @@ from diffuse_uda.pipeline.manifest import read_manifest, run_stage
 from diffuse_uda.pipeline.run import (
     GENERATION_ABLATION,
     PAPER_PIPELINE,
-    STAGE3,
     PipelineConfig,
     diffusion_config,
     run_pipeline,
+    stage3_folder,
 )
 from diffuse_uda.pipeline.run_folder import (
     RunFolder,
@@ -121,7 +121,8 @@ def _run_diffuse_uda(task: Task, entry: str, seed: int, out_dir: Path, profile: 
     settings["share_stages_with"] = sorted(str(p) for p in out_dir.glob(f"{PIPELINE_ENTRY}*/seed{seed}")
                                            if p.resolve() != folder.resolve())
     run_pipeline(task, folder, PipelineConfig.model_validate(settings), progress=progress, force=force)
-    return folder / STAGE3
+    # A row identical to another in every stage (e.g. a rerun under a new name) reuses its stage 3.
+    return distributed.on_main(stage3_folder, folder)
 
 
 def _run_heal(task: Task, entry: str, seed: int, out_dir: Path, profile: str, overrides: dict[str, Any],

@@ -425,6 +425,12 @@ def pipeline_stage_folders(run_dir: Path) -> dict[str, Path]:
     return folders
 
 
+def stage3_folder(run_dir: Path) -> Path:
+    """Where a pipeline run's stage 3 lives: its own folder, or the identical stage of another run it reused
+    (``share_stages_with``)."""
+    return pipeline_stage_folders(run_dir)["5 ascplus + synthetic"]
+
+
 def synthesize_from_run(run_dir: Path, out_dir: Path, options: SynthesisOptions, seed: int = 0,
                         shard: tuple[int, int] | None = None, device: str = "auto", progress: bool = True) -> Path:
     """A synthetic dataset from a pipeline run's trained generator (``diffuse-uda synthesize``):
