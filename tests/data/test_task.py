@@ -41,3 +41,23 @@ def test_check_label_map_mismatch(tiny_task) -> None:
     ds.write_text(json.dumps(d))
     with pytest.raises(DataError, match="dataset.json"):
         tiny_task.check()
+
+
+def test_benchmark_task_files_load_and_name_their_datasets(tmp_path: Path) -> None:
+    """The held-out tasks of BENCHMARKS.md session 16 are task files beside the benchmarks (made by
+    benchmarks/heldout_demo.py, not shipped): each loads, and its datasets are the ones that script writes."""
+    import sys
+
+    folder = Path(__file__).resolve().parents[2] / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        from heldout_demo import TASKS
+    finally:
+        sys.path.remove(str(folder))
+    files = sorted((folder / "tasks").glob("*.yaml"))
+    assert {f.stem for f in files} == set(TASKS)
+    for f in files:
+        task = load_task(f, data_root=tmp_path)
+        _, source, target = TASKS[task.name]
+        assert (task.source_dir, task.target_dir) == (tmp_path / source, tmp_path / target)
+        assert task.name not in shipped_tasks() and task.num_classes == 4
