@@ -877,6 +877,33 @@ for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc abdomi
   $BIN/python benchmarks/export_results.py bench/s15/default-$t /tmp/s15g-$t
   cp -r /tmp/s15g-$t/ascplus-guarded-class-ratio benchmarks/results/$t/
 done
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do
+  git mv benchmarks/results/$t/diffuse-uda benchmarks/results/$t/diffuse-uda-session15
+  cp -r /tmp/s16-$t/diffuse-uda benchmarks/results/$t/
+done
 # (e) The decision and issue 13's marks, from the committed files:
 $BIN/python benchmarks/guard_decision.py --out benchmarks/results/guard_decision.json
 $BIN/python benchmarks/default_marks.py
+# (f) The pipeline against its stage 1 and against source-only-dg per seed; the remade rows against session 15's
+# (same per-case Dice where the stage-1 model is the same: abdominal 1-2 and MS-CMRSeg 1-2 against
+# diffuse-uda-session15, abdominal 0 and the demo 0-2 against pipeline-bezier-ipa).
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do for s in 0 1 2; do R=benchmarks/results/$t
+  $BIN/python benchmarks/paired_test.py $R/ascplus/seed$s $R/diffuse-uda/seed$s/5_ascplus_synth
+  $BIN/python benchmarks/paired_test.py $R/source-only-dg/seed$s $R/diffuse-uda/seed$s/5_ascplus_synth
+done; done
+# (g) The tables.
+B=source-only,source-only-dg,source-only-dg-ipa,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-bezier-ipa,ascplus-gin,ascplus-mix
+ST=ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio,ascplus-class-ratio-self-training
+OLD=ascplus-session12,ascplus-class-ratio-session12,diffuse-uda-session12,diffuse-uda-session15
+N16=ascplus-agreement,ascplus-guarded-class-ratio
+$BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-ct2mr abdominal-ct2mr --data-root data \
+    --methods $B,ascplus-gin-ipa,ascplus,$N16,diffuse-uda,$ST,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-calibrated,$OLD
+$BIN/python benchmarks/collect_bench.py benchmarks/results/demo-brain-t1t2 demo-brain-t1t2 --data-root data \
+    --methods $B,ascplus-gin-ipa,ascplus,$N16,diffuse-uda,$ST,ascplus-session12,ascplus-class-ratio-session12,diffuse-uda-session15
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
+    --methods $B,ascplus,$N16,diffuse-uda,ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio-self-training,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated,$OLD
+$BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
+    --methods $B,ascplus-fourier-luminance,ascplus-fourier-bounded,ascplus,$N16,ascplus-class-ratio,diffuse-uda,ascplus-self-training,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-HD-EGS-calibrated,ascplus-session12,ascplus-class-ratio-session12,diffuse-uda-session12
+M=source-only,source-only-dg,source-only-dg-ipa,target-supervised,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-bezier-ipa,ascplus-gin,ascplus-mix,ascplus,$N16,ascplus-class-ratio,ascplus-session12,ascplus-class-ratio-session12
+$BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-mr2ct abdominal-mr2ct --data-root data --methods $M
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-lge2bssfp mscmr-lge2bssfp --data-root data --methods $M

@@ -93,6 +93,10 @@ from diffuse_uda.training.trainer import CHECKPOINT_NAME, Trainer, resolve_devic
 from diffuse_uda.transforms.appearance import build_appearance_transfer
 
 CHOICE_FILE = "appearance_choice.json"
+# The guard of rule 4: how many case bootstrap resamples, and the share of them the challenger must win.
+GUARD_RESAMPLES = 1000
+GUARD_LEVEL = 0.95
+GUARD_SEED = 0
 RULES: dict[str, str] = {
     "reverse-validation": "reverse validation (a source-only-dg model trained on each candidate's target "
                           "pseudo-labels, scored by pooled foreground Dice on the labelled source training images)",
@@ -101,13 +105,9 @@ RULES: dict[str, str] = {
     "class-ratio": "class-ratio prior (minus the KL divergence of the foreground class proportions predicted on "
                    "the target training images from those of the source labels)",
     "guarded-class-ratio": "cross-candidate agreement, overruled by the class-ratio prior's best candidate only "
-                           "where its divergence is the lower in at least 95% of case bootstrap resamples of the "
-                           "target training images (scores: minus the divergence)",
+                           f"where its divergence is the lower in at least {GUARD_LEVEL:.0%} of case bootstrap "
+                           "resamples of the target training images (scores: minus the divergence)",
 }
-# The guard of rule 4: how many case bootstrap resamples, and the share of them the challenger must win.
-GUARD_RESAMPLES = 1000
-GUARD_LEVEL = 0.95
-GUARD_SEED = 0
 # With a single foreground class (or only candidates it cannot judge) the class-ratio rule has nothing to compare:
 # agreement decides.
 CLASS_RATIO_FALLBACK = (RULES["agreement"] + "; the class-ratio prior had nothing to judge (one foreground class, "
@@ -365,12 +365,12 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
         reference = {by_value[c]: float(x) for c, x in zip(classes, source, strict=True)}
     chosen = _best(scores)
     if rule == "guarded-class-ratio":
-        chosen = incumbent = _best(agreement_scores)
-        if kl is not None and incumbent not in blind and _best(scores) != incumbent:
-            challenger = _best(scores)
+        incumbent = _best(agreement_scores)
+        if kl is not None and incumbent not in blind and chosen != incumbent:
+            challenger = chosen
             support = class_ratio_support(source, case_class_counts(maps[incumbent], case_sizes, classes),
                                           case_class_counts(maps[challenger], case_sizes, classes))
-            chosen = challenger if support >= GUARD_LEVEL else incumbent
+        chosen = challenger if support is not None and support >= GUARD_LEVEL else incumbent
     return AppearanceChoice(chosen=chosen, rule=rule_text, scores=scores, agreement=agreement,
                             agreement_scores=agreement_scores,
                             reverse_validation=dict(reverse) if reverse is not None else None,

@@ -14,7 +14,7 @@ from diffuse_uda.data.task import Task
 from diffuse_uda.errors import DataError
 from diffuse_uda.evaluation.evaluate import EvaluationSummary, load_summary
 from diffuse_uda.evaluation.reference import ReferenceLabels
-from diffuse_uda.pipeline.appearance_choice import read_choice
+from diffuse_uda.pipeline.appearance_choice import GUARD_LEVEL, read_choice
 from diffuse_uda.pipeline.experiment import EVALUATION, PREDICTIONS
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
 from diffuse_uda.pipeline.train import default_cache_dir
@@ -88,7 +88,7 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
                            "**yes**" if name == c.chosen else ""] for name in c.scores])
             guard = (f" The class-ratio prior preferred {c.class_ratio_challenger} in "
                      f"{100 * c.class_ratio_support:.1f} % of the case bootstrap resamples (it overrules agreement "
-                     "from 95 %)." if c.class_ratio_support is not None else "")
+                     f"from {100 * GUARD_LEVEL:.0f} %)." if c.class_ratio_support is not None else "")
             report.paragraph(f"{label}: **{c.chosen}**, by {c.rule}.{guard}")
     report.heading("Cost")
     report.table(["Run", "iterations", "train time (s)", "preprocessing (s)", "peak RSS (MB)", "device"],
