@@ -907,3 +907,14 @@ $BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc poly
 M=source-only,source-only-dg,source-only-dg-ipa,target-supervised,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-bezier-ipa,ascplus-gin,ascplus-mix,ascplus,$N16,ascplus-class-ratio,ascplus-session12,ascplus-class-ratio-session12
 $BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-mr2ct abdominal-mr2ct --data-root data --methods $M
 $BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-lge2bssfp mscmr-lge2bssfp --data-root data --methods $M
+# (h) Issue 14: the wide polyp generator at seed 2, on the default stage 1 of that seed; its oracle mask fidelity.
+$BIN/diffuse-uda run -t polyp-kvasir2cvc -o bench/s16/polyp-wide/seed2 --seed 2 --data-root data \
+    --set 'diffusion.channels=[32,64,128]' --set stage1_run=bench/s16/default-polyp-kvasir2cvc/ascplus/seed2
+$BIN/python benchmarks/export_results.py bench/s16/polyp-wide /tmp/s16-wide && cp -r /tmp/s16-wide/seed2 benchmarks/results/polyp-generator-wide/
+R=benchmarks/results/polyp-kvasir2cvc; W=benchmarks/results/polyp-generator-wide/seed2/5_ascplus_synth
+for ref in $R/diffuse-uda/seed2/5_ascplus_synth $R/ascplus/seed2 $R/source-only-dg/seed2; do $BIN/python benchmarks/paired_test.py $ref $W; done
+$BIN/python benchmarks/bench_synthesis.py --generator bench/s16/polyp-wide/seed2/3_diffusion/diffusion_last.pt \
+    --segmenter bench/polyp-kvasir2cvc/target-supervised/seed0 --masks bench/s16/polyp-wide/seed2/2_pseudolabels \
+    --stage1 bench/s16/default-polyp-kvasir2cvc/ascplus/seed2 --source data/Dataset511_KvasirSEG --target data/Dataset512_CVCClinicDB \
+    --samplers ddim:25:1:1 ddim:25:2:1 --n 32 --seed 2 \
+    --out benchmarks/results/synthesis/polyp-generator-width/channels32-64-128_step2000_seed2.json
