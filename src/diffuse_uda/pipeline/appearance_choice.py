@@ -209,8 +209,13 @@ def pooled_dice(a: torch.Tensor, b: torch.Tensor, classes: list[int]) -> float:
 
 def foreground_proportions(label_maps: torch.Tensor, classes: list[int]) -> np.ndarray:
     """Each foreground class's share of the foreground voxels of ``label_maps``, pooled (zeros if none)."""
-    counts = np.array([int((label_maps == c).sum()) for c in classes], dtype=np.float64)
-    return counts / counts.sum() if counts.sum() > 0 else counts
+    return _shares(np.array([int((label_maps == c).sum()) for c in classes], dtype=np.float64))
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    """Class counts -> each class's share, along the last axis (zeros where there are no counts)."""
+    total = counts.sum(-1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
 
 
 def class_ratio_kl(reference: np.ndarray, predicted: np.ndarray, eps: float = 1e-6) -> float:
@@ -240,13 +245,9 @@ def class_ratio_support(reference: np.ndarray, incumbent: np.ndarray, challenger
     if incumbent.shape != challenger.shape or incumbent.ndim != 2 or not len(incumbent):
         raise ValueError("the two candidates need per-case class counts of the same, non-empty set of cases")
     draws = np.random.default_rng(seed).integers(0, len(incumbent), size=(resamples, len(incumbent)))
-
-    def proportions(counts: np.ndarray) -> np.ndarray:
-        pooled = counts[draws].sum(1)  # (resamples, classes)
-        total = pooled.sum(-1, keepdims=True)
-        return np.divide(pooled, total, out=np.zeros_like(pooled), where=total > 0)
-
-    wins = _kl_rows(reference, proportions(challenger)) < _kl_rows(reference, proportions(incumbent))
+    # Each resample pools its drawn cases: (resamples, classes) shares per candidate.
+    wins = (_kl_rows(reference, _shares(challenger[draws].sum(1)))
+            < _kl_rows(reference, _shares(incumbent[draws].sum(1))))
     return float(wins.mean())
 
 
@@ -358,7 +359,9 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
         rule_text = CLASS_RATIO_FALLBACK
     elif prior:
         source = source_foreground_proportions(task, cache_dir, progress)
-        kl = {n: class_ratio_kl(source, foreground_proportions(maps[n], classes)) for n in names}
+        # Per case, so that the guard of rule 4 can resample cases; pooled, the shares foreground_proportions gives.
+        counts = {n: case_class_counts(maps[n], case_sizes, classes) for n in names}
+        kl = {n: class_ratio_kl(source, _shares(counts[n].sum(0))) for n in names}
         # Every divergence is recorded; only the candidates the prior can judge are scored.
         scores = {n: -v for n, v in kl.items() if n not in blind}
         by_value = {v: k for k, v in task.labels.items()}
@@ -368,8 +371,7 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
         incumbent = _best(agreement_scores)
         if kl is not None and incumbent not in blind and chosen != incumbent:
             challenger = chosen
-            support = class_ratio_support(source, case_class_counts(maps[incumbent], case_sizes, classes),
-                                          case_class_counts(maps[challenger], case_sizes, classes))
+            support = class_ratio_support(source, counts[incumbent], counts[challenger])
         chosen = challenger if support is not None and support >= GUARD_LEVEL else incumbent
     return AppearanceChoice(chosen=chosen, rule=rule_text, scores=scores, agreement=agreement,
                             agreement_scores=agreement_scores,
