@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from guard_decision import seed_dice  # this folder
+from paired_test import seed_dice  # this folder
 
 TASKS = ("abdominal-ct2mr", "demo-brain-t1t2", "mscmr-bssfp2lge", "polyp-kvasir2cvc", "abdominal-mr2ct",
          "mscmr-lge2bssfp", "demo-brain-t2t1", "demo-brain-t1flair")

@@ -19,24 +19,13 @@ import argparse
 import json
 from pathlib import Path
 
-from paired_test import case_mean_dice  # this folder: the per-case mean foreground Dice of the paired tests
+from paired_test import seed_dice  # this folder: the per-seed value of the bench tables
 
 NEW_HELD_OUT = ("demo-brain-t2t1", "demo-brain-t1flair")
 OLD_HELD_OUT = ("abdominal-mr2ct", "mscmr-lge2bssfp")
 DESIGN = ("abdominal-ct2mr", "demo-brain-t1t2", "mscmr-bssfp2lge")
 GUARDED, PLAIN = "ascplus-guarded-class-ratio", "ascplus-class-ratio"
 TOLERANCE = 1.0
-
-
-def seed_dice(folder: Path) -> dict[str, float]:
-    """Seed folder name -> mean over cases of the mean foreground Dice, in %."""
-    out = {}
-    for per_case in sorted(folder.glob("seed*/evaluation/per_case.csv")):
-        means = list(case_mean_dice(per_case.parent.parent).values())
-        out[per_case.parent.parent.name] = 100 * sum(means) / len(means)
-    if not out:
-        raise SystemExit(f"{folder}: no evaluated seeds")
-    return out
 
 
 def agreement_folder(task: Path) -> Path:

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from paired_test import case_mean_dice  # this folder: the per-case mean foreground Dice of the paired tests
+from paired_test import seed_dice  # this folder: the per-seed value of the bench tables
 
 DESIGN = ("abdominal-ct2mr", "demo-brain-t1t2", "mscmr-bssfp2lge", "polyp-kvasir2cvc")
 HELD_OUT = ("abdominal-mr2ct", "mscmr-lge2bssfp")
@@ -28,12 +28,7 @@ TOLERANCE = 0.5
 
 def row_dice(folder: Path) -> float:
     """Mean over seeds of the per-seed mean over cases of the mean foreground Dice, in %."""
-    seeds = []
-    for run in sorted(p.parent.parent for p in folder.glob("seed*/evaluation/per_case.csv")):
-        means = list(case_mean_dice(run).values())
-        seeds.append(100 * sum(means) / len(means))
-    if not seeds:
-        raise SystemExit(f"{folder}: no evaluated seeds")
+    seeds = list(seed_dice(folder).values())
     return sum(seeds) / len(seeds)
 
 

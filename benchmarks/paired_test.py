@@ -24,6 +24,18 @@ def case_mean_dice(run: Path) -> dict[str, float]:
     return {case: float(np.nanmean([m["dice"] for m in classes.values()])) for case, classes in per_case.items()}
 
 
+def seed_dice(row: Path) -> dict[str, float]:
+    """A bench row's folder (``seed*/`` runs) -> per seed, the mean over cases of :func:`case_mean_dice`, in % (the
+    bench tables' value)."""
+    out = {}
+    for per_case in sorted(Path(row).glob(f"seed*/{EVALUATION}/per_case.csv")):
+        means = list(case_mean_dice(per_case.parent.parent).values())
+        out[per_case.parent.parent.name] = 100 * sum(means) / len(means)
+    if not out:
+        raise SystemExit(f"{row}: no evaluated seeds")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("reference", type=Path, help="evaluated run folder to compare against")
