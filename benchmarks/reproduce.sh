@@ -891,6 +891,14 @@ for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do for s in 0 1 2; do 
   $BIN/python benchmarks/paired_test.py $R/ascplus/seed$s $R/diffuse-uda/seed$s/5_ascplus_synth
   $BIN/python benchmarks/paired_test.py $R/source-only-dg/seed$s $R/diffuse-uda/seed$s/5_ascplus_synth
 done; done
+# The remade rows equal the earlier runs with the same stage-1 model case by case (prints True for each):
+for p in abdominal-ct2mr:1:diffuse-uda-session15 abdominal-ct2mr:2:diffuse-uda-session15 mscmr-bssfp2lge:1:diffuse-uda-session15 \
+         mscmr-bssfp2lge:2:diffuse-uda-session15; do IFS=: read t s old <<< "$p"
+  $BIN/python -c "import sys; sys.path.insert(0, 'benchmarks'); from paired_test import case_mean_dice as d; from pathlib import Path as P; print('$t', $s, d(P('benchmarks/results/$t/diffuse-uda/seed$s/5_ascplus_synth')) == d(P('benchmarks/results/$t/$old/seed$s/5_ascplus_synth')))"
+done
+for p in abdominal-ct2mr:0 demo-brain-t1t2:0 demo-brain-t1t2:1 demo-brain-t1t2:2; do IFS=: read t s <<< "$p"
+  $BIN/python -c "import sys; sys.path.insert(0, 'benchmarks'); from paired_test import case_mean_dice as d; from pathlib import Path as P; print('$t', $s, d(P('benchmarks/results/$t/diffuse-uda/seed$s/5_ascplus_synth')) == d(P('benchmarks/results/pipeline-bezier-ipa/$t/seed$s/5_ascplus_synth')))"
+done
 # (g) The tables.
 B=source-only,source-only-dg,source-only-dg-ipa,target-supervised,fda,ascplus-paper,ascplus-histogram-matching,ascplus-bezier,ascplus-bezier-ipa,ascplus-gin,ascplus-mix
 ST=ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio,ascplus-class-ratio-self-training
