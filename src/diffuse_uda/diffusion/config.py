@@ -27,6 +27,7 @@ ARCHITECTURE_FIELDS: tuple[str, ...] = (
     "num_train_timesteps",
     "schedule",
     "domain_conditioning",
+    "prediction_type",
 )
 
 
@@ -75,6 +76,12 @@ class DiffusionConfig(ConfigModel):
             one-hot), so the model also learns the unconditional image distribution.
         pair_weighting: "none" (the paper), or "confidence": each target pseudo-pair's loss is weighted
             by its ``weight`` (stage 1's own confidence in that pseudo-label; source pairs weigh 1).
+        prediction_type: the regression target of the L1 loss: ``"epsilon"`` (the paper, Eq. 13: the
+            noise) or ``"v"``, the velocity ``sqrt(abar_t) eps - sqrt(1 - abar_t) x0`` (Salimans & Ho,
+            "Progressive Distillation for Fast Sampling of Diffusion Models", 2022), which stays well
+            posed where the noise dominates (large ``t``, where recovering ``x0`` from a noise estimate
+            divides by ``sqrt(abar_t)`` ~ 0 under the cosine schedule). Every sampler serves both: the
+            samplers turn a velocity into the noise estimate they step with.
         gradient_checkpointing: keep only the inputs of the UNet's blocks during the forward pass and
             recompute their activations in the backward pass (``torch.utils.checkpoint``): much less
             activation memory for about one more forward pass of compute. Same weights, same results.
@@ -111,6 +118,7 @@ class DiffusionConfig(ConfigModel):
     mask_dropout: float = Field(0.0, ge=0.0, le=1.0)
     pair_weighting: Literal["none", "confidence"] = "none"
     gradient_checkpointing: bool = False
+    prediction_type: Literal["epsilon", "v"] = "epsilon"
 
     @model_validator(mode="after")
     def _consistent(self) -> DiffusionConfig:

@@ -1,5 +1,8 @@
 """Reverse-diffusion sampling: DDPM (paper Eq. 12) and DDIM with MONAI's schedulers, and DPM-Solver++(2M).
 
+Every sampler steps with a noise estimate; a model trained to predict the velocity
+(``prediction_type == "v"``, Salimans & Ho 2022) has its output turned into one first.
+
 DPM-Solver++(2M) (Lu et al., "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
 Models", 2022, Algorithm 2) integrates the probability-flow ODE in the data-prediction form with a
 second-order multistep update in log-SNR time, which needs far fewer network evaluations than DDIM for
@@ -166,8 +169,12 @@ def sample_images(
     cond = one_hot(masks, num_classes)
     dom = None if domain is None else torch.full((batch,), int(domain), dtype=torch.long, device=device)
     guided = guidance_scale != 1.0
+    # A velocity-predicting model: eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t (affine in v, so guidance
+    # can combine velocities). Python floats from a CPU copy of the schedule: no device sync per step.
+    abar = scheduler.alphas_cumprod.detach().double().cpu()
+    velocity = getattr(model, "prediction_type", "epsilon") == "v"
 
-    def eps_of(x_t: Tensor, t: int) -> Tensor:
+    def predict(x_t: Tensor, t: int) -> Tensor:
         t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
         with autocast_context(device, amp):
             if not guided:
@@ -175,8 +182,14 @@ def sample_images(
             # One forward for the conditional and the "unknown domain" prediction.
             out = model(torch.cat([x_t, x_t]), torch.cat([cond, cond]), torch.cat([t_batch, t_batch]),
                         torch.cat([dom, torch.zeros_like(dom)])).float()
-        eps_c, eps_u = out[:batch], out[batch:]
-        return eps_u + guidance_scale * (eps_c - eps_u)
+        out_c, out_u = out[:batch], out[batch:]
+        return out_u + guidance_scale * (out_c - out_u)
+
+    def eps_of(x_t: Tensor, t: int) -> Tensor:
+        out = predict(x_t, t)
+        if not velocity:
+            return out
+        return float(abar[t].sqrt()) * out + float((1 - abar[t]).sqrt()) * x_t
 
     was_training = model.training
     model.eval()

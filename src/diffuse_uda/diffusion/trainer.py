@@ -94,6 +94,7 @@ def build_model(config: DiffusionConfig, num_classes: int, image_channels: int) 
         norm_num_groups=config.norm_num_groups,
         num_domains=len(DOMAINS) if config.domain_conditioning else 0,
         gradient_checkpointing=config.gradient_checkpointing,
+        prediction_type=config.prediction_type,
     )
 
 
@@ -292,11 +293,19 @@ def _conditions(data: _DeviceData, idx: Tensor, mask: Tensor, num_classes: int, 
     return cond, domain
 
 
-def _loss(pred: Tensor, noise: Tensor, weight: Tensor | None) -> Tensor:
-    """L1 on the noise (paper Eq. 13); with per-pair weights, their weighted mean."""
+def regression_target(scheduler: DDPMScheduler, x0: Tensor, noise: Tensor, t: Tensor, prediction_type: str) -> Tensor:
+    """What the network learns to output for ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``: the noise
+    (the paper) or the velocity ``sqrt(abar_t) noise - sqrt(1 - abar_t) x0``."""
+    if prediction_type == "epsilon":
+        return noise
+    return scheduler.get_velocity(x0, noise, t)
+
+
+def _loss(pred: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
+    """L1 on the regression target (paper Eq. 13: the noise); with per-pair weights, their weighted mean."""
     if weight is None:
-        return F.l1_loss(pred, noise)
-    per_pair = (pred - noise).abs().flatten(1).mean(1)
+        return F.l1_loss(pred, target)
+    per_pair = (pred - target).abs().flatten(1).mean(1)
     return (per_pair * weight).sum() / weight.sum().clamp_min(1e-6)
 
 
@@ -458,7 +467,7 @@ def train_diffusion(
                 with sync:
                     with autocast_context(device, use_amp):
                         pred = net(x_t, cond, t, domain)
-                    loss = _loss(pred.float(), noise,
+                    loss = _loss(pred.float(), regression_target(scheduler, x0, noise, t, config.prediction_type),
                                  data.weight[idx] if config.pair_weighting == "confidence" else None)
                     scaler.scale(loss / accum).backward()
                 running += loss.detach() / accum

@@ -29,7 +29,10 @@ from torch import Tensor, nn
 
 from diffuse_uda.networks.checkpointing import checkpoint_modules
 
-__all__ = ["DOMAIN_INDEX", "ConditionalDiffusionUNet", "one_hot"]
+__all__ = ["DOMAIN_INDEX", "PREDICTION_TYPES", "ConditionalDiffusionUNet", "one_hot"]
+
+# What the network predicts: the noise (the paper) or the velocity (Salimans & Ho 2022).
+PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v")
 
 # Domain ids of the domain embedding; 0 is the "unknown" domain of classifier-free guidance.
 DOMAIN_INDEX: dict[str, int] = {"unknown": 0, "source": 1, "target": 2}
@@ -57,7 +60,7 @@ def one_hot(mask: Tensor, num_classes: int) -> Tensor:
 
 
 class ConditionalDiffusionUNet(nn.Module):
-    """Noise predictor ``eps_theta([x_t, f_e(onehot(c))], t)``.
+    """Noise predictor ``eps_theta([x_t, f_e(onehot(c))], t)`` (or velocity predictor).
 
     Args:
         spatial_dims: 2 or 3.
@@ -73,6 +76,8 @@ class ConditionalDiffusionUNet(nn.Module):
         num_domains: 0 (the paper: no domain input) or the number of domains (2: source and
             target), each with a learned embedding, plus the "unknown" domain 0.
         gradient_checkpointing: recompute block activations in the backward pass (less memory).
+        prediction_type: what the output is: ``"epsilon"`` (the paper: the noise) or ``"v"`` (the
+            velocity ``sqrt(abar) eps - sqrt(1 - abar) x0``); the samplers read it from the model.
     """
 
     def __init__(
@@ -87,12 +92,15 @@ class ConditionalDiffusionUNet(nn.Module):
         norm_num_groups: int = 32,
         num_domains: int = 0,
         gradient_checkpointing: bool = False,
+        prediction_type: str = "epsilon",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (background + foreground), got {num_classes}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
         channels = tuple(int(c) for c in channels)
         if attention_levels is None:
             attention_levels = (False,) * len(channels)
@@ -101,6 +109,7 @@ class ConditionalDiffusionUNet(nn.Module):
         self.num_classes = num_classes
         self.embed_channels = embed_channels
         self.num_domains = int(num_domains)
+        self.prediction_type = prediction_type
 
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         # f_e: a learned per-voxel linear map from the one-hot label to an embedding
@@ -139,7 +148,7 @@ class ConditionalDiffusionUNet(nn.Module):
                 (``None`` = unknown); must be ``None`` for the paper's network.
 
         Returns:
-            ``(B, C, *S)`` predicted noise.
+            ``(B, C, *S)`` predicted noise (or velocity, see ``prediction_type``).
         """
         if noisy_image.shape[0] != mask_onehot.shape[0] or noisy_image.shape[2:] != mask_onehot.shape[2:]:
             raise ValueError(
