@@ -68,6 +68,23 @@ def real_images(dataset: Path, cfg: PreprocessingConfig, network: nn.Module, siz
     return images.clamp(0, 1)
 
 
+def conditioning_masks(dataset: Path, cfg: PreprocessingConfig, labels_of_task: dict, n: int, seed: int,
+                       size: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` label maps with foreground drawn from ``dataset``'s Tr split (seeded) at the generator's ``size``, and
+    the images they label (for a pseudo-label dataset: the real target images)."""
+    cases = prepare_split(dataset, "Tr", cfg, with_labels=True, progress=False, expected_labels=labels_of_task)
+    images, labels = stack_samples(cases, cfg.spatial_dims)
+    assert labels is not None
+    keep = (labels > 0).flatten(1).any(1)
+    images, labels = images[keep], labels[keep]
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(labels.shape[0], generator=g)[:n]
+    masks = F.interpolate(labels[pick][:, None].float(), size=size, mode="nearest-exact")[:, 0].long()
+    mode = "bilinear" if len(size) == 2 else "trilinear"
+    real = F.interpolate(images[pick], size=size, mode=mode, align_corners=False, antialias=len(size) == 2)
+    return masks, real.clamp(0, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--generator", type=Path, required=True, help="diffusion checkpoint")
@@ -102,13 +119,7 @@ def main() -> None:
     task_bundle = reference or stage1
     assert task_bundle is not None
     cfg = task_bundle.preprocessing
-    cases = prepare_split(args.masks, "Tr", cfg, with_labels=True, progress=False, expected_labels=task_bundle.labels)
-    _, labels = stack_samples(cases, cfg.spatial_dims)
-    assert labels is not None
-    labels = labels[(labels > 0).flatten(1).any(1)]
-    g = torch.Generator().manual_seed(args.seed)
-    chosen = labels[torch.randperm(labels.shape[0], generator=g)[: args.n]]
-    masks = F.interpolate(chosen[:, None].float(), size=gen_size, mode="nearest-exact")[:, 0].long()
+    masks, _ = conditioning_masks(args.masks, cfg, task_bundle.labels, args.n, args.seed, gen_size)
 
     # Label-free references: real images of each domain, their stage-1 features, a domain classifier.
     real: dict[str, torch.Tensor] = {}

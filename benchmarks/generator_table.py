@@ -1,0 +1,91 @@
+"""Tables of generator fidelity and speed from ``bench_synthesis.py`` outputs (issue 14).
+
+One row per (task, generator, sampler), then one line per (task, generator) on issue 14's few-step goal: the
+chosen few-step sampler within 1 point of DDPM-250 in mask fidelity, in at most 25 network evaluations, 10x
+faster. Style fidelity is printed only where the file's domain classifier separates real source from real
+target images (held-out accuracy >= 75 %), as the pipeline's guidance choice uses it.
+
+    python benchmarks/generator_table.py --few-step ddim:25 \\
+        mscmr-bssfp2lge/default=benchmarks/results/synthesis/generators/mscmr-bssfp2lge_seed0_default.json ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+STYLE_ACCURACY = 0.75
+
+
+def _pct(v: float | None, std: float | None = None) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+
+
+def network_evaluations(sampler: str) -> int:
+    """Forward passes per image: the steps, twice as many under classifier-free guidance."""
+    name, steps, *rest = sampler.split(":")
+    guided = bool(rest) and float(rest[0]) != 1.0
+    return int(steps) * (2 if guided else 1)
+
+
+def rows_of(label: str, path: Path) -> list[dict]:
+    data = json.loads(path.read_text())
+    task, _, generator = label.partition("/")
+    accuracy = data.get("classifier_heldout_accuracy")
+    out = []
+    for row in data["rows"]:
+        lf = row.get("label_free", {})
+        out.append({
+            "task": task, "generator": generator, "sampler": row["sampler"],
+            "oracle": row.get("dice_mean"), "oracle_std": row.get("dice_std"),
+            "stage1": lf.get("mask_fidelity_mean"), "stage1_std": lf.get("mask_fidelity_std"),
+            "style": lf.get("style_fidelity") if accuracy is not None and accuracy >= STYLE_ACCURACY else None,
+            "accuracy": accuracy, "fd_target": lf.get("frechet_distance_target"),
+            "fd_source": lf.get("frechet_distance_source"), "seconds": row["seconds_per_image"],
+            "nfe": network_evaluations(row["sampler"]),
+        })
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+", help="TASK/GENERATOR=bench_synthesis.json")
+    ap.add_argument("--few-step", default="ddim:25", help="SAMPLER:STEPS prefix of the chosen few-step sampler")
+    args = ap.parse_args()
+    rows: list[dict] = []
+    for item in args.files:
+        label, _, path = item.partition("=")
+        rows += rows_of(label, Path(path))
+
+    print("| task | generator | sampler | NFE | oracle mask fidelity (%) | stage-1 mask fidelity (%) "
+          "| style fidelity (%) | FD target | FD source | s / image |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        fd = [f"{r[k]:.2f}" if r[k] is not None else "-" for k in ("fd_target", "fd_source")]
+        print(f"| {r['task']} | {r['generator']} | {r['sampler']} | {r['nfe']} | {_pct(r['oracle'], r['oracle_std'])} "
+              f"| {_pct(r['stage1'], r['stage1_std'])} | {_pct(r['style'])} | {fd[0]} | {fd[1]} | {r['seconds']:.2f} |")
+
+    print(f"\nFew-step goal ({args.few_step} against DDPM-250: mask fidelity within 1 point, <= 25 network "
+          "evaluations, >= 10x faster):\n")
+    print("| task | generator | oracle mask fidelity: few-step - DDPM (points) | stage-1 mask fidelity: few-step - DDPM "
+          "| NFE | speed-up | domain classifier accuracy (%) |")
+    print("|---|---|---|---|---|---|---|")
+    for task, generator in dict.fromkeys((r["task"], r["generator"]) for r in rows):
+        mine = [r for r in rows if r["task"] == task and r["generator"] == generator]
+        ddpm = next((r for r in mine if r["sampler"].startswith("ddpm:")), None)
+        few = next((r for r in mine if r["sampler"].startswith(args.few_step)), None)
+        if ddpm is None or few is None:
+            continue
+
+        def diff(key: str, a: dict = few, b: dict = ddpm) -> str:
+            return "-" if a[key] is None or b[key] is None else f"{100 * (a[key] - b[key]):+.1f}"
+
+        print(f"| {task} | {generator} | {diff('oracle')} | {diff('stage1')} | {few['nfe']} "
+              f"| {ddpm['seconds'] / few['seconds']:.1f}x | {_pct(few['accuracy'])} |")
+
+
+if __name__ == "__main__":
+    main()
