@@ -70,8 +70,8 @@ def main() -> None:
 
     print(f"\nFew-step goal ({args.few_step} against DDPM-250: mask fidelity within 1 point, <= 25 network "
           "evaluations, >= 10x faster):\n")
-    print("| task | generator | oracle mask fidelity: few-step - DDPM (points) | stage-1 mask fidelity: few-step - DDPM "
-          "| NFE | speed-up | domain classifier accuracy (%) |")
+    print("| task | generator | oracle mask fidelity: few-step - DDPM (points) "
+          "| stage-1 mask fidelity: few-step - DDPM | NFE | speed-up | domain classifier accuracy (%) |")
     print("|---|---|---|---|---|---|---|")
     for task, generator in dict.fromkeys((r["task"], r["generator"]) for r in rows):
         mine = [r for r in rows if r["task"] == task and r["generator"] == generator]

@@ -106,3 +106,32 @@ def test_pair_weights_scale_the_loss() -> None:
     assert float(_loss(pred, noise, None)) == pytest.approx(2.0)
     assert float(_loss(pred, noise, torch.tensor([1.0, 0.0]))) == pytest.approx(1.0)
     assert float(_loss(pred, noise, torch.tensor([1.0, 1.0]))) == pytest.approx(2.0)
+
+
+def test_a_zero_initialised_domain_embedding_starts_domain_blind_and_learns_the_domains(tmp_path: Path) -> None:
+    x, c, t = torch.randn(2, 1, 16, 16), one_hot(_masks(), NUM_CLASSES), torch.tensor([3, 7])
+    nets = {}
+    for init in ("normal", "zero"):
+        torch.manual_seed(0)
+        nets[init] = ConditionalDiffusionUNet(2, 1, NUM_CLASSES, channels=(8, 16), norm_num_groups=4, num_domains=2,
+                                              domain_embedding_init=init)
+    normal, zero = nets["normal"].unet.class_embedding.weight, nets["zero"].unet.class_embedding.weight
+    assert torch.equal(zero, torch.zeros_like(zero)) and normal.norm(dim=1).min() > 2  # N(0, 1) over 32 entries
+    # Every other weight is the same draw.
+    for (k, a), (_, b) in zip(nets["normal"].state_dict().items(), nets["zero"].state_dict().items(), strict=True):
+        assert k == "unet.class_embedding.weight" or torch.equal(a, b), k
+    for net in nets.values():  # MONAI zero-initialises the output layers: make the outputs visible
+        for p in net.parameters():
+            if not p.detach().abs().sum() and p is not net.unet.class_embedding.weight:
+                nn.init.normal_(p, std=0.1, generator=torch.Generator().manual_seed(1))
+    outs = {init: [net(x, c, t, torch.full((2,), d)) for d in (0, 1, 2)] for init, net in nets.items()}
+    assert all(torch.equal(outs["zero"][0], o) for o in outs["zero"][1:])  # domain-blind at the start
+    assert not torch.allclose(outs["normal"][0], outs["normal"][2])
+    # Training separates the domains from zero.
+    cfg = DiffusionConfig.smoke(iterations=4, domain_conditioning=True, domain_embedding_init="zero")
+    trained, _, _ = load_diffusion(train_diffusion(make_pairs(), NUM_CLASSES, cfg, tmp_path / "z", progress=False))
+    emb = trained.unet.class_embedding.weight
+    assert not torch.allclose(emb[DOMAIN_INDEX["source"]], emb[DOMAIN_INDEX["target"]])
+    with pytest.raises(ValueError, match="domain_embedding_init"):
+        ConditionalDiffusionUNet(2, 1, NUM_CLASSES, channels=(8, 16), norm_num_groups=4, num_domains=2,
+                                 domain_embedding_init="uniform")

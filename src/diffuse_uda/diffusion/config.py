@@ -70,6 +70,10 @@ class DiffusionConfig(ConfigModel):
         domain_conditioning: the network also takes a learned embedding of the pair's domain (source
             or target; added to the timestep embedding), so sampling can ask for the target's style.
             False is the paper's generator (mask only).
+        domain_embedding_init: with domain conditioning, the initial domain embedding: ``"normal"`` (MONAI's
+            default, N(0, 1): about 6x the norm of the timestep embedding it is added to, measured in session 17)
+            or ``"zero"`` (the network starts as the paper's; see
+            :class:`~diffuse_uda.networks.conditional_unet.ConditionalDiffusionUNet`).
         domain_dropout: with domain conditioning, the probability that a training pair's domain is
             replaced by the "unknown" domain, which classifier-free guidance contrasts with at sampling.
         mask_dropout: the probability that a pair's mask is replaced by an empty condition (all-zero
@@ -114,6 +118,7 @@ class DiffusionConfig(ConfigModel):
     source_target_ratio: float | None = Field(None, ge=0.0, le=1.0)
     deformation: DeformationParams = Field(default_factory=DeformationParams)
     domain_conditioning: bool = False
+    domain_embedding_init: Literal["normal", "zero"] = "normal"
     domain_dropout: float = Field(0.15, ge=0.0, le=1.0)
     mask_dropout: float = Field(0.0, ge=0.0, le=1.0)
     pair_weighting: Literal["none", "confidence"] = "none"

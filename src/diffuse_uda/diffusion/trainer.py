@@ -95,6 +95,7 @@ def build_model(config: DiffusionConfig, num_classes: int, image_channels: int) 
         num_domains=len(DOMAINS) if config.domain_conditioning else 0,
         gradient_checkpointing=config.gradient_checkpointing,
         prediction_type=config.prediction_type,
+        domain_embedding_init=config.domain_embedding_init,
     )
 
 

@@ -78,6 +78,12 @@ class ConditionalDiffusionUNet(nn.Module):
         gradient_checkpointing: recompute block activations in the backward pass (less memory).
         prediction_type: what the output is: ``"epsilon"`` (the paper: the noise) or ``"v"`` (the
             velocity ``sqrt(abar) eps - sqrt(1 - abar) x0``); the samplers read it from the model.
+        domain_embedding_init: ``"normal"`` (MONAI's ``nn.Embedding`` default, N(0, 1) per entry) or ``"zero"``.
+            The domain embedding is added to the timestep embedding, whose norm is about 1-2 (and differs by
+            about 1-2 between timesteps): N(0, 1) entries give it a norm of about ``sqrt(4 * channels[0])`` (8 for
+            the quick profile), which swamps the timestep signal and, at a few thousand updates, barely moves.
+            ``"zero"`` starts the network exactly as the paper's (the domains identical) and lets training
+            separate them. Other weights are the same either way (no random draw is taken or skipped).
     """
 
     def __init__(
@@ -93,12 +99,15 @@ class ConditionalDiffusionUNet(nn.Module):
         num_domains: int = 0,
         gradient_checkpointing: bool = False,
         prediction_type: str = "epsilon",
+        domain_embedding_init: str = "normal",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2 (background + foreground), got {num_classes}")
+        if domain_embedding_init not in ("normal", "zero"):
+            raise ValueError(f"domain_embedding_init must be 'normal' or 'zero', got {domain_embedding_init!r}")
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
         channels = tuple(int(c) for c in channels)
@@ -127,6 +136,8 @@ class ConditionalDiffusionUNet(nn.Module):
             use_flash_attention=True,
             num_class_embeds=self.num_domains + 1 if self.num_domains else None,
         )
+        if self.num_domains and domain_embedding_init == "zero":
+            nn.init.zeros_(self.unet.class_embedding.weight)
         if gradient_checkpointing:
             # Residual and attention blocks, and the head (GroupNorm + SiLU + conv at full resolution).
             blocks = [m for m in self.unet.modules() if isinstance(m, DiffusionUNetResnetBlock | SpatialAttentionBlock)]
