@@ -926,3 +926,110 @@ $BIN/python benchmarks/bench_synthesis.py --generator bench/s16/polyp-wide/seed2
     --stage1 bench/s16/default-polyp-kvasir2cvc/ascplus/seed2 --source data/Dataset511_KvasirSEG --target data/Dataset512_CVCClinicDB \
     --samplers ddim:25:1:1 ddim:25:2:1 --n 32 --seed 2 \
     --out benchmarks/results/synthesis/polyp-generator-width/channels32-64-128_step2000_seed2.json
+
+# ---------------------------------------------------------------- Session 17
+# Issue 14: the paper's generator beside the domain-guided default (end to end and in fidelity), velocity
+# prediction, the generation ablation (Table 3) on the new generator. Two processes, one torch thread each; every
+# run below reuses the session-16 stage 1 of its seed (bench/s16/default-TASK, Session 16 (c)).
+# (a) The oracle's seed-0 runs (post-hoc reference of the fidelity tables), made again: per_case.csv equals the
+# committed one of each task (cmp).
+for t in mscmr-bssfp2lge abdominal-ct2mr demo-brain-t1t2; do
+  $BIN/diffuse-uda bench -t $t --methods target-supervised --seed-list 0 -o bench/s17/oracle-$t --data-root data
+  cmp bench/s17/oracle-$t/target-supervised/seed0/evaluation/per_case.csv benchmarks/results/$t/target-supervised/seed0/evaluation/per_case.csv
+done
+# (b) The paper's generator end to end, 3 seeds, beside the default pipeline rows (reused, not rerun):
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do
+  $BIN/diffuse-uda bench -t $t --methods ascplus,diffuse-uda,diffuse-uda-paper --seeds 3 -o bench/s16/default-$t --data-root data
+done
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ascplus,diffuse-uda-paper --seeds 3 -o bench/s16/default-polyp-kvasir2cvc --data-root data
+# (c) The generation ablation (paper Table 3) on the domain-guided generator, MS-CMRSeg, seed 0:
+$BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods ascplus,diffuse-uda,diffuse-uda-M1,diffuse-uda-M2,diffuse-uda-M3,diffuse-uda-M4,diffuse-uda-M5,diffuse-uda-M6 \
+    --seed-list 0 -o bench/s16/default-mscmr-bssfp2lge --data-root data
+# (d) Diagnostics at seed 0: velocity prediction on MS-CMRSeg; the domain-guided generator without pseudo-pair
+# weights on abdominal CT -> MR.
+$BIN/diffuse-uda run -t mscmr-bssfp2lge -o bench/s17/vpred-mscmr-bssfp2lge/seed0 --seed 0 --data-root data \
+    --set diffusion.prediction_type=v --set stage1_run=bench/s16/default-mscmr-bssfp2lge/ascplus/seed0
+$BIN/diffuse-uda run -t abdominal-ct2mr -o bench/s17/noweight-abdominal-ct2mr/seed0 --seed 0 --data-root data \
+    --set diffusion.pair_weighting=none --set stage1_run=bench/s16/default-abdominal-ct2mr/ascplus/seed0
+# (e) Fidelity and speed per generator and sampler: 32 pseudo-label masks of the default pipeline run, each generator
+# at the guidance its own pipeline chose; the polyps at seed 2 (their default seed-2 run is session 15's, which the
+# session-16 rows reuse). Then the table (BENCHMARKS.md) and the side-by-side galleries (docs/figures/).
+synth17() {  # TASK SEED SOURCE TARGET ORACLE LABEL=RUN... (the first run's pseudo-labels are the masks)
+  local t=$1 s=$2 src=$3 tgt=$4 oracle=$5; shift 5
+  local masks=${1#*=}/2_pseudolabels
+  for g in "$@"; do
+    local label=${g%%=*} run=${g#*=} G
+    G=$($BIN/python -c "import json; print(json.load(open('$run/4_synthetic/synthesis_settings.json')).get('guidance_scale') or 1.0)")
+    $BIN/python benchmarks/bench_synthesis.py --generator $run/3_diffusion/diffusion_last.pt --segmenter $oracle \
+        --masks $masks --stage1 bench/s16/default-$t/ascplus/seed$s --source data/$src --target data/$tgt \
+        --samplers ddpm:250:$G ddim:25:$G:1 ddim:25:$G:0 dpm++2m:20:$G --n 32 --seed 1 \
+        --out benchmarks/results/synthesis/generators/${t}_seed${s}_$label.json
+  done
+}
+D=bench/s16/default; Z=bench/s17/zero; O=bench/s17/oracle
+synth17 abdominal-ct2mr 0 Dataset521_AbdomenCT Dataset522_AbdomenMR $O-abdominal-ct2mr/target-supervised/seed0 \
+    default=$D-abdominal-ct2mr/diffuse-uda/seed0 paper=$D-abdominal-ct2mr/diffuse-uda-paper/seed0 \
+    zero=$Z-abdominal-ct2mr/seed0 noweight=bench/s17/noweight-abdominal-ct2mr/seed0
+synth17 demo-brain-t1t2 0 Dataset901_DemoBrainT1 Dataset902_DemoBrainT2 $O-demo-brain-t1t2/target-supervised/seed0 \
+    default=$D-demo-brain-t1t2/diffuse-uda/seed0 paper=$D-demo-brain-t1t2/diffuse-uda-paper/seed0 zero=$Z-demo-brain-t1t2/seed0
+synth17 mscmr-bssfp2lge 0 Dataset501_MSCMR_bSSFP Dataset502_MSCMR_LGE $O-mscmr-bssfp2lge/target-supervised/seed0 \
+    default=$D-mscmr-bssfp2lge/diffuse-uda/seed0 paper=$D-mscmr-bssfp2lge/diffuse-uda-paper/seed0 \
+    zero=$Z-mscmr-bssfp2lge/seed0 v=bench/s17/vpred-mscmr-bssfp2lge/seed0
+synth17 polyp-kvasir2cvc 2 Dataset511_KvasirSEG Dataset512_CVCClinicDB bench/polyp-kvasir2cvc/target-supervised/seed0 \
+    default=bench/s15/default-polyp-kvasir2cvc/diffuse-uda/seed2 paper=$D-polyp-kvasir2cvc/diffuse-uda-paper/seed2
+G=benchmarks/results/synthesis/generators
+$BIN/python benchmarks/generator_table.py abdominal-ct2mr/domain-guided=$G/abdominal-ct2mr_seed0_default.json \
+    abdominal-ct2mr/zero-init=$G/abdominal-ct2mr_seed0_zero.json abdominal-ct2mr/no-weights=$G/abdominal-ct2mr_seed0_noweight.json \
+    abdominal-ct2mr/paper=$G/abdominal-ct2mr_seed0_paper.json \
+    demo-brain-t1t2/domain-guided=$G/demo-brain-t1t2_seed0_default.json demo-brain-t1t2/zero-init=$G/demo-brain-t1t2_seed0_zero.json \
+    demo-brain-t1t2/paper=$G/demo-brain-t1t2_seed0_paper.json \
+    mscmr-bssfp2lge/domain-guided=$G/mscmr-bssfp2lge_seed0_default.json mscmr-bssfp2lge/zero-init=$G/mscmr-bssfp2lge_seed0_zero.json \
+    mscmr-bssfp2lge/v-prediction=$G/mscmr-bssfp2lge_seed0_v.json mscmr-bssfp2lge/paper=$G/mscmr-bssfp2lge_seed0_paper.json \
+    polyp-kvasir2cvc/domain-guided=$G/polyp-kvasir2cvc_seed2_default.json polyp-kvasir2cvc/paper=$G/polyp-kvasir2cvc_seed2_paper.json
+gallery17() {  # TASK SEED MASKS_RUN LABEL=RUN...
+  local t=$1 s=$2 masks=$3; shift 3
+  local gens=() g run
+  for g in "$@"; do run=${g#*=}
+    gens+=("${g%%=*}=$run/3_diffusion/diffusion_last.pt:$($BIN/python -c "import json; print(json.load(open('$run/4_synthetic/synthesis_settings.json')).get('guidance_scale') or 1.0)")")
+  done
+  $BIN/python benchmarks/generator_gallery.py --masks $masks/2_pseudolabels --stage1 bench/s16/default-$t/ascplus/seed$s \
+      --generator "${gens[@]}" --rows 6 --out docs/figures/generators_$t.png
+}
+gallery17 abdominal-ct2mr 0 $D-abdominal-ct2mr/diffuse-uda/seed0 domain-guided=$D-abdominal-ct2mr/diffuse-uda/seed0 \
+    zero-init=$Z-abdominal-ct2mr/seed0 paper=$D-abdominal-ct2mr/diffuse-uda-paper/seed0
+gallery17 demo-brain-t1t2 0 $D-demo-brain-t1t2/diffuse-uda/seed0 domain-guided=$D-demo-brain-t1t2/diffuse-uda/seed0 \
+    zero-init=$Z-demo-brain-t1t2/seed0 paper=$D-demo-brain-t1t2/diffuse-uda-paper/seed0
+gallery17 mscmr-bssfp2lge 0 $D-mscmr-bssfp2lge/diffuse-uda/seed0 domain-guided=$D-mscmr-bssfp2lge/diffuse-uda/seed0 \
+    zero-init=$Z-mscmr-bssfp2lge/seed0 paper=$D-mscmr-bssfp2lge/diffuse-uda-paper/seed0
+gallery17 polyp-kvasir2cvc 2 bench/s15/default-polyp-kvasir2cvc/diffuse-uda/seed2 \
+    domain-guided=bench/s15/default-polyp-kvasir2cvc/diffuse-uda/seed2 paper=$D-polyp-kvasir2cvc/diffuse-uda-paper/seed2
+# (f) Export, the tables, the rules.
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge polyp-kvasir2cvc; do
+  $BIN/python benchmarks/export_results.py $D-$t /tmp/s17-$t && cp -r /tmp/s17-$t/diffuse-uda-paper benchmarks/results/$t/
+done
+for m in M1 M2 M3 M4 M5 M6; do cp -r /tmp/s17-mscmr-bssfp2lge/diffuse-uda-$m benchmarks/results/mscmr-bssfp2lge/; done
+for v in vpred-mscmr-bssfp2lge noweight-abdominal-ct2mr zero-abdominal-ct2mr zero-demo-brain-t1t2 zero-mscmr-bssfp2lge; do
+  $BIN/python benchmarks/export_results.py bench/s17/$v benchmarks/results/generator-variants/$v
+done
+$BIN/python benchmarks/generator_decision.py --out benchmarks/results/generator_decision.json
+$BIN/python benchmarks/domain_embedding_scale.py bench/s16/default-abdominal-ct2mr/diffuse-uda/seed0/3_diffusion/diffusion_last.pt \
+    bench/s17/zero-abdominal-ct2mr/seed0/3_diffusion/diffusion_last.pt
+# The task tables with the new rows (lists as in Session 16 (g), plus diffuse-uda-paper and, on MS-CMRSeg, the
+# Table-3 rows):
+T3=diffuse-uda-M1,diffuse-uda-M2,diffuse-uda-M3,diffuse-uda-M4,diffuse-uda-M5,diffuse-uda-M6
+$BIN/python benchmarks/collect_bench.py benchmarks/results/abdominal-ct2mr abdominal-ct2mr --data-root data \
+    --methods $B,ascplus-gin-ipa,ascplus,$N16,diffuse-uda,diffuse-uda-paper,$ST,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-calibrated,$OLD
+$BIN/python benchmarks/collect_bench.py benchmarks/results/demo-brain-t1t2 demo-brain-t1t2 --data-root data \
+    --methods $B,ascplus-gin-ipa,ascplus,$N16,diffuse-uda,diffuse-uda-paper,$ST,ascplus-session12,ascplus-class-ratio-session12,diffuse-uda-session15
+$BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
+    --methods $B,ascplus,$N16,diffuse-uda,diffuse-uda-paper,$T3,ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio-self-training,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated,$OLD
+$BIN/python benchmarks/collect_bench.py benchmarks/results/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
+    --methods $B,ascplus-fourier-luminance,ascplus-fourier-bounded,ascplus,$N16,ascplus-class-ratio,diffuse-uda,diffuse-uda-paper,ascplus-self-training,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-HD-EGS-calibrated,ascplus-session12,ascplus-class-ratio-session12,diffuse-uda-session12
+# The Table-3 p-values (against stage 1 and row against row):
+R=benchmarks/results/mscmr-bssfp2lge
+$BIN/python benchmarks/paired_test.py $R/ascplus/seed0 $R/diffuse-uda/seed0/5_ascplus_synth $R/diffuse-uda-M{1,2,3,4,5,6}/seed0/5_ascplus_synth
+for pair in "M1 M2" "M2 M3" "M3 M4" "M4 M5" "M5 M6"; do set -- $pair
+  $BIN/python benchmarks/paired_test.py $R/diffuse-uda-$1/seed0/5_ascplus_synth $R/diffuse-uda-$2/seed0/5_ascplus_synth
+done
+# Velocity prediction end to end against the default (MS-CMRSeg seed 0):
+$BIN/python benchmarks/paired_test.py $R/diffuse-uda/seed0/5_ascplus_synth benchmarks/results/generator-variants/vpred-mscmr-bssfp2lge/seed0/5_ascplus_synth
