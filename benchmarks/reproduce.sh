@@ -951,6 +951,11 @@ $BIN/diffuse-uda run -t mscmr-bssfp2lge -o bench/s17/vpred-mscmr-bssfp2lge/seed0
     --set diffusion.prediction_type=v --set stage1_run=bench/s16/default-mscmr-bssfp2lge/ascplus/seed0
 $BIN/diffuse-uda run -t abdominal-ct2mr -o bench/s17/noweight-abdominal-ct2mr/seed0 --seed 0 --data-root data \
     --set diffusion.pair_weighting=none --set stage1_run=bench/s16/default-abdominal-ct2mr/ascplus/seed0
+# The zero-initialised domain embedding (rule F): seed 0 on the three grey tasks, then seeds 1-2 on the demo.
+for ts in abdominal-ct2mr:0 demo-brain-t1t2:0 mscmr-bssfp2lge:0 demo-brain-t1t2:1 demo-brain-t1t2:2; do IFS=: read -r t s <<< "$ts"
+  $BIN/diffuse-uda run -t $t -o bench/s17/zero-$t/seed$s --seed $s --data-root data \
+      --set diffusion.domain_embedding_init=zero --set stage1_run=bench/s16/default-$t/ascplus/seed$s
+done
 # (e) Fidelity and speed per generator and sampler: 32 pseudo-label masks of the default pipeline run, each generator
 # at the guidance its own pipeline chose; the polyps at seed 2 (their default seed-2 run is session 15's, which the
 # session-16 rows reuse). Then the table (BENCHMARKS.md) and the side-by-side galleries (docs/figures/).
