@@ -27,11 +27,11 @@ def main() -> None:
         model, cfg, _ = load_diffusion(path)
         unet = model.unet
         T = cfg.num_train_timesteps
-        t = torch.tensor([0, T // 2, T - 1])
+        t = torch.tensor([0, T // 5, T // 2, 4 * T // 5, T - 1])
         emb = unet.time_embed(get_timestep_embedding(t, unet.block_out_channels[0]))
         line = (f"{path}: timestep embedding norm at t = {t.tolist()}: "
                 + ", ".join(f"{v:.2f}" for v in emb.norm(dim=1).tolist())
-                + f"; |e(0) - e(T-1)| = {(emb[0] - emb[-1]).norm():.2f}")
+                + "; |e(t) - e(T-1)|: " + ", ".join(f"{v:.2f}" for v in (emb[:-1] - emb[-1]).norm(dim=1).tolist()))
         if getattr(model, "num_domains", 0):
             w = unet.class_embedding.weight
             line += "; domain vectors " + ", ".join(f"{name} {w[i].norm():.2f}" for name, i in DOMAIN_INDEX.items())

@@ -16,25 +16,16 @@ import os
 import uuid
 from pathlib import Path
 
-import numpy as np
 import torch
 from bench_synthesis import conditioning_masks
 from matplotlib.figure import Figure
 
 from diffuse_uda.diffusion.samplers import sample_images
+from diffuse_uda.diffusion.synthesize import _display, _middle_slice  # the pipeline gallery's views
 from diffuse_uda.diffusion.trainer import load_diffusion
 from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX
 from diffuse_uda.training.bundle import load_bundle
 from diffuse_uda.training.trainer import resolve_device
-
-
-def _view(image: torch.Tensor) -> tuple[np.ndarray, dict]:
-    a = image.detach().float().cpu().numpy()
-    if a.ndim == 4:  # (C, H, W, D): the middle slice
-        a = a[..., a.shape[-1] // 2]
-    if a.shape[0] == 3:
-        return np.clip(np.moveaxis(a, 0, -1), 0, 1), {}
-    return a[0], {"cmap": "gray", "vmin": 0, "vmax": 1}
 
 
 def main() -> None:
@@ -77,11 +68,10 @@ def main() -> None:
     fig = Figure(figsize=(2.4 * cols, 2.4 * masks.shape[0]))
     axes = fig.subplots(masks.shape[0], cols, squeeze=False)
     for r in range(masks.shape[0]):
-        m = masks[r].numpy()
-        panels = [(m[..., m.shape[-1] // 2] if m.ndim == 3 else m,
+        panels = [(_middle_slice(masks[r].numpy()),
                    {"cmap": "tab10", "vmin": 0, "vmax": max(num_classes - 1, 1)}, "mask")]
-        panels += [(*_view(images[r]), title) for title, images in columns]
-        panels.append((*_view(real[r]), "the real image of this mask"))
+        panels += [(*_display(images[r].float().cpu().numpy()), title) for title, images in columns]
+        panels.append((*_display(real[r].numpy()), "the real image of this mask"))
         for c, (img, kw, title) in enumerate(panels):
             axes[r, c].imshow(img, interpolation="nearest", **kw)
             axes[r, c].set_axis_off()
