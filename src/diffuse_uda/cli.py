@@ -395,8 +395,9 @@ def synthesize_cmd(
                                                                       "before sampling.")] = True,
     times: Annotated[int, typer.Option(help="Synthetic pairs per mask (scale-up factor).")] = 1,
     sampler: Annotated[str, typer.Option(help="ddim (with --eta 1: stochastic, the default), dpm++2m / dpm++2m-sde "
-                                              "(DPM-Solver++), or ddpm (all training steps, the paper).")] = "ddim",
-    steps: Annotated[int, typer.Option(help="Reverse steps of ddim / dpm++ (ddpm runs all).")] = 25,
+                                              "(DPM-Solver++), ddpm (all training steps, the paper), or euler (a "
+                                              "rectified-flow generator's, and only its).")] = "ddim",
+    steps: Annotated[int, typer.Option(help="Reverse steps of ddim / dpm++ / euler (ddpm runs all).")] = 25,
     eta: Annotated[float, typer.Option(help="DDIM stochasticity: 1 = fresh noise each step, 0 = deterministic.")] = 1.0,
     guidance_scale: Annotated[str, typer.Option(help="Classifier-free guidance toward the target domain "
                                                      "(domain-guided generators; 1 = none), or auto: chosen "

@@ -85,7 +85,12 @@ class DiffusionConfig(ConfigModel):
             "Progressive Distillation for Fast Sampling of Diffusion Models", 2022), which stays well
             posed where the noise dominates (large ``t``, where recovering ``x0`` from a noise estimate
             divides by ``sqrt(abar_t)`` ~ 0 under the cosine schedule). Every sampler serves both: the
-            samplers turn a velocity into the noise estimate they step with.
+            samplers turn a velocity into the noise estimate they step with. ``"flow"``: rectified flow
+            (Liu, Gong & Liu, "Flow Straight and Fast", ICLR 2023) through MONAI's ``RFlowScheduler``: the
+            noisy input is the straight line ``x_t = (1 - t/T) x0 + (t/T) eps`` (``t`` in 1..T, so pure
+            noise is seen in training), the target its velocity ``x0 - eps``, and sampling integrates the
+            ODE with Euler steps (synthesis sampler ``"euler"``, the only one a flow model takes; ``schedule``
+            does not apply).
         gradient_checkpointing: keep only the inputs of the UNet's blocks during the forward pass and
             recompute their activations in the backward pass (``torch.utils.checkpoint``): much less
             activation memory for about one more forward pass of compute. Same weights, same results.
@@ -123,7 +128,7 @@ class DiffusionConfig(ConfigModel):
     mask_dropout: float = Field(0.0, ge=0.0, le=1.0)
     pair_weighting: Literal["none", "confidence"] = "none"
     gradient_checkpointing: bool = False
-    prediction_type: Literal["epsilon", "v"] = "epsilon"
+    prediction_type: Literal["epsilon", "v", "flow"] = "epsilon"
 
     @model_validator(mode="after")
     def _consistent(self) -> DiffusionConfig:

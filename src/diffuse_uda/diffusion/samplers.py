@@ -10,6 +10,10 @@ the same fidelity and stays stable under classifier-free guidance; it is written
 description on the model's own discrete noise schedule (time-uniform steps from ``T - 1`` to 0, a
 first-order last step when fewer than 15 steps are taken, as the paper recommends).
 
+A rectified-flow model (``prediction_type == "flow"``; Liu et al., "Flow Straight and Fast", 2023) predicts
+the velocity of the straight path from noise to data and is sampled by Euler steps of that ODE with
+MONAI's ``RFlowScheduler`` (sampler ``"euler"``, which serves no other model).
+
 Classifier-free guidance (Ho & Salimans, "Classifier-Free Diffusion Guidance", 2021): for a
 domain-conditioned generator, ``eps = eps(x, c, unknown) + w * (eps(x, c, d) - eps(x, c, unknown))``
 pushes samples toward domain ``d`` (``w = 1``: plain conditional sampling; ``w > 1``: stronger).
@@ -22,15 +26,18 @@ import math
 from collections.abc import Sequence
 
 import torch
-from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, RFlowScheduler
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from diffuse_uda.networks.conditional_unet import one_hot
 
-__all__ = ["SAMPLERS", "autocast_context", "ddim_timesteps", "dpm_timesteps", "make_scheduler", "sample_images"]
+__all__ = [
+    "SAMPLERS", "autocast_context", "check_sampler", "ddim_timesteps", "default_sampler", "dpm_timesteps",
+    "make_scheduler", "sample_images",
+]
 
-SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm++2m", "dpm++2m-sde")
+SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm++2m", "dpm++2m-sde", "euler")
 DEFAULT_DDIM_STEPS = 50
 
 GeneratorArg = torch.Generator | Sequence[torch.Generator] | None
@@ -44,8 +51,26 @@ def autocast_context(device: torch.device, enabled: bool = True) -> contextlib.A
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
-def make_scheduler(sampler: str, num_train_timesteps: int, schedule: str = "cosine") -> DDPMScheduler | DDIMScheduler:
+def check_sampler(prediction_type: str, sampler: str) -> None:
+    """Raise ``ValueError`` unless ``sampler`` can sample a model of ``prediction_type``: Euler steps serve
+    rectified flow alone, and rectified flow nothing else."""
+    if (prediction_type == "flow") != (sampler == "euler"):
+        wanted = "sampler=euler" if prediction_type == "flow" else "sampler ddpm, ddim, dpm++2m or dpm++2m-sde"
+        kind = "rectified-flow" if prediction_type == "flow" else "diffusion"
+        raise ValueError(f"a {kind} model (prediction_type={prediction_type!r}) samples with {wanted}, "
+                         f"got sampler={sampler!r}")
+
+
+def default_sampler(prediction_type: str) -> str:
+    """The few-step sampler a model of this kind previews with: Euler for rectified flow, DDIM otherwise."""
+    return "euler" if prediction_type == "flow" else "ddim"
+
+
+def make_scheduler(sampler: str, num_train_timesteps: int,
+                   schedule: str = "cosine") -> DDPMScheduler | DDIMScheduler | RFlowScheduler:
     """MONAI scheduler for ``sampler``; predicted x0 is clipped to the [-1, 1] data range."""
+    if sampler == "euler":
+        return RFlowScheduler(num_train_timesteps=num_train_timesteps, use_discrete_timesteps=True)
     if sampler == "ddpm":
         return DDPMScheduler(num_train_timesteps=num_train_timesteps, schedule=schedule, clip_sample=True)
     if sampler == "ddim":
@@ -119,8 +144,9 @@ def sample_images(
         masks: ``(B, *S)`` or ``(B, 1, *S)`` integer label maps (class indices).
         num_classes: classes of the model's condition.
         image_channels: channels of the generated image.
-        sampler: ``"ddpm"`` (ancestral, all ``num_train_timesteps`` steps), ``"ddim"`` or
-            ``"dpm++2m"`` (DPM-Solver++(2M), deterministic, few steps).
+        sampler: ``"ddpm"`` (ancestral, all ``num_train_timesteps`` steps), ``"ddim"``,
+            ``"dpm++2m"`` (DPM-Solver++(2M), deterministic, few steps), ``"dpm++2m-sde"``, or ``"euler"``
+            (the only sampler of a rectified-flow model, and only of one).
         steps: reverse steps = network evaluations (twice as many forward samples under guidance);
             DDPM must use all training steps, DDIM and DPM-Solver++ default to 50 (capped at ``T``).
         num_train_timesteps: ``T`` the model was trained with.
@@ -143,6 +169,8 @@ def sample_images(
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if guidance_scale != 1.0 and domain is None:
         raise ValueError("guidance_scale needs a domain to guide toward")
+    kind = getattr(model, "prediction_type", "epsilon")
+    check_sampler(kind, sampler)
     spatial = tuple(masks.shape[2:]) if masks.ndim >= 3 and masks.shape[1] == 1 else tuple(masks.shape[1:])
     batch = masks.shape[0]
     device = masks.device
@@ -171,8 +199,8 @@ def sample_images(
     guided = guidance_scale != 1.0
     # A velocity-predicting model: eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t (affine in v, so guidance
     # can combine velocities). Python floats from a CPU copy of the schedule: no device sync per step.
-    abar = scheduler.alphas_cumprod.detach().double().cpu()
-    velocity = getattr(model, "prediction_type", "epsilon") == "v"
+    abar = None if kind == "flow" else scheduler.alphas_cumprod.detach().double().cpu()
+    velocity = kind == "v"
 
     def predict(x_t: Tensor, t: int) -> Tensor:
         t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
@@ -194,7 +222,9 @@ def sample_images(
     was_training = model.training
     model.eval()
     try:
-        if sampler.startswith("dpm++"):
+        if sampler == "euler":
+            x0 = _rectified_flow_euler(predict, scheduler, x, steps, progress)
+        elif sampler.startswith("dpm++"):
             x0 = _dpm_solver_pp_2m(eps_of, x, scheduler.alphas_cumprod, T, steps, progress,
                                    gens if sampler == "dpm++2m-sde" else None)
         else:
@@ -225,6 +255,16 @@ def _scheduler_loop(eps_of, scheduler, sampler: str, x: Tensor, T: int, steps: i
     # The last step's clipped x0 prediction is the sample (for DDPM at t = 0 and for DDIM ending at
     # alpha = 1 it equals the returned x_{t-1}; it is also right when the strided DDIM stops at t > 0).
     return x0
+
+
+def _rectified_flow_euler(predict, scheduler: RFlowScheduler, x: Tensor, steps: int, progress: bool) -> Tensor:
+    """Euler steps of the rectified-flow ODE from pure noise (``t = T``) to the data (``t = 0``) with MONAI's
+    ``RFlowScheduler``: ``x <- x + v (t - t_next) / T`` on its evenly spaced integer timesteps."""
+    scheduler.set_timesteps(steps)
+    timesteps = [int(t) for t in scheduler.timesteps.tolist()]
+    for i, t in enumerate(tqdm(timesteps, desc="euler sampling", disable=not progress, leave=False)):
+        x, _ = scheduler.step(predict(x, t), t, x, timesteps[i + 1] if i + 1 < len(timesteps) else 0)
+    return x.clamp(-1.0, 1.0)
 
 
 def dpm_timesteps(num_train_timesteps: int, steps: int) -> list[int]:

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from diffuse_uda.data.dataset_json import DatasetInfo, image_paths, label_path, write_dataset_json
 from diffuse_uda.data.io import atomic_write_json, read_nifti, write_nifti
-from diffuse_uda.diffusion.samplers import SAMPLERS, sample_images
+from diffuse_uda.diffusion.samplers import SAMPLERS, check_sampler, sample_images
 from diffuse_uda.diffusion.trainer import load_diffusion
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX
@@ -141,7 +141,8 @@ def synthesize_dataset(
         shard: ``(i, n)``: process only items with ``index % n == i`` (independent processes); ``None``:
             this process's share under torchrun, ``(rank, world_size)``, so every item once (all of
             them in one process).
-        sampler: ``"ddim"`` or ``"ddpm"``.
+        sampler: one of :data:`~diffuse_uda.diffusion.samplers.SAMPLERS` (``"euler"`` for a rectified-flow
+            generator, and only for one).
         steps: DDIM reverse steps (capped at the training step count; ``None`` = 50). DDPM always
             runs all training steps and ignores this.
         batch_size: items sampled together.
@@ -178,6 +179,10 @@ def synthesize_dataset(
     device = torch.device(device)
     model, config, info = load_diffusion(checkpoint, device, use_ema=True)
     num_classes, num_channels = info["num_classes"], info["image_channels"]
+    try:
+        check_sampler(config.prediction_type, sampler)
+    except ValueError as exc:
+        raise ConfigError(f"{checkpoint}: {exc}") from exc
     if sorted(int(v) for v in labels.values()) != list(range(num_classes)):
         raise ConfigError(
             f"labels {labels} must have the values 0..{num_classes - 1} (the model has {num_classes} classes)"

@@ -2,7 +2,8 @@
 
 Each micro-batch draws image-mask pairs (source labels and target pseudo-labels), deforms the
 pairs of the configured domain(s) (image and mask together), maps the image to ``[-1, 1]``, noises
-it at a uniform random timestep with MONAI's scheduler and regresses the noise with an L1 loss.
+it at a uniform random timestep with MONAI's scheduler and regresses the noise with an L1 loss
+(or a velocity: ``DiffusionConfig.prediction_type``).
 The whole data set lives on the training device and every random draw comes from one device
 ``torch.Generator`` seeded from ``config.seed``, so the loop never reads values back to the host
 except to log and checkpoint. Checkpoints hold everything needed to resume bit-for-bit on the
@@ -33,13 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.networks.schedulers import DDPMScheduler
+from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from diffuse_uda.data.io import atomic_torch_save, safe_torch_load
 from diffuse_uda.diffusion.config import DiffusionConfig
-from diffuse_uda.diffusion.samplers import autocast_context, sample_images
+from diffuse_uda.diffusion.samplers import autocast_context, default_sampler, sample_images
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX, ConditionalDiffusionUNet, one_hot
 from diffuse_uda.training import distributed
@@ -246,7 +247,7 @@ def _save_preview(
     masks = data.masks[order].long()
     gen = torch.Generator(device=data.device).manual_seed(config.seed)
     images = sample_images(
-        model, masks, num_classes, data.image_channels, sampler="ddim",
+        model, masks, num_classes, data.image_channels, sampler=default_sampler(config.prediction_type),
         steps=min(50, config.num_train_timesteps), num_train_timesteps=config.num_train_timesteps,
         schedule=config.schedule, generator=gen, amp=config.amp,
     )
@@ -294,11 +295,31 @@ def _conditions(data: _DeviceData, idx: Tensor, mask: Tensor, num_classes: int, 
     return cond, domain
 
 
-def regression_target(scheduler: DDPMScheduler, x0: Tensor, noise: Tensor, t: Tensor, prediction_type: str) -> Tensor:
-    """What the network learns to output for ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise``: the noise
-    (the paper) or the velocity ``sqrt(abar_t) noise - sqrt(1 - abar_t) x0``."""
+def training_scheduler(config: DiffusionConfig) -> DDPMScheduler | RFlowScheduler:
+    """The noise process of ``config``: the DDPM schedule, or rectified flow's straight path."""
+    if config.prediction_type == "flow":
+        return RFlowScheduler(num_train_timesteps=config.num_train_timesteps, use_discrete_timesteps=True)
+    return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, schedule=config.schedule)
+
+
+def noisy_input(scheduler: DDPMScheduler | RFlowScheduler, x0: Tensor, noise: Tensor,
+                t: Tensor) -> tuple[Tensor, Tensor]:
+    """``(x_t, t)`` for a uniform draw ``t`` in ``0..T-1``. Rectified flow shifts it to ``1..T``: its noise
+    level is ``t / T``, so ``t = 0`` would be the clean image and ``t = T``, where sampling starts, pure noise."""
+    if isinstance(scheduler, RFlowScheduler):
+        t = t + 1
+    return scheduler.add_noise(x0, noise, t), t
+
+
+def regression_target(scheduler: DDPMScheduler | RFlowScheduler, x0: Tensor, noise: Tensor, t: Tensor,
+                      prediction_type: str) -> Tensor:
+    """What the network learns to output for its noisy input: the noise (the paper), the velocity
+    ``sqrt(abar_t) noise - sqrt(1 - abar_t) x0`` (``"v"``), or rectified flow's velocity ``x0 - noise``
+    (``"flow"``, MONAI's sign: Euler steps toward the data add it)."""
     if prediction_type == "epsilon":
         return noise
+    if prediction_type == "flow":
+        return x0 - noise
     return scheduler.get_velocity(x0, noise, t)
 
 
@@ -413,7 +434,7 @@ def train_diffusion(
         if device.type == "cuda" else None)
 
     deformer = RandomDeformation(config.deformation, num_classes=num_classes) if config.deform != "none" else None
-    scheduler = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, schedule=config.schedule)
+    scheduler = training_scheduler(config)
     T = config.num_train_timesteps
 
     def global_mean(value: Tensor) -> float:
@@ -461,7 +482,7 @@ def train_diffusion(
                 x0 = x0 * 2.0 - 1.0
                 noise = torch.randn(x0.shape, generator=generator, device=device)
                 t = torch.randint(0, T, (x0.shape[0],), generator=generator, device=device)
-                x_t = scheduler.add_noise(x0, noise, t)
+                x_t, t = noisy_input(scheduler, x0, noise, t)
                 cond, domain = _conditions(data, idx, mask, num_classes, config, generator)
                 # DDP averages the gradients once per update: at the last micro-batch's backward.
                 sync = net.no_sync() if world > 1 and micro < accum - 1 else contextlib.nullcontext()

@@ -32,7 +32,7 @@ from diffuse_uda.networks.checkpointing import checkpoint_modules
 __all__ = ["DOMAIN_INDEX", "PREDICTION_TYPES", "ConditionalDiffusionUNet", "one_hot"]
 
 # What the network predicts: the noise (the paper) or the velocity (Salimans & Ho 2022).
-PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v")
+PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v", "flow")
 
 # Domain ids of the domain embedding; 0 is the "unknown" domain of classifier-free guidance.
 DOMAIN_INDEX: dict[str, int] = {"unknown": 0, "source": 1, "target": 2}
@@ -76,8 +76,9 @@ class ConditionalDiffusionUNet(nn.Module):
         num_domains: 0 (the paper: no domain input) or the number of domains (2: source and
             target), each with a learned embedding, plus the "unknown" domain 0.
         gradient_checkpointing: recompute block activations in the backward pass (less memory).
-        prediction_type: what the output is: ``"epsilon"`` (the paper: the noise) or ``"v"`` (the
-            velocity ``sqrt(abar) eps - sqrt(1 - abar) x0``); the samplers read it from the model.
+        prediction_type: what the output is: ``"epsilon"`` (the paper: the noise), ``"v"`` (the
+            velocity ``sqrt(abar) eps - sqrt(1 - abar) x0``) or ``"flow"`` (a rectified-flow velocity
+            ``x0 - eps`` on the straight path between noise and data); the samplers read it from the model.
         domain_embedding_init: ``"normal"`` (MONAI's ``nn.Embedding`` default, N(0, 1) per entry) or ``"zero"``.
             The domain embedding is added to the timestep embedding, whose norm is about 1-2 (and differs by
             about 1-2 between timesteps): N(0, 1) entries give it a norm of about ``sqrt(4 * channels[0])`` (8 for

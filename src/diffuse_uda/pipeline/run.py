@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from diffuse_uda.config import RunConfig, StrictModel, build_run_config
 from diffuse_uda.data.dataset_json import load_dataset_json
@@ -33,6 +33,7 @@ from diffuse_uda.data.io import atomic_write_json, ensure_output_dir
 from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.diffusion.config import DiffusionConfig
+from diffuse_uda.diffusion.samplers import check_sampler
 from diffuse_uda.diffusion.synthesize import synthesize_dataset
 from diffuse_uda.diffusion.trainer import PairSample, train_diffusion
 from diffuse_uda.errors import ConfigError, DataError
@@ -64,7 +65,8 @@ class SynthesisOptions(StrictModel):
     # Stochastic DDIM (eta 1) at 25 steps: as faithful to the masks as DDPM with all 250 steps at a tenth
     # of the network evaluations, where deterministic DDIM and DPM-Solver++ fell 3-10 points short
     # (BENCHMARKS.md, "Few-step sampling").
-    sampler: Literal["ddpm", "ddim", "dpm++2m", "dpm++2m-sde"] = "ddim"
+    # "euler": the sampler of a rectified-flow generator (diffusion.prediction_type=flow), and only of one.
+    sampler: Literal["ddpm", "ddim", "dpm++2m", "dpm++2m-sde", "euler"] = "ddim"
     steps: int | None = Field(25, ge=1)
     eta: float = Field(1.0, ge=0.0, le=1.0, description="DDIM stochasticity (ignored by the other samplers)")
     batch_size: int = Field(16, ge=1)
@@ -122,6 +124,12 @@ class PipelineConfig(StrictModel):
     # Other pipeline run folders whose identical, complete stages may be reused (ablation rows
     # share their stage 1, pseudo-labels and, where the settings agree, the generator).
     share_stages_with: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _sampler_fits_generator(self) -> PipelineConfig:
+        # Fail before stage 1 trains, not after the generator has: a flow generator needs the Euler sampler.
+        check_sampler(str(self.diffusion.get("prediction_type", "epsilon")), self.synthesis.sampler)
+        return self
 
 
 # The paper's Table 3 (generation ablation), as pipeline option presets. Our reading of its
