@@ -1,0 +1,87 @@
+"""The generation ablation (paper Table 3) over seeds, from committed run folders (issue 14).
+
+For each row (stage 1 ``ascplus``, ``diffuse-uda-M1`` ... ``M6``, ``diffuse-uda``): the mean-foreground Dice per seed
+and over the seeds; every row against stage 1 and every M row against the row above it, with the paired Wilcoxon
+test over all (patient, seed) pairs. A step *separates* (rule pre-registered in BENCHMARKS.md, session 18) when its
+mean difference over the seeds is at least 1.0 point and that test gives p < 0.05.
+
+    python benchmarks/generation_ablation.py benchmarks/results/mscmr-bssfp2lge --seeds 0 1 2 \\
+        --out benchmarks/results/generation_ablation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from paired_test import case_mean_dice  # this folder
+
+from diffuse_uda.data.io import atomic_write_json
+from diffuse_uda.evaluation.statistics import wilcoxon_paired
+from diffuse_uda.pipeline.run import STAGE3
+
+STAGE1 = "ascplus"
+ROWS = [f"diffuse-uda-M{i}" for i in range(1, 7)] + ["diffuse-uda"]
+MIN_POINTS = 1.0
+ALPHA = 0.05
+
+
+def pooled_cases(results: Path, row: str, seeds: list[int]) -> dict[str, float]:
+    """``seed/case`` -> mean-foreground Dice (%) of a row's evaluated run (a pipeline row: its stage 3)."""
+    out: dict[str, float] = {}
+    for seed in seeds:
+        run = results / row / f"seed{seed}"
+        if row != STAGE1:
+            run = run / STAGE3
+        if not (run / "evaluation" / "per_case.csv").exists():
+            raise SystemExit(f"{run}: no evaluation/per_case.csv")
+        out.update({f"seed{seed}/{case}": 100 * d for case, d in case_mean_dice(run).items()})
+    return out
+
+
+def compare(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """``b`` against ``a``: mean difference (points) and the paired Wilcoxon p over their common cases."""
+    keys = sorted(set(a) & set(b))
+    if len(keys) != len(a) or len(keys) != len(b):
+        raise SystemExit("the two rows were not evaluated on the same cases")
+    diff = float(np.mean([b[k] - a[k] for k in keys]))
+    return {"difference": diff, "p": wilcoxon_paired([a[k] for k in keys], [b[k] for k in keys]), "pairs": len(keys)}
+
+
+def _cell(c: dict | None) -> str:
+    return "—" if c is None else f"{c['difference']:+.1f} ({c['p']:.3g})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", type=Path, help="a task's committed results folder (rows as sub-folders)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", type=Path, help="write the table as JSON here")
+    args = ap.parse_args()
+    cases = {row: pooled_cases(args.results, row, args.seeds) for row in [STAGE1, *ROWS]}
+    table = []
+    print(f"| row | Dice per seed ({', '.join(map(str, args.seeds))}) | mean | vs stage 1 (p) | vs the row above (p) "
+          "| separates |")
+    print("|---|---|---|---|---|---|")
+    for i, row in enumerate([STAGE1, *ROWS]):
+        per_seed = [float(np.mean([v for k, v in cases[row].items() if k.startswith(f"seed{s}/")])) for s in args.seeds]
+        entry: dict = {"row": row, "per_seed": per_seed, "mean": float(np.mean(per_seed))}
+        if row != STAGE1:
+            entry["vs_stage1"] = compare(cases[STAGE1], cases[row])
+        # The M rows form a sequence (each adds one step); the default is compared with stage 1 only.
+        if row.startswith("diffuse-uda-M") and row != ROWS[0]:
+            entry["vs_row_above"] = step = compare(cases[ROWS[i - 2]], cases[row])
+            entry["separates"] = bool(abs(step["difference"]) >= MIN_POINTS and step["p"] < ALPHA)
+        table.append(entry)
+        sep = {True: "yes", False: "no"}.get(entry.get("separates"), "—")
+        print(f"| `{row}` | {' / '.join(f'{v:.1f}' for v in per_seed)} | {entry['mean']:.1f} "
+              f"| {_cell(entry.get('vs_stage1'))} | {_cell(entry.get('vs_row_above'))} | {sep} |")
+    if args.out:
+        atomic_write_json(args.out, {"results": str(args.results), "seeds": args.seeds, "rule": {
+            "min_points": MIN_POINTS, "alpha": ALPHA, "test": "paired Wilcoxon over (patient, seed) pairs"},
+            "rows": table})
+
+
+if __name__ == "__main__":
+    main()
