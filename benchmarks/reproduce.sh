@@ -1038,3 +1038,21 @@ for pair in "M1 M2" "M2 M3" "M3 M4" "M4 M5" "M5 M6"; do set -- $pair
 done
 # Velocity prediction end to end against the default (MS-CMRSeg seed 0):
 $BIN/python benchmarks/paired_test.py $R/diffuse-uda/seed0/5_ascplus_synth benchmarks/results/generator-variants/vpred-mscmr-bssfp2lge/seed0/5_ascplus_synth
+
+# ---------------------------------------------------------------- Session 18
+# Issue 14: rectified flow (rule G) and the generation ablation (Table 3) at seeds 1-2. A fresh machine: stage 1
+# is trained again (seed 0 for the flow runs, checked against the committed runs case by case with cmp).
+# (a) Table 3 on the domain-guided generator, seeds 1-2 (two processes, one per seed, into the same folder):
+for s in 1 2; do
+  $BIN/diffuse-uda bench -t mscmr-bssfp2lge --methods ascplus,diffuse-uda-M1,diffuse-uda-M2,diffuse-uda-M3,diffuse-uda-M4,diffuse-uda-M5,diffuse-uda-M6 \
+      --seed-list $s -o bench/s18/default-mscmr-bssfp2lge --data-root data &
+done; wait
+# (b) Rectified flow at seed 0 on MS-CMRSeg and the demo, on a stage 1 made again:
+for t in mscmr-bssfp2lge demo-brain-t1t2; do
+  $BIN/diffuse-uda bench -t $t --methods ascplus,target-supervised --seed-list 0 -o bench/s18/s0-$t --data-root data
+  for m in ascplus target-supervised; do
+    cmp bench/s18/s0-$t/$m/seed0/evaluation/per_case.csv benchmarks/results/$t/$m/seed0/evaluation/per_case.csv
+  done
+  $BIN/diffuse-uda run -t $t -o bench/s18/flow-$t/seed0 --seed 0 --data-root data --set diffusion.prediction_type=flow \
+      --set synthesis.sampler=euler --set stage1_run=bench/s18/s0-$t/ascplus/seed0
+done
