@@ -1056,3 +1056,32 @@ for t in mscmr-bssfp2lge demo-brain-t1t2; do
   $BIN/diffuse-uda run -t $t -o bench/s18/flow-$t/seed0 --seed 0 --data-root data --set diffusion.prediction_type=flow \
       --set synthesis.sampler=euler --set stage1_run=bench/s18/s0-$t/ascplus/seed0
 done
+# (c) The default pipeline on the same re-made stage 1 (the comparison rule G asks for), then both generators'
+# samples on the same 32 pseudo-label masks (the guidance each pipeline chose; flow: 1.0, default: 1.5):
+$BIN/diffuse-uda run -t mscmr-bssfp2lge -o bench/s18/default-s0-mscmr-bssfp2lge/seed0 --seed 0 --data-root data \
+    --set stage1_run=bench/s18/s0-mscmr-bssfp2lge/ascplus/seed0
+synth18() {  # LABEL RUN SAMPLERS...
+  local label=$1 run=$2; shift 2
+  $BIN/python benchmarks/bench_synthesis.py --generator $run/3_diffusion/diffusion_last.pt \
+      --segmenter bench/s18/s0-mscmr-bssfp2lge/target-supervised/seed0 --masks bench/s18/default-s0-mscmr-bssfp2lge/seed0/2_pseudolabels \
+      --stage1 bench/s18/s0-mscmr-bssfp2lge/ascplus/seed0 --source data/Dataset501_MSCMR_bSSFP --target data/Dataset502_MSCMR_LGE \
+      --samplers "$@" --n 32 --seed 1 --out benchmarks/results/synthesis/generators/mscmr-bssfp2lge_seed0_$label.json
+}
+synth18 flow bench/s18/flow-mscmr-bssfp2lge/seed0 euler:250:1.0 euler:25:1.0
+synth18 default-session18 bench/s18/default-s0-mscmr-bssfp2lge/seed0 ddpm:250:1.5 ddim:25:1.5:1
+cp bench/s18/flow-mscmr-bssfp2lge/seed0/4_synthetic/gallery.png docs/figures/gallery_mscmr-bssfp2lge_rectified-flow_seed0.png
+# (d) Export, tables, tests:
+V=benchmarks/results/generator-variants
+$BIN/python benchmarks/export_results.py bench/s18/flow-mscmr-bssfp2lge $V/flow-mscmr-bssfp2lge
+$BIN/python benchmarks/export_results.py bench/s18/default-s0-mscmr-bssfp2lge $V/default-session18-mscmr-bssfp2lge
+$BIN/python benchmarks/export_results.py bench/s18/s0-mscmr-bssfp2lge $V/stage1-session18-mscmr-bssfp2lge
+G=benchmarks/results/synthesis/generators
+$BIN/python benchmarks/generator_table.py mscmr-bssfp2lge/domain-guided=$G/mscmr-bssfp2lge_seed0_default-session18.json \
+    mscmr-bssfp2lge/rectified-flow=$G/mscmr-bssfp2lge_seed0_flow.json
+$BIN/python benchmarks/paired_test.py $V/stage1-session18-mscmr-bssfp2lge/ascplus/seed0 \
+    $V/default-session18-mscmr-bssfp2lge/seed0/5_ascplus_synth $V/flow-mscmr-bssfp2lge/seed0/5_ascplus_synth
+$BIN/python benchmarks/paired_test.py $V/default-session18-mscmr-bssfp2lge/seed0/5_ascplus_synth $V/flow-mscmr-bssfp2lge/seed0/5_ascplus_synth
+# The re-made seed-0 runs against the committed ones (a fresh machine: not bit-identical):
+R=benchmarks/results/mscmr-bssfp2lge
+$BIN/python benchmarks/paired_test.py $R/ascplus/seed0 $V/stage1-session18-mscmr-bssfp2lge/ascplus/seed0
+$BIN/python benchmarks/paired_test.py $R/target-supervised/seed0 $V/stage1-session18-mscmr-bssfp2lge/target-supervised/seed0
