@@ -69,24 +69,30 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the table as JSON here")
     ap.add_argument("--stage1-for", action="append", default=[], metavar="SEED=ROW",
                     help="the M rows' stage 1 at SEED is row ROW's run (repeatable)")
+    ap.add_argument("--rows", nargs="+", default=ROWS, help="rows to show, in order (default: M1-M6 and the default)")
     args = ap.parse_args()
+    rows = list(args.rows)
     stage1_for = {int(k): v for k, _, v in (item.partition("=") for item in args.stage1_for)}
-    cases = {row: pooled_cases(args.results, row, args.seeds) for row in [STAGE1, *ROWS]}
+    cases = {row: pooled_cases(args.results, row, args.seeds) for row in [STAGE1, *rows]}
     m_stage1 = pooled_cases(args.results, STAGE1, args.seeds, stage1_for)
     table = []
     print(f"| row | Dice per seed ({', '.join(map(str, args.seeds))}) | mean | vs stage 1 (p) | vs the row above (p) "
           "| separates |")
     print("|---|---|---|---|---|---|")
-    for i, row in enumerate([STAGE1, *ROWS]):
+    for i, row in enumerate([STAGE1, *rows]):
         per_seed = _per_seed(cases[row], args.seeds)
         entry: dict = {"row": row, "per_seed": per_seed, "mean": float(np.mean(per_seed))}
         if row != STAGE1:
             entry["vs_stage1"] = compare(m_stage1 if row.startswith("diffuse-uda-M") else cases[STAGE1], cases[row])
         # The M rows form a sequence (each adds one step); the default is compared with stage 1 only.
-        if row.startswith("diffuse-uda-M") and row != ROWS[0]:
-            entry["vs_row_above"] = step = compare(cases[ROWS[i - 2]], cases[row])
+        if row.startswith("diffuse-uda-M") and i >= 2 and rows[i - 2].startswith("diffuse-uda-M"):
+            entry["vs_row_above"] = step = compare(cases[rows[i - 2]], cases[row])
             entry["separates"] = bool(abs(step["difference"]) >= MIN_POINTS and step["p"] < ALPHA)
         table.append(entry)
+        if row == STAGE1 and stage1_for:
+            m_seed = _per_seed(m_stage1, args.seeds)
+            print(f"| `{STAGE1}`, the M rows' own | {' / '.join(f'{v:.1f}' for v in m_seed)} | {np.mean(m_seed):.1f} "
+                  "| — | — | — |")
         sep = {True: "yes", False: "no"}.get(entry.get("separates"), "—")
         print(f"| `{row}` | {' / '.join(f'{v:.1f}' for v in per_seed)} | {entry['mean']:.1f} "
               f"| {_cell(entry.get('vs_stage1'))} | {_cell(entry.get('vs_row_above'))} | {sep} |")
