@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
 
-from diffuse_uda.diffusion.trainer import PairSample
+import numpy as np
+import torch
+
+from diffuse_uda.diffusion.config import DiffusionConfig
+from diffuse_uda.diffusion.trainer import PairSample, load_diffusion, train_diffusion
 
 NUM_CLASSES = 3
+# A fixed clean image in [-1, 1] that the exact ("oracle") models of the sampler tests point to.
+CLEAN = torch.linspace(-0.8, 0.8, 256).view(1, 16, 16)
+
+
+def square_masks(batch: int = 2) -> torch.Tensor:
+    """``batch`` 16 x 16 label maps with one foreground square."""
+    m = torch.zeros(batch, 16, 16, dtype=torch.long)
+    m[:, 4:12, 4:12] = 1
+    return m
 
 
 def make_pairs(n_source: int = 4, n_target: int = 2, size: int = 16, channels: int = 1) -> list[PairSample]:
@@ -28,3 +41,17 @@ def make_pairs(n_source: int = 4, n_target: int = 2, size: int = 16, channels: i
             )
         )
     return pairs
+
+
+def assert_resumes_exactly(pairs: list[PairSample], cfg: DiffusionConfig, tmp_path: Path) -> Path:
+    """Train ``cfg`` straight through (``tmp_path/a``) and stopped half way then resumed (``tmp_path/b``); assert
+    both runs end with identical weights of the configured kind, and return the straight run's checkpoint."""
+    straight = train_diffusion(pairs, NUM_CLASSES, cfg, tmp_path / "a", progress=False)
+    train_diffusion(pairs, NUM_CLASSES, cfg.replace(iterations=cfg.iterations // 2), tmp_path / "b", progress=False)
+    resumed = train_diffusion(pairs, NUM_CLASSES, cfg, tmp_path / "b", progress=False)
+    a, _, _ = load_diffusion(straight)
+    b, cfg_b, _ = load_diffusion(resumed)
+    assert cfg_b.prediction_type == cfg.prediction_type and b.prediction_type == cfg.prediction_type
+    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(va, vb), ka
+    return straight

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusion_helpers import NUM_CLASSES, make_pairs
+from diffusion_helpers import CLEAN, NUM_CLASSES, assert_resumes_exactly, make_pairs, square_masks
 from pydantic import ValidationError
 from torch import nn
 
@@ -26,13 +26,6 @@ from diffuse_uda.errors import ConfigError
 from diffuse_uda.pipeline.run import PipelineConfig
 
 T = 250
-CLEAN = torch.linspace(-0.8, 0.8, 256).view(1, 16, 16)
-
-
-def _masks(batch: int = 2) -> torch.Tensor:
-    m = torch.zeros(batch, 16, 16, dtype=torch.long)
-    m[:, 4:12, 4:12] = 1
-    return m
 
 
 class _OracleFlow(nn.Module):
@@ -53,7 +46,7 @@ class _OracleFlow(nn.Module):
 @pytest.mark.parametrize("steps", [1, 4, 25, 250])
 def test_euler_steps_recover_the_clean_image_from_an_exact_flow_velocity(steps: int) -> None:
     model = _OracleFlow()
-    out = sample_images(model, _masks(), NUM_CLASSES, 1, sampler="euler", steps=steps, num_train_timesteps=T,
+    out = sample_images(model, square_masks(), NUM_CLASSES, 1, sampler="euler", steps=steps, num_train_timesteps=T,
                         generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out * 2 - 1, CLEAN.expand(2, 1, 16, 16), atol=1e-4)
     # Sampling starts at pure noise (t = T) and makes one network evaluation per step.
@@ -80,9 +73,9 @@ def test_the_flow_input_lies_on_the_straight_path_and_its_target_is_the_velocity
 
 def test_a_sampler_that_does_not_fit_the_model_is_refused() -> None:
     with pytest.raises(ValueError, match="sampler=euler"):
-        sample_images(_OracleFlow(), _masks(), NUM_CLASSES, 1, sampler="ddim", steps=5, num_train_timesteps=T)
+        sample_images(_OracleFlow(), square_masks(), NUM_CLASSES, 1, sampler="ddim", steps=5, num_train_timesteps=T)
     with pytest.raises(ValueError, match="ddpm, ddim"):
-        sample_images(_OracleFlow("epsilon"), _masks(), NUM_CLASSES, 1, sampler="euler", steps=5,
+        sample_images(_OracleFlow("epsilon"), square_masks(), NUM_CLASSES, 1, sampler="euler", steps=5,
                       num_train_timesteps=T)
     check_sampler("v", "dpm++2m")
     assert default_sampler("flow") == "euler" and default_sampler("v") == "ddim"
@@ -96,14 +89,7 @@ def test_a_sampler_that_does_not_fit_the_model_is_refused() -> None:
 def test_flow_training_resumes_exactly_and_synthesis_names_a_wrong_sampler(tmp_path: Path) -> None:
     pairs = make_pairs()
     cfg = DiffusionConfig.smoke(iterations=6, checkpoint_every=3, sample_every=3, prediction_type="flow")
-    straight = train_diffusion(pairs, NUM_CLASSES, cfg, tmp_path / "a", progress=False)
-    train_diffusion(pairs, NUM_CLASSES, cfg.replace(iterations=3), tmp_path / "b", progress=False)
-    resumed = train_diffusion(pairs, NUM_CLASSES, cfg, tmp_path / "b", progress=False)
-    a, _, _ = load_diffusion(straight)
-    b, cfg_b, _ = load_diffusion(resumed)
-    assert cfg_b.prediction_type == "flow" and b.prediction_type == "flow"
-    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
-        assert torch.equal(va, vb), ka
+    straight = assert_resumes_exactly(pairs, cfg, tmp_path)
     assert list((tmp_path / "a").rglob("*.png"))  # the previews sample with the flow's own sampler
     with pytest.raises(ConfigError, match="different diffusion settings"):
         train_diffusion(pairs, NUM_CLASSES, cfg.replace(prediction_type="v"), tmp_path / "a", progress=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusion_helpers import NUM_CLASSES, make_pairs
+from diffusion_helpers import CLEAN, NUM_CLASSES, assert_resumes_exactly, make_pairs, square_masks
 from monai.networks.schedulers import DDPMScheduler
 from torch import nn
 
@@ -15,14 +15,6 @@ from diffuse_uda.diffusion.samplers import make_scheduler, sample_images
 from diffuse_uda.diffusion.trainer import load_diffusion, regression_target, train_diffusion
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.networks.conditional_unet import ConditionalDiffusionUNet
-
-CLEAN = torch.linspace(-0.8, 0.8, 256).view(1, 16, 16)
-
-
-def _masks(batch: int = 2) -> torch.Tensor:
-    m = torch.zeros(batch, 16, 16, dtype=torch.long)
-    m[:, 4:12, 4:12] = 1
-    return m
 
 
 class _OracleVelocity(nn.Module):
@@ -42,7 +34,7 @@ class _OracleVelocity(nn.Module):
                                                ("ddim", 2, 0.0), ("dpm++2m", 20, 0.0), ("dpm++2m-sde", 25, 0.0)])
 def test_every_sampler_recovers_the_clean_image_from_an_exact_velocity(sampler: str, steps: int, eta: float) -> None:
     abar = make_scheduler(sampler, 250, "cosine").alphas_cumprod
-    out = sample_images(_OracleVelocity(abar, "v"), _masks(), NUM_CLASSES, 1, sampler=sampler, steps=steps,
+    out = sample_images(_OracleVelocity(abar, "v"), square_masks(), NUM_CLASSES, 1, sampler=sampler, steps=steps,
                         num_train_timesteps=250, eta=eta, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out * 2 - 1, CLEAN.expand(2, 1, 16, 16), atol=2e-3)
 
@@ -51,7 +43,7 @@ def test_a_velocity_read_as_noise_does_not_recover_the_image() -> None:
     # The samplers must read the model's prediction type: the same outputs taken as noise estimates fail.
     # Two DDIM steps end at t = 124, where velocity and noise differ (near t = 0 they coincide).
     abar = make_scheduler("ddim", 250, "cosine").alphas_cumprod
-    out = sample_images(_OracleVelocity(abar, "epsilon"), _masks(), NUM_CLASSES, 1, sampler="ddim", steps=2,
+    out = sample_images(_OracleVelocity(abar, "epsilon"), square_masks(), NUM_CLASSES, 1, sampler="ddim", steps=2,
                         num_train_timesteps=250, generator=torch.Generator().manual_seed(0))
     assert (out * 2 - 1 - CLEAN).abs().mean() > 0.1
 
@@ -73,14 +65,8 @@ def test_velocity_training_resumes_exactly_and_its_checkpoint_is_not_mistaken_fo
         tmp_path: Path) -> None:
     pairs = make_pairs()
     cfg = DiffusionConfig.smoke(iterations=6, checkpoint_every=3, prediction_type="v")
-    straight = train_diffusion(pairs, NUM_CLASSES, cfg, tmp_path / "a", progress=False)
-    train_diffusion(pairs, NUM_CLASSES, cfg.replace(iterations=3), tmp_path / "b", progress=False)
-    resumed = train_diffusion(pairs, NUM_CLASSES, cfg, tmp_path / "b", progress=False)
+    straight = assert_resumes_exactly(pairs, cfg, tmp_path)
     a, _, _ = load_diffusion(straight)
-    b, cfg_b, _ = load_diffusion(resumed)
-    assert cfg_b.prediction_type == "v" and b.prediction_type == "v"
-    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
-        assert torch.equal(va, vb), ka
     # Another target from the same start: different weights, and no resuming one run as the other.
     eps = train_diffusion(pairs, NUM_CLASSES, cfg.replace(prediction_type="epsilon"), tmp_path / "c", progress=False)
     c, _, _ = load_diffusion(eps)
