@@ -1088,10 +1088,9 @@ $BIN/python benchmarks/paired_test.py $R/target-supervised/seed0 $V/stage1-sessi
 # (e) Table 3 at 3 seeds: export seeds 1-2 (the M rows, and their stage 1 as `ascplus-session18`), the task table,
 # the separation rule.
 $BIN/python benchmarks/export_results.py bench/s18/default-mscmr-bssfp2lge /tmp/s18-t3
-for m in M1 M2 M3 M4 M5; do cp -r /tmp/s18-t3/diffuse-uda-$m/seed1 /tmp/s18-t3/diffuse-uda-$m/seed2 $R/diffuse-uda-$m/; done
+for m in M1 M2 M3 M4 M5 M6; do cp -r /tmp/s18-t3/diffuse-uda-$m/seed1 /tmp/s18-t3/diffuse-uda-$m/seed2 $R/diffuse-uda-$m/; done
 mkdir -p $R/ascplus-session18 && cp -r /tmp/s18-t3/ascplus/seed1 /tmp/s18-t3/ascplus/seed2 $R/ascplus-session18/
 $BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr-bssfp2lge --data-root data \
     --methods $B,ascplus,$N16,diffuse-uda,diffuse-uda-paper,$T3,ascplus-session18,ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio-self-training,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated,$OLD
-$BIN/python benchmarks/generation_ablation.py $R --seeds 0 1 2 --rows diffuse-uda-M1 diffuse-uda-M2 diffuse-uda-M3 \
-    diffuse-uda-M4 diffuse-uda-M5 diffuse-uda --stage1-for 1=ascplus-session18 --stage1-for 2=ascplus-session18 \
+$BIN/python benchmarks/generation_ablation.py $R --seeds 0 1 2 --stage1-for 1=ascplus-session18 --stage1-for 2=ascplus-session18 \
     --out benchmarks/results/generation_ablation.json
