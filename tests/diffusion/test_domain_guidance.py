@@ -135,3 +135,39 @@ def test_a_zero_initialised_domain_embedding_starts_domain_blind_and_learns_the_
     with pytest.raises(ValueError, match="domain_embedding_init"):
         ConditionalDiffusionUNet(2, 1, NUM_CLASSES, channels=(8, 16), norm_num_groups=4, num_domains=2,
                                  domain_embedding_init="uniform")
+
+
+@pytest.mark.parametrize("domain_conditioning", [True, False])
+def test_target_mask_dropout_empties_only_target_masks_and_lifts_their_weights(domain_conditioning: bool) -> None:
+    from diffuse_uda.diffusion.trainer import _conditions, _DeviceData
+
+    pairs = make_pairs()
+    for p in pairs:
+        if p.domain == "target":
+            p.weight = 0.25
+    base = DiffusionConfig.smoke(domain_conditioning=domain_conditioning, domain_dropout=0.0,
+                                 pair_weighting="confidence")
+    data = _DeviceData(pairs, NUM_CLASSES, base, torch.device("cpu"))
+    idx = torch.arange(len(pairs))
+    is_target = data.domain[idx] == DOMAIN_INDEX["target"]
+    assert 0 < int(is_target.sum()) < len(pairs)
+
+    def conditions(cfg: DiffusionConfig) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, tuple]:
+        gen = torch.Generator().manual_seed(0)
+        cond, domain, weight = _conditions(data, idx, data.masks[idx].long(), NUM_CLASSES, cfg, gen)
+        return cond, domain, weight, tuple(gen.get_state().tolist())
+
+    cond, domain, weight, state = conditions(base.replace(target_mask_dropout=1.0))
+    present = cond.flatten(1).sum(1) > 0
+    assert torch.equal(present, ~is_target)  # every target mask empty, every source mask kept
+    assert torch.equal(weight, torch.ones(len(pairs)))  # a mask-free target pair is not down-weighted
+    # Off (the default): the masks and weights are untouched and no random number is drawn for it.
+    cond0, _, weight0, state0 = conditions(base)
+    assert bool((cond0.flatten(1).sum(1) > 0).all())
+    assert torch.allclose(weight0[is_target], torch.full((int(is_target.sum()),), 0.25))
+    assert state0 == tuple(torch.Generator().manual_seed(0).get_state().tolist()) != state
+    # The domain stays the pair's own: the mask-free target pairs still teach the target's appearance.
+    if domain_conditioning:
+        assert torch.equal(domain, data.domain[idx])
+    else:
+        assert domain is None

@@ -78,6 +78,12 @@ class DiffusionConfig(ConfigModel):
             replaced by the "unknown" domain, which classifier-free guidance contrasts with at sampling.
         mask_dropout: the probability that a pair's mask is replaced by an empty condition (all-zero
             one-hot), so the model also learns the unconditional image distribution.
+        target_mask_dropout: the probability that a *target* pair's mask (a stage-1 pseudo-label) is replaced
+            by the empty condition, on top of ``mask_dropout``: such a pair still shows the generator the target's
+            appearance, but not stage 1's idea of where the structures are, so the mask-to-image coupling is
+            learned more from the source's expert masks. At 1.0 every target pair is mask-free and sampling
+            with a mask in the target domain composes what the two domains taught (no loss weight applies to a
+            mask-free pair: its image is real).
         pair_weighting: "none" (the paper), or "confidence": each target pseudo-pair's loss is weighted
             by its ``weight`` (stage 1's own confidence in that pseudo-label; source pairs weigh 1).
         prediction_type: the regression target of the L1 loss: ``"epsilon"`` (the paper, Eq. 13: the
@@ -126,6 +132,7 @@ class DiffusionConfig(ConfigModel):
     domain_embedding_init: Literal["normal", "zero"] = "normal"
     domain_dropout: float = Field(0.15, ge=0.0, le=1.0)
     mask_dropout: float = Field(0.0, ge=0.0, le=1.0)
+    target_mask_dropout: float = Field(0.0, ge=0.0, le=1.0)
     pair_weighting: Literal["none", "confidence"] = "none"
     gradient_checkpointing: bool = False
     prediction_type: Literal["epsilon", "v", "flow"] = "epsilon"

@@ -277,22 +277,31 @@ def _save_preview(
 
 
 def _conditions(data: _DeviceData, idx: Tensor, mask: Tensor, num_classes: int, config: DiffusionConfig,
-                generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+                generator: torch.Generator) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The one-hot mask and the domain ids of a batch, each dropped (to "empty" / "unknown") with its
-    probability. No draw happens for a dropout that is off, so the paper's configuration keeps its
-    exact random stream."""
+    probability, and the loss weights of the pairs (``None`` without pair weighting). No draw happens
+    for a dropout that is off, so the paper's configuration keeps its exact random stream."""
     cond = one_hot(mask, num_classes)
     b, dev = idx.shape[0], idx.device
+    weight = data.weight[idx] if config.pair_weighting == "confidence" else None
     if config.mask_dropout > 0:
         keep = torch.rand((b,), generator=generator, device=dev) >= config.mask_dropout
         cond = cond * keep.view(-1, *([1] * (cond.ndim - 1)))
+    if config.target_mask_dropout > 0:
+        drawn = torch.rand((b,), generator=generator, device=dev) < config.target_mask_dropout
+        drop = drawn & (data.domain[idx] == DOMAIN_INDEX["target"])
+        cond = cond * (~drop).view(-1, *([1] * (cond.ndim - 1)))
+        if weight is not None:
+            # The weight measures trust in the pseudo-label; without its mask the pair only shows the
+            # target's appearance, which is real.
+            weight = torch.where(drop, torch.ones_like(weight), weight)
     if not config.domain_conditioning:
-        return cond, None
+        return cond, None, weight
     domain = data.domain[idx]
     if config.domain_dropout > 0:
         drop = torch.rand((b,), generator=generator, device=dev) < config.domain_dropout
         domain = torch.where(drop, torch.zeros_like(domain), domain)
-    return cond, domain
+    return cond, domain, weight
 
 
 def training_scheduler(config: DiffusionConfig) -> DDPMScheduler | RFlowScheduler:
@@ -483,14 +492,14 @@ def train_diffusion(
                 noise = torch.randn(x0.shape, generator=generator, device=device)
                 t = torch.randint(0, T, (x0.shape[0],), generator=generator, device=device)
                 x_t, t = noisy_input(scheduler, x0, noise, t)
-                cond, domain = _conditions(data, idx, mask, num_classes, config, generator)
+                cond, domain, weight = _conditions(data, idx, mask, num_classes, config, generator)
                 # DDP averages the gradients once per update: at the last micro-batch's backward.
                 sync = net.no_sync() if world > 1 and micro < accum - 1 else contextlib.nullcontext()
                 with sync:
                     with autocast_context(device, use_amp):
                         pred = net(x_t, cond, t, domain)
                     loss = _loss(pred.float(), regression_target(scheduler, x0, noise, t, config.prediction_type),
-                                 data.weight[idx] if config.pair_weighting == "confidence" else None)
+                                 weight)
                     scaler.scale(loss / accum).backward()
                 running += loss.detach() / accum
             scaler.step(optimizer)
