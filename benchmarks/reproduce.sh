@@ -1094,3 +1094,31 @@ $BIN/python benchmarks/collect_bench.py benchmarks/results/mscmr-bssfp2lge mscmr
     --methods $B,ascplus,$N16,diffuse-uda,diffuse-uda-paper,$T3,ascplus-session18,ascplus-self-training,ascplus-self-training-2,ascplus-class-ratio-self-training,ad,glua,glua-shared-budget,glua-no-style-transfer,glua-no-local-alignment,glua-no-output-adversary,heal-HD-calibrated,heal-calibrated,$OLD
 $BIN/python benchmarks/generation_ablation.py $R --seeds 0 1 2 --stage1-for 1=ascplus-session18 --stage1-for 2=ascplus-session18 \
     --out benchmarks/results/generation_ablation.json
+
+# ---------------------------------------------------------------- Session 19
+# Issue 14: rule G (b) on the demo (rectified flow against the default pipeline on one stage 1 made here), and rule H
+# (the polyp generator with target pairs trained without their pseudo-label masks). Same machine as session 18.
+# (a) The demo's stage 1 and oracle at seed 0, then both pipelines on that stage 1:
+$BIN/diffuse-uda bench -t demo-brain-t1t2 --methods ascplus,target-supervised --seed-list 0 -o bench/s19/s0-demo-brain-t1t2 --data-root data
+S1=bench/s19/s0-demo-brain-t1t2/ascplus/seed0
+$BIN/diffuse-uda run -t demo-brain-t1t2 -o bench/s19/flow-demo-brain-t1t2/seed0 --seed 0 --data-root data \
+    --set diffusion.prediction_type=flow --set synthesis.sampler=euler --set stage1_run=$S1 &
+$BIN/diffuse-uda run -t demo-brain-t1t2 -o bench/s19/default-s0-demo-brain-t1t2/seed0 --seed 0 --data-root data \
+    --set stage1_run=$S1 &
+wait
+# (b) The polyp generators (wide, stage 1 = gin fixed, seed 0), with and without the target pairs' masks; the
+# second shares the first's stage 1 and pseudo-labels. Only stages 1-3 are used (each run was stopped after its
+# generator); the oracle is this machine's seed-0 `target-supervised`.
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods target-supervised --seed-list 0 -o bench/s19/polyp-oracle --data-root data
+P=bench/s19/polyp-wide/seed0
+$BIN/diffuse-uda run -t polyp-kvasir2cvc -o $P --seed 0 --data-root data --set segmentation.method.appearance=gin \
+    --set 'diffusion.channels=[32,64,128]'
+$BIN/diffuse-uda run -t polyp-kvasir2cvc -o bench/s19/polyp-wide-nomask/seed0 --seed 0 --data-root data \
+    --set segmentation.method.appearance=gin --set 'diffusion.channels=[32,64,128]' --set diffusion.target_mask_dropout=1.0 \
+    --set "share_stages_with=[$PWD/$P]"
+for v in wide:polyp-wide wide-nomask:polyp-wide-nomask; do
+  $BIN/python benchmarks/bench_synthesis.py --generator bench/s19/${v#*:}/seed0/3_diffusion/diffusion_last.pt \
+      --segmenter bench/s19/polyp-oracle/target-supervised/seed0 --masks $P/2_pseudolabels --stage1 $P/1_ascplus \
+      --source data/Dataset511_KvasirSEG --target data/Dataset512_CVCClinicDB --samplers ddim:25:1:1 ddim:25:2:1 \
+      --n 32 --seed 1 --out benchmarks/results/synthesis/polyp-target-masks/${v%%:*}_seed0.json
+done
