@@ -1122,3 +1122,26 @@ for v in wide:polyp-wide wide-nomask:polyp-wide-nomask; do
       --source data/Dataset511_KvasirSEG --target data/Dataset512_CVCClinicDB --samplers ddim:25:1:1 ddim:25:2:1 \
       --n 32 --seed 1 --out benchmarks/results/synthesis/polyp-target-masks/${v%%:*}_seed0.json
 done
+# (c) Both demo generators' samples on the same 32 pseudo-label masks (the guidance both pipelines chose, 1.5):
+synth19() {  # LABEL RUN SAMPLERS...
+  local label=$1 run=$2; shift 2
+  $BIN/python benchmarks/bench_synthesis.py --generator bench/s19/$run/seed0/3_diffusion/diffusion_last.pt \
+      --segmenter bench/s19/s0-demo-brain-t1t2/target-supervised/seed0 --masks bench/s19/default-s0-demo-brain-t1t2/seed0/2_pseudolabels \
+      --stage1 $S1 --source data/Dataset901_DemoBrainT1 --target data/Dataset902_DemoBrainT2 --samplers "$@" \
+      --n 32 --seed 1 --out benchmarks/results/synthesis/generators/demo-brain-t1t2_seed0_$label.json
+}
+synth19 flow flow-demo-brain-t1t2 euler:250:1.5 euler:25:1.5
+synth19 default-session19 default-s0-demo-brain-t1t2 ddpm:250:1.5 ddim:25:1.5:1
+# (d) Export and paired tests:
+V=benchmarks/results/generator-variants
+$BIN/python benchmarks/export_results.py bench/s19/flow-demo-brain-t1t2 $V/flow-demo-brain-t1t2
+$BIN/python benchmarks/export_results.py bench/s19/default-s0-demo-brain-t1t2 $V/default-session19-demo-brain-t1t2
+$BIN/python benchmarks/export_results.py bench/s19/s0-demo-brain-t1t2 $V/stage1-session19-demo-brain-t1t2
+$BIN/python benchmarks/paired_test.py $V/stage1-session19-demo-brain-t1t2/ascplus/seed0 \
+    $V/default-session19-demo-brain-t1t2/seed0/5_ascplus_synth $V/flow-demo-brain-t1t2/seed0/5_ascplus_synth
+$BIN/python benchmarks/paired_test.py $V/default-session19-demo-brain-t1t2/seed0/5_ascplus_synth $V/flow-demo-brain-t1t2/seed0/5_ascplus_synth
+R=benchmarks/results/demo-brain-t1t2
+$BIN/python benchmarks/paired_test.py $R/ascplus/seed0 $V/stage1-session19-demo-brain-t1t2/ascplus/seed0
+$BIN/python benchmarks/paired_test.py $R/target-supervised/seed0 $V/stage1-session19-demo-brain-t1t2/target-supervised/seed0
+$BIN/python benchmarks/paired_test.py $R/diffuse-uda/seed0/5_ascplus_synth $V/default-session19-demo-brain-t1t2/seed0/5_ascplus_synth
+cp bench/s19/flow-demo-brain-t1t2/seed0/4_synthetic/gallery.png docs/figures/gallery_demo-brain-t1t2_rectified-flow_seed0.png
