@@ -1145,3 +1145,15 @@ $BIN/python benchmarks/paired_test.py $R/ascplus/seed0 $V/stage1-session19-demo-
 $BIN/python benchmarks/paired_test.py $R/target-supervised/seed0 $V/stage1-session19-demo-brain-t1t2/target-supervised/seed0
 $BIN/python benchmarks/paired_test.py $R/diffuse-uda/seed0/5_ascplus_synth $V/default-session19-demo-brain-t1t2/seed0/5_ascplus_synth
 cp bench/s19/flow-demo-brain-t1t2/seed0/4_synthetic/gallery.png docs/figures/gallery_demo-brain-t1t2_rectified-flow_seed0.png
+# (e) The polyp pipelines run on to stage 3 (same commands as (b), which resume); export and paired tests:
+T=benchmarks/results/polyp-generator-target-masks
+$BIN/python benchmarks/export_results.py bench/s19/polyp-wide $T/wide
+$BIN/python benchmarks/export_results.py bench/s19/polyp-wide-nomask $T/wide-nomask
+$BIN/python benchmarks/export_results.py bench/s19/polyp-oracle $T/oracle
+$BIN/python benchmarks/paired_test.py $T/wide/seed0/1_ascplus $T/wide/seed0/5_ascplus_synth $T/wide-nomask/seed0/5_ascplus_synth
+$BIN/python benchmarks/paired_test.py $T/wide/seed0/5_ascplus_synth $T/wide-nomask/seed0/5_ascplus_synth
+$BIN/python benchmarks/generator_table.py polyp-kvasir2cvc/wide=benchmarks/results/synthesis/polyp-target-masks/wide_seed0.json \
+    polyp-kvasir2cvc/wide-no-target-masks=benchmarks/results/synthesis/polyp-target-masks/wide-nomask_seed0.json
+for v in wide-session19:polyp-wide wide-no-target-masks:polyp-wide-nomask; do
+  cp bench/s19/${v#*:}/seed0/4_synthetic/gallery.png docs/figures/gallery_polyp-kvasir2cvc_${v%%:*}_seed0.png
+done
