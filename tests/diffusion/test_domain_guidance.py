@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusion_helpers import NUM_CLASSES, make_pairs
+from diffusion_helpers import NUM_CLASSES, assert_resumes_exactly, make_pairs, square_masks
 from torch import nn
 
 from diffuse_uda.diffusion.config import DiffusionConfig
@@ -15,19 +15,13 @@ from diffuse_uda.diffusion.trainer import load_diffusion, train_diffusion
 from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX, ConditionalDiffusionUNet, one_hot
 
 
-def _masks(batch: int = 2) -> torch.Tensor:
-    m = torch.zeros(batch, 16, 16, dtype=torch.long)
-    m[:, 4:12, 4:12] = 1
-    return m
-
-
 def test_domain_embedding_changes_the_prediction_and_the_paper_network_has_none() -> None:
     torch.manual_seed(0)
     net = ConditionalDiffusionUNet(2, 1, NUM_CLASSES, channels=(8, 16), norm_num_groups=4, num_domains=2)
     for p in net.parameters():  # MONAI zero-initialises the output layers: make every path visible
         if not p.detach().abs().sum():
             nn.init.normal_(p, std=0.1)
-    x, c, t = torch.randn(2, 1, 16, 16), one_hot(_masks(), NUM_CLASSES), torch.tensor([5, 5])
+    x, c, t = torch.randn(2, 1, 16, 16), one_hot(square_masks(), NUM_CLASSES), torch.tensor([5, 5])
     source = net(x, c, t, torch.full((2,), DOMAIN_INDEX["source"]))
     target = net(x, c, t, torch.full((2,), DOMAIN_INDEX["target"]))
     assert source.shape == (2, 1, 16, 16) and not torch.allclose(source, target)
@@ -55,7 +49,7 @@ class _OracleEps(nn.Module):
 def test_dpm_solver_recovers_the_clean_image_of_an_exact_model(sampler: str, steps: int) -> None:
     abar = make_scheduler(sampler, 250, "cosine").alphas_cumprod
     clean = {0: torch.linspace(-0.8, 0.8, 256).view(1, 16, 16)}
-    out = sample_images(_OracleEps(abar, clean), _masks(), NUM_CLASSES, 1, sampler=sampler, steps=steps,
+    out = sample_images(_OracleEps(abar, clean), square_masks(), NUM_CLASSES, 1, sampler=sampler, steps=steps,
                         num_train_timesteps=250, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out * 2 - 1, clean[0].expand(2, 1, 16, 16), atol=1e-3)
     assert dpm_timesteps(250, steps)[0] == 249 and dpm_timesteps(250, steps)[-1] == 0
@@ -67,13 +61,13 @@ def test_guidance_extrapolates_from_the_unknown_toward_the_requested_domain() ->
     clean = {0: torch.full((1, 16, 16), -0.2), 2: torch.full((1, 16, 16), 0.2)}
     model = _OracleEps(abar, clean)
     kw = dict(sampler="dpm++2m", steps=10, num_train_timesteps=250, domain=2)
-    plain = sample_images(model, _masks(), NUM_CLASSES, 1, generator=torch.Generator().manual_seed(0), **kw)
-    guided = sample_images(model, _masks(), NUM_CLASSES, 1, generator=torch.Generator().manual_seed(0),
+    plain = sample_images(model, square_masks(), NUM_CLASSES, 1, generator=torch.Generator().manual_seed(0), **kw)
+    guided = sample_images(model, square_masks(), NUM_CLASSES, 1, generator=torch.Generator().manual_seed(0),
                            guidance_scale=2.0, **kw)
     assert torch.allclose(plain * 2 - 1, torch.full_like(plain, 0.2), atol=1e-3)
     assert (guided * 2 - 1).mean() > 0.3  # pushed past the target image, away from the unknown one
     with pytest.raises(ValueError, match="needs a domain"):
-        sample_images(model, _masks(), NUM_CLASSES, 1, sampler="dpm++2m", steps=3, guidance_scale=2.0)
+        sample_images(model, square_masks(), NUM_CLASSES, 1, sampler="dpm++2m", steps=3, guidance_scale=2.0)
 
 
 def test_domain_conditioned_training_with_dropout_and_weights_resumes_exactly(tmp_path: Path) -> None:
@@ -83,16 +77,11 @@ def test_domain_conditioned_training_with_dropout_and_weights_resumes_exactly(tm
             p.weight = 0.25
     cfg = DiffusionConfig.smoke(iterations=6, checkpoint_every=3, domain_conditioning=True, domain_dropout=0.5,
                                 mask_dropout=0.2, pair_weighting="confidence")
-    straight = train_diffusion(pairs, NUM_CLASSES, cfg, tmp_path / "a", progress=False)
-    # Interrupted after the checkpoint at 3, then resumed.
-    train_diffusion(pairs, NUM_CLASSES, cfg.replace(iterations=3), tmp_path / "b", progress=False)
-    resumed = train_diffusion(pairs, NUM_CLASSES, cfg, tmp_path / "b", progress=False)
-    a, _, _ = load_diffusion(straight)
-    b, cfg_b, _ = load_diffusion(resumed)
-    assert cfg_b.domain_conditioning and a.num_domains == 2
-    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
-        assert torch.equal(va, vb), ka
-    images = sample_images(b, _masks(), NUM_CLASSES, 1, sampler="dpm++2m", steps=4, num_train_timesteps=10,
+    # Interrupted after the checkpoint at 3, then resumed: the same weights as straight through.
+    straight = assert_resumes_exactly(pairs, cfg, tmp_path)
+    a, cfg_a, _ = load_diffusion(straight)
+    assert cfg_a.domain_conditioning and a.num_domains == 2
+    images = sample_images(a, square_masks(), NUM_CLASSES, 1, sampler="dpm++2m", steps=4, num_train_timesteps=10,
                            domain=DOMAIN_INDEX["target"], guidance_scale=1.5,
                            generator=torch.Generator().manual_seed(0))
     assert images.shape == (2, 1, 16, 16) and images.min() >= 0 and images.max() <= 1
@@ -109,7 +98,7 @@ def test_pair_weights_scale_the_loss() -> None:
 
 
 def test_a_zero_initialised_domain_embedding_starts_domain_blind_and_learns_the_domains(tmp_path: Path) -> None:
-    x, c, t = torch.randn(2, 1, 16, 16), one_hot(_masks(), NUM_CLASSES), torch.tensor([3, 7])
+    x, c, t = torch.randn(2, 1, 16, 16), one_hot(square_masks(), NUM_CLASSES), torch.tensor([3, 7])
     nets = {}
     for init in ("normal", "zero"):
         torch.manual_seed(0)
