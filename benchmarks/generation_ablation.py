@@ -75,6 +75,7 @@ def main() -> None:
     stage1_for = {int(k): v for k, _, v in (item.partition("=") for item in args.stage1_for)}
     cases = {row: pooled_cases(args.results, row, args.seeds) for row in [STAGE1, *rows]}
     m_stage1 = pooled_cases(args.results, STAGE1, args.seeds, stage1_for)
+    m_stage1_per_seed = _per_seed(m_stage1, args.seeds)
     table = []
     print(f"| row | Dice per seed ({', '.join(map(str, args.seeds))}) | mean | vs stage 1 (p) | vs the row above (p) "
           "| separates |")
@@ -90,18 +91,18 @@ def main() -> None:
             entry["separates"] = bool(abs(step["difference"]) >= MIN_POINTS and step["p"] < ALPHA)
         table.append(entry)
         if row == STAGE1 and stage1_for:
-            m_seed = _per_seed(m_stage1, args.seeds)
-            print(f"| `{STAGE1}`, the M rows' own | {' / '.join(f'{v:.1f}' for v in m_seed)} | {np.mean(m_seed):.1f} "
+            print(f"| `{STAGE1}`, the M rows' own | {' / '.join(f'{v:.1f}' for v in m_stage1_per_seed)} "
+                  f"| {np.mean(m_stage1_per_seed):.1f} "
                   "| — | — | — |")
         sep = {True: "yes", False: "no"}.get(entry.get("separates"), "—")
         print(f"| `{row}` | {' / '.join(f'{v:.1f}' for v in per_seed)} | {entry['mean']:.1f} "
               f"| {_cell(entry.get('vs_stage1'))} | {_cell(entry.get('vs_row_above'))} | {sep} |")
     if stage1_for:
-        print(f"\nThe M rows' stage 1 (per seed: {' / '.join(f'{v:.1f}' for v in _per_seed(m_stage1, args.seeds))}) "
+        print(f"\nThe M rows' stage 1 (per seed: {' / '.join(f'{v:.1f}' for v in m_stage1_per_seed)}) "
               f"is {', '.join(f'seed {k}: {v}' for k, v in sorted(stage1_for.items()))}; `ascplus` elsewhere.")
     if args.out:
         atomic_write_json(args.out, {"results": str(args.results), "seeds": args.seeds, "stage1_for": stage1_for,
-                                     "m_rows_stage1_per_seed": _per_seed(m_stage1, args.seeds), "rule": {
+                                     "m_rows_stage1_per_seed": m_stage1_per_seed, "rule": {
             "min_points": MIN_POINTS, "alpha": ALPHA, "test": "paired Wilcoxon over (patient, seed) pairs"},
             "rows": table})
 
