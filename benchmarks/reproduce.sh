@@ -1157,3 +1157,19 @@ $BIN/python benchmarks/generator_table.py polyp-kvasir2cvc/wide=benchmarks/resul
 for v in wide-session19:polyp-wide wide-no-target-masks:polyp-wide-nomask; do
   cp bench/s19/${v#*:}/seed0/4_synthetic/gallery.png docs/figures/gallery_polyp-kvasir2cvc_${v%%:*}_seed0.png
 done
+
+# ---------------------------------------------------------------- Session 20
+# (a) The structure term's premise (CutMix equivariance of a source-only model, seed 0), all nine tasks:
+for t in mscmr-bssfp2lge abdominal-ct2mr demo-brain-t1t2 polyp-kvasir2cvc mscmr-lge2bssfp abdominal-mr2ct \
+         demo-brain-t2t1 demo-brain-t1flair polyp-cvc2kvasir; do
+  tt=$t; [ -f benchmarks/tasks/$t.yaml ] && tt=benchmarks/tasks/$t.yaml
+  $BIN/diffuse-uda bench -t $tt --methods source-only --seed-list 0 -o bench/s20/so/$t
+  $BIN/python benchmarks/cutmix_equivariance.py measure $tt bench/s20/so/$t/source-only/seed0 \
+      benchmarks/results/structure-premise/$t.json
+done
+$BIN/python benchmarks/cutmix_equivariance.py table benchmarks/results/structure-premise/{mscmr-bssfp2lge,abdominal-ct2mr,demo-brain-t1t2,polyp-kvasir2cvc,mscmr-lge2bssfp,abdominal-mr2ct,demo-brain-t2t1,demo-brain-t1flair,polyp-cvc2kvasir}.json
+# (b) Rule I: ascplus with and without the structure term on CVC -> Kvasir (two processes, one thread each):
+$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods ascplus --seed-list 0,1,2 -o bench/s20/cvc2kvasir &
+$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods ascplus --seed-list 0,1,2 -o bench/s20/cvc2kvasir-nostructure \
+    --set method.structure=false &
+wait
