@@ -1173,3 +1173,21 @@ $BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods ascplus --seed-list 0,1,2 -
 $BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods ascplus --seed-list 0,1,2 -o bench/s20/cvc2kvasir-nostructure \
     --set method.structure=false &
 wait
+# (c) The bounds made again on this machine (source-only seed 0 is (a)'s run), and the exploratory dual-view runs:
+$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods source-only,source-only-dg --seed-list 0,1,2 -o bench/s20/so/polyp-cvc2kvasir
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ascplus-histogram-matching,ascplus-gin --seed-list 0 \
+    -o bench/s20/k2c-nostructure --set method.structure=false
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ascplus-histogram-matching,ascplus-gin --seed-list 0 \
+    -o bench/s20/k2c-nostructure-nodual --set method.structure=false --set method.app_restyled=false
+# (d) Export and paired tests:
+R=benchmarks/results/structure-photos
+for x in cvc2kvasir:cvc2kvasir-default cvc2kvasir-nostructure:cvc2kvasir-no-structure so/polyp-cvc2kvasir:cvc2kvasir-bounds \
+         k2c-nostructure:kvasir2cvc-no-structure k2c-nostructure-nodual:kvasir2cvc-no-structure-no-dual; do
+  $BIN/python benchmarks/export_results.py bench/s20/${x%%:*} $R/${x#*:}
+done
+for s in 0 1 2; do
+  $BIN/python benchmarks/paired_test.py $R/cvc2kvasir-default/ascplus/seed$s $R/cvc2kvasir-no-structure/ascplus/seed$s
+done
+for c in histogram-matching gin; do
+  $BIN/python benchmarks/paired_test.py $R/kvasir2cvc-no-structure/ascplus-$c/seed0 $R/kvasir2cvc-no-structure-no-dual/ascplus-$c/seed0
+done
