@@ -1181,7 +1181,7 @@ $BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ascplus-histogram-matching,
     -o bench/s20/k2c-nostructure-nodual --set method.structure=false --set method.app_restyled=false
 # (d) Export and paired tests:
 R=benchmarks/results/structure-photos
-for x in cvc2kvasir:cvc2kvasir-default cvc2kvasir-nostructure:cvc2kvasir-no-structure so/polyp-cvc2kvasir:cvc2kvasir-bounds \
+for x in so/polyp-kvasir2cvc:kvasir2cvc-source-only cvc2kvasir:cvc2kvasir-default cvc2kvasir-nostructure:cvc2kvasir-no-structure so/polyp-cvc2kvasir:cvc2kvasir-bounds \
          k2c-nostructure:kvasir2cvc-no-structure k2c-nostructure-nodual:kvasir2cvc-no-structure-no-dual; do
   $BIN/python benchmarks/export_results.py bench/s20/${x%%:*} $R/${x#*:}
 done
