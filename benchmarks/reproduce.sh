@@ -1191,3 +1191,15 @@ done
 for c in histogram-matching gin; do
   $BIN/python benchmarks/paired_test.py $R/kvasir2cvc-no-structure/ascplus-$c/seed0 $R/kvasir2cvc-no-structure-no-dual/ascplus-$c/seed0
 done
+# (e) Each candidate's 3-seed mean test Dice with and without the term (from the exported candidate evaluations):
+$BIN/python - <<'PY'
+import json
+import numpy as np
+R = "benchmarks/results/structure-photos"
+for cfg in ("cvc2kvasir-default", "cvc2kvasir-no-structure"):
+    means = {c: np.mean([json.load(open(f"{R}/{cfg}/ascplus-{c}/seed{s}/evaluation/summary.json"))
+                         ["per_class"]["polyp"]["dice"]["mean"] * 100 for s in range(3)])
+             for c in ("paper", "histogram-matching", "bezier-ipa", "gin", "mix", "fourier-luminance")}
+    print(cfg, {c: round(float(v), 1) for c, v in means.items()}, "mean of the six:",
+          round(float(np.mean(list(means.values()))), 1))
+PY
