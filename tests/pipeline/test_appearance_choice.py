@@ -301,15 +301,87 @@ def test_case_class_counts_split_samples_by_case() -> None:
     assert case_class_counts(maps, [2, 1], [1, 2]).tolist() == [[2.0, 1.0], [0.0, 2.0]]
 
 
+def test_class_ratio_floor_grows_with_the_spread_of_the_source_patients() -> None:
+    """The noise floor is how far a set of source patients strays from the source's pooled proportions: zero when
+    every patient has the same proportions, larger when patients differ and when fewer are drawn."""
+    from diffuse_uda.pipeline.appearance_choice import class_ratio_floor
+
+    alike = np.array([[10.0, 20.0], [5.0, 10.0], [30.0, 60.0], [1.0, 2.0]])
+    assert class_ratio_floor(alike, 3) == pytest.approx(0.0, abs=1e-9)
+    rng = np.random.default_rng(0)
+    spread = np.stack([rng.uniform(5, 15, 40), rng.uniform(5, 15, 40)], 1)
+    wider = np.stack([rng.uniform(1, 19, 40), rng.uniform(1, 19, 40)], 1)
+    assert 0.0 < class_ratio_floor(spread, 10) < class_ratio_floor(wider, 10)
+    assert class_ratio_floor(wider, 40) < class_ratio_floor(wider, 5)  # more target cases: a tighter floor
+    assert class_ratio_floor(wider, 10) == class_ratio_floor(wider, 10)  # one seed, one answer
+    with pytest.raises(ValueError, match="at least one source case"):
+        class_ratio_floor(wider[:0], 3)
+
+
 def _fake_choice(tiny_task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, maps: dict[str, torch.Tensor],
-                 support: float | None = None):
+                 support: float | None = None, rule: str = "guarded-class-ratio", floor: float | None = None):
     from diffuse_uda.pipeline import appearance_choice
 
     monkeypatch.setattr(appearance_choice, "_run_label_maps", lambda run, *a: (maps[Path(run).name], 0.0))
     if support is not None:
         monkeypatch.setattr(appearance_choice, "class_ratio_support", lambda *a, **k: support)
-    return appearance_choice.score_candidates({n: tmp_path / n for n in maps}, tiny_task, None, "cpu",
-                                              rule="guarded-class-ratio")
+    if floor is not None:
+        monkeypatch.setattr(appearance_choice, "class_ratio_floor", lambda *a, **k: floor)
+    return appearance_choice.score_candidates({n: tmp_path / n for n in maps}, tiny_task, None, "cpu", rule=rule)
+
+
+def test_floored_rule_overrules_only_a_pick_beyond_the_source_noise_floor(tiny_task, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rule 5: the guarded rule's overrule, and only where agreement's pick strays from the source's proportions
+    further than the source's own patients do. Swapped classes stray far beyond the real floor; a floor forced
+    above the incumbent's divergence keeps agreement's pick, with the challenger and its support on record."""
+    from diffuse_uda.pipeline import appearance_choice
+
+    truth = _target_truth(tiny_task)
+    swapped = truth.clone()
+    swapped[truth == 1], swapped[truth == 3] = 3, 1
+    maps = {"paper": swapped, "gin": swapped.clone(), "mix": swapped.clone(), "bezier": truth}
+    choice = _fake_choice(tiny_task, tmp_path, monkeypatch, maps, rule="floored-class-ratio")
+    incumbent = appearance_choice.agreement_pick(choice)
+    assert choice.rule == appearance_choice.RULES["floored-class-ratio"] and choice.class_ratio_floor is not None
+    assert choice.class_ratio_kl is not None and choice.class_ratio_kl[incumbent] > choice.class_ratio_floor
+    assert choice.chosen == "bezier"
+    assert appearance_choice.choice_summary(choice)["class_ratio_floor"] == pytest.approx(
+        choice.class_ratio_floor, abs=1e-5)
+    kl_incumbent = choice.class_ratio_kl[incumbent]
+    held = _fake_choice(tiny_task, tmp_path, monkeypatch, maps, support=1.0, rule="floored-class-ratio",
+                        floor=kl_incumbent * 1.01)
+    assert held.chosen == incumbent and held.class_ratio_challenger == "bezier" and held.class_ratio_support == 1.0
+    # The session-16 rule has no floor: the same candidates are overruled whatever the floor would be.
+    guarded = _fake_choice(tiny_task, tmp_path, monkeypatch, maps, support=1.0, floor=kl_incumbent * 1.01)
+    assert guarded.chosen == "bezier" and guarded.class_ratio_floor is None
+
+
+def test_margin_rule_needs_a_difference_beyond_the_floor_not_bootstrap_support(tiny_task, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rule 6: the prior's best candidate overrules agreement when the divergences differ by more than the noise
+    floor, even with weak bootstrap support; a difference within the floor keeps agreement's pick even with full
+    support."""
+    from diffuse_uda.pipeline import appearance_choice
+
+    truth = _target_truth(tiny_task)
+    swapped = truth.clone()
+    swapped[truth == 1], swapped[truth == 3] = 3, 1
+    maps = {"paper": swapped, "gin": swapped.clone(), "mix": swapped.clone(), "bezier": truth}
+    weak = _fake_choice(tiny_task, tmp_path, monkeypatch, maps, support=0.5, rule="margin-class-ratio", floor=0.0)
+    assert weak.chosen == "bezier" and weak.class_ratio_support == 0.5
+    assert weak.rule == appearance_choice.RULES["margin-class-ratio"]
+    kl = weak.class_ratio_kl
+    assert kl is not None
+    margin = kl[appearance_choice.agreement_pick(weak)] - kl["bezier"]
+    assert margin > 0
+    within = _fake_choice(tiny_task, tmp_path, monkeypatch, maps, support=1.0, rule="margin-class-ratio",
+                          floor=margin * 1.01)
+    assert within.chosen == appearance_choice.agreement_pick(within) and within.class_ratio_floor == pytest.approx(
+        margin * 1.01)
+    beyond = _fake_choice(tiny_task, tmp_path, monkeypatch, maps, support=0.0, rule="margin-class-ratio",
+                          floor=margin * 0.99)
+    assert beyond.chosen == "bezier"
 
 
 def _target_truth(tiny_task) -> torch.Tensor:

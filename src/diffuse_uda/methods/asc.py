@@ -87,11 +87,16 @@ class ASCOptions(TeacherStudentOptions):
     appearance_candidates: tuple[str, ...] | None = Field(
         None, description="With appearance='auto' (ascplus only): the APPEARANCE_PRESETS to choose among; None = "
                           "the default set for the task's channels (see pipeline.appearance_choice).")
-    appearance_rule: Literal["agreement", "reverse-validation", "class-ratio", "guarded-class-ratio"] = Field(
+    appearance_rule: Literal["agreement", "reverse-validation", "class-ratio", "guarded-class-ratio",
+                             "floored-class-ratio", "margin-class-ratio"] = Field(
         "guarded-class-ratio",
         description="With appearance='auto': the label-free rule that keeps one candidate. 'guarded-class-ratio' "
                     "(the default since session 16): the 'agreement' pick unless the class-ratio prior prefers "
                     "another candidate in at least 95% of case bootstrap resamples of the target images; "
+                    "'floored-class-ratio': the same, and only where the agreement pick's class proportions are "
+                    "further from the source's than a set of the source's own patients would be; "
+                    "'margin-class-ratio': the prior's pick wherever agreement's pick is further from the source's "
+                    "proportions by more than that noise floor (no bootstrap); "
                     "'agreement': mean agreement with the other candidates on the target images; 'class-ratio': "
                     "foreground class proportions predicted on the target images closest to the source labels' "
                     "(agreement with one foreground class); "

@@ -55,6 +55,21 @@ a fixed seed). The question the bootstrap asks: would another set of images from
 same preference? An agreement pick the prior cannot judge (histogram matching) stands. One foreground class:
 agreement decides, as under rule 3.
 
+**Rule 5 (``appearance_rule="floored-class-ratio"``): rule 4 with a noise floor**, session 21. Rule 4's bootstrap asks
+whether the prior's *preference* is steady, not whether the incumbent's divergence means anything: at MS-CMRSeg seed
+0 it overruled a candidate whose class proportions were closer to the source's than another set of source patients
+would be. The floor (:func:`class_ratio_floor`) is the 95th percentile of the divergence between the source's pooled
+proportions and those of ``n`` source training cases drawn with replacement, ``n`` the number of target training
+cases: how far a set of patients from the source centre itself strays. Patients of another centre can stray more,
+so an incumbent within the floor is consistent with the prior and is not overruled. Reads source labels and target
+images only. Measured: it changes none of the 21 committed decisions (BENCHMARKS.md, session 21, rule J).
+
+**Rule 6 (``appearance_rule="margin-class-ratio"``): the noise floor instead of the bootstrap**, session 21. The prior's
+best candidate overrules agreement's pick when agreement's pick's divergence exceeds the best candidate's by more than
+the floor: a difference smaller than the spread of the source's own patients is noise, whatever the bootstrap over
+target cases says (it asks whether a preference is steady, not whether it is large). Candidates the prior cannot judge
+as under rule 4.
+
 Why not the candidates' own confidence: each candidate is trained to be confident and self-consistent
 on target views made by its *own* transfer (ASCPlus's consistency loss), so its entropy, its
 teacher-student agreement and the stability of its snapshots measure how well it fitted its objective,
@@ -107,7 +122,17 @@ RULES: dict[str, str] = {
     "guarded-class-ratio": "cross-candidate agreement, overruled by the class-ratio prior's best candidate only "
                            f"where its divergence is the lower in at least {GUARD_LEVEL:.0%} of case bootstrap "
                            "resamples of the target training images (scores: minus the divergence)",
+    "floored-class-ratio": "cross-candidate agreement, overruled by the class-ratio prior's best candidate only "
+                           f"where its divergence is the lower in at least {GUARD_LEVEL:.0%} of case bootstrap "
+                           "resamples of the target training images and agreement's pick is further from the source "
+                           "proportions than the noise floor of the source's own patients (scores: minus the "
+                           "divergence)",
+    "margin-class-ratio": "cross-candidate agreement, overruled by the class-ratio prior's best candidate only "
+                          "where agreement's pick is further from the source's foreground proportions by more than "
+                          "the noise floor of the source's own patients (scores: minus the divergence)",
 }
+GUARDED_RULES = ("guarded-class-ratio", "floored-class-ratio", "margin-class-ratio")
+FLOOR_RULES = ("floored-class-ratio", "margin-class-ratio")
 # With a single foreground class (or only candidates it cannot judge) the class-ratio rule has nothing to compare:
 # agreement decides.
 CLASS_RATIO_FALLBACK = (RULES["agreement"] + "; the class-ratio prior had nothing to judge (one foreground class, "
@@ -142,6 +167,8 @@ class AppearanceChoice(BaseModel):
     # below that of agreement's pick (None when the guard did not run: same pick, or another rule).
     class_ratio_challenger: str | None = None
     class_ratio_support: float | None = None
+    # Rule 5: the noise floor of the source's own patients (None under other rules or with one foreground class).
+    class_ratio_floor: float | None = None
     entropy: dict[str, float]
     candidates: dict[str, str]
     seconds: float
@@ -251,13 +278,29 @@ def class_ratio_support(reference: np.ndarray, incumbent: np.ndarray, challenger
     return float(wins.mean())
 
 
-def source_foreground_proportions(task: Task, cache_dir: Path | None, progress: bool = False) -> np.ndarray:
-    """The foreground class proportions of the source training *labels* (the class-ratio rule's reference)."""
+def class_ratio_floor(source_counts: np.ndarray, cases: int, resamples: int = GUARD_RESAMPLES,
+                      level: float = GUARD_LEVEL, seed: int = GUARD_SEED) -> float:
+    """Rule 5's noise floor: the ``level`` quantile, over ``resamples`` draws of ``cases`` source cases with
+    replacement, of the KL divergence between the source's pooled foreground proportions and the draw's.
+    ``source_counts``: per-case foreground class counts of the source labels (:func:`case_class_counts`)."""
+    if source_counts.ndim != 2 or not len(source_counts) or cases < 1:
+        raise ValueError("the floor needs per-case class counts of at least one source case and cases >= 1")
+    reference = _shares(source_counts.sum(0))
+    draws = np.random.default_rng(seed).integers(0, len(source_counts), size=(resamples, cases))
+    return float(np.quantile(_kl_rows(reference, _shares(source_counts[draws].sum(1))), level))
+
+
+def source_case_class_counts(task: Task, cache_dir: Path | None, progress: bool = False) -> np.ndarray:
+    """Per source training case, the voxel count of each foreground class in its *labels* (cases, classes)."""
     cases = prepare_split(task.source_dir, "Tr", task.preprocessing, with_labels=True, cache_dir=cache_dir,
                           progress=progress, expected_labels=task.labels)
-    _, labels = stack_samples(cases, task.preprocessing.spatial_dims)
-    assert labels is not None
-    return foreground_proportions(labels, [v for v in task.labels.values() if v != 0])
+    classes = [v for v in task.labels.values() if v != 0]
+    return np.array([[int((c.label == k).sum()) for k in classes] for c in cases], dtype=np.float64)
+
+
+def source_foreground_proportions(task: Task, cache_dir: Path | None, progress: bool = False) -> np.ndarray:
+    """The foreground class proportions of the source training *labels* (the class-ratio rule's reference)."""
+    return _shares(source_case_class_counts(task, cache_dir, progress).sum(0))
 
 
 def target_training_images(task: Task, cache_dir: Path | None, progress: bool = False) -> torch.Tensor:
@@ -349,8 +392,8 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
     agreement = {a: {b: pooled_dice(maps[a], maps[b], classes) for b in names if b != a} for a in names}
     agreement_scores = {a: float(np.mean(list(agreement[a].values()))) for a in names}
     scores, rule_text = agreement_scores, RULES[rule]
-    kl, reference, challenger, support = None, None, None, None
-    prior = rule in ("class-ratio", "guarded-class-ratio")
+    kl, reference, challenger, support, floor = None, None, None, None, None
+    prior = rule in ("class-ratio", *GUARDED_RULES)
     judged = prior and len(classes) > 1
     blind = {n for n in names if class_ratio_blind(n)} if judged else set()
     if rule == "reverse-validation" and reverse:
@@ -358,7 +401,10 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
     elif prior and (not judged or blind == set(names)):
         rule_text = CLASS_RATIO_FALLBACK
     elif prior:
-        source = source_foreground_proportions(task, cache_dir, progress)
+        source_counts = source_case_class_counts(task, cache_dir, progress)
+        source = _shares(source_counts.sum(0))
+        if rule in FLOOR_RULES:
+            floor = class_ratio_floor(source_counts, len(case_sizes))
         # Per case, so that the guard of rule 4 can resample cases; pooled, the shares foreground_proportions gives.
         counts = {n: case_class_counts(maps[n], case_sizes, classes) for n in names}
         kl = {n: class_ratio_kl(source, _shares(counts[n].sum(0))) for n in names}
@@ -367,17 +413,22 @@ def score_candidates(runs: Mapping[str, Path], task: Task, cache_dir: Path | Non
         by_value = {v: k for k, v in task.labels.items()}
         reference = {by_value[c]: float(x) for c, x in zip(classes, source, strict=True)}
     chosen = _best(scores)
-    if rule == "guarded-class-ratio":
+    if rule in GUARDED_RULES:
         incumbent = _best(agreement_scores)
         if kl is not None and incumbent not in blind and chosen != incumbent:
             challenger = chosen
             support = class_ratio_support(source, counts[incumbent], counts[challenger])
-        chosen = challenger if support is not None and support >= GUARD_LEVEL else incumbent
+        overrule = support is not None and support >= GUARD_LEVEL
+        if rule == "floored-class-ratio" and floor is not None and kl is not None:
+            overrule = overrule and kl[incumbent] > floor
+        elif rule == "margin-class-ratio" and floor is not None and kl is not None and challenger is not None:
+            overrule = kl[incumbent] - kl[challenger] > floor  # the support is recorded, not used
+        chosen = challenger if overrule and challenger is not None else incumbent
     return AppearanceChoice(chosen=chosen, rule=rule_text, scores=scores, agreement=agreement,
                             agreement_scores=agreement_scores,
                             reverse_validation=dict(reverse) if reverse is not None else None,
                             class_ratio_kl=kl, source_class_ratio=reference, class_ratio_challenger=challenger,
-                            class_ratio_support=support, entropy=entropy,
+                            class_ratio_support=support, class_ratio_floor=floor, entropy=entropy,
                             candidates={n: str(Path(r).resolve()) for n, r in runs.items()},
                             seconds=time.perf_counter() - t0)
 
@@ -424,6 +475,8 @@ def choice_summary(choice: AppearanceChoice) -> dict[str, Any]:
     if choice.class_ratio_support is not None:
         out["class_ratio_challenger"] = choice.class_ratio_challenger
         out["class_ratio_support"] = round(choice.class_ratio_support, 3)
+    if choice.class_ratio_floor is not None:
+        out["class_ratio_floor"] = round(choice.class_ratio_floor, 5)
     return out
 
 

@@ -152,7 +152,8 @@ def _appearance_choices(runs: dict[str, dict[int, Path]], classes: list[str],
                     "entropy": choice.entropy, "agreement_pick": agreed,
                     "agreement_given_up": finite[pick] - finite.get(agreed, math.nan) if finite else math.nan,
                     "test_dice": test_dice, "test_pick": pick, "given_up": given_up,
-                    "guard": ({"challenger": choice.class_ratio_challenger, "support": choice.class_ratio_support}
+                    "guard": ({"challenger": choice.class_ratio_challenger, "support": choice.class_ratio_support,
+                               **({"floor": choice.class_ratio_floor} if choice.class_ratio_floor is not None else {})}
                               if choice.class_ratio_support is not None else None)})
     return out
 

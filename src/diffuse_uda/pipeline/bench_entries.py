@@ -52,6 +52,8 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     # Session 16: agreement, overruled by the class-ratio prior where a case bootstrap backs it (since then the
     # default, so the same run as `ascplus`); `ascplus-agreement` is the default of sessions 7-15.
     "ascplus-guarded-class-ratio": ("ascplus", {"appearance_rule": "guarded-class-ratio"}),
+    "ascplus-floored-class-ratio": ("ascplus", {"appearance_rule": "floored-class-ratio"}),
+    "ascplus-margin-class-ratio": ("ascplus", {"appearance_rule": "margin-class-ratio"}),
     "ascplus-agreement": ("ascplus", {"appearance_rule": "agreement"}),
     # Not a paper row: the domain-generalisation baseline with each restyling replaced by two draws blended by a
     # smooth random field (IPA, Ouyang et al. 2022; session 15).

@@ -14,7 +14,7 @@ from diffuse_uda.data.task import Task
 from diffuse_uda.errors import DataError
 from diffuse_uda.evaluation.evaluate import EvaluationSummary, load_summary
 from diffuse_uda.evaluation.reference import ReferenceLabels
-from diffuse_uda.pipeline.appearance_choice import GUARD_LEVEL, read_choice
+from diffuse_uda.pipeline.appearance_choice import GUARD_LEVEL, agreement_pick, read_choice
 from diffuse_uda.pipeline.experiment import EVALUATION, PREDICTIONS
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
 from diffuse_uda.pipeline.train import default_cache_dir
@@ -89,6 +89,11 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
             guard = (f" The class-ratio prior preferred {c.class_ratio_challenger} in "
                      f"{100 * c.class_ratio_support:.1f} % of the case bootstrap resamples (it overrules agreement "
                      f"from {100 * GUARD_LEVEL:.0f} %)." if c.class_ratio_support is not None else "")
+            if c.class_ratio_floor is not None and c.class_ratio_kl is not None:
+                incumbent = agreement_pick(c)
+                guard += (f" Agreement's pick, {incumbent}, is at divergence {c.class_ratio_kl[incumbent]:.4f} from "
+                          f"the source's class proportions; the source's own patients stray up to "
+                          f"{c.class_ratio_floor:.4f} (the noise floor).")
             report.paragraph(f"{label}: **{c.chosen}**, by {c.rule}.{guard}")
     report.heading("Cost")
     report.table(["Run", "iterations", "train time (s)", "preprocessing (s)", "peak RSS (MB)", "device"],
