@@ -167,3 +167,16 @@ def test_list_cases_broken_symlink_is_an_error(tmp_path: Path) -> None:
     for k in range(2):
         _touch(tmp_path / "moved" / f"b_{k:04d}.nii.gz")
     assert list_cases(tmp_path, "Tr") == ["a", "b"]
+
+
+def test_colour_photo_is_read_from_the_channel_names() -> None:
+    """Three channels are a photo only when they are red, green and blue; three scan sequences are not (they get
+    the grey appearance candidates, not the colour-aware ones)."""
+    def info(names: dict[str, str]) -> DatasetInfo:
+        return DatasetInfo(name="x", channel_names=names, labels={"background": 0, "a": 1})
+
+    assert info({"0": "R", "1": "G", "2": "B"}).is_colour_photo
+    assert info({"2": "blue", "0": "red", "1": "green"}).is_colour_photo  # order by index, case-insensitive
+    assert not info({"0": "T1", "1": "T2", "2": "FLAIR"}).is_colour_photo
+    assert not info({"0": "B", "1": "G", "2": "R"}).is_colour_photo  # BGR is not what the importers write
+    assert not info({"0": "MRI"}).is_colour_photo

@@ -36,7 +36,7 @@ def test_pooled_dice_counts_empty_agreement_as_no_evidence() -> None:
 
 
 def test_candidate_sets_and_configs() -> None:
-    assert default_candidates(1) == GREY_CANDIDATES and default_candidates(3) == RGB_CANDIDATES
+    assert default_candidates(False) == GREY_CANDIDATES and default_candidates(True) == RGB_CANDIDATES
     assert set(RGB_CANDIDATES) <= set(APPEARANCE_PRESETS)
     cfg = build_run_config("smoke", 2, {"method": {"appearance_candidates": ["paper", "bezier"], "beta": 0.2}})
     bezier = candidate_config(cfg, "bezier")

@@ -42,6 +42,13 @@ class DatasetInfo:
         """Number of image files per case."""
         return len(self.channel_names)
 
+    @property
+    def is_colour_photo(self) -> bool:
+        """Whether the channels are a photo's red, green and blue (``R, G, B`` as the importers write them), not
+        three scans (e.g. ``T1, T2, FLAIR``), which share a channel count but not a colour space."""
+        names = [str(self.channel_names[k]).strip().upper() for k in sorted(self.channel_names, key=int)]
+        return names in (["R", "G", "B"], ["RED", "GREEN", "BLUE"])
+
     def to_json(self) -> dict[str, Any]:
         """The nnU-Net v2 dataset.json dictionary."""
         return {

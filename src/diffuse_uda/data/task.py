@@ -69,6 +69,10 @@ class Task:
     def num_channels(self) -> int:
         return load_dataset_json(self.source_dir).num_channels
 
+    @property
+    def is_colour_photo(self) -> bool:
+        return load_dataset_json(self.source_dir).is_colour_photo
+
     def check(self) -> None:
         """Both datasets exist and agree with the task's label map and each other's channels."""
         for role, folder in (("source", self.source_dir), ("target", self.target_dir)):

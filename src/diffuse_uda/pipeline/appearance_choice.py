@@ -183,8 +183,10 @@ def class_ratio_blind(name: str) -> bool:
     return transfer.matches_reference_distribution
 
 
-def default_candidates(num_channels: int) -> tuple[str, ...]:
-    return RGB_CANDIDATES if num_channels == 3 else GREY_CANDIDATES
+def default_candidates(colour_photo: bool) -> tuple[str, ...]:
+    """Photos (dataset.json channels R, G, B) add the colour-aware swap; any other channels, three scan sequences
+    included, get the grey set (before session 21: any 3-channel task got the photo set)."""
+    return RGB_CANDIDATES if colour_photo else GREY_CANDIDATES
 
 
 # Options of the choice itself, not of a candidate: a candidate run is the bench's ``ascplus-<name>`` row
@@ -514,7 +516,7 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
     if distributed.on_main(complete):
         return out_dir
     options = create_method("ascplus", config.method).options
-    names = options.appearance_candidates or default_candidates(task.num_channels)
+    names = options.appearance_candidates or default_candidates(task.is_colour_photo)
     dirs = {n: Path((candidate_dirs or {}).get(n, out_dir / "candidates" / n)) for n in names}
     manifest = RunManifest(request=request, task=task.resolved().to_dict(), display_name=display_name or "ascplus",
                            method_summary="ASCPlus with the appearance transfer chosen per task without labels",
