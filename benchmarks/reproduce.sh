@@ -1203,3 +1203,23 @@ for cfg in ("cvc2kvasir-default", "cvc2kvasir-no-structure"):
     print(cfg, {c: round(float(v), 1) for c, v in means.items()}, "mean of the six:",
           round(float(np.mean(list(means.values()))), 1))
 PY
+
+# ---------------------------------------------------------------- Session 21
+# (a) Rule J from the committed choices and the imported source labels (no training):
+$BIN/python benchmarks/floor_decision.py --data-root data --out benchmarks/results/floor-rule/decision.json
+# (b) Rule K's held-out decisions: the five grey candidates at seeds 3-4 of the four real multi-class tasks (two
+#     processes, one thread each), then the three rules' rows from those candidates (reused, not retrained):
+C=ascplus-paper,ascplus-histogram-matching,ascplus-bezier-ipa,ascplus-gin,ascplus-mix
+RULES=ascplus-guarded-class-ratio,ascplus-floored-class-ratio,ascplus-margin-class-ratio
+for pair in "abdominal-ct2mr mscmr-bssfp2lge" "abdominal-mr2ct mscmr-lge2bssfp"; do
+  (for s in 3 4; do for t in $pair; do
+     $BIN/diffuse-uda bench -t $t --methods $C --seed-list $s -o bench/s21/$t
+   done; done) &
+done
+wait
+for t in abdominal-ct2mr abdominal-mr2ct mscmr-bssfp2lge mscmr-lge2bssfp; do
+  $BIN/diffuse-uda bench -t $t --methods $C,$RULES --seed-list 3,4 -o bench/s21/$t
+  $BIN/python benchmarks/export_results.py bench/s21/$t benchmarks/results/rule-k/$t
+done
+# (c) The decision:
+$BIN/python benchmarks/margin_decision.py --out benchmarks/results/rule-k/decision.json

@@ -1,0 +1,77 @@
+"""Decide session 21's pre-registered rule K (BENCHMARKS.md) from the exported held-out seeds.
+
+    python benchmarks/margin_decision.py [--results benchmarks/results/rule-k] [--out FILE.json]
+
+Held out: seeds 3 and 4 of the four real multi-class tasks, each exported to ``<results>/<task>/`` with the rows
+``ascplus-floored-class-ratio`` (rule J), ``ascplus-margin-class-ratio`` (rule K) and ``ascplus-guarded-class-ratio``
+(session 16's rule, shown beside). K becomes the default if over the 8 decisions its mean Dice is at least J's, on
+no task its 2-seed mean is more than 1.0 point below J's, and it picks differently from J at least once; otherwise
+J does. A value is the bench table's: per seed the mean over test cases of the mean foreground Dice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from paired_test import seed_dice  # this folder: the per-seed value of the bench tables
+
+from diffuse_uda.data.io import atomic_write_json
+
+HERE = Path(__file__).resolve().parent
+TASKS = ("abdominal-ct2mr", "abdominal-mr2ct", "mscmr-bssfp2lge", "mscmr-lge2bssfp")
+SEEDS = ("seed3", "seed4")
+ROWS = {"guarded": "ascplus-guarded-class-ratio", "J": "ascplus-floored-class-ratio", "K": "ascplus-margin-class-ratio"}
+TOLERANCE = 1.0
+
+
+def pick(row: Path) -> str:
+    return json.loads((row / "appearance_choice.json").read_text())["chosen"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=HERE / "results" / "rule-k")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    decisions, tasks = [], {}
+    print("| task | seed | agreement pick | challenger (support) | floor | guarded | J | K |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for task in TASKS:
+        dice = {r: seed_dice(args.results / task / name) for r, name in ROWS.items()}
+        for seed in SEEDS:
+            if any(seed not in d for d in dice.values()):
+                raise SystemExit(f"{task} {seed}: not every row is evaluated; rule K stays undecided")
+            record = json.loads((args.results / task / ROWS["K"] / seed / "appearance_choice.json").read_text())
+            scores = record["agreement_scores"]
+            agreed = max(scores, key=scores.get)
+            row = {"task": task, "seed": seed, "agreement_pick": agreed,
+                   "challenger": record.get("class_ratio_challenger"), "support": record.get("class_ratio_support"),
+                   "floor": record.get("class_ratio_floor"),
+                   **{f"{r}_pick": pick(args.results / task / name / seed) for r, name in ROWS.items()},
+                   **{f"{r}_dice": dice[r][seed] for r in ROWS}}
+            decisions.append(row)
+            challenger = f"{row['challenger']} ({row['support']:.3f})" if row["support"] is not None else "none"
+            floor = f"{row['floor']:.4f}" if row["floor"] is not None else "n/a"
+            print(f"| {task} | {seed} | {agreed} | {challenger} | {floor} | "
+                  + " | ".join(f"{row[f'{r}_pick']} {row[f'{r}_dice']:.2f}" for r in ROWS) + " |")
+        tasks[task] = {r: float(np.mean([dice[r][s] for s in SEEDS])) for r in ROWS}
+    mean = {r: float(np.mean([d[f"{r}_dice"] for d in decisions])) for r in ROWS}
+    worst = min(tasks[t]["K"] - tasks[t]["J"] for t in TASKS)
+    differs = sum(d["K_pick"] != d["J_pick"] for d in decisions)
+    passed = mean["K"] >= mean["J"] and worst >= -TOLERANCE and differs > 0
+    print("\n| task | guarded | J | K |\n|---|---|---|---|")
+    for t in TASKS:
+        print(f"| {t} | " + " | ".join(f"{tasks[t][r]:.2f}" for r in ROWS) + " |")
+    print(f"| mean of the {len(decisions)} held-out decisions | " + " | ".join(f"{mean[r]:.2f}" for r in ROWS) + " |")
+    print(f"\nRule K (margin-class-ratio the default): {'pass' if passed else 'fail'} (K differs from J at {differs} "
+          f"decision(s); largest per-task loss against J {max(0.0, -worst):.2f}, allowed {TOLERANCE})")
+    if args.out:
+        atomic_write_json(args.out, {"decisions": decisions, "tasks": tasks, "mean": mean, "differs": differs,
+                                     "worst_task_difference": worst, "rule_k": "pass" if passed else "fail"})
+
+
+if __name__ == "__main__":
+    main()
