@@ -14,7 +14,13 @@ from diffuse_uda.data.task import Task
 from diffuse_uda.errors import DataError
 from diffuse_uda.evaluation.evaluate import EvaluationSummary, load_summary
 from diffuse_uda.evaluation.reference import ReferenceLabels
-from diffuse_uda.pipeline.appearance_choice import GUARD_LEVEL, agreement_pick, read_choice
+from diffuse_uda.pipeline.appearance_choice import (
+    GUARD_LEVEL,
+    RULES,
+    AppearanceChoice,
+    agreement_pick,
+    read_choice,
+)
 from diffuse_uda.pipeline.experiment import EVALUATION, PREDICTIONS
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
 from diffuse_uda.pipeline.train import default_cache_dir
@@ -86,14 +92,7 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
             report.table(["candidate", "score", "agreement score", "entropy", "chosen"],
                          [[name, f"{c.scores[name]:.3f}", f"{agreement[name]:.3f}", f"{c.entropy[name]:.3f}",
                            "**yes**" if name == c.chosen else ""] for name in c.scores])
-            guard = (f" The class-ratio prior preferred {c.class_ratio_challenger} in "
-                     f"{100 * c.class_ratio_support:.1f} % of the case bootstrap resamples (it overrules agreement "
-                     f"from {100 * GUARD_LEVEL:.0f} %)." if c.class_ratio_support is not None else "")
-            if c.class_ratio_floor is not None and c.class_ratio_kl is not None:
-                incumbent = agreement_pick(c)
-                guard += (f" Agreement's pick, {incumbent}, is at divergence {c.class_ratio_kl[incumbent]:.4f} from "
-                          f"the source's class proportions; the source's own patients stray up to "
-                          f"{c.class_ratio_floor:.4f} (the noise floor).")
+            guard = guard_sentence(c)
             report.paragraph(f"{label}: **{c.chosen}**, by {c.rule}.{guard}")
     report.heading("Cost")
     report.table(["Run", "iterations", "train time (s)", "preprocessing (s)", "peak RSS (MB)", "device"],
@@ -136,3 +135,22 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
         report.heading(heading)
         report.paragraph(text)
     return report.write(out_dir / "report.md")
+
+
+def guard_sentence(c: AppearanceChoice) -> str:
+    """What the class-ratio guard saw: the challenger's bootstrap support and, under the floor rules, the
+    divergences beside the noise floor (empty when no guard ran)."""
+    margin = c.rule == RULES["margin-class-ratio"]
+    out = (f" The class-ratio prior preferred {c.class_ratio_challenger} in {100 * c.class_ratio_support:.1f} % of "
+           "the case bootstrap resamples"
+           + (" (recorded, not used by this rule)." if margin
+              else f" (it overrules agreement from {100 * GUARD_LEVEL:.0f} %).")
+           if c.class_ratio_support is not None else "")
+    if c.class_ratio_floor is not None and c.class_ratio_kl is not None:
+        incumbent = agreement_pick(c)
+        out += (f" Divergence from the source's class proportions: {incumbent} (agreement's pick) "
+                f"{c.class_ratio_kl[incumbent]:.4f}"
+                + (f", {c.class_ratio_challenger} {c.class_ratio_kl[c.class_ratio_challenger]:.4f}"
+                   if c.class_ratio_challenger else "")
+                + f"; the source's own patients stray up to {c.class_ratio_floor:.4f} (the noise floor).")
+    return out
