@@ -1207,19 +1207,17 @@ PY
 # ---------------------------------------------------------------- Session 21
 # (a) Rule J from the committed choices and the imported source labels (no training):
 $BIN/python benchmarks/floor_decision.py --data-root data --out benchmarks/results/floor-rule/decision.json
-# (b) Rule K's held-out decisions: the five grey candidates at seeds 3-4 of the four real multi-class tasks (two
-#     processes, one thread each), then the three rules' rows from those candidates (reused, not retrained):
+# (b) Rule K's held-out decisions: the five grey candidates at seeds 3-4 of the abdominal tasks and seed 3 of the
+#     MS-CMRSeg tasks (two processes, one thread each), then the three rules' rows from those candidates (reused):
 C=ascplus-paper,ascplus-histogram-matching,ascplus-bezier-ipa,ascplus-gin,ascplus-mix
 RULES=ascplus-guarded-class-ratio,ascplus-floored-class-ratio,ascplus-margin-class-ratio
-for pair in "abdominal-ct2mr mscmr-bssfp2lge" "abdominal-mr2ct mscmr-lge2bssfp"; do
-  (for s in 3 4; do for t in $pair; do
-     $BIN/diffuse-uda bench -t $t --methods $C --seed-list $s -o bench/s21/$t
-   done; done) &
+for run in "abdominal-ct2mr:3 mscmr-bssfp2lge:3 abdominal-ct2mr:4" "abdominal-mr2ct:3 mscmr-lge2bssfp:3 abdominal-mr2ct:4"; do
+  (for x in $run; do $BIN/diffuse-uda bench -t ${x%:*} --methods $C --seed-list ${x#*:} -o bench/s21/${x%:*}; done) &
 done
 wait
-for t in abdominal-ct2mr abdominal-mr2ct mscmr-bssfp2lge mscmr-lge2bssfp; do
-  $BIN/diffuse-uda bench -t $t --methods $C,$RULES --seed-list 3,4 -o bench/s21/$t
-  $BIN/python benchmarks/export_results.py bench/s21/$t benchmarks/results/rule-k/$t
+for x in abdominal-ct2mr:3,4 abdominal-mr2ct:3,4 mscmr-bssfp2lge:3 mscmr-lge2bssfp:3; do
+  $BIN/diffuse-uda bench -t ${x%:*} --methods $C,$RULES --seed-list ${x#*:} -o bench/s21/${x%:*}
+  $BIN/python benchmarks/export_results.py bench/s21/${x%:*} benchmarks/results/rule-k/${x%:*}
 done
 # (c) The decision:
 $BIN/python benchmarks/margin_decision.py --out benchmarks/results/rule-k/decision.json
