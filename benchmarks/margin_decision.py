@@ -6,7 +6,8 @@ Held out: seeds 3 and 4 of the abdominal tasks and seed 3 of the MS-CMRSeg tasks
 ``<results>/<task>/`` with the rows ``ascplus-floored-class-ratio`` (rule J), ``ascplus-margin-class-ratio`` (rule K)
 and ``ascplus-guarded-class-ratio`` (session 16's rule, shown beside). K becomes the default if over the 6 decisions
 its mean Dice is at least J's, on no task its mean over its held-out seeds is more than 1.0 point below J's, and it
-picks differently from J at least once; otherwise J does. A value is the bench table's: per seed the mean over test cases of the mean foreground Dice.
+picks differently from J at least once; otherwise J does. A value is the bench table's: per seed the mean over
+test cases of the mean foreground Dice.
 """
 
 from __future__ import annotations
