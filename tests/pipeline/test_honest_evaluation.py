@@ -66,7 +66,8 @@ def test_train_and_predict_never_read_target_labels(method, tiny_task, smoke_con
     assert summary.metadata["n_cases"] == 2
 
 
-@pytest.mark.parametrize("rule", ["reverse-validation", "class-ratio", "guarded-class-ratio"])
+@pytest.mark.parametrize("rule", ["reverse-validation", "class-ratio", "guarded-class-ratio",
+                                  "floored-class-ratio", "margin-class-ratio"])
 def test_optional_choice_rules_never_read_target_labels(rule, tiny_task, tmp_path, watched_reads):
     """The optional rules read source labels: reverse validation trains reverse models on target *pseudo*-labels
     and scores them on source labels; the class-ratio rule compares predicted target proportions with the
@@ -79,6 +80,8 @@ def test_optional_choice_rules_never_read_target_labels(rule, tiny_task, tmp_pat
     choice = read_choice(run)
     scores = choice.reverse_validation if rule == "reverse-validation" else choice.class_ratio_kl
     assert scores is not None and set(scores) == {"paper", "bezier"}
+    if rule in ("floored-class-ratio", "margin-class-ratio"):  # the noise floor comes from the source labels
+        assert choice.class_ratio_floor is not None and choice.class_ratio_floor >= 0.0
     assert not [p for p in watched_reads if p.parent.name.startswith("labels") and tiny_task.target_dir.name in str(p)]
     assert any(p.parent.name == "labelsTr" and tiny_task.source_dir.name in str(p) for p in watched_reads)
 
