@@ -39,8 +39,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     decisions, tasks = [], {}
-    print("| task | seed | agreement pick | challenger (support) | floor | guarded | J | K |\n"
-          "|---|---|---|---|---|---|---|---|")
+    print("| task | seed | agreement pick (its Dice, not a rule under test) | challenger (support) | floor | guarded "
+          "| J | K |\n|---|---|---|---|---|---|---|---|")
     for task in TASKS:
         dice = {r: seed_dice(args.results / task / name) for r, name in ROWS.items()}
         for seed in SEEDS[task]:
@@ -54,13 +54,15 @@ def main() -> None:
                    "floor": record.get("class_ratio_floor"),
                    **{f"{r}_pick": pick(args.results / task / name / seed) for r, name in ROWS.items()},
                    **{f"{r}_dice": dice[r][seed] for r in ROWS}}
+            # For the report only (not part of the decision): agreement's pick is a candidate row of the same bench.
+            row["agreement_dice"] = seed_dice(args.results / task / f"ascplus-{agreed}")[seed]
             decisions.append(row)
             challenger = f"{row['challenger']} ({row['support']:.3f})" if row["support"] is not None else "none"
             floor = f"{row['floor']:.4f}" if row["floor"] is not None else "n/a"
-            print(f"| {task} | {seed} | {agreed} | {challenger} | {floor} | "
+            print(f"| {task} | {seed} | {agreed} {row['agreement_dice']:.2f} | {challenger} | {floor} | "
                   + " | ".join(f"{row[f'{r}_pick']} {row[f'{r}_dice']:.2f}" for r in ROWS) + " |")
         tasks[task] = {r: float(np.mean([dice[r][s] for s in SEEDS[task]])) for r in ROWS}
-    mean = {r: float(np.mean([d[f"{r}_dice"] for d in decisions])) for r in ROWS}
+    mean = {r: float(np.mean([d[f"{r}_dice"] for d in decisions])) for r in (*ROWS, "agreement")}
     worst = min(tasks[t]["K"] - tasks[t]["J"] for t in TASKS)
     differs = sum(d["K_pick"] != d["J_pick"] for d in decisions)
     passed = mean["K"] >= mean["J"] and worst >= -TOLERANCE and differs > 0
@@ -68,6 +70,7 @@ def main() -> None:
     for t in TASKS:
         print(f"| {t} | " + " | ".join(f"{tasks[t][r]:.2f}" for r in ROWS) + " |")
     print(f"| mean of the {len(decisions)} held-out decisions | " + " | ".join(f"{mean[r]:.2f}" for r in ROWS) + " |")
+    print(f"\nAgreement's picks alone (not under test): mean {mean['agreement']:.2f} over the same decisions.")
     print(f"\nRule K (margin-class-ratio the default): {'pass' if passed else 'fail'} (K differs from J at {differs} "
           f"decision(s); largest per-task loss against J {max(0.0, -worst):.2f}, allowed {TOLERANCE})")
     if args.out:

@@ -429,17 +429,19 @@ def test_guarded_rule_keeps_an_agreement_pick_the_prior_cannot_judge(tiny_task, 
     assert same.chosen in {"paper", "gin"} and same.class_ratio_challenger is None
 
 
-def test_the_default_rule_is_the_guarded_class_ratio_rule(tiny_task, tmp_path: Path,
+def test_the_default_rule_is_the_floored_class_ratio_rule(tiny_task, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """Since session 16 (a rule committed before its held-out tasks existed, BENCHMARKS.md) `ascplus` chooses by
-    agreement overruled by the class-ratio prior where a case bootstrap backs it; the record says so."""
+    """Since session 21 (rules J and K, committed before their effects were computed, BENCHMARKS.md) `ascplus`
+    chooses by agreement overruled by the class-ratio prior where a case bootstrap backs it and agreement's pick
+    is beyond the source patients' noise floor; the record says so and keeps the floor."""
     from diffuse_uda.methods.asc import ASCPlusOptions
     from diffuse_uda.pipeline import appearance_choice
 
-    assert ASCPlusOptions().appearance_rule == "guarded-class-ratio"
+    assert ASCPlusOptions().appearance_rule == "floored-class-ratio"
     monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
     cfg = build_run_config("smoke", 2, {"training": {"iterations": 2, "device": "cpu"},
                                         "method": {"appearance_candidates": ["paper", "bezier"]}})
     choice = read_choice(train_method(tiny_task, "ascplus", cfg, tmp_path / "run", progress=False))
-    assert choice is not None and choice.rule == appearance_choice.RULES["guarded-class-ratio"]
+    assert choice is not None and choice.rule == appearance_choice.RULES["floored-class-ratio"]
+    assert choice.class_ratio_floor is not None
     assert choice.class_ratio_kl is not None and set(choice.class_ratio_kl) == {"paper", "bezier"}

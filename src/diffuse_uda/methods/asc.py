@@ -89,12 +89,13 @@ class ASCOptions(TeacherStudentOptions):
                           "the default set for the task's channels (see pipeline.appearance_choice).")
     appearance_rule: Literal["agreement", "reverse-validation", "class-ratio", "guarded-class-ratio",
                              "floored-class-ratio", "margin-class-ratio"] = Field(
-        "guarded-class-ratio",
-        description="With appearance='auto': the label-free rule that keeps one candidate. 'guarded-class-ratio' "
-                    "(the default since session 16): the 'agreement' pick unless the class-ratio prior prefers "
-                    "another candidate in at least 95% of case bootstrap resamples of the target images; "
-                    "'floored-class-ratio': the same, and only where the agreement pick's class proportions are "
-                    "further from the source's than a set of the source's own patients would be; "
+        "floored-class-ratio",
+        description="With appearance='auto': the label-free rule that keeps one candidate. 'floored-class-ratio' "
+                    "(the default since session 21): the 'agreement' pick unless the class-ratio prior prefers "
+                    "another candidate in at least 95% of case bootstrap resamples of the target images and the "
+                    "agreement pick's class proportions are further from the source's than a set of the source's "
+                    "own patients would be; 'guarded-class-ratio' (the default of sessions 16-20): the same "
+                    "without that noise floor; "
                     "'margin-class-ratio': the prior's pick wherever agreement's pick is further from the source's "
                     "proportions by more than that noise floor (no bootstrap); "
                     "'agreement': mean agreement with the other candidates on the target images; 'class-ratio': "

@@ -49,8 +49,10 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     # Not paper rows: the class-ratio rule chooses the appearance transfer (session 13), then no or one round.
     "ascplus-class-ratio": ("ascplus", {"appearance_rule": "class-ratio"}),
     "ascplus-class-ratio-self-training": ("ascplus", {"appearance_rule": "class-ratio", "self_training_rounds": 1}),
-    # Session 16: agreement, overruled by the class-ratio prior where a case bootstrap backs it (since then the
-    # default, so the same run as `ascplus`); `ascplus-agreement` is the default of sessions 7-15.
+    # Session 16: agreement, overruled by the class-ratio prior where a case bootstrap backs it (the default of
+    # sessions 16-20); `ascplus-agreement` is the default of sessions 7-15. Session 21: the same with a noise floor
+    # from the source's own patients (rule J, the default since then, so the same run as `ascplus`), and the floor
+    # instead of the bootstrap (rule K, failed its held-out check).
     "ascplus-guarded-class-ratio": ("ascplus", {"appearance_rule": "guarded-class-ratio"}),
     "ascplus-floored-class-ratio": ("ascplus", {"appearance_rule": "floored-class-ratio"}),
     "ascplus-margin-class-ratio": ("ascplus", {"appearance_rule": "margin-class-ratio"}),
