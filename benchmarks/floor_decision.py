@@ -100,6 +100,7 @@ def main() -> None:
                 assert agreement_choice.chosen == row["floored_pick"], (seed_dir, agreement_choice.chosen)
             row["margin_dice"] = seed_dice(folder / f"ascplus-{row['margin_pick']}")[seed_dir.name]
             row["guarded_dice"] = guarded[seed_dir.name]
+            row["agreement_dice"] = agreed[seed_dir.name]
             row["floored_dice"] = guarded[seed_dir.name] if row["floored_pick"] == row["guarded_pick"] \
                 else agreed[seed_dir.name]
             rows.append(row)
@@ -121,6 +122,10 @@ def main() -> None:
         note = " (motivated the rule; not counted)" if t == MOTIVATING else ""
         print(f"| {t}{note} | {out[t]['guarded']:.2f} | {out[t]['floored']:.2f} | {out[t]['margin']:.2f} |")
     print(f"| mean of the {len(counted)} counted decisions | {mean_guarded:.2f} | {mean_floored:.2f} |")
+    overrules = [r["guarded_dice"] - r["agreement_dice"] for t in out for r in out[t]["seeds"]
+                 if r["guarded_pick"] != r["incumbent"]]
+    print(f"\nThe guarded rule's overrules of agreement on these decisions: {len(overrules)}, "
+          f"{sum(g > 0 for g in overrules)} to a better candidate; gains {', '.join(f'{g:+.2f}' for g in overrules)}")
     print(f"\nRule J (the floor joins the default; guard level {GUARD_LEVEL:.0%}): {'pass' if passed else 'fail'} "
           f"(largest per-task loss {-worst:.2f}, allowed {TOLERANCE})")
     if args.out:
