@@ -14,8 +14,8 @@ the chosen candidate's). No target label is read here; the test-set values are t
 Decision: the floor joins the default if over the 18 decisions of the six multi-class tasks other than
 ``mscmr-bssfp2lge`` its mean Dice is at least the guarded rule's and on none of them its 3-seed mean is more than
 1.0 point below; ``mscmr-bssfp2lge`` (which motivated the rule) is reported beside, never counted. Rule K's picks
-(``margin-class-ratio``, written after these decisions were seen: design data, not its check) are printed beside,
-with the Dice of the candidate row each picks.
+(``margin-class-ratio``, written after these decisions were seen: design data, not its check) and those of K1, the
+variant set aside for it, are printed beside, with the Dice of the candidate row each picks.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from diffuse_uda.pipeline.appearance_choice import (
     CHOICE_FILE,
     GUARD_LEVEL,
     AppearanceChoice,
-    _shares,
     agreement_pick,
     class_ratio_floor,
     source_case_class_counts,
@@ -50,18 +49,27 @@ GUARDED, AGREEMENT = "ascplus-guarded-class-ratio", "ascplus-agreement"
 TOLERANCE = 1.0
 
 
-def decide_seed(task_name: str, seed_dir: Path, data_root: Path) -> dict:
+def source_counts(task_name: str, preprocessing: dict, data_root: Path,
+                  cache: dict[tuple[str, str], tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
+    """Per-case source label counts and the number of target training cases, once per task and preprocessing (the
+    seeds of a task share them)."""
+    key = (task_name, json.dumps(preprocessing, sort_keys=True))
+    if key not in cache:
+        task = load_task(TASK_FILES.get(task_name, task_name), data_root).with_preprocessing(preprocessing)
+        cache[key] = source_case_class_counts(task, None), len(list_cases(task.target_dir, "Tr"))
+    return cache[key]
+
+
+def decide_seed(task_name: str, seed_dir: Path, data_root: Path,
+                cache: dict[tuple[str, str], tuple[np.ndarray, int]]) -> dict:
     choice = AppearanceChoice.model_validate_json((seed_dir / CHOICE_FILE).read_text())
     request = json.loads((seed_dir / "run.json").read_text())["request"]
-    task = load_task(TASK_FILES.get(task_name, task_name), data_root).with_preprocessing(
-        request["config"].get("preprocessing") or {})
-    counts = source_case_class_counts(task, None)
-    reference = _shares(counts.sum(0))
+    counts, cases = source_counts(task_name, request["config"].get("preprocessing") or {}, data_root, cache)
+    reference = counts.sum(0) / counts.sum()
     recorded = np.array(list((choice.source_class_ratio or {}).values()))
     if recorded.shape != reference.shape or not np.allclose(recorded, reference, atol=1e-6):
         raise SystemExit(f"{seed_dir}: the imported source labels give proportions {reference.round(4)}, the run "
                          f"recorded {recorded.round(4)}: not the same data or preprocessing")
-    cases = len(list_cases(task.target_dir, "Tr"))
     floor = class_ratio_floor(counts, cases)
     incumbent = agreement_pick(choice)
     kl = choice.class_ratio_kl or {}
@@ -71,11 +79,15 @@ def decide_seed(task_name: str, seed_dir: Path, data_root: Path) -> dict:
     # Rule K (design data here: these decisions were seen before it was written): the challenger wins on a
     # divergence difference beyond the floor, whatever its bootstrap support.
     margin = challenger is not None and kl[incumbent] - kl[challenger] > floor
+    # K1, the variant set aside for K when K was written: the challenger wins whenever agreement's pick is beyond the
+    # floor.
+    beyond = challenger is not None and kl[incumbent] > floor
     return {"seed": seed_dir.name, "incumbent": incumbent, "challenger": challenger,
             "support": choice.class_ratio_support, "kl_incumbent": kl.get(incumbent),
             "kl_challenger": kl.get(challenger) if challenger else None, "floor": floor,
             "source_cases": len(counts), "target_cases": cases, "guarded_pick": choice.chosen,
-            "floored_pick": incumbent if blocked else choice.chosen, "margin_pick": challenger if margin else incumbent}
+            "floored_pick": incumbent if blocked else choice.chosen, "margin_pick": challenger if margin else incumbent,
+            "k1_pick": challenger if beyond else incumbent}
 
 
 def main() -> None:
@@ -86,19 +98,22 @@ def main() -> None:
     args = ap.parse_args()
     data_root = args.data_root or default_data_root()
     out: dict[str, dict] = {}
+    cache: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
     print("| task | seed | agreement pick | challenger (support) | divergence of agreement's pick | floor | guarded "
-          "pick | floored pick | guarded Dice | floored Dice |\n|---|---|---|---|---|---|---|---|---|---|")
+          "pick | floored pick | guarded Dice | floored Dice | K (design data) | K1 (design data) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
     for task_name in (*COUNTED, MOTIVATING):
         folder = args.results / task_name
         guarded, agreed = seed_dice(folder / GUARDED), seed_dice(folder / AGREEMENT)
         rows = []
         for seed_dir in sorted((folder / GUARDED).glob("seed*")):
-            row = decide_seed(task_name, seed_dir, data_root)
+            row = decide_seed(task_name, seed_dir, data_root, cache)
             if row["floored_pick"] != row["guarded_pick"]:
                 agreement_choice = AppearanceChoice.model_validate_json(
                     (folder / AGREEMENT / seed_dir.name / CHOICE_FILE).read_text())
                 assert agreement_choice.chosen == row["floored_pick"], (seed_dir, agreement_choice.chosen)
-            row["margin_dice"] = seed_dice(folder / f"ascplus-{row['margin_pick']}")[seed_dir.name]
+            for rule in ("margin", "k1"):
+                row[f"{rule}_dice"] = seed_dice(folder / f"ascplus-{row[f'{rule}_pick']}")[seed_dir.name]
             row["guarded_dice"] = guarded[seed_dir.name]
             row["agreement_dice"] = agreed[seed_dir.name]
             row["floored_dice"] = guarded[seed_dir.name] if row["floored_pick"] == row["guarded_pick"] \
@@ -108,19 +123,21 @@ def main() -> None:
             kl = f"{row['kl_incumbent']:.4f}" if row["kl_incumbent"] is not None else "n/a"
             print(f"| {task_name} | {row['seed']} | {row['incumbent']} | {challenger} | {kl} | {row['floor']:.4f} | "
                   f"{row['guarded_pick']} | {row['floored_pick']} | {row['guarded_dice']:.2f} | "
-                  f"{row['floored_dice']:.2f} |")
+                  f"{row['floored_dice']:.2f} | {row['margin_pick']} {row['margin_dice']:.2f} | "
+                  f"{row['k1_pick']} {row['k1_dice']:.2f} |")
         out[task_name] = {"seeds": rows, **{rule: float(np.mean([r[f"{rule}_dice"] for r in rows]))
-                                            for rule in ("guarded", "floored", "margin")}}
+                                            for rule in ("guarded", "floored", "margin", "k1")}}
     counted = [r for t in COUNTED for r in out[t]["seeds"]]
     mean_guarded = float(np.mean([r["guarded_dice"] for r in counted]))
     mean_floored = float(np.mean([r["floored_dice"] for r in counted]))
     worst = min(out[t]["floored"] - out[t]["guarded"] for t in COUNTED)
     passed = mean_floored >= mean_guarded and worst >= -TOLERANCE
-    print("\n| task | guarded (3-seed mean) | floored, rule J (3-seed mean) | margin, rule K (design data) |\n"
-          "|---|---|---|---|")
+    print("\n| task | guarded (3-seed mean) | floored, rule J (3-seed mean) | margin, rule K (design data) | K1 "
+          "(design data) |\n|---|---|---|---|---|")
     for t in (*COUNTED, MOTIVATING):
         note = " (motivated the rule; not counted)" if t == MOTIVATING else ""
-        print(f"| {t}{note} | {out[t]['guarded']:.2f} | {out[t]['floored']:.2f} | {out[t]['margin']:.2f} |")
+        print(f"| {t}{note} | {out[t]['guarded']:.2f} | {out[t]['floored']:.2f} | {out[t]['margin']:.2f} | "
+              f"{out[t]['k1']:.2f} |")
     print(f"| mean of the {len(counted)} counted decisions | {mean_guarded:.2f} | {mean_floored:.2f} |")
     overrules = [r["guarded_dice"] - r["agreement_dice"] for t in out for r in out[t]["seeds"]
                  if r["guarded_pick"] != r["incumbent"]]

@@ -13,13 +13,13 @@ test cases of the mean foreground Dice.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 from paired_test import seed_dice  # this folder: the per-seed value of the bench tables
 
 from diffuse_uda.data.io import atomic_write_json
+from diffuse_uda.pipeline.appearance_choice import agreement_pick, read_choice
 
 HERE = Path(__file__).resolve().parent
 SEEDS = {"abdominal-ct2mr": ("seed3", "seed4"), "abdominal-mr2ct": ("seed3", "seed4"),
@@ -29,8 +29,10 @@ ROWS = {"guarded": "ascplus-guarded-class-ratio", "J": "ascplus-floored-class-ra
 TOLERANCE = 1.0
 
 
-def pick(row: Path) -> str:
-    return json.loads((row / "appearance_choice.json").read_text())["chosen"]
+def pick(run: Path) -> str:
+    choice = read_choice(run)
+    assert choice is not None, run
+    return choice.chosen
 
 
 def main() -> None:
@@ -46,12 +48,12 @@ def main() -> None:
         for seed in SEEDS[task]:
             if any(seed not in d for d in dice.values()):
                 raise SystemExit(f"{task} {seed}: not every row is evaluated; rule K stays undecided")
-            record = json.loads((args.results / task / ROWS["K"] / seed / "appearance_choice.json").read_text())
-            scores = record["agreement_scores"]
-            agreed = max(scores, key=scores.get)
+            record = read_choice(args.results / task / ROWS["K"] / seed)
+            assert record is not None, (task, seed)
+            agreed = agreement_pick(record)
             row = {"task": task, "seed": seed, "agreement_pick": agreed,
-                   "challenger": record.get("class_ratio_challenger"), "support": record.get("class_ratio_support"),
-                   "floor": record.get("class_ratio_floor"),
+                   "challenger": record.class_ratio_challenger, "support": record.class_ratio_support,
+                   "floor": record.class_ratio_floor,
                    **{f"{r}_pick": pick(args.results / task / name / seed) for r, name in ROWS.items()},
                    **{f"{r}_dice": dice[r][seed] for r in ROWS}}
             # For the report only (not part of the decision): agreement's pick is a candidate row of the same bench.
