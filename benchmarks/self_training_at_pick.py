@@ -1,0 +1,64 @@
+"""One self-training round on the candidate a committed label-free choice picked (issue 13, session 22).
+
+    python benchmarks/self_training_at_pick.py -t abdominal-ct2mr --seed 0 \\
+        --choice benchmarks/results/abdominal-ct2mr/bench.json -o bench/s22/abdominal-ct2mr --data-root data
+
+Reads the pick of the ``ascplus`` row at ``--seed`` from a committed ``bench.json`` (the label-free choice; no test
+label decides it), trains that one candidate as the bench's ``ascplus-<pick>`` row (reused when it is already in the
+folder) and runs the product's self-training round on it (``pipeline.appearance_choice.self_training_round``: the
+round the ``ascplus-self-training`` row runs after its choice) into ``<folder>/ascplus-self-training-at-pick/
+seed<S>``, then evaluates both on the target test split. This saves retraining the four candidates that were not
+picked; the row equals ``ascplus-self-training`` wherever the choice is the one recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from diffuse_uda.config import build_run_config
+from diffuse_uda.data.task import load_task
+from diffuse_uda.pipeline.appearance_choice import self_training_round
+from diffuse_uda.pipeline.bench import run_bench
+from diffuse_uda.pipeline.experiment import evaluate_run
+
+ROW = "ascplus-self-training-at-pick"
+
+
+def committed_pick(bench_json: Path, seed: int, row: str = "ascplus") -> str:
+    """The appearance transfer the label-free rule of ``row`` chose at ``seed``, as recorded in a bench.json."""
+    choices = json.loads(Path(bench_json).read_text())["appearance_choices"][row]
+    picks = [c["chosen"] for c in choices if c["seed"] == seed]
+    if len(picks) != 1:
+        raise SystemExit(f"{bench_json}: no single {row} choice at seed {seed}")
+    return picks[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-t", "--task", required=True)
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--choice", type=Path, required=True, help="committed bench.json holding the ascplus choice")
+    ap.add_argument("-o", "--out", type=Path, required=True, help="bench folder")
+    ap.add_argument("--data-root", type=Path, default=None)
+    ap.add_argument("--profile", default="quick")
+    args = ap.parse_args()
+
+    task = load_task(args.task, args.data_root)
+    pick = committed_pick(args.choice, args.seed)
+    print(f"[self-training at pick] {task.name} seed {args.seed}: committed pick {pick}")
+    run_bench(task, [f"ascplus-{pick}"], [args.seed], args.out, profile=args.profile)
+    # The bench's own settings for its ``ascplus`` row at this seed (the candidate and the round derive from them).
+    config = build_run_config(args.profile, task.preprocessing.spatial_dims,
+                              {"training": {"seed": args.seed}, "method": {}})
+    ptask = task.with_preprocessing(config.preprocessing)
+    row_dir = args.out / ROW / f"seed{args.seed}"
+    round_dir = self_training_round(ptask, config, pick, args.out / f"ascplus-{pick}" / f"seed{args.seed}", row_dir,
+                                    1, None, True, False)
+    evaluate_run(round_dir, ptask)
+    print(f"[self-training at pick] round 1: {round_dir}")
+
+
+if __name__ == "__main__":
+    main()
