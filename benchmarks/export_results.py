@@ -21,14 +21,16 @@ PER_RUN = ("run.json", "appearance_choice.json", "pipeline.json", "stage.json", 
            "evaluation/summary.json", "evaluation/per_case.csv")
 
 
-def export(bench: Path, out: Path) -> list[Path]:
+def export(bench: Path, out: Path, rows: list[str] | None = None) -> list[Path]:
+    """``rows``: only these rows' runs (the tables are copied whole; a bench run with ``--methods`` of those rows
+    writes tables of those rows alone)."""
     copied = []
     for name in SMALL:
         if (bench / name).is_file():
             copied.append(_copy(bench / name, out / name))
     for path in sorted(bench.rglob("*")):
         rel = path.relative_to(bench)
-        if not path.is_file() or len(rel.parts) < 2:
+        if not path.is_file() or len(rel.parts) < 2 or (rows is not None and rel.parts[0] not in rows):
             continue
         tail = "/".join(rel.parts[-2:]) if rel.parts[-2] == "evaluation" else rel.name
         if tail in PER_RUN and "report" not in rel.parts:
@@ -59,8 +61,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench", type=Path)
     ap.add_argument("out", type=Path)
+    ap.add_argument("--rows", default=None, help="comma-separated rows to copy the runs of (default: every row)")
     args = ap.parse_args()
-    copied = export(args.bench, args.out)
+    copied = export(args.bench, args.out, args.rows.split(",") if args.rows else None)
     size = sum(p.stat().st_size for p in copied)
     print(f"{len(copied)} files, {size / 1024:.0f} KiB -> {args.out}")
 

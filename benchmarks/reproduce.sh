@@ -1221,3 +1221,16 @@ for x in abdominal-ct2mr:3,4 abdominal-mr2ct:3,4 mscmr-bssfp2lge:3 mscmr-lge2bss
 done
 # (c) The decision:
 $BIN/python benchmarks/margin_decision.py --out benchmarks/results/rule-k/decision.json
+
+# ---------------------------------------------------------------- Session 22
+# (a) Rule L's held-out rows: one self-training round after rule J's choice, from session 21's candidates (bench/s21,
+#     "Session 21" (b)); two processes, one thread each; then only the new row's runs are exported:
+for run in "abdominal-ct2mr:3 mscmr-bssfp2lge:3 abdominal-ct2mr:4" "abdominal-mr2ct:3 mscmr-lge2bssfp:3 abdominal-mr2ct:4"; do
+  (for x in $run; do $BIN/diffuse-uda bench -t ${x%:*} --methods ascplus-self-training --seed-list ${x#*:} -o bench/s21/${x%:*}; done) &
+done
+wait
+for t in abdominal-ct2mr abdominal-mr2ct mscmr-bssfp2lge mscmr-lge2bssfp; do
+  $BIN/python benchmarks/export_results.py bench/s21/$t benchmarks/results/rule-l/$t --rows ascplus-self-training
+done
+# (b) The decision (and, once (c) is exported, the design rows):
+$BIN/python benchmarks/self_training_decision.py --out benchmarks/results/rule-l/decision.json

@@ -1,0 +1,124 @@
+"""Rule L (BENCHMARKS.md, session 22): does one self-training round after the label-free choice earn its place in
+``ascplus``'s default on scans? From committed files only:
+
+    python benchmarks/self_training_decision.py [--results benchmarks/results] [--out decision.json]
+
+Held-out part (the rule): per decision of session 21 (seeds 3-4 of the abdominal tasks, seed 3 of the MS-CMRSeg
+tasks), the default's row (``rule-k/<task>/ascplus-floored-class-ratio``) against ``ascplus-self-training``
+(``rule-l/<task>``: rule J's pick from the same candidates, then one round). L passes if the round's mean over the
+6 decisions is >= 1.0 point above the default's and no task's mean is more than 1.0 point below it.
+
+Design part (reported, not decided): the round on the committed pick of seeds 0-2 (``rule-l-design/<task>``: the
+pick's candidate retrained on this machine and the round after it, ``benchmarks/self_training_at_pick.py``), paired
+against that candidate, beside the committed ``ascplus`` row and the task's bounds.
+
+Values: per seed, the mean over test cases of the mean foreground Dice (%), as the bench tables; p: two-sided
+paired Wilcoxon over test cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from paired_test import case_mean_dice, seed_dice  # this folder
+from self_training_at_pick import committed_pick
+
+from diffuse_uda.evaluation.statistics import wilcoxon_paired
+from diffuse_uda.pipeline.appearance_choice import read_choice
+
+HELD_OUT = (("abdominal-ct2mr", 3), ("abdominal-ct2mr", 4), ("abdominal-mr2ct", 3), ("abdominal-mr2ct", 4),
+            ("mscmr-bssfp2lge", 3), ("mscmr-lge2bssfp", 3))
+DEFAULT_ROW, ROUND_ROW = "ascplus-floored-class-ratio", "ascplus-self-training"
+AT_PICK = "ascplus-self-training-at-pick"
+MIN_MEAN_GAIN, MAX_TASK_LOSS = 1.0, 1.0
+
+
+def pair(reference: Path, run: Path) -> tuple[float, float, float]:
+    """(reference Dice, run Dice, p) over the test cases both runs scored."""
+    a, b = case_mean_dice(reference), case_mean_dice(run)
+    if set(a) != set(b):
+        raise SystemExit(f"{reference} and {run} scored different test cases")
+    cases = sorted(a)
+    return (100 * float(np.mean([a[c] for c in cases])), 100 * float(np.mean([b[c] for c in cases])),
+            wilcoxon_paired({c: a[c] for c in cases}, {c: b[c] for c in cases}))
+
+
+def held_out(results: Path) -> dict:
+    rows = []
+    for task, seed in HELD_OUT:
+        default = results / "rule-k" / task / DEFAULT_ROW / f"seed{seed}"
+        rounds = results / "rule-l" / task / ROUND_ROW / f"seed{seed}"
+        picks = {read_choice(default).chosen, read_choice(rounds).chosen}
+        if len(picks) != 1:  # the round row chose from the same candidates by the same rule
+            raise SystemExit(f"{task} seed {seed}: the two rows picked {sorted(picks)}")
+        j, st, p = pair(default, rounds)
+        rows.append({"task": task, "seed": seed, "pick": picks.pop(), "default": j, "self_training": st,
+                     "gain": st - j, "p": p})
+    tasks = {r["task"]: [] for r in rows}
+    for r in rows:
+        tasks[r["task"]].append(r["gain"])
+    per_task = {t: float(np.mean(g)) for t, g in tasks.items()}
+    mean_gain = float(np.mean([r["gain"] for r in rows]))
+    passed = mean_gain >= MIN_MEAN_GAIN and min(per_task.values()) >= -MAX_TASK_LOSS
+    return {"decisions": rows, "mean_default": float(np.mean([r["default"] for r in rows])),
+            "mean_self_training": float(np.mean([r["self_training"] for r in rows])), "mean_gain": mean_gain,
+            "per_task_gain": per_task, "passes": passed}
+
+
+def design(results: Path) -> list[dict]:
+    out = []
+    for task_dir in sorted((results / "rule-l-design").glob("*")):
+        task = task_dir.name
+        committed = seed_dice(results / task / "ascplus")
+        bounds = {r: seed_dice(results / task / r) for r in ("source-only", "target-supervised")}
+        lo, hi = (float(np.mean(list(bounds[r].values()))) for r in ("source-only", "target-supervised"))
+        for run in sorted(task_dir.glob(f"{AT_PICK}/seed*")):
+            seed = int(run.name.removeprefix("seed"))
+            pick = committed_pick(results / task / "bench.json", seed)
+            stage1, st, p = pair(task_dir / f"ascplus-{pick}" / run.name, run / "self_training" / "round1")
+            out.append({"task": task, "seed": seed, "pick": pick, "committed_ascplus": committed[run.name],
+                        "stage1_here": stage1, "self_training": st, "gain": st - stage1, "p": p,
+                        "source_only": lo, "oracle": hi})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    h = held_out(args.results)
+    print("| task | seed | pick | default (J) | + one round | gain | p |\n|---|---|---|---|---|---|---|")
+    for r in h["decisions"]:
+        print(f"| {r['task']} | {r['seed']} | {r['pick']} | {r['default']:.2f} | {r['self_training']:.2f} | "
+              f"{r['gain']:+.2f} | {r['p']:.3f} |")
+    print(f"| **mean of the 6 decisions** | | | {h['mean_default']:.2f} | {h['mean_self_training']:.2f} | "
+          f"{h['mean_gain']:+.2f} | |")
+    print("per task gain: " + ", ".join(f"{t} {g:+.2f}" for t, g in h["per_task_gain"].items()))
+    print(f"rule L: {'passes' if h['passes'] else 'fails'} (mean gain >= {MIN_MEAN_GAIN}, no task below "
+          f"-{MAX_TASK_LOSS})")
+    d = design(args.results)
+    if d:
+        print("\n| task | seed | pick | committed `ascplus` | stage 1 here (the pick) | + one round | gain | p |\n"
+              "|---|---|---|---|---|---|---|---|")
+        for r in d:
+            print(f"| {r['task']} | {r['seed']} | {r['pick']} | {r['committed_ascplus']:.1f} | {r['stage1_here']:.1f} "
+                  f"| {r['self_training']:.1f} | {r['gain']:+.1f} | {r['p']:.3f} |")
+        for task in sorted({r["task"] for r in d}):
+            rs = [r for r in d if r["task"] == task]
+            lo, hi = rs[0]["source_only"], rs[0]["oracle"]
+            for key, name in (("committed_ascplus", "committed ascplus"), ("stage1_here", "stage 1 here"),
+                              ("self_training", "+ one round")):
+                m = float(np.mean([r[key] for r in rs]))
+                closed = f"{100 * (m - lo) / (hi - lo):.0f} %" if hi > lo else "n/a"
+                print(f"{task} ({len(rs)} seeds) {name}: {m:.1f} ({closed} of the gap {lo:.1f} -> {hi:.1f})")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"held_out": h, "design": d}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
