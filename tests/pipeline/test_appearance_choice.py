@@ -259,6 +259,21 @@ def test_self_training_needs_the_appearance_choice() -> None:
         create_method("ascplus", {"self_training_rounds": 1, "appearance": "bezier"})
 
 
+def test_one_self_training_round_by_default_on_scans_none_on_photos() -> None:
+    """Rule L (session 22): unset, the rounds follow the task; the pipeline's stage 1 has none unless asked."""
+    from diffuse_uda.methods.registry import create_method
+    from diffuse_uda.pipeline.appearance_choice import default_self_training_rounds
+    from diffuse_uda.pipeline.run import PipelineConfig, segmentation_config
+
+    assert create_method("ascplus", {}).options.self_training_rounds is None
+    assert default_self_training_rounds(colour_photo=False) == 1
+    assert default_self_training_rounds(colour_photo=True) == 0
+    assert segmentation_config(PipelineConfig(), 2).method["self_training_rounds"] == 0
+    asked = PipelineConfig(segmentation={"method": {"self_training_rounds": 2}})
+    assert segmentation_config(asked, 2).method["self_training_rounds"] == 2
+    assert segmentation_config(PipelineConfig(seed=3), 2).training.seed == 3
+
+
 def test_choice_options_are_not_part_of_a_fixed_transfer_run() -> None:
     """A candidate (fixed transfer) is the same run whatever rule picks among candidates; the auto run is not."""
     from diffuse_uda.methods.registry import create_method

@@ -17,6 +17,8 @@ from diffuse_uda.pipeline.run import reusable_stage1
 from diffuse_uda.pipeline.run_folder import RunFolder
 
 SMOKE = {"training": {"iterations": 2, "device": "cpu"}}
+# The bench's ascplus row without its self-training round: then it is exactly the pipeline's stage 1.
+NO_ROUND = {**SMOKE, "method": {"self_training_rounds": 0}}
 
 
 def test_entry_names() -> None:
@@ -27,7 +29,7 @@ def test_entry_names() -> None:
 def test_pipeline_rows_reuse_stage1_and_share_stages(tiny_task, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
     out = run_bench(tiny_task, ["ascplus", "diffuse-uda-M2", "diffuse-uda-M3"], 1, tmp_path / "bench",
-                    profile="smoke", overrides=SMOKE, progress=False)
+                    profile="smoke", overrides=NO_ROUND, progress=False)
     bench = out
     ascplus = bench / "ascplus" / "seed0"
     m2, m3 = bench / "diffuse-uda-M2" / "seed0", bench / "diffuse-uda-M3" / "seed0"
@@ -97,7 +99,7 @@ def test_heal_rows_reuse_the_source_model_and_one_generator(tiny_task, tmp_path:
 
 def test_generator_settings_reach_the_pipeline_row_only(tiny_task, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
-    overrides = {**SMOKE, "diffusion": {"iterations": 3}, "synthesis": {"times": 2}}
+    overrides = {**NO_ROUND, "diffusion": {"iterations": 3}, "synthesis": {"times": 2}}
     out = run_bench(tiny_task, ["ascplus", "diffuse-uda"], 1, tmp_path / "bench", profile="smoke",
                     overrides=overrides, progress=False)
     row = out / "diffuse-uda" / "seed0"
@@ -107,8 +109,29 @@ def test_generator_settings_reach_the_pipeline_row_only(tiny_task, tmp_path: Pat
     # ascplus run is still stage 1, and it matches a bench made with the segmentation settings alone.
     stages = json.loads((row / "pipeline.json").read_text())["stages"]
     assert stages[0]["reused"] and Path(stages[0]["folder"]).resolve() == (out / "ascplus" / "seed0").resolve()
-    cfg = build_run_config("smoke", 2, {**SMOKE, "training": {**SMOKE["training"], "seed": 0}})
+    cfg = build_run_config("smoke", 2, {**NO_ROUND, "training": {**SMOKE["training"], "seed": 0}})
     assert reusable_stage1(out / "ascplus" / "seed0", tiny_task, cfg)
+
+
+def test_pipeline_stage1_is_the_choice_without_the_round(tiny_task, tmp_path: Path, monkeypatch) -> None:
+    """On scans the bench's default ``ascplus`` adds a self-training round after the choice (rule L); the
+    pipeline's stage 1 does not, so it makes its own from the bench's candidates without training any again."""
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    out = run_bench(tiny_task, ["ascplus", "diffuse-uda"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
+                    progress=False)
+    assert RunFolder(out / "ascplus" / "seed0").manifest().details["self_training_rounds"] == 1
+    candidate_runs = {p: p.stat().st_mtime_ns for p in out.glob("ascplus-*/seed0/run.json")}
+    assert len(candidate_runs) >= 2
+    stage1 = out / "diffuse-uda" / "seed0" / "1_ascplus"
+    manifest = RunFolder(stage1).manifest()
+    assert manifest.details["self_training_rounds"] == 0
+    assert manifest.request.config["method"]["self_training_rounds"] == 0
+    # Its candidates are the bench's rows (none trained inside the pipeline folder), and it chose as `ascplus` did.
+    assert not (stage1 / "candidates").exists()
+    assert {p.stat().st_mtime_ns for p in candidate_runs} == set(candidate_runs.values())
+    choice = json.loads((stage1 / "appearance_choice.json").read_text())
+    assert {Path(p).resolve() for p in choice["candidates"].values()} == {p.parent.resolve() for p in candidate_runs}
+    assert choice["chosen"] == json.loads((out / "ascplus" / "seed0" / "appearance_choice.json").read_text())["chosen"]
 
 
 @pytest.mark.parametrize(("entries", "section"), [(["source-only", "ascplus"], "diffusion"),

@@ -104,10 +104,13 @@ class ASCOptions(TeacherStudentOptions):
                     "'reverse-validation': a model trained on each candidate's target "
                     "pseudo-labels segments the labelled source images (measured worse on contrast shifts, "
                     "BENCHMARKS.md session 12).")
-    self_training_rounds: int = Field(
-        0, ge=0,
+    self_training_rounds: int | None = Field(
+        None, ge=0,
         description="With appearance='auto': after the choice, train ASCPlus (the chosen transfer) again this many "
-                    "times, each time with the previous model's target pseudo-labels added to the labelled set.")
+                    "times, each time with the previous model's target pseudo-labels added to the labelled set. "
+                    "None (the default since session 22, rule L): one round on scans, none on colour photos "
+                    "(dataset channels R, G, B), where a round was measured to lose at every seed. The pipeline's "
+                    "stage 1 uses 0 unless set: its stage 3 is itself the retraining.")
     reverse_fraction: float = Field(
         0.25, gt=0.0, le=1.0,
         description="reverse-validation: the reverse model's updates as a fraction of training.iterations.")

@@ -192,6 +192,17 @@ def default_candidates(colour_photo: bool) -> tuple[str, ...]:
     return RGB_CANDIDATES if colour_photo else GREY_CANDIDATES
 
 
+def bench_candidate_dirs(bench_dir: Path, seed: int) -> dict[str, Path]:
+    """A bench folder's ``ascplus-<preset>/seed<seed>`` rows: the candidates its ascplus runs share (trained once)."""
+    return {name: Path(bench_dir) / f"ascplus-{name}" / f"seed{seed}" for name in APPEARANCE_PRESETS}
+
+
+def default_self_training_rounds(colour_photo: bool) -> int:
+    """Rounds after the choice when ``self_training_rounds`` is not set (rule L, BENCHMARKS.md session 22): one on
+    scans; none on photos, where the chosen candidate's pseudo-labels were below source-only's and a round lost."""
+    return 0 if colour_photo else 1
+
+
 # Options of the choice itself, not of a candidate: a candidate run is the bench's ``ascplus-<name>`` row
 # whatever rule picks among them and whichever other candidates it is weighed against.
 CHOICE_OPTIONS = ("appearance", "appearance_options", *CHOICE_ONLY_OPTIONS)
@@ -533,8 +544,11 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
                                             options.reverse_fraction)
     choice = distributed.on_main(_choose, task, config, out_dir, runs, cache_dir, progress, options.appearance_rule,
                                  reverse)
+    n_rounds = options.self_training_rounds
+    if n_rounds is None:
+        n_rounds = default_self_training_rounds(task.is_colour_photo)
     rounds: list[Path] = []
-    for r in range(1, options.self_training_rounds + 1):
+    for r in range(1, n_rounds + 1):
         previous = rounds[-1] if rounds else runs[choice.chosen]
         rounds.append(self_training_round(task, config, choice.chosen, previous, out_dir, r, cache_dir, progress,
                                           force))

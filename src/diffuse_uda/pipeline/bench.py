@@ -25,8 +25,7 @@ from diffuse_uda.data.task import Task
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.evaluation.evaluate import load_per_case
 from diffuse_uda.evaluation.statistics import gap_closed, mean_std, wilcoxon_paired
-from diffuse_uda.methods.asc import APPEARANCE_PRESETS
-from diffuse_uda.pipeline.appearance_choice import RULES, agreement_pick, read_choice
+from diffuse_uda.pipeline.appearance_choice import RULES, agreement_pick, bench_candidate_dirs, read_choice
 from diffuse_uda.pipeline.bench_entries import check_entries, is_composite, resolve_method
 from diffuse_uda.pipeline.bench_runs import check_generator_overrides, run_composite, split_overrides
 from diffuse_uda.pipeline.experiment import EVALUATION, evaluate_run, run_experiment
@@ -64,7 +63,7 @@ def run_bench(task: Task, methods: Sequence[str], seeds: int | Sequence[int], ou
         ov["method"] = {**options, **ov.get("method", {})}
         config = build_run_config(profile, task.preprocessing.spatial_dims, ov)
         # ascplus's appearance candidates are the bench's ascplus-<preset> rows: trained once, shared.
-        candidates = {name: out_dir / f"ascplus-{name}" / f"seed{seed}" for name in APPEARANCE_PRESETS}
+        candidates = bench_candidate_dirs(out_dir, seed)
         run_dir, _ = run_experiment(task, method, config, out_dir / entry / f"seed{seed}", progress=progress,
                                     force=force, candidate_dirs=candidates if method == "ascplus" else None)
         choice = read_choice(run_dir)

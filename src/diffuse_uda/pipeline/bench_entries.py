@@ -47,16 +47,19 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "ascplus-self-training": ("ascplus", {"self_training_rounds": 1}),
     "ascplus-self-training-2": ("ascplus", {"self_training_rounds": 2}),
     # Not paper rows: the class-ratio rule chooses the appearance transfer (session 13), then no or one round.
-    "ascplus-class-ratio": ("ascplus", {"appearance_rule": "class-ratio"}),
+    # The rule rows are the choice alone (no self-training round), as they were made before rule L (session 22)
+    # made one round the default on scans.
+    "ascplus-class-ratio": ("ascplus", {"appearance_rule": "class-ratio", "self_training_rounds": 0}),
     "ascplus-class-ratio-self-training": ("ascplus", {"appearance_rule": "class-ratio", "self_training_rounds": 1}),
     # Session 16: agreement, overruled by the class-ratio prior where a case bootstrap backs it (the default of
     # sessions 16-20); `ascplus-agreement` is the default of sessions 7-15. Session 21: the same with a noise floor
-    # from the source's own patients (rule J, the default since then, so the same run as `ascplus`), and the floor
-    # instead of the bootstrap (rule K, failed its held-out check).
-    "ascplus-guarded-class-ratio": ("ascplus", {"appearance_rule": "guarded-class-ratio"}),
-    "ascplus-floored-class-ratio": ("ascplus", {"appearance_rule": "floored-class-ratio"}),
-    "ascplus-margin-class-ratio": ("ascplus", {"appearance_rule": "margin-class-ratio"}),
-    "ascplus-agreement": ("ascplus", {"appearance_rule": "agreement"}),
+    # from the source's own patients (rule J, the default since then: `ascplus`'s choice, which since session 22
+    # adds a self-training round on scans), and the floor instead of the bootstrap (rule K, failed its held-out
+    # check).
+    "ascplus-guarded-class-ratio": ("ascplus", {"appearance_rule": "guarded-class-ratio", "self_training_rounds": 0}),
+    "ascplus-floored-class-ratio": ("ascplus", {"appearance_rule": "floored-class-ratio", "self_training_rounds": 0}),
+    "ascplus-margin-class-ratio": ("ascplus", {"appearance_rule": "margin-class-ratio", "self_training_rounds": 0}),
+    "ascplus-agreement": ("ascplus", {"appearance_rule": "agreement", "self_training_rounds": 0}),
     # Not a paper row: the domain-generalisation baseline with each restyling replaced by two draws blended by a
     # smooth random field (IPA, Ouyang et al. 2022; session 15).
     "source-only-dg-ipa": ("source-only-dg", {"appearance": "pseudo-correlation", "appearance_options": {

@@ -31,6 +31,7 @@ from diffuse_uda.pipeline.run import (
     PipelineConfig,
     diffusion_config,
     run_pipeline,
+    segmentation_config,
     stage3_folder,
 )
 from diffuse_uda.pipeline.run_folder import (
@@ -113,11 +114,16 @@ def _run_diffuse_uda(task: Task, entry: str, seed: int, out_dir: Path, profile: 
         settings = _deep_update(settings, PAPER_PIPELINE if row == "paper" else GENERATION_ABLATION[row])
     # The user's generator settings go on top of the row's preset, as `diffuse-uda run --ablation --set` does.
     settings = _deep_update(settings, generator)
+    # Stage 1 is the bench's `ascplus` row where that row is exactly the pipeline's stage 1; where it is not (on
+    # scans `ascplus` adds a self-training round, which the pipeline's stage 1 does not) the pipeline makes its own
+    # stage 1 from the bench's `ascplus-<preset>` candidates: only the label-free choice is redone.
+    seg_cfg = segmentation_config(PipelineConfig.model_validate(settings), task.preprocessing.spatial_dims)
     stage1 = RunFolder(out_dir / "ascplus" / f"seed{seed}")
-    seg_cfg = _segmentation_config(task, seed, profile, overrides)
-    ptask = task.with_preprocessing(seg_cfg.preprocessing)
-    if stage1.is_complete() and stage1.matches(run_request(ptask, "ascplus", seg_cfg)):
+    if stage1.is_complete() and stage1.matches(run_request(task.with_preprocessing(seg_cfg.preprocessing), "ascplus",
+                                                           seg_cfg)):
         settings["stage1_run"] = str(stage1.path)
+    else:
+        settings["stage1_candidates"] = str(out_dir)
     settings["share_stages_with"] = sorted(str(p) for p in out_dir.glob(f"{PIPELINE_ENTRY}*/seed{seed}")
                                            if p.resolve() != folder.resolve())
     run_pipeline(task, folder, PipelineConfig.model_validate(settings), progress=progress, force=force)

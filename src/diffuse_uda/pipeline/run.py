@@ -37,7 +37,7 @@ from diffuse_uda.diffusion.samplers import check_sampler
 from diffuse_uda.diffusion.synthesize import synthesize_dataset
 from diffuse_uda.diffusion.trainer import PairSample, train_diffusion
 from diffuse_uda.errors import ConfigError, DataError
-from diffuse_uda.pipeline.appearance_choice import candidate_config, read_choice
+from diffuse_uda.pipeline.appearance_choice import bench_candidate_dirs, candidate_config, read_choice
 from diffuse_uda.pipeline.experiment import evaluate_run
 from diffuse_uda.pipeline.generator_choice import choose_guidance, guidance_summary, write_guidance_choice
 from diffuse_uda.pipeline.manifest import read_manifest, run_stage
@@ -121,6 +121,9 @@ class PipelineConfig(StrictModel):
     # A finished ``ascplus`` run folder (e.g. from ``bench``) to use as stage 1 instead of training
     # it again; it must have been trained with exactly this pipeline's segmentation settings.
     stage1_run: str | None = None
+    # A bench folder whose finished ``ascplus-<preset>/seed<seed>`` runs are stage 1's appearance candidates (they
+    # are reused under the run-folder contract, and trained there if missing), when ``stage1_run`` is not given.
+    stage1_candidates: str | None = None
     # Other pipeline run folders whose identical, complete stages may be reused (ablation rows
     # share their stage 1, pseudo-labels and, where the settings agree, the generator).
     share_stages_with: list[str] = Field(default_factory=list)
@@ -214,6 +217,21 @@ def _samples(cases: list, spatial_dims: int, size: tuple[int, ...], domain: str,
     return out
 
 
+def _candidate_dirs(config: PipelineConfig) -> dict[str, Path] | None:
+    return None if config.stage1_candidates is None else bench_candidate_dirs(Path(config.stage1_candidates),
+                                                                             config.seed)
+
+
+def segmentation_config(config: PipelineConfig, spatial_dims: int) -> RunConfig:
+    """Stages 1 and 3's segmentation settings: the profile's, with the pipeline's overrides and seed. Stage 1 is
+    ``ascplus`` without a self-training round unless one is asked for: stage 3 is the pipeline's own retraining, and
+    the pipeline was measured that way (the round became ``ascplus``'s default in session 22, rule L)."""
+    overrides = json.loads(json.dumps(config.segmentation))
+    overrides.setdefault("training", {}).setdefault("seed", config.seed)
+    overrides.setdefault("method", {}).setdefault("self_training_rounds", 0)
+    return build_run_config(config.profile, spatial_dims, overrides)
+
+
 def reusable_stage1(run_dir: Path, task: Task, seg_cfg: RunConfig) -> Path:
     """Check that ``run_dir`` is a complete ascplus run of exactly this pipeline's stage-1 request; return it."""
     folder = RunFolder(run_dir)
@@ -274,9 +292,7 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     config = config or PipelineConfig()
     out = distributed.on_main(ensure_output_dir, Path(out), "pipeline run folder")
     task.check()
-    seg_ov = json.loads(json.dumps(config.segmentation))
-    seg_ov.setdefault("training", {}).setdefault("seed", config.seed)
-    seg_cfg = build_run_config(config.profile, task.preprocessing.spatial_dims, seg_ov)
+    seg_cfg = segmentation_config(config, task.preprocessing.spatial_dims)
     task = task.with_preprocessing(seg_cfg.preprocessing)  # one preprocessing for every stage
     # The generator's dimensionality is the preprocessed task's (a profile or an override may turn a 2D
     # task into volumes), not the task file's.
@@ -315,7 +331,8 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
         stage1 = stage("stage 1: ascplus", "1_ascplus", {"segmentation": seg_json},
                        {"source": source_in, "target_images": target_in},
                        lambda d: train_method(task, "ascplus", seg_cfg, d, progress=progress,
-                                              display_name="ascplus (stage 1)", force=force), on_all_ranks=True)
+                                              display_name="ascplus (stage 1)", force=force,
+                                              candidate_dirs=_candidate_dirs(config)), on_all_ranks=True)
     done("1 ascplus", stage1)
     pseudo = stage("pseudo-labels", "2_pseudolabels", {}, {"stage1_model": file_input(stage1 / "model.pt"),
                                                            "target_images": target_in},
