@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from diffuse_uda.pipeline.appearance_choice import RULES, AppearanceChoice
-from diffuse_uda.report.run_report import guard_sentence
+from diffuse_uda.report.run_report import guard_sentence, self_training_sentence
 
 
 def _choice(rule: str, floor: float | None, support: float | None = 0.85) -> AppearanceChoice:
@@ -24,3 +24,9 @@ def test_guard_sentence_says_what_each_rule_used() -> None:
     floored = guard_sentence(_choice("floored-class-ratio", 0.0024))
     assert "overrules agreement from 95 %" in floored and "0.0024 (the noise floor)" in floored
     assert guard_sentence(_choice("guarded-class-ratio", None, support=None)) == ""
+
+
+def test_self_training_sentence_counts_the_rounds() -> None:
+    assert self_training_sentence({}) == "" and self_training_sentence({"self_training_rounds": 0}) == ""
+    assert "Then 1 self-training round:" in self_training_sentence({"self_training_rounds": 1})
+    assert "Then 2 self-training rounds:" in self_training_sentence({"self_training_rounds": 2})

@@ -93,7 +93,8 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
                          [[name, f"{c.scores[name]:.3f}", f"{agreement[name]:.3f}", f"{c.entropy[name]:.3f}",
                            "**yes**" if name == c.chosen else ""] for name in c.scores])
             guard = guard_sentence(c)
-            report.paragraph(f"{label}: **{c.chosen}**, by {c.rule}.{guard}")
+            rounds = self_training_sentence(next(m for lab, _, m, _ in entries if lab == label).details)
+            report.paragraph(f"{label}: **{c.chosen}**, by {c.rule}.{guard}{rounds}")
     report.heading("Cost")
     report.table(["Run", "iterations", "train time (s)", "preprocessing (s)", "peak RSS (MB)", "device"],
                  [[label, m.iterations or "?", _fmt_number(m.train_seconds), _fmt_number(m.preprocessing_seconds),
@@ -135,6 +136,16 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
         report.heading(heading)
         report.paragraph(text)
     return report.write(out_dir / "report.md")
+
+
+def self_training_sentence(details: dict) -> str:
+    """The self-training rounds an ``ascplus`` run made after its choice (empty when none)."""
+    rounds = int(details.get("self_training_rounds") or 0)
+    if not rounds:
+        return ""
+    return (f" Then {rounds} self-training round{'s' if rounds > 1 else ''}: the chosen model labelled the target "
+            "training images and ASCPlus with the chosen transfer was trained again with those pairs added to the "
+            "labelled set; the model reported is the last round's.")
 
 
 def guard_sentence(c: AppearanceChoice) -> str:
