@@ -80,21 +80,20 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
                     for c in s.class_names} for label, _, _, s in entries}
     report.image(plot_class_bars(bars, out_dir / "dice_per_class.png", title=f"{task.name}: target-test Dice"),
                  "Per-class Dice on the target test split (mean ± std over cases).")
-    choices = [(label, read_choice(run)) for label, run, _, _ in entries]
-    choices = [(label, c) for label, c in choices if c is not None]
+    choices = [(label, read_choice(run), manifest) for label, run, manifest, _ in entries]
+    choices = [(label, c, manifest) for label, c, manifest in choices if c is not None]
     if choices:
         report.heading("Appearance transfer (chosen without labels)")
         report.paragraph("ASCPlus was trained once per appearance transfer and a rule that reads no target label "
                          "kept one. The agreement score (mean agreement with the other candidates on the target "
                          "images) and the mean normalised prediction entropy are shown for reference.")
-        for label, c in choices:
+        for label, c, manifest in choices:
             agreement = c.agreement_scores or c.scores
             report.table(["candidate", "score", "agreement score", "entropy", "chosen"],
                          [[name, f"{c.scores[name]:.3f}", f"{agreement[name]:.3f}", f"{c.entropy[name]:.3f}",
                            "**yes**" if name == c.chosen else ""] for name in c.scores])
             guard = guard_sentence(c)
-            rounds = self_training_sentence(next(m for lab, _, m, _ in entries if lab == label).details)
-            report.paragraph(f"{label}: **{c.chosen}**, by {c.rule}.{guard}{rounds}")
+            report.paragraph(f"{label}: **{c.chosen}**, by {c.rule}.{guard}{self_training_sentence(manifest.details)}")
     report.heading("Cost")
     report.table(["Run", "iterations", "train time (s)", "preprocessing (s)", "peak RSS (MB)", "device"],
                  [[label, m.iterations or "?", _fmt_number(m.train_seconds), _fmt_number(m.preprocessing_seconds),
