@@ -36,6 +36,17 @@ def seed_dice(row: Path) -> dict[str, float]:
     return out
 
 
+def paired_dice(reference: Path, run: Path, same_cases: bool = False) -> tuple[float, float, float, int]:
+    """(reference, run) mean Dice in % over the test cases both scored, the paired Wilcoxon p over those cases, and
+    their number; ``same_cases``: stop unless both runs scored the same cases."""
+    ref, dice = case_mean_dice(reference), case_mean_dice(run)
+    if same_cases and set(ref) != set(dice):
+        raise SystemExit(f"{reference} and {run} scored different test cases")
+    cases = sorted(set(ref) & set(dice))
+    return (100 * float(np.mean([ref[c] for c in cases])), 100 * float(np.mean([dice[c] for c in cases])),
+            wilcoxon_paired(dice, ref), len(cases))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("reference", type=Path, help="evaluated run folder to compare against")
@@ -44,11 +55,8 @@ def main() -> None:
     ref = case_mean_dice(args.reference)
     print(f"reference {args.reference}: mean Dice {100 * np.mean(list(ref.values())):.1f} over {len(ref)} cases")
     for run in args.runs:
-        dice = case_mean_dice(run)
-        cases = sorted(set(ref) & set(dice))
-        diff = 100 * np.mean([dice[c] - ref[c] for c in cases])
-        print(f"{run}: {100 * np.mean([dice[c] for c in cases]):.1f} ({diff:+.1f}), "
-              f"Wilcoxon p = {wilcoxon_paired(dice, ref):.3g} over {len(cases)} cases")
+        reference, mean, p, n = paired_dice(args.reference, run)
+        print(f"{run}: {mean:.1f} ({mean - reference:+.1f}), Wilcoxon p = {p:.3g} over {n} cases")
 
 
 if __name__ == "__main__":

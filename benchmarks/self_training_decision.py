@@ -23,10 +23,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from paired_test import case_mean_dice, seed_dice  # this folder
+from paired_test import paired_dice, seed_dice  # this folder
 from self_training_at_pick import committed_pick
 
-from diffuse_uda.evaluation.statistics import wilcoxon_paired
 from diffuse_uda.pipeline.appearance_choice import read_choice
 
 HELD_OUT = (("abdominal-ct2mr", 3), ("abdominal-ct2mr", 4), ("abdominal-mr2ct", 3), ("abdominal-mr2ct", 4),
@@ -37,13 +36,9 @@ MIN_MEAN_GAIN, MAX_TASK_LOSS = 1.0, 1.0
 
 
 def pair(reference: Path, run: Path) -> tuple[float, float, float]:
-    """(reference Dice, run Dice, p) over the test cases both runs scored."""
-    a, b = case_mean_dice(reference), case_mean_dice(run)
-    if set(a) != set(b):
-        raise SystemExit(f"{reference} and {run} scored different test cases")
-    cases = sorted(a)
-    return (100 * float(np.mean([a[c] for c in cases])), 100 * float(np.mean([b[c] for c in cases])),
-            wilcoxon_paired({c: a[c] for c in cases}, {c: b[c] for c in cases}))
+    """(reference Dice, run Dice, p) over the test cases, which both runs must have scored alike."""
+    ref, dice, p, _ = paired_dice(reference, run, same_cases=True)
+    return ref, dice, p
 
 
 def held_out(results: Path) -> dict:
