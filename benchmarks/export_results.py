@@ -21,11 +21,12 @@ PER_RUN = ("run.json", "appearance_choice.json", "pipeline.json", "stage.json", 
            "evaluation/summary.json", "evaluation/per_case.csv")
 
 
-def export(bench: Path, out: Path, rows: list[str] | None = None) -> list[Path]:
+def export(bench: Path, out: Path, rows: list[str] | None = None, tables: bool = True) -> list[Path]:
     """``rows``: only these rows' runs (the tables are copied whole; a bench run with ``--methods`` of those rows
-    writes tables of those rows alone)."""
+    writes tables of those rows alone). ``tables=False``: the runs alone (for rows a script made beside the bench,
+    whose folder's tables describe another call)."""
     copied = []
-    for name in SMALL:
+    for name in SMALL if tables else ():
         if (bench / name).is_file():
             copied.append(_copy(bench / name, out / name))
     for path in sorted(bench.rglob("*")):
@@ -62,8 +63,9 @@ def main() -> None:
     ap.add_argument("bench", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--rows", default=None, help="comma-separated rows to copy the runs of (default: every row)")
+    ap.add_argument("--no-tables", action="store_true", help="copy the runs only, not the folder's bench tables")
     args = ap.parse_args()
-    copied = export(args.bench, args.out, args.rows.split(",") if args.rows else None)
+    copied = export(args.bench, args.out, args.rows.split(",") if args.rows else None, tables=not args.no_tables)
     size = sum(p.stat().st_size for p in copied)
     print(f"{len(copied)} files, {size / 1024:.0f} KiB -> {args.out}")
 

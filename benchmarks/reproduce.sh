@@ -1246,3 +1246,32 @@ for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do
 done
 # (c) The decision (from (a)) and the design rows (from (b)):
 $BIN/python benchmarks/self_training_decision.py --out benchmarks/results/rule-l/decision.json
+
+# ---------------------------------------------------------------- Session 23
+# (a) Rule M's held-out rows: a second self-training round after rule L's round 1, in the same row folders
+#     (bench/s21, "Session 22" (a); round 1 and the candidates are reused, only round 2 is trained), and
+# (b) reported with it: the second round after session 22's round 1 on the design seeds 0-2 (bench/s22,
+#     "Session 22" (b)). Two processes, one thread each, in this order:
+for run in "abdominal-ct2mr:3:h mscmr-bssfp2lge:3:h abdominal-ct2mr:4:h abdominal-ct2mr:0:d demo-brain-t1t2:0:d mscmr-bssfp2lge:0:d abdominal-ct2mr:2:d demo-brain-t1t2:2:d" \
+           "abdominal-mr2ct:3:h mscmr-lge2bssfp:3:h abdominal-mr2ct:4:h abdominal-ct2mr:1:d demo-brain-t1t2:1:d mscmr-bssfp2lge:1:d mscmr-bssfp2lge:2:d"; do
+  (for x in $run; do
+     IFS=: read -r t s m <<< "$x"
+     if [ "$m" = h ]; then
+       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 2 --row ascplus-self-training \
+           --choice benchmarks/results/rule-l/$t/ascplus-self-training/seed$s -o bench/s21/$t
+     else
+       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 2 \
+           --choice benchmarks/results/$t/bench.json -o bench/s22/$t
+     fi
+   done) &
+done
+wait
+for t in abdominal-ct2mr abdominal-mr2ct mscmr-bssfp2lge mscmr-lge2bssfp; do
+  $BIN/python benchmarks/export_results.py bench/s21/$t benchmarks/results/rule-m/$t --rows ascplus-self-training --no-tables
+done
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do
+  $BIN/python benchmarks/export_results.py bench/s22/$t benchmarks/results/rule-m-design/$t --rows ascplus-self-training-at-pick \
+      --no-tables
+done
+# (c) The decision (from (a)) and the design rows (from (b)):
+$BIN/python benchmarks/second_round_decision.py --out benchmarks/results/rule-m/decision.json

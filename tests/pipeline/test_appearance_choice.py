@@ -261,8 +261,8 @@ def test_self_training_needs_the_appearance_choice() -> None:
 
 def test_one_self_training_round_by_default_on_scans_none_on_photos() -> None:
     """Rule L (session 22): unset, the rounds follow the task; the pipeline's stage 1 has none unless asked."""
+    from diffuse_uda.methods.asc import default_self_training_rounds
     from diffuse_uda.methods.registry import create_method
-    from diffuse_uda.pipeline.appearance_choice import default_self_training_rounds
     from diffuse_uda.pipeline.run import PipelineConfig, segmentation_config
 
     assert create_method("ascplus", {}).options.self_training_rounds is None
@@ -272,6 +272,28 @@ def test_one_self_training_round_by_default_on_scans_none_on_photos() -> None:
     asked = PipelineConfig(segmentation={"method": {"self_training_rounds": 2}})
     assert segmentation_config(asked, 2).method["self_training_rounds"] == 2
     assert segmentation_config(PipelineConfig(seed=3), 2).training.seed == 3
+
+
+def test_the_request_records_the_rounds_the_task_gets(tiny_task, monkeypatch) -> None:
+    """Unset rounds are resolved in the run request: a folder made while the default meant another number of rounds
+    is not taken for today's default run; a fixed transfer (no choice, no rounds) is unaffected."""
+    from diffuse_uda.data.task import Task
+    from diffuse_uda.pipeline.train import run_request
+
+    def request(method: dict):
+        return run_request(tiny_task, "ascplus", build_run_config("smoke", 2, {"method": method}))
+
+    default = request({})
+    assert default.options["self_training_rounds"] == 1 and default.config["method"]["self_training_rounds"] == 1
+    assert default == request({"self_training_rounds": 1})
+    made_unresolved = default.model_copy(update={
+        "options": {**default.options, "self_training_rounds": None},
+        "config": {**default.config, "method": {}}})
+    assert default.differences(made_unresolved)
+    assert request({"self_training_rounds": 0}).options["self_training_rounds"] == 0
+    assert "self_training_rounds" not in request({"appearance": "bezier"}).options
+    monkeypatch.setattr(Task, "is_colour_photo", property(lambda self: True))
+    assert request({}).options["self_training_rounds"] == 0
 
 
 def test_choice_options_are_not_part_of_a_fixed_transfer_run() -> None:

@@ -21,12 +21,13 @@ restylings of x_s and x_t.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 from torch import nn
 
+from diffuse_uda.config import StrictModel
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.methods.registry import register
 from diffuse_uda.methods.teacher_student import TeacherStudentMethod, TeacherStudentOptions
@@ -35,6 +36,9 @@ from diffuse_uda.training.context import Batch, TrainContext
 from diffuse_uda.training.losses import dice_ce_loss, softmax_mse
 from diffuse_uda.transforms.appearance import AppearanceTransfer, build_appearance_transfer
 from diffuse_uda.transforms.cutmix import cutmix, random_box_mask
+
+if TYPE_CHECKING:
+    from diffuse_uda.data.task import Task
 
 AUTO = "auto"
 
@@ -235,11 +239,24 @@ class ASCPlusOptions(ASCOptions):
     appearance: str = Field(AUTO, description="Appearance transfer T by name, or 'auto' (chosen per task, label-free).")
 
 
+def default_self_training_rounds(colour_photo: bool) -> int:
+    """Rounds after the choice when ``self_training_rounds`` is not set (rule L, BENCHMARKS.md session 22): one on
+    scans; none on photos, where the chosen candidate's pseudo-labels were below source-only's and a round lost."""
+    return 0 if colour_photo else 1
+
+
 @register
 class ASCPlus(ASC):
     name = "ascplus"
     summary = "ASCPlus (Diffuse-UDA stage 1): ASC + adaptive beta + dual-view consistency + snapshot ensemble."
     Options = ASCPlusOptions
+
+    @classmethod
+    def task_defaults(cls, options: StrictModel, task: Task) -> dict[str, Any]:
+        assert isinstance(options, ASCOptions)
+        if options.appearance == AUTO and options.self_training_rounds is None:
+            return {"self_training_rounds": default_self_training_rounds(task.is_colour_photo)}
+        return {}
 
 
 # The paper's Table 4, as (method, options) presets; M1 is the source-only lower bound. Every row uses the

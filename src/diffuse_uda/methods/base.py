@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from pydantic import ValidationError
@@ -18,6 +18,9 @@ from torch import nn
 from diffuse_uda.config import StrictModel
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.training.context import Batch, TrainContext
+
+if TYPE_CHECKING:
+    from diffuse_uda.data.task import Task
 
 
 class NoOptions(StrictModel):
@@ -52,6 +55,13 @@ class Method(ABC):
         # Step at which the trainer's optimiser starts its learning-rate schedule: a method with an
         # earlier phase of its own (GLUA's style-transfer stage) starts the segmenter's decay after it.
         self.schedule_start_step = 0
+
+    @classmethod
+    def task_defaults(cls, options: StrictModel, task: Task) -> dict[str, Any]:
+        """Options left unset (None) whose default depends on the task, resolved for ``task``. The run request
+        records the resolved values (:func:`pipeline.train.resolve_task_defaults`), so a run made under another
+        default is never taken for this one."""
+        return {}
 
     def extra_steps(self, iterations: int) -> int:
         """Steps this method runs before the shared budget of ``iterations`` segmenter updates (the trainer

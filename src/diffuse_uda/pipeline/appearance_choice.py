@@ -197,12 +197,6 @@ def bench_candidate_dirs(bench_dir: Path, seed: int) -> dict[str, Path]:
     return {name: Path(bench_dir) / f"ascplus-{name}" / f"seed{seed}" for name in APPEARANCE_PRESETS}
 
 
-def default_self_training_rounds(colour_photo: bool) -> int:
-    """Rounds after the choice when ``self_training_rounds`` is not set (rule L, BENCHMARKS.md session 22): one on
-    scans; none on photos, where the chosen candidate's pseudo-labels were below source-only's and a round lost."""
-    return 0 if colour_photo else 1
-
-
 # Options of the choice itself, not of a candidate: a candidate run is the bench's ``ascplus-<name>`` row
 # whatever rule picks among them and whichever other candidates it is weighed against.
 CHOICE_OPTIONS = ("appearance", "appearance_options", *CHOICE_ONLY_OPTIONS)
@@ -515,10 +509,11 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
     ``out_dir/candidates/name``; finished ones are reused under the run-folder contract), choose one by
     the label-free rule and make ``out_dir`` a run folder holding the chosen model."""
     from diffuse_uda.methods.registry import create_method
-    from diffuse_uda.pipeline.train import run_request, train_method
+    from diffuse_uda.pipeline.train import resolve_task_defaults, run_request, train_method
 
     out_dir = Path(out_dir)
     task = task.with_preprocessing(config.preprocessing)
+    config = resolve_task_defaults(task, "ascplus", config)  # the rounds this task gets when unset
     # Rank 0 decides about the folder and writes it; the candidates train on every rank (train_method).
     request = distributed.on_main(run_request, task, "ascplus", config)
     folder = RunFolder(out_dir)
@@ -544,11 +539,8 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
                                             options.reverse_fraction)
     choice = distributed.on_main(_choose, task, config, out_dir, runs, cache_dir, progress, options.appearance_rule,
                                  reverse)
-    n_rounds = options.self_training_rounds
-    if n_rounds is None:
-        n_rounds = default_self_training_rounds(task.is_colour_photo)
     rounds: list[Path] = []
-    for r in range(1, n_rounds + 1):
+    for r in range(1, (options.self_training_rounds or 0) + 1):
         previous = rounds[-1] if rounds else runs[choice.chosen]
         rounds.append(self_training_round(task, config, choice.chosen, previous, out_dir, r, cache_dir, progress,
                                           force))

@@ -99,6 +99,15 @@ def build_training_data(task: Task, uses_target_images: bool, uses_target_labels
     return TrainingData(images_t, labels_t, target_t)
 
 
+def resolve_task_defaults(task: Task, method_name: str, config: RunConfig) -> RunConfig:
+    """``config`` with the method's task-dependent defaults filled in (:meth:`Method.task_defaults`): ASCPlus's
+    self-training rounds when unset. Requests are made from the resolved settings, so a run made while the default
+    was another value does not match a request made under today's."""
+    method = create_method(method_name, config.method)
+    updates = type(method).task_defaults(method.options, task)
+    return config.model_copy(update={"method": {**config.method, **updates}}) if updates else config
+
+
 def run_request(task: Task, method_name: str, config: RunConfig, extra_labelled: Sequence[Path] = ()) -> RunRequest:
     """The request a training run is made for: method, resolved settings, task and the fingerprints of
     every dataset it reads (target *images* only, unless the method is the oracle)."""
@@ -107,6 +116,7 @@ def run_request(task: Task, method_name: str, config: RunConfig, extra_labelled:
         create_method(method_name)  # raises the unknown-method error
         raise AssertionError  # unreachable
     task = task.with_preprocessing(config.preprocessing)
+    config = resolve_task_defaults(task, method_name, config)
     inputs: dict[str, InputRecord] = {}
     if method_cls.uses_target_labels:
         inputs["target_labelled"] = dataset_input(task.target_dir, with_labels=True)

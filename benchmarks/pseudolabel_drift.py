@@ -1,0 +1,71 @@
+"""How much the target pseudo-labels change from one self-training round to the next (label-free; issue 13, session 23).
+
+    python benchmarks/pseudolabel_drift.py bench/s22/demo-brain-t1t2/ascplus-self-training-at-pick/seed0 [...] \\
+        [--out drift.json]
+
+Round ``k``'s pseudo-labels (``self_training/round<k>_pseudolabels``) are the previous model's argmax on the target
+training images: round 1's come from the chosen candidate, round 2's from round 1's model, and so on. Per pair of
+consecutive rounds, the pooled foreground Dice between the two label sets (per class over all training images, then
+the mean over classes; 100 = unchanged) and the share of voxels whose label changed. Only pseudo-labels are read,
+never a target label: a candidate signal for when to stop self-training, measured beside the test gains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from diffuse_uda.data.dataset_json import label_path, list_cases, load_dataset_json
+from diffuse_uda.data.io import read_nifti
+from diffuse_uda.pipeline.appearance_choice import SELF_TRAINING_DIR
+
+
+def pseudo_sets(run: Path) -> list[Path]:
+    """The run's pseudo-label folders in round order."""
+    found = sorted((run / SELF_TRAINING_DIR).glob("round*_pseudolabels"),
+                   key=lambda p: int(p.name.removeprefix("round").removesuffix("_pseudolabels")))
+    return [p for p in found if (p / "dataset.json").is_file()]
+
+
+def drift(a: Path, b: Path) -> dict[str, float]:
+    """Pooled foreground Dice (%) between two pseudo-label sets of the same images, and the changed share (%)."""
+    classes = [v for k, v in load_dataset_json(a).labels.items() if v != 0]
+    inter = np.zeros(len(classes))
+    total = np.zeros(len(classes))
+    changed = voxels = 0
+    for case in list_cases(a, "Tr"):
+        x = read_nifti(label_path(a, "Tr", case))[0]
+        y = read_nifti(label_path(b, "Tr", case))[0]
+        for i, c in enumerate(classes):
+            inter[i] += np.logical_and(x == c, y == c).sum()
+            total[i] += (x == c).sum() + (y == c).sum()
+        changed += int((x != y).sum())
+        voxels += x.size
+    dice = np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
+    return {"pooled_dice": float(100 * dice.mean()), "changed": float(100 * changed / voxels)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", type=Path, nargs="+", help="row folders with self_training/round<k>_pseudolabels")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    out = []
+    print("| run | rounds | pooled foreground Dice (%) | voxels changed (%) |\n|---|---|---|---|")
+    for run in args.runs:
+        sets = pseudo_sets(run)
+        for a, b in zip(sets, sets[1:], strict=False):
+            d = drift(a, b)
+            pair = f"{a.name.split('_')[0]} -> {b.name.split('_')[0]}"
+            out.append({"run": str(run), "pair": pair, **d})
+            print(f"| {run} | {pair} | {d['pooled_dice']:.1f} | {d['changed']:.2f} |")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Rule M (BENCHMARKS.md, session 23): does a second self-training round earn its place in ``ascplus``'s default on
+scans? From committed files only:
+
+    python benchmarks/second_round_decision.py [--results benchmarks/results] [--out decision.json]
+
+Held-out part (the rule): per decision of rules J-L (seeds 3-4 of the abdominal tasks, seed 3 of the MS-CMRSeg
+tasks), round 1 (rule L's ``ascplus-self-training`` row) against round 2 made after it in the same folder
+(``rule-m/<task>/ascplus-self-training/seed<S>/self_training/round<r>``). M passes if round 2's mean over the 6
+decisions is >= 1.0 point above round 1's and no task's mean is more than 1.0 point below it.
+
+Design part (reported, not decided): the second round after session 22's round 1 on the committed pick of seeds 0-2
+(``rule-m-design/<task>``), beside the pick's candidate (``rule-l-design/<task>``) and the task's bounds (issue 13's
+marks).
+
+Values: per seed, the mean over test cases of the mean foreground Dice (%), as the bench tables; p: two-sided
+paired Wilcoxon over test cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from paired_test import seed_dice  # this folder
+from self_training_at_pick import ROW as AT_PICK_ROW
+from self_training_at_pick import committed_pick
+from self_training_decision import HELD_OUT, MAX_TASK_LOSS, MIN_MEAN_GAIN, ROUND_ROW, pair
+
+
+def rounds_of(run: Path) -> tuple[Path, Path]:
+    return run / "self_training" / "round1", run / "self_training" / "round2"
+
+
+def held_out(results: Path) -> dict:
+    rows = []
+    for task, seed in HELD_OUT:
+        run = results / "rule-m" / task / ROUND_ROW / f"seed{seed}"
+        # Round 1 evaluated in its own folder must score what rule L's committed row scored (the same model).
+        committed = seed_dice(results / "rule-l" / task / ROUND_ROW)[f"seed{seed}"]
+        one, two, p = pair(*rounds_of(run))
+        if abs(one - committed) > 1e-6:
+            raise SystemExit(f"{task} seed {seed}: round 1 scores {one:.4f} here, rule L's row {committed:.4f}")
+        rows.append({"task": task, "seed": seed, "pick": committed_pick(run, seed), "round1": one, "round2": two,
+                     "gain": two - one, "p": p})
+    per_task: dict[str, list[float]] = {}
+    for r in rows:
+        per_task.setdefault(r["task"], []).append(r["gain"])
+    task_gain = {t: float(np.mean(g)) for t, g in per_task.items()}
+    mean_gain = float(np.mean([r["gain"] for r in rows]))
+    return {"decisions": rows, "mean_round1": float(np.mean([r["round1"] for r in rows])),
+            "mean_round2": float(np.mean([r["round2"] for r in rows])), "mean_gain": mean_gain,
+            "per_task_gain": task_gain,
+            "passes": mean_gain >= MIN_MEAN_GAIN and min(task_gain.values()) >= -MAX_TASK_LOSS}
+
+
+def design(results: Path) -> list[dict]:
+    out = []
+    for task_dir in sorted((results / "rule-m-design").glob("*")):
+        task = task_dir.name
+        bounds = [float(np.mean(list(seed_dice(results / task / r).values())))
+                  for r in ("source-only", "target-supervised")]
+        for run in sorted(task_dir.glob(f"{AT_PICK_ROW}/seed*")):
+            seed = int(run.name.removeprefix("seed"))
+            pick = committed_pick(results / task / "bench.json", seed)
+            stage1 = seed_dice(results / "rule-l-design" / task / f"ascplus-{pick}")[run.name]
+            one, two, p = pair(*rounds_of(run))
+            out.append({"task": task, "seed": seed, "pick": pick, "stage1": stage1, "round1": one, "round2": two,
+                        "gain": two - one, "p": p, "source_only": bounds[0], "oracle": bounds[1]})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    h = held_out(args.results)
+    print("| task | seed | pick | one round (rule L) | two rounds | gain | p |\n|---|---|---|---|---|---|---|")
+    for r in h["decisions"]:
+        print(f"| {r['task']} | {r['seed']} | {r['pick']} | {r['round1']:.2f} | {r['round2']:.2f} | "
+              f"{r['gain']:+.2f} | {r['p']:.3f} |")
+    print(f"| **mean of the 6 decisions** | | | {h['mean_round1']:.2f} | {h['mean_round2']:.2f} | "
+          f"{h['mean_gain']:+.2f} | |")
+    print("per task gain: " + ", ".join(f"{t} {g:+.2f}" for t, g in h["per_task_gain"].items()))
+    print(f"rule M: {'passes' if h['passes'] else 'fails'} (mean gain >= {MIN_MEAN_GAIN}, no task below "
+          f"-{MAX_TASK_LOSS})")
+    d = design(args.results)
+    if d:
+        print("\n| task | seed | pick | the pick (stage 1) | one round | two rounds | gain | p |\n"
+              "|---|---|---|---|---|---|---|---|")
+        for r in d:
+            print(f"| {r['task']} | {r['seed']} | {r['pick']} | {r['stage1']:.1f} | {r['round1']:.1f} | "
+                  f"{r['round2']:.1f} | {r['gain']:+.1f} | {r['p']:.3f} |")
+        for task in sorted({r["task"] for r in d}):
+            rs = [r for r in d if r["task"] == task]
+            lo, hi = rs[0]["source_only"], rs[0]["oracle"]
+            for key, name in (("stage1", "the pick"), ("round1", "one round"), ("round2", "two rounds")):
+                m = float(np.mean([r[key] for r in rs]))
+                print(f"{task} ({len(rs)} seeds) {name}: {m:.1f} ({100 * (m - lo) / (hi - lo):.0f} % of the gap "
+                      f"{lo:.1f} -> {hi:.1f})")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"held_out": h, "design": d}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
