@@ -259,14 +259,15 @@ def test_self_training_needs_the_appearance_choice() -> None:
         create_method("ascplus", {"self_training_rounds": 1, "appearance": "bezier"})
 
 
-def test_one_self_training_round_by_default_on_scans_none_on_photos() -> None:
-    """Rule L (session 22): unset, the rounds follow the task; the pipeline's stage 1 has none unless asked."""
+def test_two_self_training_rounds_by_default_on_scans_none_on_photos() -> None:
+    """Rules L and M (sessions 22-23): unset, the rounds follow the task; the pipeline's stage 1 has none unless
+    asked."""
     from diffuse_uda.methods.asc import default_self_training_rounds
     from diffuse_uda.methods.registry import create_method
     from diffuse_uda.pipeline.run import PipelineConfig, segmentation_config
 
     assert create_method("ascplus", {}).options.self_training_rounds is None
-    assert default_self_training_rounds(colour_photo=False) == 1
+    assert default_self_training_rounds(colour_photo=False) == 2
     assert default_self_training_rounds(colour_photo=True) == 0
     assert segmentation_config(PipelineConfig(), 2).method["self_training_rounds"] == 0
     asked = PipelineConfig(segmentation={"method": {"self_training_rounds": 2}})
@@ -284,8 +285,9 @@ def test_the_request_records_the_rounds_the_task_gets(tiny_task, monkeypatch) ->
         return run_request(tiny_task, "ascplus", build_run_config("smoke", 2, {"method": method}))
 
     default = request({})
-    assert default.options["self_training_rounds"] == 1 and default.config["method"]["self_training_rounds"] == 1
-    assert default == request({"self_training_rounds": 1})
+    assert default.options["self_training_rounds"] == 2 and default.config["method"]["self_training_rounds"] == 2
+    assert default == request({"self_training_rounds": 2})
+    assert default.differences(request({"self_training_rounds": 1}))  # a run of session 22's default
     made_unresolved = default.model_copy(update={
         "options": {**default.options, "self_training_rounds": None},
         "config": {**default.config, "method": {}}})

@@ -114,12 +114,12 @@ def test_generator_settings_reach_the_pipeline_row_only(tiny_task, tmp_path: Pat
 
 
 def test_pipeline_stage1_is_the_choice_without_the_round(tiny_task, tmp_path: Path, monkeypatch) -> None:
-    """On scans the bench's default ``ascplus`` adds a self-training round after the choice (rule L); the
+    """On scans the bench's default ``ascplus`` adds self-training rounds after the choice (rules L and M); the
     pipeline's stage 1 does not, so it makes its own from the bench's candidates without training any again."""
     monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
     out = run_bench(tiny_task, ["ascplus", "diffuse-uda"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
                     progress=False)
-    assert RunFolder(out / "ascplus" / "seed0").manifest().details["self_training_rounds"] == 1
+    assert RunFolder(out / "ascplus" / "seed0").manifest().details["self_training_rounds"] == 2
     candidate_runs = {p: p.stat().st_mtime_ns for p in out.glob("ascplus-*/seed0/run.json")}
     assert len(candidate_runs) >= 2
     stage1 = out / "diffuse-uda" / "seed0" / "1_ascplus"

@@ -112,7 +112,7 @@ class ASCOptions(TeacherStudentOptions):
         None, ge=0,
         description="With appearance='auto': after the choice, train ASCPlus (the chosen transfer) again this many "
                     "times, each time with the previous model's target pseudo-labels added to the labelled set. "
-                    "None (the default since session 22, rule L): one round on scans, none on colour photos "
+                    "None (the default): two rounds on scans (rules L and M, sessions 22-23), none on colour photos "
                     "(dataset channels R, G, B), where a round was measured to lose at every seed. The pipeline's "
                     "stage 1 uses 0 unless set: its stage 3 is itself the retraining.")
     reverse_fraction: float = Field(
@@ -240,9 +240,10 @@ class ASCPlusOptions(ASCOptions):
 
 
 def default_self_training_rounds(colour_photo: bool) -> int:
-    """Rounds after the choice when ``self_training_rounds`` is not set (rule L, BENCHMARKS.md session 22): one on
-    scans; none on photos, where the chosen candidate's pseudo-labels were below source-only's and a round lost."""
-    return 0 if colour_photo else 1
+    """Rounds after the choice when ``self_training_rounds`` is not set: two on scans (rule L, BENCHMARKS.md session
+    22, made it one; rule M, session 23, two); none on photos, where the chosen candidate's pseudo-labels were below
+    source-only's and a round lost."""
+    return 0 if colour_photo else 2
 
 
 @register

@@ -47,8 +47,8 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "ascplus-self-training": ("ascplus", {"self_training_rounds": 1}),
     "ascplus-self-training-2": ("ascplus", {"self_training_rounds": 2}),
     # Not paper rows: the class-ratio rule chooses the appearance transfer (session 13), then no or one round.
-    # The rule rows are the choice alone (no self-training round), as they were made before rule L (session 22)
-    # made one round the default on scans.
+    # The rule rows are the choice alone (no self-training round), as they were made before rules L and M
+    # (sessions 22-23) made rounds the default on scans.
     "ascplus-class-ratio": ("ascplus", {"appearance_rule": "class-ratio", "self_training_rounds": 0}),
     "ascplus-class-ratio-self-training": ("ascplus", {"appearance_rule": "class-ratio", "self_training_rounds": 1}),
     # Session 16: agreement, overruled by the class-ratio prior where a case bootstrap backs it (the default of
