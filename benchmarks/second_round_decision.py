@@ -26,7 +26,7 @@ import numpy as np
 from paired_test import seed_dice  # this folder
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick
-from self_training_decision import HELD_OUT, MAX_TASK_LOSS, MIN_MEAN_GAIN, ROUND_ROW, pair
+from self_training_decision import HELD_OUT, ROUND_ROW, pair, print_design, print_held_out, verdict
 
 
 def rounds_of(run: Path) -> tuple[Path, Path]:
@@ -44,15 +44,7 @@ def held_out(results: Path) -> dict:
             raise SystemExit(f"{task} seed {seed}: round 1 scores {one:.4f} here, rule L's row {committed:.4f}")
         rows.append({"task": task, "seed": seed, "pick": committed_pick(run, seed), "round1": one, "round2": two,
                      "gain": two - one, "p": p})
-    per_task: dict[str, list[float]] = {}
-    for r in rows:
-        per_task.setdefault(r["task"], []).append(r["gain"])
-    task_gain = {t: float(np.mean(g)) for t, g in per_task.items()}
-    mean_gain = float(np.mean([r["gain"] for r in rows]))
-    return {"decisions": rows, "mean_round1": float(np.mean([r["round1"] for r in rows])),
-            "mean_round2": float(np.mean([r["round2"] for r in rows])), "mean_gain": mean_gain,
-            "per_task_gain": task_gain,
-            "passes": mean_gain >= MIN_MEAN_GAIN and min(task_gain.values()) >= -MAX_TASK_LOSS}
+    return verdict(rows, "round1", "round2")
 
 
 def design(results: Path) -> list[dict]:
@@ -77,29 +69,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     h = held_out(args.results)
-    print("| task | seed | pick | one round (rule L) | two rounds | gain | p |\n|---|---|---|---|---|---|---|")
-    for r in h["decisions"]:
-        print(f"| {r['task']} | {r['seed']} | {r['pick']} | {r['round1']:.2f} | {r['round2']:.2f} | "
-              f"{r['gain']:+.2f} | {r['p']:.3f} |")
-    print(f"| **mean of the 6 decisions** | | | {h['mean_round1']:.2f} | {h['mean_round2']:.2f} | "
-          f"{h['mean_gain']:+.2f} | |")
-    print("per task gain: " + ", ".join(f"{t} {g:+.2f}" for t, g in h["per_task_gain"].items()))
-    print(f"rule M: {'passes' if h['passes'] else 'fails'} (mean gain >= {MIN_MEAN_GAIN}, no task below "
-          f"-{MAX_TASK_LOSS})")
+    print_held_out(h, "round1", "round2", ("one round (rule L)", "two rounds"), "M")
     d = design(args.results)
     if d:
-        print("\n| task | seed | pick | the pick (stage 1) | one round | two rounds | gain | p |\n"
-              "|---|---|---|---|---|---|---|---|")
-        for r in d:
-            print(f"| {r['task']} | {r['seed']} | {r['pick']} | {r['stage1']:.1f} | {r['round1']:.1f} | "
-                  f"{r['round2']:.1f} | {r['gain']:+.1f} | {r['p']:.3f} |")
-        for task in sorted({r["task"] for r in d}):
-            rs = [r for r in d if r["task"] == task]
-            lo, hi = rs[0]["source_only"], rs[0]["oracle"]
-            for key, name in (("stage1", "the pick"), ("round1", "one round"), ("round2", "two rounds")):
-                m = float(np.mean([r[key] for r in rs]))
-                print(f"{task} ({len(rs)} seeds) {name}: {m:.1f} ({100 * (m - lo) / (hi - lo):.0f} % of the gap "
-                      f"{lo:.1f} -> {hi:.1f})")
+        print_design(d, {"stage1": "the pick", "round1": "one round", "round2": "two rounds"})
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"held_out": h, "design": d}, indent=1) + "\n")

@@ -52,15 +52,50 @@ def held_out(results: Path) -> dict:
         j, st, p = pair(default, rounds)
         rows.append({"task": task, "seed": seed, "pick": picks.pop(), "default": j, "self_training": st,
                      "gain": st - j, "p": p})
-    tasks = {r["task"]: [] for r in rows}
+    return verdict(rows, "default", "self_training")
+
+
+def verdict(rows: list[dict], before: str, after: str) -> dict:
+    """The held-out decisions' means and the rule's verdict: passes if the mean gain over the decisions is at least
+    MIN_MEAN_GAIN and no task's mean gain is below -MAX_TASK_LOSS (rules L and M)."""
+    tasks: dict[str, list[float]] = {r["task"]: [] for r in rows}
     for r in rows:
         tasks[r["task"]].append(r["gain"])
     per_task = {t: float(np.mean(g)) for t, g in tasks.items()}
     mean_gain = float(np.mean([r["gain"] for r in rows]))
     passed = mean_gain >= MIN_MEAN_GAIN and min(per_task.values()) >= -MAX_TASK_LOSS
-    return {"decisions": rows, "mean_default": float(np.mean([r["default"] for r in rows])),
-            "mean_self_training": float(np.mean([r["self_training"] for r in rows])), "mean_gain": mean_gain,
+    return {"decisions": rows, f"mean_{before}": float(np.mean([r[before] for r in rows])),
+            f"mean_{after}": float(np.mean([r[after] for r in rows])), "mean_gain": mean_gain,
             "per_task_gain": per_task, "passes": passed}
+
+
+def print_held_out(h: dict, before: str, after: str, columns: tuple[str, str], rule: str) -> None:
+    print(f"| task | seed | pick | {columns[0]} | {columns[1]} | gain | p |\n|---|---|---|---|---|---|---|")
+    for r in h["decisions"]:
+        print(f"| {r['task']} | {r['seed']} | {r['pick']} | {r[before]:.2f} | {r[after]:.2f} | "
+              f"{r['gain']:+.2f} | {r['p']:.3f} |")
+    print(f"| **mean of the {len(h['decisions'])} decisions** | | | {h[f'mean_{before}']:.2f} | "
+          f"{h[f'mean_{after}']:.2f} | {h['mean_gain']:+.2f} | |")
+    print("per task gain: " + ", ".join(f"{t} {g:+.2f}" for t, g in h["per_task_gain"].items()))
+    print(f"rule {rule}: {'passes' if h['passes'] else 'fails'} (mean gain >= {MIN_MEAN_GAIN}, no task below "
+          f"-{MAX_TASK_LOSS})")
+
+
+def print_design(d: list[dict], columns: dict[str, str]) -> None:
+    """One row per design seed (``columns``: key -> header, before the gain and p), then per task each column's
+    mean and the share of the source-only -> oracle gap it closes."""
+    print("\n| task | seed | pick | " + " | ".join(columns.values()) + " | gain | p |\n|"
+          + "---|" * (len(columns) + 5))
+    for r in d:
+        print(f"| {r['task']} | {r['seed']} | {r['pick']} | " + " | ".join(f"{r[k]:.1f}" for k in columns)
+              + f" | {r['gain']:+.1f} | {r['p']:.3f} |")
+    for task in sorted({r["task"] for r in d}):
+        rs = [r for r in d if r["task"] == task]
+        lo, hi = rs[0]["source_only"], rs[0]["oracle"]
+        for key, name in columns.items():
+            m = float(np.mean([r[key] for r in rs]))
+            closed = f"{100 * (m - lo) / (hi - lo):.0f} %" if hi > lo else "n/a"
+            print(f"{task} ({len(rs)} seeds) {name}: {m:.1f} ({closed} of the gap {lo:.1f} -> {hi:.1f})")
 
 
 def design(results: Path) -> list[dict]:
@@ -86,30 +121,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     h = held_out(args.results)
-    print("| task | seed | pick | default (J) | + one round | gain | p |\n|---|---|---|---|---|---|---|")
-    for r in h["decisions"]:
-        print(f"| {r['task']} | {r['seed']} | {r['pick']} | {r['default']:.2f} | {r['self_training']:.2f} | "
-              f"{r['gain']:+.2f} | {r['p']:.3f} |")
-    print(f"| **mean of the 6 decisions** | | | {h['mean_default']:.2f} | {h['mean_self_training']:.2f} | "
-          f"{h['mean_gain']:+.2f} | |")
-    print("per task gain: " + ", ".join(f"{t} {g:+.2f}" for t, g in h["per_task_gain"].items()))
-    print(f"rule L: {'passes' if h['passes'] else 'fails'} (mean gain >= {MIN_MEAN_GAIN}, no task below "
-          f"-{MAX_TASK_LOSS})")
+    print_held_out(h, "default", "self_training", ("default (J)", "+ one round"), "L")
     d = design(args.results)
     if d:
-        print("\n| task | seed | pick | committed `ascplus` | stage 1 here (the pick) | + one round | gain | p |\n"
-              "|---|---|---|---|---|---|---|---|")
-        for r in d:
-            print(f"| {r['task']} | {r['seed']} | {r['pick']} | {r['committed_ascplus']:.1f} | {r['stage1_here']:.1f} "
-                  f"| {r['self_training']:.1f} | {r['gain']:+.1f} | {r['p']:.3f} |")
-        for task in sorted({r["task"] for r in d}):
-            rs = [r for r in d if r["task"] == task]
-            lo, hi = rs[0]["source_only"], rs[0]["oracle"]
-            for key, name in (("committed_ascplus", "committed ascplus"), ("stage1_here", "stage 1 here"),
-                              ("self_training", "+ one round")):
-                m = float(np.mean([r[key] for r in rs]))
-                closed = f"{100 * (m - lo) / (hi - lo):.0f} %" if hi > lo else "n/a"
-                print(f"{task} ({len(rs)} seeds) {name}: {m:.1f} ({closed} of the gap {lo:.1f} -> {hi:.1f})")
+        print_design(d, {"committed_ascplus": "committed ascplus", "stage1_here": "stage 1 here",
+                         "self_training": "+ one round"})
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"held_out": h, "design": d}, indent=1) + "\n")
