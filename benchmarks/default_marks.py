@@ -10,10 +10,7 @@ source-only).
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from paired_test import seed_dice  # this folder
+from paired_test import decision_arguments, seed_dice  # this folder
 
 TASKS = ("abdominal-ct2mr", "demo-brain-t1t2", "mscmr-bssfp2lge", "polyp-kvasir2cvc", "abdominal-mr2ct",
          "mscmr-lge2bssfp", "demo-brain-t2t1", "demo-brain-t1flair")
@@ -21,9 +18,7 @@ ROWS = ("source-only", "source-only-dg", "target-supervised", "ascplus-agreement
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
-    args = ap.parse_args()
+    args = decision_arguments(__doc__, record=False)
     print("| task | " + " | ".join(ROWS) + " | gap closed by ascplus (agreement -> default) |\n"
           + "|" + "---|" * (len(ROWS) + 2))
     for t in TASKS:

@@ -14,11 +14,10 @@ stage 3; beside each seed, the paired Wilcoxon p over test cases against the def
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from paired_test import case_mean_dice  # this folder
+from paired_test import case_mean_dice, decision_arguments  # this folder
 
 from diffuse_uda.evaluation.statistics import wilcoxon_paired
 from diffuse_uda.pipeline.run import STAGE3
@@ -58,10 +57,7 @@ def decide(default: dict[str, dict], other: dict[str, dict]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    args = decision_arguments(__doc__)
     default = {t: stage3_cases(args.results / t / "diffuse-uda") for t in TASKS}
     challengers = {
         "E (paper generator)": {t: stage3_cases(args.results / t / "diffuse-uda-paper") for t in TASKS},

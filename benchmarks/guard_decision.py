@@ -15,11 +15,10 @@ per seed the mean over test cases of the mean foreground Dice.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from paired_test import seed_dice  # this folder: the per-seed value of the bench tables
+from paired_test import decision_arguments, seed_dice  # this folder: the per-seed value of the bench tables
 
 NEW_HELD_OUT = ("demo-brain-t2t1", "demo-brain-t1flair")
 OLD_HELD_OUT = ("abdominal-mr2ct", "mscmr-lge2bssfp")
@@ -33,10 +32,7 @@ def agreement_folder(task: Path) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    args = decision_arguments(__doc__)
     rules = {"agreement": None, "guarded": GUARDED, "class-ratio": PLAIN}
     seeds: dict[str, dict[str, dict[str, float]]] = {}
     for t in DESIGN + OLD_HELD_OUT + NEW_HELD_OUT:

@@ -14,11 +14,10 @@ over seeds. In the results folders the old ``ascplus`` (sessions 7-14 candidate 
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from paired_test import seed_dice  # this folder: the per-seed value of the bench tables
+from paired_test import decision_arguments, seed_dice  # this folder: the per-seed value of the bench tables
 
 DESIGN = ("abdominal-ct2mr", "demo-brain-t1t2", "mscmr-bssfp2lge", "polyp-kvasir2cvc")
 HELD_OUT = ("abdominal-mr2ct", "mscmr-lge2bssfp")
@@ -33,10 +32,7 @@ def row_dice(folder: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    args = decision_arguments(__doc__)
     rows = {t: {name: row_dice(args.results / t / name) for name in (OLD, NEW, FIXED)} for t in DESIGN + HELD_OUT}
     mean = lambda name: sum(rows[t][name] for t in DESIGN) / len(DESIGN)  # noqa: E731
     a1 = mean(NEW) >= mean(OLD)

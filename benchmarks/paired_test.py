@@ -17,6 +17,17 @@ from diffuse_uda.evaluation.evaluate import load_per_case
 from diffuse_uda.evaluation.statistics import wilcoxon_paired
 from diffuse_uda.pipeline.experiment import EVALUATION
 
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def decision_arguments(doc: str | None, record: bool = True) -> argparse.Namespace:
+    """The command line of the decision scripts: ``--results`` (the committed results folder) and, with ``record``,
+    ``--out`` (where to write the decision record)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    if record:
+        ap.add_argument("--out", type=Path, default=None)
+    return ap.parse_args()
 
 def case_mean_dice(run: Path) -> dict[str, float]:
     """Case id -> Dice averaged over the foreground classes."""

@@ -18,12 +18,11 @@ paired Wilcoxon over test cases.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
-from paired_test import seed_dice  # this folder
+from paired_test import decision_arguments, seed_dice  # this folder
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick
 from self_training_decision import HELD_OUT, ROUND_ROW, pair, print_design, print_held_out, verdict
@@ -64,10 +63,7 @@ def design(results: Path) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
-    ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    args = decision_arguments(__doc__)
     h = held_out(args.results)
     print_held_out(h, "round1", "round2", ("one round (rule L)", "two rounds"), "M")
     d = design(args.results)
