@@ -6,8 +6,10 @@
 Round ``k``'s pseudo-labels (``self_training/round<k>_pseudolabels``) are the previous model's argmax on the target
 training images: round 1's come from the chosen candidate, round 2's from round 1's model, and so on. Per pair of
 consecutive rounds, the pooled foreground Dice between the two label sets (per class over all training images, then
-the mean over classes; 100 = unchanged) and the share of voxels whose label changed. Only pseudo-labels are read,
-never a target label: a candidate signal for when to stop self-training, measured beside the test gains.
+the mean over classes; 100 = unchanged) and the share of voxels whose label changed. Only pseudo-labels are read
+for these, never a target label: a candidate signal for when to stop self-training. Beside each pair, post hoc, the
+test gain of the round trained on the later set over the round before it (from the rounds' committed-style
+evaluations, where both have one), to see whether the drift tells which rounds still gain.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from paired_test import paired_dice  # this folder
 
 from diffuse_uda.data.dataset_json import label_path, list_cases, load_dataset_json
 from diffuse_uda.data.io import read_nifti
@@ -48,20 +51,33 @@ def drift(a: Path, b: Path) -> dict[str, float]:
     return {"pooled_dice": float(100 * dice.mean()), "changed": float(100 * changed / voxels)}
 
 
+def round_gain(run: Path, k: int) -> float | None:
+    """Test Dice of round ``k`` minus round ``k - 1`` (round 0: none here), post hoc; None if either is unscored."""
+    base = run / SELF_TRAINING_DIR
+    a, b = base / f"round{k - 1}", base / f"round{k}"
+    if k < 2 or not all((x / "evaluation" / "per_case.csv").is_file() for x in (a, b)):
+        return None
+    before, after, _, _ = paired_dice(a, b, same_cases=True)
+    return after - before
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", type=Path, nargs="+", help="row folders with self_training/round<k>_pseudolabels")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     out = []
-    print("| run | rounds | pooled foreground Dice (%) | voxels changed (%) |\n|---|---|---|---|")
+    print("| run | pseudo-label sets | pooled foreground Dice (%) | voxels changed (%) | test gain of the round "
+          "trained on the later set (post hoc) |\n|---|---|---|---|---|")
     for run in args.runs:
         sets = pseudo_sets(run)
         for a, b in zip(sets, sets[1:], strict=False):
             d = drift(a, b)
             pair = f"{a.name.split('_')[0]} -> {b.name.split('_')[0]}"
-            out.append({"run": str(run), "pair": pair, **d})
-            print(f"| {run} | {pair} | {d['pooled_dice']:.1f} | {d['changed']:.2f} |")
+            gain = round_gain(run, int(b.name.split("_")[0].removeprefix("round")))
+            out.append({"run": str(run), "pair": pair, **d, "gain": gain})
+            shown = "n/a" if gain is None else f"{gain:+.2f}"
+            print(f"| {run} | {pair} | {d['pooled_dice']:.1f} | {d['changed']:.2f} | {shown} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1) + "\n")

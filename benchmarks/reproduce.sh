@@ -1273,5 +1273,21 @@ for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do
   $BIN/python benchmarks/export_results.py bench/s22/$t benchmarks/results/rule-m-design/$t --rows ascplus-self-training-at-pick \
       --no-tables
 done
-# (c) The decision (from (a)) and the design rows (from (b)):
+# (d) Exploratory, not decided: a third round on the design seeds of abdominal CT -> MR and the demo (after (b);
+#     rounds 1-2 reused), re-exported with them, and the pseudo-label drift between consecutive rounds (label-free;
+#     reads the bench folders' pseudo-labels, which are not committed) beside each round's test gain:
+for run in "abdominal-ct2mr:0 abdominal-ct2mr:1" "demo-brain-t1t2:0 demo-brain-t1t2:1 demo-brain-t1t2:2 abdominal-ct2mr:2"; do
+  (for x in $run; do
+     $BIN/python benchmarks/self_training_at_pick.py -t ${x%:*} --seed ${x#*:} --rounds 3 \
+         --choice benchmarks/results/${x%:*}/bench.json -o bench/s22/${x%:*}
+   done) &
+done
+wait
+for t in abdominal-ct2mr demo-brain-t1t2; do
+  $BIN/python benchmarks/export_results.py bench/s22/$t benchmarks/results/rule-m-design/$t --rows ascplus-self-training-at-pick \
+      --no-tables
+done
+$BIN/python benchmarks/pseudolabel_drift.py bench/s22/*/ascplus-self-training-at-pick/seed* \
+    bench/s21/*/ascplus-self-training/seed* --out benchmarks/results/rule-m/drift.json
+# (e) The decision (from (a)), the design rows (from (b)) and the third round (from (d)):
 $BIN/python benchmarks/second_round_decision.py --out benchmarks/results/rule-m/decision.json

@@ -12,6 +12,8 @@ Design part (reported, not decided): the second round after session 22's round 1
 (``rule-m-design/<task>``), beside the pick's candidate (``rule-l-design/<task>``) and the task's bounds (issue 13's
 marks).
 
+Exploratory (no rule): a third round on the design seeds where one was run (``rule-m-design``), against round 2.
+
 Values: per seed, the mean over test cases of the mean foreground Dice (%), as the bench tables; p: two-sided
 paired Wilcoxon over test cases.
 """
@@ -62,6 +64,18 @@ def design(results: Path) -> list[dict]:
     return out
 
 
+def third_round(results: Path) -> list[dict]:
+    """Exploratory (no rule): round 3 against round 2 where a design seed has one (``rule-m-design``)."""
+    out = []
+    for run in sorted((results / "rule-m-design").glob(f"*/{AT_PICK_ROW}/seed*")):
+        three = run / "self_training" / "round3"
+        if (three / "evaluation" / "per_case.csv").is_file():
+            two, dice, p = pair(rounds_of(run)[1], three)
+            out.append({"task": run.parent.parent.name, "seed": int(run.name.removeprefix("seed")), "round2": two,
+                        "round3": dice, "gain": dice - two, "p": p})
+    return out
+
+
 def main() -> None:
     args = decision_arguments(__doc__)
     h = held_out(args.results)
@@ -69,9 +83,20 @@ def main() -> None:
     d = design(args.results)
     if d:
         print_design(d, {"stage1": "the pick", "round1": "one round", "round2": "two rounds"})
+    third = third_round(args.results)
+    if third:
+        print("\nExploratory: a third round\n| task | seed | two rounds | three rounds | gain | p |\n"
+              "|---|---|---|---|---|---|")
+        for r in third:
+            print(f"| {r['task']} | {r['seed']} | {r['round2']:.1f} | {r['round3']:.1f} | {r['gain']:+.1f} | "
+                  f"{r['p']:.3f} |")
+        for task in sorted({r["task"] for r in third}):
+            rs = [r for r in third if r["task"] == task]
+            print(f"{task} ({len(rs)} seeds): two rounds {np.mean([r['round2'] for r in rs]):.1f}, three rounds "
+                  f"{np.mean([r['round3'] for r in rs]):.1f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"held_out": h, "design": d}, indent=1) + "\n")
+        args.out.write_text(json.dumps({"held_out": h, "design": d, "third_round": third}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
