@@ -29,6 +29,7 @@ def decision_arguments(doc: str | None, record: bool = True) -> argparse.Namespa
         ap.add_argument("--out", type=Path, default=None)
     return ap.parse_args()
 
+
 def case_mean_dice(run: Path) -> dict[str, float]:
     """Case id -> Dice averaged over the foreground classes."""
     per_case = load_per_case(run / EVALUATION / "per_case.csv")

@@ -20,17 +20,18 @@ from pathlib import Path
 
 import numpy as np
 from paired_test import paired_dice  # this folder
+from self_training_at_pick import round_dir
 
 from diffuse_uda.data.dataset_json import label_path, list_cases, load_dataset_json
 from diffuse_uda.data.io import read_nifti
 from diffuse_uda.pipeline.appearance_choice import SELF_TRAINING_DIR
 
 
-def pseudo_sets(run: Path) -> list[Path]:
-    """The run's pseudo-label folders in round order."""
-    found = sorted((run / SELF_TRAINING_DIR).glob("round*_pseudolabels"),
-                   key=lambda p: int(p.name.removeprefix("round").removesuffix("_pseudolabels")))
-    return [p for p in found if (p / "dataset.json").is_file()]
+def pseudo_sets(run: Path) -> dict[int, Path]:
+    """The run's finished pseudo-label folders by round, in round order."""
+    found = {int(p.name.removeprefix("round").removesuffix("_pseudolabels")): p
+             for p in (run / SELF_TRAINING_DIR).glob("round*_pseudolabels") if (p / "dataset.json").is_file()}
+    return dict(sorted(found.items()))
 
 
 def drift(a: Path, b: Path) -> dict[str, float]:
@@ -53,8 +54,7 @@ def drift(a: Path, b: Path) -> dict[str, float]:
 
 def round_gain(run: Path, k: int) -> float | None:
     """Test Dice of round ``k`` minus round ``k - 1`` (round 0: none here), post hoc; None if either is unscored."""
-    base = run / SELF_TRAINING_DIR
-    a, b = base / f"round{k - 1}", base / f"round{k}"
+    a, b = round_dir(run, k - 1), round_dir(run, k)
     if k < 2 or not all((x / "evaluation" / "per_case.csv").is_file() for x in (a, b)):
         return None
     before, after, _, _ = paired_dice(a, b, same_cases=True)
@@ -71,10 +71,10 @@ def main() -> None:
           "trained on the later set (post hoc) |\n|---|---|---|---|---|")
     for run in args.runs:
         sets = pseudo_sets(run)
-        for a, b in zip(sets, sets[1:], strict=False):
-            d = drift(a, b)
-            pair = f"{a.name.split('_')[0]} -> {b.name.split('_')[0]}"
-            gain = round_gain(run, int(b.name.split("_")[0].removeprefix("round")))
+        for j, k in zip(sets, list(sets)[1:], strict=False):
+            d = drift(sets[j], sets[k])
+            pair = f"round{j} -> round{k}"
+            gain = round_gain(run, k)
             out.append({"run": str(run), "pair": pair, **d, "gain": gain})
             shown = "n/a" if gain is None else f"{gain:+.2f}"
             print(f"| {run} | {pair} | {d['pooled_dice']:.1f} | {d['changed']:.2f} | {shown} |")

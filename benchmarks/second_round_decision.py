@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 from paired_test import decision_arguments, seed_dice  # this folder
 from self_training_at_pick import ROW as AT_PICK_ROW
-from self_training_at_pick import committed_pick
+from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import HELD_OUT, ROUND_ROW, pair, print_design, print_held_out, verdict
 
 
 def rounds_of(run: Path) -> tuple[Path, Path]:
-    return run / "self_training" / "round1", run / "self_training" / "round2"
+    return round_dir(run, 1), round_dir(run, 2)
 
 
 def held_out(results: Path) -> dict:
@@ -68,7 +68,7 @@ def third_round(results: Path) -> list[dict]:
     """Exploratory (no rule): round 3 against round 2 where a design seed has one (``rule-m-design``)."""
     out = []
     for run in sorted((results / "rule-m-design").glob(f"*/{AT_PICK_ROW}/seed*")):
-        three = run / "self_training" / "round3"
+        three = round_dir(run, 3)
         if (three / "evaluation" / "per_case.csv").is_file():
             two, dice, p = pair(rounds_of(run)[1], three)
             out.append({"task": run.parent.parent.name, "seed": int(run.name.removeprefix("seed")), "round2": two,

@@ -23,11 +23,16 @@ from pathlib import Path
 
 from diffuse_uda.config import build_run_config
 from diffuse_uda.data.task import load_task
-from diffuse_uda.pipeline.appearance_choice import read_choice, self_training_round
+from diffuse_uda.pipeline.appearance_choice import SELF_TRAINING_DIR, read_choice, self_training_round
 from diffuse_uda.pipeline.bench import run_bench
 from diffuse_uda.pipeline.experiment import evaluate_run
 
 ROW = "ascplus-self-training-at-pick"
+
+
+def round_dir(run: Path, k: int) -> Path:
+    """Round ``k``'s run folder inside a row folder that ran self-training rounds."""
+    return Path(run) / SELF_TRAINING_DIR / f"round{k}"
 
 
 def committed_pick(bench_json: Path, seed: int, row: str = "ascplus") -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from paired_test import decision_arguments, paired_dice, seed_dice  # this folder
-from self_training_at_pick import committed_pick
+from self_training_at_pick import committed_pick, round_dir
 
 from diffuse_uda.pipeline.appearance_choice import read_choice
 
@@ -107,7 +107,7 @@ def design(results: Path) -> list[dict]:
         for run in sorted(task_dir.glob(f"{AT_PICK}/seed*")):
             seed = int(run.name.removeprefix("seed"))
             pick = committed_pick(results / task / "bench.json", seed)
-            stage1, st, p = pair(task_dir / f"ascplus-{pick}" / run.name, run / "self_training" / "round1")
+            stage1, st, p = pair(task_dir / f"ascplus-{pick}" / run.name, round_dir(run, 1))
             out.append({"task": task, "seed": seed, "pick": pick, "committed_ascplus": committed[run.name],
                         "stage1_here": stage1, "self_training": st, "gain": st - stage1, "p": p,
                         "source_only": lo, "oracle": hi})
