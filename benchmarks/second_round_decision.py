@@ -43,8 +43,9 @@ def held_out(results: Path) -> dict:
         one, two, p = pair(*rounds_of(run))
         if abs(one - committed) > 1e-6:
             raise SystemExit(f"{task} seed {seed}: round 1 scores {one:.4f} here, rule L's row {committed:.4f}")
+        seconds = json.loads((round_dir(run, 2) / "run.json").read_text())["train_seconds"]
         rows.append({"task": task, "seed": seed, "pick": committed_pick(run, seed), "round1": one, "round2": two,
-                     "gain": two - one, "p": p})
+                     "gain": two - one, "p": p, "round2_train_seconds": seconds})
     return verdict(rows, "round1", "round2")
 
 
@@ -80,6 +81,8 @@ def main() -> None:
     args = decision_arguments(__doc__)
     h = held_out(args.results)
     print_held_out(h, "round1", "round2", ("one round (rule L)", "two rounds"), "M")
+    seconds = [r["round2_train_seconds"] for r in h["decisions"]]
+    print(f"round 2's training: {min(seconds):.0f}-{max(seconds):.0f} s per decision (train_seconds)")
     d = design(args.results)
     if d:
         print_design(d, {"stage1": "the pick", "round1": "one round", "round2": "two rounds"})
@@ -90,10 +93,14 @@ def main() -> None:
         for r in third:
             print(f"| {r['task']} | {r['seed']} | {r['round2']:.1f} | {r['round3']:.1f} | {r['gain']:+.1f} | "
                   f"{r['p']:.3f} |")
+        bounds = {r["task"]: (r["source_only"], r["oracle"]) for r in d}
         for task in sorted({r["task"] for r in third}):
             rs = [r for r in third if r["task"] == task]
-            print(f"{task} ({len(rs)} seeds): two rounds {np.mean([r['round2'] for r in rs]):.1f}, three rounds "
-                  f"{np.mean([r['round3'] for r in rs]):.1f}")
+            lo, hi = bounds[task]
+            for key in ("round2", "round3"):
+                m = float(np.mean([r[key] for r in rs]))
+                print(f"{task} ({len(rs)} seeds) {key[-1]} rounds: {m:.1f} ({100 * (m - lo) / (hi - lo):.1f} % of the "
+                      f"gap)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"held_out": h, "design": d, "third_round": third}, indent=1) + "\n")

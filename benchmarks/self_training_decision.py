@@ -93,8 +93,9 @@ def print_design(d: list[dict], columns: dict[str, str]) -> None:
         lo, hi = rs[0]["source_only"], rs[0]["oracle"]
         for key, name in columns.items():
             m = float(np.mean([r[key] for r in rs]))
-            closed = f"{100 * (m - lo) / (hi - lo):.0f} %" if hi > lo else "n/a"
+            closed = f"{100 * (m - lo) / (hi - lo):.1f} %" if hi > lo else "n/a"
             print(f"{task} ({len(rs)} seeds) {name}: {m:.1f} ({closed} of the gap {lo:.1f} -> {hi:.1f})")
+        print(f"{task}: 60 % of the gap is {lo + 0.6 * (hi - lo):.1f} Dice")
 
 
 def design(results: Path) -> list[dict]:
