@@ -1291,3 +1291,55 @@ $BIN/python benchmarks/pseudolabel_drift.py bench/s22/*/ascplus-self-training-at
     bench/s21/*/ascplus-self-training/seed* --out benchmarks/results/rule-m/drift.json
 # (e) The decision (from (a)), the design rows (from (b)) and the third round (from (d)):
 $BIN/python benchmarks/second_round_decision.py --out benchmarks/results/rule-m/decision.json
+
+# ---------------------------------------------------------------- Session 24
+# (a) Rule N's held-out rows: a third self-training round after rule M's round 2, in the same row folders
+#     (bench/s21, "Session 23" (a); the candidates and rounds 1-2 are reused, only round 3 is trained), and
+# (b) reported with it: the third round on the design seeds 0-2 of MS-CMRSeg (bench/s22, "Session 23" (b); the
+#     other two design tasks have theirs from "Session 23" (d)). Two processes, one thread each, in this order:
+for run in "abdominal-ct2mr:3:h mscmr-bssfp2lge:3:h abdominal-ct2mr:4:h mscmr-bssfp2lge:0:d mscmr-bssfp2lge:2:d" \
+           "abdominal-mr2ct:3:h mscmr-lge2bssfp:3:h abdominal-mr2ct:4:h mscmr-bssfp2lge:1:d"; do
+  (for x in $run; do
+     IFS=: read -r t s m <<< "$x"
+     if [ "$m" = h ]; then
+       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 3 --row ascplus-self-training \
+           --choice benchmarks/results/rule-l/$t/ascplus-self-training/seed$s -o bench/s21/$t
+     else
+       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 3 \
+           --choice benchmarks/results/$t/bench.json -o bench/s22/$t
+     fi
+   done) &
+done
+wait
+# (c) Reported, no rule: the two-round default on the held-out demo tasks (the committed pick retrained here, then
+#     rounds 1-2; bench/s24), then a fourth round on the demo's design seeds (bench/s22, rounds 1-3 reused):
+for run in "demo-brain-t1flair:0:n demo-brain-t1flair:1:n demo-brain-t1flair:2:n demo-brain-t1t2:0:d demo-brain-t1t2:1:d" \
+           "demo-brain-t2t1:0:n demo-brain-t2t1:1:n demo-brain-t2t1:2:n demo-brain-t1t2:2:d"; do
+  (for x in $run; do
+     IFS=: read -r t s m <<< "$x"
+     if [ "$m" = n ]; then
+       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 2 \
+           --choice benchmarks/results/$t/bench.json -o bench/s24/$t
+     else
+       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 4 \
+           --choice benchmarks/results/$t/bench.json -o bench/s22/$t
+     fi
+   done) &
+done
+wait
+# (d) Exports, the decision (from (a)), the design rows (from (b) and "Session 23" (d)), the fourth round and the
+#     held-out demo tasks (from (c)), and the pseudo-label drift of every pair of consecutive rounds:
+for t in abdominal-ct2mr abdominal-mr2ct mscmr-bssfp2lge mscmr-lge2bssfp; do
+  $BIN/python benchmarks/export_results.py bench/s21/$t benchmarks/results/rule-n/$t --rows ascplus-self-training --no-tables
+done
+for t in abdominal-ct2mr demo-brain-t1t2 mscmr-bssfp2lge; do
+  $BIN/python benchmarks/export_results.py bench/s22/$t benchmarks/results/rule-n-design/$t --rows ascplus-self-training-at-pick \
+      --no-tables
+done
+for t in demo-brain-t1flair demo-brain-t2t1; do
+  $BIN/python benchmarks/export_results.py bench/s24/$t benchmarks/results/rule-n-demo-heldout/$t
+done
+$BIN/python benchmarks/third_round_decision.py --out benchmarks/results/rule-n/decision.json
+$BIN/python benchmarks/pseudolabel_drift.py bench/s22/*/ascplus-self-training-at-pick/seed* \
+    bench/s21/*/ascplus-self-training/seed* bench/s24/*/ascplus-self-training-at-pick/seed* \
+    --out benchmarks/results/rule-n/drift.json

@@ -14,6 +14,8 @@ marks).
 
 Exploratory (no rule): a third round on the design seeds where one was run (``rule-m-design``), against round 2.
 
+The functions take the round (``k``), so rule N's script (``third_round_decision.py``) uses them for round 3.
+
 Values: per seed, the mean over test cases of the mean foreground Dice (%), as the bench tables; p: two-sided
 paired Wilcoxon over test cases.
 """
@@ -24,57 +26,92 @@ import json
 from pathlib import Path
 
 import numpy as np
-from paired_test import decision_arguments, seed_dice  # this folder
+from paired_test import case_mean_dice, decision_arguments, seed_dice  # this folder
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import HELD_OUT, ROUND_ROW, pair, print_design, print_held_out, verdict
 
+# Where each round's held-out rows are committed (round 1 is rule L's row itself).
+HELD_OUT_FOLDERS = {2: "rule-m", 3: "rule-n"}
 
-def rounds_of(run: Path) -> tuple[Path, Path]:
-    return round_dir(run, 1), round_dir(run, 2)
+
+def run_dice(run: Path) -> float:
+    """A run folder's bench value: the mean over test cases of the mean foreground Dice, in %."""
+    cases = list(case_mean_dice(run).values())
+    return 100 * sum(cases) / len(cases)
 
 
-def held_out(results: Path) -> dict:
+def committed_round(results: Path, task: str, seed: int, k: int) -> float:
+    """Round ``k``'s committed score at a held-out decision: rule L's row for round 1, else the rule's own folder."""
+    if k == 1:
+        return seed_dice(results / "rule-l" / task / ROUND_ROW)[f"seed{seed}"]
+    return run_dice(round_dir(results / HELD_OUT_FOLDERS[k] / task / ROUND_ROW / f"seed{seed}", k))
+
+
+def held_out(results: Path, k: int = 2) -> dict:
+    """Round ``k`` against round ``k - 1`` at each held-out decision, both evaluated in rule ``k``'s folder; round
+    ``k - 1`` must score there exactly what its own rule's committed row scored (the same model)."""
     rows = []
+    before, after = f"round{k - 1}", f"round{k}"
     for task, seed in HELD_OUT:
-        run = results / "rule-m" / task / ROUND_ROW / f"seed{seed}"
-        # Round 1 evaluated in its own folder must score what rule L's committed row scored (the same model).
-        committed = seed_dice(results / "rule-l" / task / ROUND_ROW)[f"seed{seed}"]
-        one, two, p = pair(*rounds_of(run))
+        run = results / HELD_OUT_FOLDERS[k] / task / ROUND_ROW / f"seed{seed}"
+        committed = committed_round(results, task, seed, k - 1)
+        one, two, p = pair(round_dir(run, k - 1), round_dir(run, k))
         if abs(one - committed) > 1e-6:
-            raise SystemExit(f"{task} seed {seed}: round 1 scores {one:.4f} here, rule L's row {committed:.4f}")
-        seconds = json.loads((round_dir(run, 2) / "run.json").read_text())["train_seconds"]
-        rows.append({"task": task, "seed": seed, "pick": committed_pick(run, seed), "round1": one, "round2": two,
-                     "gain": two - one, "p": p, "round2_train_seconds": seconds})
-    return verdict(rows, "round1", "round2")
+            raise SystemExit(f"{task} seed {seed}: round {k - 1} scores {one:.4f} here, its committed row "
+                             f"{committed:.4f}")
+        seconds = json.loads((round_dir(run, k) / "run.json").read_text())["train_seconds"]
+        rows.append({"task": task, "seed": seed, "pick": committed_pick(run, seed), before: one, after: two,
+                     "gain": two - one, "p": p, f"{after}_train_seconds": seconds})
+    return verdict(rows, before, after)
 
 
-def design(results: Path) -> list[dict]:
+def design(results: Path, folder: str = "rule-m-design", k: int = 2) -> list[dict]:
+    """Rounds 1..``k`` on the committed pick of the design seeds (``folder``), beside the pick's candidate retrained
+    here (``rule-l-design``) and the task's bounds; gain and p: round ``k`` against round ``k - 1``."""
     out = []
-    for task_dir in sorted((results / "rule-m-design").glob("*")):
+    for task_dir in sorted((results / folder).glob("*")):
         task = task_dir.name
         bounds = [float(np.mean(list(seed_dice(results / task / r).values())))
                   for r in ("source-only", "target-supervised")]
         for run in sorted(task_dir.glob(f"{AT_PICK_ROW}/seed*")):
             seed = int(run.name.removeprefix("seed"))
             pick = committed_pick(results / task / "bench.json", seed)
-            stage1 = seed_dice(results / "rule-l-design" / task / f"ascplus-{pick}")[run.name]
-            one, two, p = pair(*rounds_of(run))
-            out.append({"task": task, "seed": seed, "pick": pick, "stage1": stage1, "round1": one, "round2": two,
-                        "gain": two - one, "p": p, "source_only": bounds[0], "oracle": bounds[1]})
+            row = {"task": task, "seed": seed, "pick": pick,
+                   "stage1": seed_dice(results / "rule-l-design" / task / f"ascplus-{pick}")[run.name]}
+            row.update({f"round{r}": run_dice(round_dir(run, r)) for r in range(1, k - 1)})
+            row[f"round{k - 1}"], row[f"round{k}"], row["p"] = pair(round_dir(run, k - 1), round_dir(run, k))
+            row["gain"] = row[f"round{k}"] - row[f"round{k - 1}"]
+            row.update({"source_only": bounds[0], "oracle": bounds[1]})
+            out.append(row)
     return out
 
 
-def third_round(results: Path) -> list[dict]:
-    """Exploratory (no rule): round 3 against round 2 where a design seed has one (``rule-m-design``)."""
+def exploratory_round(results: Path, folder: str, k: int) -> list[dict]:
+    """Exploratory (no rule): round ``k`` against round ``k - 1`` where a design seed in ``folder`` has one."""
     out = []
-    for run in sorted((results / "rule-m-design").glob(f"*/{AT_PICK_ROW}/seed*")):
-        three = round_dir(run, 3)
-        if (three / "evaluation" / "per_case.csv").is_file():
-            two, dice, p = pair(rounds_of(run)[1], three)
-            out.append({"task": run.parent.parent.name, "seed": int(run.name.removeprefix("seed")), "round2": two,
-                        "round3": dice, "gain": dice - two, "p": p})
+    for run in sorted((results / folder).glob(f"*/{AT_PICK_ROW}/seed*")):
+        if (round_dir(run, k) / "evaluation" / "per_case.csv").is_file():
+            before, dice, p = pair(round_dir(run, k - 1), round_dir(run, k))
+            out.append({"task": run.parent.parent.name, "seed": int(run.name.removeprefix("seed")),
+                        f"round{k - 1}": before, f"round{k}": dice, "gain": dice - before, "p": p})
     return out
+
+
+def print_exploratory(rows: list[dict], design_rows: list[dict], k: int, names: tuple[str, str]) -> None:
+    """The exploratory round's table, then per task both rounds' means and the share of the gap they close."""
+    print(f"\nExploratory: round {k}\n| task | seed | {names[0]} | {names[1]} | gain | p |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['task']} | {r['seed']} | {r[f'round{k - 1}']:.1f} | {r[f'round{k}']:.1f} | {r['gain']:+.1f} | "
+              f"{r['p']:.3f} |")
+    bounds = {r["task"]: (r["source_only"], r["oracle"]) for r in design_rows}
+    for task in sorted({r["task"] for r in rows}):
+        rs = [r for r in rows if r["task"] == task]
+        lo, hi = bounds[task]
+        for key in (f"round{k - 1}", f"round{k}"):
+            m = float(np.mean([r[key] for r in rs]))
+            print(f"{task} ({len(rs)} seeds) {key[-1]} rounds: {m:.1f} ({100 * (m - lo) / (hi - lo):.1f} % of the "
+                  f"gap)")
 
 
 def main() -> None:
@@ -86,21 +123,9 @@ def main() -> None:
     d = design(args.results)
     if d:
         print_design(d, {"stage1": "the pick", "round1": "one round", "round2": "two rounds"})
-    third = third_round(args.results)
+    third = exploratory_round(args.results, "rule-m-design", 3)
     if third:
-        print("\nExploratory: a third round\n| task | seed | two rounds | three rounds | gain | p |\n"
-              "|---|---|---|---|---|---|")
-        for r in third:
-            print(f"| {r['task']} | {r['seed']} | {r['round2']:.1f} | {r['round3']:.1f} | {r['gain']:+.1f} | "
-                  f"{r['p']:.3f} |")
-        bounds = {r["task"]: (r["source_only"], r["oracle"]) for r in d}
-        for task in sorted({r["task"] for r in third}):
-            rs = [r for r in third if r["task"] == task]
-            lo, hi = bounds[task]
-            for key in ("round2", "round3"):
-                m = float(np.mean([r[key] for r in rs]))
-                print(f"{task} ({len(rs)} seeds) {key[-1]} rounds: {m:.1f} ({100 * (m - lo) / (hi - lo):.1f} % of the "
-                      f"gap)")
+        print_exploratory(third, d, 3, ("two rounds", "three rounds"))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"held_out": h, "design": d, "third_round": third}, indent=1) + "\n")
