@@ -1311,14 +1311,16 @@ for run in "abdominal-ct2mr:3:h mscmr-bssfp2lge:3:h abdominal-ct2mr:4:h mscmr-bs
    done) &
 done
 wait
-# (c) Reported, no rule: the two-round default on the held-out demo tasks (the committed pick retrained here, then
-#     rounds 1-2; bench/s24), then a fourth round on the demo's design seeds (bench/s22, rounds 1-3 reused):
+# (c) Reported, no rule: the two-round default on the held-out demo tasks (their data and task files:
+#     `python benchmarks/heldout_demo.py data`, "Session 16"; the committed pick retrained here, then rounds 1-2;
+#     bench/s24), and a fourth round on the demo's design seeds (bench/s22, rounds 1-3 reused). This session ran the
+#     fourth rounds first (seeds 0-1 in one process, seed 2 in the other), then the held-out demo tasks:
 for run in "demo-brain-t1flair:0:n demo-brain-t1flair:1:n demo-brain-t1flair:2:n demo-brain-t1t2:0:d demo-brain-t1t2:1:d" \
            "demo-brain-t2t1:0:n demo-brain-t2t1:1:n demo-brain-t2t1:2:n demo-brain-t1t2:2:d"; do
   (for x in $run; do
      IFS=: read -r t s m <<< "$x"
      if [ "$m" = n ]; then
-       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 2 \
+       $BIN/python benchmarks/self_training_at_pick.py -t benchmarks/tasks/$t.yaml --seed $s --rounds 2 \
            --choice benchmarks/results/$t/bench.json -o bench/s24/$t
      else
        $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 4 \
