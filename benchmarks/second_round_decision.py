@@ -80,9 +80,9 @@ def design(results: Path, folder: str = "rule-m-design", k: int = 2) -> list[dic
             row = {"task": task, "seed": seed, "pick": pick,
                    "stage1": seed_dice(results / "rule-l-design" / task / f"ascplus-{pick}")[run.name]}
             row.update({f"round{r}": run_dice(round_dir(run, r)) for r in range(1, k - 1)})
-            row[f"round{k - 1}"], row[f"round{k}"], row["p"] = pair(round_dir(run, k - 1), round_dir(run, k))
-            row["gain"] = row[f"round{k}"] - row[f"round{k - 1}"]
-            row.update({"source_only": bounds[0], "oracle": bounds[1]})
+            before, after, p = pair(round_dir(run, k - 1), round_dir(run, k))
+            row.update({f"round{k - 1}": before, f"round{k}": after, "gain": after - before, "p": p,
+                        "source_only": bounds[0], "oracle": bounds[1]})
             out.append(row)
     return out
 

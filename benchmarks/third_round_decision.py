@@ -76,8 +76,8 @@ def main() -> None:
             print(f"{task}: source-only-dg {next(r for r in demo if r['task'] == task)['source_only_dg']:.1f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"held_out": h, "design": d, "fourth_round": fourth,
-                                              "demo_held_out": demo}, indent=1) + "\n")
+        record = {"held_out": h, "design": d, "fourth_round": fourth, "demo_held_out": demo}
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
