@@ -36,16 +36,24 @@ def case_mean_dice(run: Path) -> dict[str, float]:
     return {case: float(np.nanmean([m["dice"] for m in classes.values()])) for case, classes in per_case.items()}
 
 
+def run_dice(run: Path) -> float:
+    """One run folder's bench value: the mean over cases of :func:`case_mean_dice`, in %."""
+    means = list(case_mean_dice(run).values())
+    return 100 * sum(means) / len(means)
+
+
 def seed_dice(row: Path) -> dict[str, float]:
-    """A bench row's folder (``seed*/`` runs) -> per seed, the mean over cases of :func:`case_mean_dice`, in % (the
-    bench tables' value)."""
-    out = {}
-    for per_case in sorted(Path(row).glob(f"seed*/{EVALUATION}/per_case.csv")):
-        means = list(case_mean_dice(per_case.parent.parent).values())
-        out[per_case.parent.parent.name] = 100 * sum(means) / len(means)
+    """A bench row's folder (``seed*/`` runs) -> per seed, :func:`run_dice` (the bench tables' value)."""
+    out = {per_case.parent.parent.name: run_dice(per_case.parent.parent)
+           for per_case in sorted(Path(row).glob(f"seed*/{EVALUATION}/per_case.csv"))}
     if not out:
         raise SystemExit(f"{row}: no evaluated seeds")
     return out
+
+
+def row_mean(row: Path) -> float:
+    """A bench row's value over its seeds: the mean of :func:`seed_dice` (the tables' mean)."""
+    return float(np.mean(list(seed_dice(row).values())))
 
 
 def paired_dice(reference: Path, run: Path, same_cases: bool = False) -> tuple[float, float, float, int]:

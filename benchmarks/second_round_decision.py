@@ -25,20 +25,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-from paired_test import case_mean_dice, decision_arguments, seed_dice  # this folder
+from paired_test import decision_arguments, row_mean, run_dice, seed_dice  # this folder
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import HELD_OUT, ROUND_ROW, pair, print_design, print_held_out, verdict
 
 # Where each round's held-out rows are committed (round 1 is rule L's row itself).
 HELD_OUT_FOLDERS = {2: "rule-m", 3: "rule-n"}
-
-
-def run_dice(run: Path) -> float:
-    """A run folder's bench value: the mean over test cases of the mean foreground Dice, in %."""
-    cases = list(case_mean_dice(run).values())
-    return 100 * sum(cases) / len(cases)
 
 
 def committed_round(results: Path, task: str, seed: int, k: int) -> float:
@@ -72,8 +65,7 @@ def design(results: Path, folder: str = "rule-m-design", k: int = 2) -> list[dic
     out = []
     for task_dir in sorted((results / folder).glob("*")):
         task = task_dir.name
-        bounds = [float(np.mean(list(seed_dice(results / task / r).values())))
-                  for r in ("source-only", "target-supervised")]
+        bounds = [row_mean(results / task / r) for r in ("source-only", "target-supervised")]
         for run in sorted(task_dir.glob(f"{AT_PICK_ROW}/seed*")):
             seed = int(run.name.removeprefix("seed"))
             pick = committed_pick(results / task / "bench.json", seed)
@@ -99,19 +91,11 @@ def exploratory_round(results: Path, folder: str, k: int) -> list[dict]:
 
 
 def print_exploratory(rows: list[dict], design_rows: list[dict], k: int, names: tuple[str, str]) -> None:
-    """The exploratory round's table, then per task both rounds' means and the share of the gap they close."""
-    print(f"\nExploratory: round {k}\n| task | seed | {names[0]} | {names[1]} | gain | p |\n|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['task']} | {r['seed']} | {r[f'round{k - 1}']:.1f} | {r[f'round{k}']:.1f} | {r['gain']:+.1f} | "
-              f"{r['p']:.3f} |")
-    bounds = {r["task"]: (r["source_only"], r["oracle"]) for r in design_rows}
-    for task in sorted({r["task"] for r in rows}):
-        rs = [r for r in rows if r["task"] == task]
-        lo, hi = bounds[task]
-        for key in (f"round{k - 1}", f"round{k}"):
-            m = float(np.mean([r[key] for r in rs]))
-            print(f"{task} ({len(rs)} seeds) {key[-1]} rounds: {m:.1f} ({100 * (m - lo) / (hi - lo):.1f} % of the "
-                  f"gap)")
+    """The exploratory round's table, each row with its design row's pick and bounds (:func:`print_design`)."""
+    print(f"\nExploratory: round {k}")
+    context = {(r["task"], r["seed"]): r for r in design_rows}
+    print_design([{**context[r["task"], r["seed"]], **r} for r in rows], {f"round{k - 1}": names[0],
+                                                                          f"round{k}": names[1]})
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from paired_test import decision_arguments, paired_dice, seed_dice  # this folder
+from paired_test import decision_arguments, paired_dice, row_mean, seed_dice  # this folder
 from self_training_at_pick import committed_pick, round_dir
 
 from diffuse_uda.pipeline.appearance_choice import read_choice
@@ -103,8 +103,7 @@ def design(results: Path) -> list[dict]:
     for task_dir in sorted((results / "rule-l-design").glob("*")):
         task = task_dir.name
         committed = seed_dice(results / task / "ascplus")
-        bounds = {r: seed_dice(results / task / r) for r in ("source-only", "target-supervised")}
-        lo, hi = (float(np.mean(list(bounds[r].values()))) for r in ("source-only", "target-supervised"))
+        lo, hi = (row_mean(results / task / r) for r in ("source-only", "target-supervised"))
         for run in sorted(task_dir.glob(f"{AT_PICK}/seed*")):
             seed = int(run.name.removeprefix("seed"))
             pick = committed_pick(results / task / "bench.json", seed)

@@ -26,9 +26,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-from paired_test import decision_arguments, seed_dice  # this folder
-from second_round_decision import design, exploratory_round, held_out, print_exploratory, run_dice
+from paired_test import decision_arguments, row_mean, run_dice, seed_dice  # this folder
+from second_round_decision import design, exploratory_round, held_out, print_exploratory
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import pair, print_design, print_held_out
@@ -41,8 +40,7 @@ def demo_held_out(results: Path) -> list[dict]:
     out = []
     for task_dir in sorted((results / DEMO_HELD_OUT).glob("*")):
         task = task_dir.name
-        lo, hi, dg = (float(np.mean(list(seed_dice(results / task / r).values())))
-                      for r in ("source-only", "target-supervised", "source-only-dg"))
+        lo, hi, dg = (row_mean(results / task / r) for r in ("source-only", "target-supervised", "source-only-dg"))
         for run in sorted(task_dir.glob(f"{AT_PICK_ROW}/seed*")):
             seed = int(run.name.removeprefix("seed"))
             pick = committed_pick(results / task / "bench.json", seed)
