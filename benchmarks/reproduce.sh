@@ -1251,20 +1251,25 @@ $BIN/python benchmarks/self_training_decision.py --out benchmarks/results/rule-l
 # (a) Rule M's held-out rows: a second self-training round after rule L's round 1, in the same row folders
 #     (bench/s21, "Session 22" (a); round 1 and the candidates are reused, only round 2 is trained), and
 # (b) reported with it: the second round after session 22's round 1 on the design seeds 0-2 (bench/s22,
-#     "Session 22" (b)). Two processes, one thread each, in this order:
-for run in "abdominal-ct2mr:3:h mscmr-bssfp2lge:3:h abdominal-ct2mr:4:h abdominal-ct2mr:0:d demo-brain-t1t2:0:d mscmr-bssfp2lge:0:d abdominal-ct2mr:2:d demo-brain-t1t2:2:d" \
-           "abdominal-mr2ct:3:h mscmr-lge2bssfp:3:h abdominal-mr2ct:4:h abdominal-ct2mr:1:d demo-brain-t1t2:1:d mscmr-bssfp2lge:1:d mscmr-bssfp2lge:2:d"; do
-  (for x in $run; do
-     IFS=: read -r t s m <<< "$x"
-     if [ "$m" = h ]; then
-       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 2 --row ascplus-self-training \
-           --choice benchmarks/results/rule-l/$t/ascplus-self-training/seed$s -o bench/s21/$t
-     else
-       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 2 \
-           --choice benchmarks/results/$t/bench.json -o bench/s22/$t
-     fi
-   done) &
-done
+#     "Session 22" (b)). Two processes, one thread each, in this order.
+# rounds_at_pick "task:seed:kind:N ...": in order, self-training rounds 1..N after the pick (rounds already made are
+# reused); kind h = a held-out decision (rule L's row, bench/s21), d = a design seed (the committed pick, bench/s22),
+# n = a held-out demo task (a task file of "Session 16", bench/s24).
+rounds_at_pick() {
+  for x in $1; do
+    IFS=: read -r t s kind n <<< "$x"
+    case $kind in
+      h) $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds $n --row ascplus-self-training \
+             --choice benchmarks/results/rule-l/$t/ascplus-self-training/seed$s -o bench/s21/$t ;;
+      d) $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds $n \
+             --choice benchmarks/results/$t/bench.json -o bench/s22/$t ;;
+      n) $BIN/python benchmarks/self_training_at_pick.py -t benchmarks/tasks/$t.yaml --seed $s --rounds $n \
+             --choice benchmarks/results/$t/bench.json -o bench/s24/$t ;;
+    esac
+  done
+}
+rounds_at_pick "abdominal-ct2mr:3:h:2 mscmr-bssfp2lge:3:h:2 abdominal-ct2mr:4:h:2 abdominal-ct2mr:0:d:2 demo-brain-t1t2:0:d:2 mscmr-bssfp2lge:0:d:2 abdominal-ct2mr:2:d:2 demo-brain-t1t2:2:d:2" &
+rounds_at_pick "abdominal-mr2ct:3:h:2 mscmr-lge2bssfp:3:h:2 abdominal-mr2ct:4:h:2 abdominal-ct2mr:1:d:2 demo-brain-t1t2:1:d:2 mscmr-bssfp2lge:1:d:2 mscmr-bssfp2lge:2:d:2" &
 wait
 for t in abdominal-ct2mr abdominal-mr2ct mscmr-bssfp2lge mscmr-lge2bssfp; do
   $BIN/python benchmarks/export_results.py bench/s21/$t benchmarks/results/rule-m/$t --rows ascplus-self-training --no-tables
@@ -1276,12 +1281,8 @@ done
 # (d) Exploratory, not decided: a third round on the design seeds of abdominal CT -> MR and the demo (after (b);
 #     rounds 1-2 reused), re-exported with them, and the pseudo-label drift between consecutive rounds (label-free;
 #     reads the bench folders' pseudo-labels, which are not committed) beside each round's test gain:
-for run in "abdominal-ct2mr:0 abdominal-ct2mr:1" "demo-brain-t1t2:0 demo-brain-t1t2:1 demo-brain-t1t2:2 abdominal-ct2mr:2"; do
-  (for x in $run; do
-     $BIN/python benchmarks/self_training_at_pick.py -t ${x%:*} --seed ${x#*:} --rounds 3 \
-         --choice benchmarks/results/${x%:*}/bench.json -o bench/s22/${x%:*}
-   done) &
-done
+rounds_at_pick "abdominal-ct2mr:0:d:3 abdominal-ct2mr:1:d:3" &
+rounds_at_pick "demo-brain-t1t2:0:d:3 demo-brain-t1t2:1:d:3 demo-brain-t1t2:2:d:3 abdominal-ct2mr:2:d:3" &
 wait
 for t in abdominal-ct2mr demo-brain-t1t2; do
   $BIN/python benchmarks/export_results.py bench/s22/$t benchmarks/results/rule-m-design/$t --rows ascplus-self-training-at-pick \
@@ -1297,37 +1298,15 @@ $BIN/python benchmarks/second_round_decision.py --out benchmarks/results/rule-m/
 #     (bench/s21, "Session 23" (a); the candidates and rounds 1-2 are reused, only round 3 is trained), and
 # (b) reported with it: the third round on the design seeds 0-2 of MS-CMRSeg (bench/s22, "Session 23" (b); the
 #     other two design tasks have theirs from "Session 23" (d)). Two processes, one thread each, in this order:
-for run in "abdominal-ct2mr:3:h mscmr-bssfp2lge:3:h abdominal-ct2mr:4:h mscmr-bssfp2lge:0:d mscmr-bssfp2lge:2:d" \
-           "abdominal-mr2ct:3:h mscmr-lge2bssfp:3:h abdominal-mr2ct:4:h mscmr-bssfp2lge:1:d"; do
-  (for x in $run; do
-     IFS=: read -r t s m <<< "$x"
-     if [ "$m" = h ]; then
-       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 3 --row ascplus-self-training \
-           --choice benchmarks/results/rule-l/$t/ascplus-self-training/seed$s -o bench/s21/$t
-     else
-       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 3 \
-           --choice benchmarks/results/$t/bench.json -o bench/s22/$t
-     fi
-   done) &
-done
+rounds_at_pick "abdominal-ct2mr:3:h:3 mscmr-bssfp2lge:3:h:3 abdominal-ct2mr:4:h:3 mscmr-bssfp2lge:0:d:3 mscmr-bssfp2lge:2:d:3" &
+rounds_at_pick "abdominal-mr2ct:3:h:3 mscmr-lge2bssfp:3:h:3 abdominal-mr2ct:4:h:3 mscmr-bssfp2lge:1:d:3" &
 wait
 # (c) Reported, no rule: the two-round default on the held-out demo tasks (their data and task files:
 #     `python benchmarks/heldout_demo.py data`, "Session 16"; the committed pick retrained here, then rounds 1-2;
-#     bench/s24), and a fourth round on the demo's design seeds (bench/s22, rounds 1-3 reused). This session ran the
-#     fourth rounds first (seeds 0-1 in one process, seed 2 in the other), then the held-out demo tasks:
-for run in "demo-brain-t1flair:0:n demo-brain-t1flair:1:n demo-brain-t1flair:2:n demo-brain-t1t2:0:d demo-brain-t1t2:1:d" \
-           "demo-brain-t2t1:0:n demo-brain-t2t1:1:n demo-brain-t2t1:2:n demo-brain-t1t2:2:d"; do
-  (for x in $run; do
-     IFS=: read -r t s m <<< "$x"
-     if [ "$m" = n ]; then
-       $BIN/python benchmarks/self_training_at_pick.py -t benchmarks/tasks/$t.yaml --seed $s --rounds 2 \
-           --choice benchmarks/results/$t/bench.json -o bench/s24/$t
-     else
-       $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --rounds 4 \
-           --choice benchmarks/results/$t/bench.json -o bench/s22/$t
-     fi
-   done) &
-done
+#     bench/s24), and a fourth round on the demo's design seeds (bench/s22, rounds 1-3 reused); in the order this
+#     session ran them (the fourth rounds first):
+rounds_at_pick "demo-brain-t1t2:0:d:4 demo-brain-t1t2:1:d:4 demo-brain-t1flair:0:n:2 demo-brain-t1flair:1:n:2 demo-brain-t1flair:2:n:2" &
+rounds_at_pick "demo-brain-t1t2:2:d:4 demo-brain-t2t1:0:n:2 demo-brain-t2t1:1:n:2 demo-brain-t2t1:2:n:2" &
 wait
 # (d) Exports, the decision (from (a)), the design rows (from (b) and "Session 23" (d)), the fourth round and the
 #     held-out demo tasks (from (c)), and the pseudo-label drift of every pair of consecutive rounds:
