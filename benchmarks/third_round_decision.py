@@ -26,11 +26,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from paired_test import decision_arguments, row_mean, run_dice, seed_dice  # this folder
 from second_round_decision import design, exploratory_round, held_out, print_exploratory
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import pair, print_design, print_held_out
+
+from diffuse_uda.evaluation.evaluate import load_per_case
+from diffuse_uda.pipeline.experiment import EVALUATION
 
 DEMO_HELD_OUT = "rule-n-demo-heldout"
 
@@ -52,6 +56,18 @@ def demo_held_out(results: Path) -> list[dict]:
     return out
 
 
+def print_class_dice(folder: Path, rows: list[dict], k: int) -> None:
+    """Per class, each round's mean Dice over the test cases (%), for the seeds in ``rows``: which classes the
+    rounds move."""
+    for r in rows:
+        run = folder / r["task"] / AT_PICK_ROW / f"seed{r['seed']}"
+        per_round = [load_per_case(round_dir(run, j) / EVALUATION / "per_case.csv") for j in range(1, k + 1)]
+        classes = next(iter(per_round[0].values()))
+        print(f"{r['task']} seed {r['seed']}, rounds 1-{k}: " + "; ".join(
+            f"{c} " + ", ".join(f"{100 * np.nanmean([case[c]['dice'] for case in pr.values()]):.1f}"
+                                for pr in per_round) for c in classes))
+
+
 def main() -> None:
     args = decision_arguments(__doc__)
     h = held_out(args.results, 3)
@@ -65,6 +81,7 @@ def main() -> None:
     fourth = exploratory_round(args.results, "rule-n-design", 4)
     if fourth:
         print_exploratory(fourth, d, 4, ("three rounds", "four rounds"))
+        print_class_dice(args.results / "rule-n-design", fourth, 4)
     demo = demo_held_out(args.results)
     if demo:
         print("\nThe two-round default on the held-out demo tasks (gain and p: two rounds against the pick)")
