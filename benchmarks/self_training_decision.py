@@ -95,6 +95,7 @@ def print_design(d: list[dict], columns: dict[str, str]) -> None:
         for name, m in means.items():
             closed = f"{100 * (m - lo) / (hi - lo):.1f} %" if hi > lo else "n/a"
             print(f"{task} ({len(rs)} seeds) {name}: {m:.1f} ({closed} of the gap {lo:.1f} -> {hi:.1f})")
+        print(f"{task}: mean gain {float(np.mean([r['gain'] for r in rs])):+.1f}")
         mark = lo + 0.6 * (hi - lo)
         print(f"{task}: 60 % of the gap is {mark:.1f} Dice; against it: "
               + ", ".join(f"{name} {m - mark:+.1f}" for name, m in means.items()))
