@@ -37,7 +37,12 @@ from diffuse_uda.diffusion.samplers import check_sampler
 from diffuse_uda.diffusion.synthesize import synthesize_dataset
 from diffuse_uda.diffusion.trainer import PairSample, train_diffusion
 from diffuse_uda.errors import ConfigError, DataError
-from diffuse_uda.pipeline.appearance_choice import bench_candidate_dirs, candidate_config, read_choice
+from diffuse_uda.pipeline.appearance_choice import (
+    SELF_TRAINING_DIR,
+    bench_candidate_dirs,
+    candidate_config,
+    read_choice,
+)
 from diffuse_uda.pipeline.experiment import evaluate_run
 from diffuse_uda.pipeline.generator_choice import choose_guidance, guidance_summary, write_guidance_choice
 from diffuse_uda.pipeline.manifest import read_manifest, run_stage
@@ -233,10 +238,17 @@ def segmentation_config(config: PipelineConfig, spatial_dims: int) -> RunConfig:
 
 
 def reusable_stage1(run_dir: Path, task: Task, seg_cfg: RunConfig) -> Path:
-    """Check that ``run_dir`` is a complete ascplus run of exactly this pipeline's stage-1 request; return it."""
+    """Check that ``run_dir`` is a complete ascplus run of exactly this pipeline's stage-1 request; return it.
+
+    A self-training round of such a run (``<run>/self_training/round<k>``, trained with the chosen transfer fixed)
+    also qualifies: its request is the stage-1 request plus the round's own pseudo-labels
+    (``round<k>_pseudolabels`` beside it, matched by content), and nothing else."""
     folder = RunFolder(run_dir)
     manifest = folder.manifest()
-    request = run_request(task, "ascplus", seg_cfg)
+    round_pseudolabels = Path(run_dir).parent / f"{Path(run_dir).name}_pseudolabels"
+    is_round = (Path(run_dir).parent.name == SELF_TRAINING_DIR and Path(run_dir).name.startswith("round")
+                and round_pseudolabels.is_dir())
+    request = run_request(task, "ascplus", seg_cfg, extra_labelled=[round_pseudolabels] if is_round else ())
     diffs = request.differences(manifest.request)
     if diffs or manifest.status != "complete" or not folder.bundle_path.is_file():
         raise ConfigError(f"{run_dir}: stage1_run is not a complete ascplus run of this pipeline's stage 1 ("
