@@ -10,6 +10,7 @@ import pytest
 
 from diffuse_uda.config import build_run_config
 from diffuse_uda.errors import ConfigError
+from diffuse_uda.pipeline.appearance_choice import candidate_config, read_choice
 from diffuse_uda.pipeline.bench import run_bench
 from diffuse_uda.pipeline.bench_entries import is_composite
 from diffuse_uda.pipeline.manifest import read_manifest
@@ -64,6 +65,24 @@ def test_stage1_run_must_match_the_pipeline_settings(tiny_task, tmp_path: Path, 
                         build_run_config("smoke", 2, {"training": {"iterations": 3, "device": "cpu"}}))
     with pytest.raises(ConfigError, match="method 'source-only'"):
         reusable_stage1(tmp_path / "bench" / "source-only" / "seed0", tiny_task, cfg)
+
+
+def test_a_self_training_round_is_a_stage1_run_with_the_pick_fixed(tiny_task, tmp_path: Path, monkeypatch) -> None:
+    """A round (trained with the chosen transfer fixed, on its own pseudo-labels) may be the pipeline's stage 1; not
+    under the automatic choice's settings, and not once its pseudo-labels have changed."""
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    run = run_bench(tiny_task, ["ascplus"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
+                    progress=False) / "ascplus" / "seed0"
+    cfg = build_run_config("smoke", 2, {**SMOKE, "training": {**SMOKE["training"], "seed": 0}})
+    fixed = candidate_config(cfg, read_choice(run).chosen)
+    round2 = run / "self_training" / "round2"
+    assert reusable_stage1(round2, tiny_task, fixed) == round2
+    with pytest.raises(ConfigError, match="stage1_run is not a complete ascplus run"):
+        reusable_stage1(round2, tiny_task, cfg)
+    label = sorted((run / "self_training" / "round2_pseudolabels" / "labelsTr").iterdir())[0]
+    label.write_bytes(label.read_bytes() + b"\0")
+    with pytest.raises(ConfigError, match="extra_labelled_0"):
+        reusable_stage1(round2, tiny_task, fixed)
 
 
 def test_heal_rows_reuse_the_source_model_and_one_generator(tiny_task, tmp_path: Path, monkeypatch) -> None:
