@@ -1324,3 +1324,41 @@ $BIN/python benchmarks/third_round_decision.py --out benchmarks/results/rule-n/d
 $BIN/python benchmarks/pseudolabel_drift.py bench/s22/*/ascplus-self-training-at-pick/seed* \
     bench/s21/*/ascplus-self-training/seed* bench/s24/*/ascplus-self-training-at-pick/seed* \
     --out benchmarks/results/rule-n/drift.json
+
+# ---------------------------------------------------------------- Session 25
+# (a) Rule O: the pipeline (stages 2-5, product defaults) on the seed-0 pick's candidate (round 0) and on its second
+#     self-training round, both from "Session 22" (b) / "Session 23" (b) (bench/s22; no stage 1 is trained here).
+#     Two processes, one thread each; this session ran the round-2 arms first:
+pipeline_at_round() {  # task seed round
+  $BIN/python benchmarks/pipeline_at_round.py -t $1 --seed $2 --round $3 --choice benchmarks/results/$1/bench.json \
+      --bench bench/s22/$1 -o bench/s25/$1/round$3/seed$2
+}
+(pipeline_at_round demo-brain-t1t2 0 2; pipeline_at_round demo-brain-t1t2 0 0) &
+(pipeline_at_round abdominal-ct2mr 0 2; pipeline_at_round abdominal-ct2mr 0 0) &
+wait
+# (b) Post hoc: why the demo's stage 1 stops near 60 (the seed-0 pick and its second round; regenerates the demo's
+#     target without its bias field / blur under /tmp/demo-diagnosis):
+$BIN/python benchmarks/demo_contrast_diagnosis.py --data-root data --work /tmp/demo-diagnosis \
+    --model pick=bench/s22/demo-brain-t1t2/ascplus-bezier-ipa/seed0 \
+    --model round2=bench/s22/demo-brain-t1t2/ascplus-self-training-at-pick/seed0/self_training/round2 \
+    --out benchmarks/results/demo-diagnosis/diagnosis.json --figure docs/figures/demo_contrast_diagnosis.png
+# (c) Exploratory (registered before its runs): the seed-0 pick's candidate with twice the width or twice the updates,
+#     then the diagnosis's source-fit measure on them (after (a); two processes):
+$BIN/diffuse-uda bench -t demo-brain-t1t2 --methods ascplus-bezier-ipa --seed-list 0 -o bench/s25/variants-width16 \
+    --set network.init_filters=16 &
+$BIN/diffuse-uda bench -t demo-brain-t1t2 --methods ascplus-bezier-ipa --seed-list 0 -o bench/s25/variants-iter4000 \
+    --set training.iterations=4000 &
+wait
+$BIN/python benchmarks/demo_contrast_diagnosis.py --data-root data --work /tmp/demo-diagnosis \
+    --model pick=bench/s22/demo-brain-t1t2/ascplus-bezier-ipa/seed0 \
+    --model width16=bench/s25/variants-width16/ascplus-bezier-ipa/seed0 \
+    --model iter4000=bench/s25/variants-iter4000/ascplus-bezier-ipa/seed0 \
+    --out benchmarks/results/demo-diagnosis/variants.json
+# (d) Exports and the decision (rule O, and issue 14's mark against today's ascplus from committed rows):
+for t in demo-brain-t1t2 abdominal-ct2mr; do
+  $BIN/python benchmarks/export_results.py bench/s25/$t benchmarks/results/rule-o/$t --no-tables
+done
+for v in width16 iter4000; do
+  $BIN/python benchmarks/export_results.py bench/s25/variants-$v benchmarks/results/demo-diagnosis/variants-$v
+done
+$BIN/python benchmarks/pipeline_round_decision.py --out benchmarks/results/rule-o/decision.json
