@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from paired_test import case_mean_dice, decision_arguments, run_dice  # this folder
+from paired_test import case_mean_dice, decision_arguments  # this folder
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import pair
@@ -83,7 +83,7 @@ def issue14_mark(results: Path) -> dict:
                    else stage1(results, task, seed, 2))
             refs.append(ref)
             runs.append(results / task / "diffuse-uda" / f"seed{seed}" / STAGE3)
-        pairs = [pair(r, s) for r, s in zip(refs, runs)]
+        pairs = [pair(r, s) for r, s in zip(refs, runs, strict=True)]
         rows.append({"task": task, "ascplus": float(np.mean([a for a, _, _ in pairs])),
                      "diffuse_uda": float(np.mean([b for _, b, _ in pairs])),
                      "gain_per_seed": [b - a for a, b, _ in pairs], "p_per_seed": [p for _, _, p in pairs],
@@ -116,7 +116,7 @@ def main() -> None:
     print("| task | `ascplus` (default) | `diffuse-uda` | gain | per seed (p) | seed-averaged p |\n"
           "|---|---|---|---|---|---|")
     for r in m["rows"]:
-        seeds = ", ".join(f"{g:+.1f} ({p:.3f})" for g, p in zip(r["gain_per_seed"], r["p_per_seed"]))
+        seeds = ", ".join(f"{g:+.1f} ({p:.3f})" for g, p in zip(r["gain_per_seed"], r["p_per_seed"], strict=True))
         print(f"| {r['task']} | {r['ascplus']:.1f} | {r['diffuse_uda']:.1f} | {r['gain']:+.1f} | {seeds} | "
               f"{r['seed_averaged_p']:.3g} |")
     print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
