@@ -1342,23 +1342,43 @@ $BIN/python benchmarks/demo_contrast_diagnosis.py --data-root data --work /tmp/d
     --model pick=bench/s22/demo-brain-t1t2/ascplus-bezier-ipa/seed0 \
     --model round2=bench/s22/demo-brain-t1t2/ascplus-self-training-at-pick/seed0/self_training/round2 \
     --out benchmarks/results/demo-diagnosis/diagnosis.json --figure docs/figures/demo_contrast_diagnosis.png
-# (c) Exploratory (registered before its runs): the seed-0 pick's candidate with twice the width or twice the updates,
-#     then the diagnosis's source-fit measure on them (after (a); two processes):
+# (c) Exploratory (registered before their runs): the seed-0 pick's candidate with twice the width, twice the updates
+#     (both after (a)), then with monotone curves; then 4000 updates on more design seeds (two processes each time):
 $BIN/diffuse-uda bench -t demo-brain-t1t2 --methods ascplus-bezier-ipa --seed-list 0 -o bench/s25/variants-width16 \
     --set network.init_filters=16 &
 $BIN/diffuse-uda bench -t demo-brain-t1t2 --methods ascplus-bezier-ipa --seed-list 0 -o bench/s25/variants-iter4000 \
     --set training.iterations=4000 &
 wait
+$BIN/diffuse-uda bench -t demo-brain-t1t2 --methods ascplus-bezier-ipa --seed-list 0 -o bench/s25/variants-monotone \
+    --set 'method.appearance_options={"member": "bezier", "member_options": {"location_scale": true, "random_endpoints": false}}'
+longer_at_pick() {  # "task:seed ...": the committed pick's candidate at 4000 updates, in order
+  for x in $1; do
+    IFS=: read -r t s <<< "$x"
+    pick=$($BIN/python -c "import json; print([c['chosen'] for c in json.load(open('benchmarks/results/$t/bench.json'))['appearance_choices']['ascplus'] if c['seed'] == $s][0])")
+    $BIN/diffuse-uda bench -t $t --methods ascplus-$pick --seed-list $s -o bench/s25/iter4000-$t --set training.iterations=4000
+  done
+}
+longer_at_pick "demo-brain-t1t2:1 abdominal-ct2mr:0" &
+longer_at_pick "demo-brain-t1t2:2 mscmr-bssfp2lge:0" &
+wait
 $BIN/python benchmarks/demo_contrast_diagnosis.py --data-root data --work /tmp/demo-diagnosis \
     --model pick=bench/s22/demo-brain-t1t2/ascplus-bezier-ipa/seed0 \
     --model width16=bench/s25/variants-width16/ascplus-bezier-ipa/seed0 \
+    --model monotone=bench/s25/variants-monotone/ascplus-bezier-ipa/seed0 \
     --model iter4000=bench/s25/variants-iter4000/ascplus-bezier-ipa/seed0 \
     --out benchmarks/results/demo-diagnosis/variants.json
-# (d) Exports and the decision (rule O, and issue 14's mark against today's ascplus from committed rows):
+# (d) Exports, rule O's decision (with issue 14's mark against today's ascplus, from committed rows) and the
+#     training-length table:
 for t in demo-brain-t1t2 abdominal-ct2mr; do
   $BIN/python benchmarks/export_results.py bench/s25/$t benchmarks/results/rule-o/$t --no-tables
 done
-for v in width16 iter4000; do
+for v in width16 monotone; do
   $BIN/python benchmarks/export_results.py bench/s25/variants-$v benchmarks/results/demo-diagnosis/variants-$v
 done
+$BIN/python benchmarks/export_results.py bench/s25/variants-iter4000 benchmarks/results/training-length/demo-brain-t1t2 \
+    --no-tables
+for t in demo-brain-t1t2 abdominal-ct2mr mscmr-bssfp2lge; do
+  $BIN/python benchmarks/export_results.py bench/s25/iter4000-$t benchmarks/results/training-length/$t --no-tables
+done
 $BIN/python benchmarks/pipeline_round_decision.py --out benchmarks/results/rule-o/decision.json
+$BIN/python benchmarks/training_length.py --out benchmarks/results/training-length/record.json
