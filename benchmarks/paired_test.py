@@ -9,6 +9,7 @@ Reads only the runs' ``evaluation/per_case.csv`` (written by the shared evaluati
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,11 @@ def seed_dice(row: Path) -> dict[str, float]:
 def row_mean(row: Path) -> float:
     """A bench row's value over its seeds: the mean of :func:`seed_dice` (the tables' mean)."""
     return float(np.mean(list(seed_dice(row).values())))
+
+
+def train_seconds(run: Path) -> float:
+    """A run folder's recorded training time (``run.json``)."""
+    return float(json.loads((Path(run) / "run.json").read_text())["train_seconds"])
 
 
 def paired_dice(reference: Path, run: Path, same_cases: bool = False) -> tuple[float, float, float, int]:

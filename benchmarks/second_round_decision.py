@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from paired_test import decision_arguments, row_mean, run_dice, seed_dice  # this folder
+from paired_test import decision_arguments, row_mean, run_dice, seed_dice, train_seconds  # this folder
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import HELD_OUT, ROUND_ROW, pair, print_design, print_held_out, verdict
@@ -53,7 +53,7 @@ def held_out(results: Path, k: int = 2) -> dict:
         if abs(one - committed) > 1e-6:
             raise SystemExit(f"{task} seed {seed}: round {k - 1} scores {one:.4f} here, its committed row "
                              f"{committed:.4f}")
-        seconds = json.loads((round_dir(run, k) / "run.json").read_text())["train_seconds"]
+        seconds = train_seconds(round_dir(run, k))
         rows.append({"task": task, "seed": seed, "pick": committed_pick(run, seed), before: one, after: two,
                      "gain": two - one, "p": p, f"{after}_train_seconds": seconds})
     return verdict(rows, before, after)

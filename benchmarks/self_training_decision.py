@@ -80,6 +80,11 @@ def print_held_out(h: dict, before: str, after: str, columns: tuple[str, str], r
           f"-{MAX_TASK_LOSS}; mean gain minus the bar: {h['mean_gain'] - MIN_MEAN_GAIN:+.2f})")
 
 
+def mark_dice(source_only: float, oracle: float) -> float:
+    """Issue 13's mark: the Dice that closes 60 % of the source-only -> oracle gap."""
+    return source_only + 0.6 * (oracle - source_only)
+
+
 def print_design(d: list[dict], columns: dict[str, str]) -> None:
     """One row per design seed (``columns``: key -> header, before the gain and p), then per task each column's
     mean and the share of the source-only -> oracle gap it closes."""
@@ -96,7 +101,7 @@ def print_design(d: list[dict], columns: dict[str, str]) -> None:
             closed = f"{100 * (m - lo) / (hi - lo):.1f} %" if hi > lo else "n/a"
             print(f"{task} ({len(rs)} seeds) {name}: {m:.1f} ({closed} of the gap {lo:.1f} -> {hi:.1f})")
         print(f"{task}: mean gain {float(np.mean([r['gain'] for r in rs])):+.1f}")
-        mark = lo + 0.6 * (hi - lo)
+        mark = mark_dice(lo, hi)
         print(f"{task}: 60 % of the gap is {mark:.1f} Dice; against it: "
               + ", ".join(f"{name} {m - mark:+.1f}" for name, m in means.items()))
 

@@ -15,16 +15,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from paired_test import decision_arguments, row_mean  # this folder
+from paired_test import decision_arguments, row_mean, train_seconds  # this folder
 from pipeline_round_decision import stage1
 from self_training_at_pick import committed_pick
-from self_training_decision import pair
+from self_training_decision import mark_dice, pair
 
 VARIANTS = ("width16", "monotone")
-
-
-def train_seconds(run: Path) -> float:
-    return float(json.loads((run / "run.json").read_text())["train_seconds"])
 
 
 def longer(results: Path) -> list[dict]:
@@ -58,7 +54,7 @@ def main() -> None:
         rs = [r for r in rows if r["task"] == task]
         lo, hi = (row_mean(args.results / task / b) for b in ("source-only", "target-supervised"))
         mean = {k: float(np.mean([r[k] for r in rs])) for k in ("updates_2000", "updates_4000", "two_rounds")}
-        mark = lo + 0.6 * (hi - lo)
+        mark = mark_dice(lo, hi)
         summary[task] = {"seeds": len(rs), **mean, "mark_60_percent": mark,
                          "gap_closed_4000": (mean["updates_4000"] - lo) / (hi - lo)}
         print(f"{task} ({len(rs)} seeds): 2000 updates {mean['updates_2000']:.1f}, 4000 updates "
