@@ -1361,6 +1361,9 @@ longer_at_pick() {  # "task:seed ...": the committed pick's candidate at 4000 up
 longer_at_pick "demo-brain-t1t2:1 abdominal-ct2mr:0" &
 longer_at_pick "demo-brain-t1t2:2 mscmr-bssfp2lge:0" &
 wait
+longer_at_pick "abdominal-ct2mr:1" &  # registered after the runs above
+longer_at_pick "abdominal-ct2mr:2" &
+wait
 $BIN/python benchmarks/demo_contrast_diagnosis.py --data-root data --work /tmp/demo-diagnosis \
     --model pick=bench/s22/demo-brain-t1t2/ascplus-bezier-ipa/seed0 \
     --model width16=bench/s25/variants-width16/ascplus-bezier-ipa/seed0 \
