@@ -63,6 +63,12 @@ T1_TO_T2 = ([0.0, BASE.source.csf, BASE.source.gm, BASE.source.wm, 1.0],
             [0.0, BASE.target.csf, BASE.target.gm, BASE.target.wm, BASE.target.wm])
 
 
+def dice_per_class(reference: np.ndarray, prediction: np.ndarray, num_classes: int) -> list[float]:
+    """Dice (%) of each foreground class between two label maps (numpy arrays of the same shape)."""
+    return [200 * float(np.sum((reference == k) & (prediction == k))) /
+            max(float(np.sum(reference == k) + np.sum(prediction == k)), 1.0) for k in range(1, num_classes)]
+
+
 def source_fit(run: str, source: Path, num_classes: int) -> dict[str, float]:
     """Mean foreground Dice (%) of the model on its source training slices: plain, restyled by its own training
     transfer, and remapped by :data:`T1_TO_T2`."""
@@ -83,8 +89,7 @@ def source_fit(run: str, source: Path, num_classes: int) -> dict[str, float]:
         with torch.no_grad():
             for name, view in views.items():
                 pred = bundle.network(view).argmax(1)
-                dice[name].append([200 * float(((pred == k) & (y == k)).sum()) /
-                                   max(float((pred == k).sum() + (y == k).sum()), 1.0) for k in range(1, num_classes)])
+                dice[name].append(dice_per_class(y.numpy(), pred.numpy(), num_classes))
     return {name: float(np.mean(v)) for name, v in dice.items()}
 
 
@@ -96,8 +101,7 @@ def scores(predictions: Path, reference: Path, num_classes: int) -> tuple[list[f
         pred = read_nifti(predictions / f"{case}.nii.gz")[0].astype(np.int64)
         confusion += np.bincount(num_classes * ref.ravel() + pred.ravel(),
                                  minlength=num_classes ** 2).reshape(num_classes, num_classes)
-        per_case.append([200 * np.sum((ref == k) & (pred == k)) / max(np.sum(ref == k) + np.sum(pred == k), 1)
-                         for k in range(1, num_classes)])
+        per_case.append(dice_per_class(ref, pred, num_classes))
     return [float(v) for v in np.mean(per_case, axis=0)], confusion
 
 

@@ -108,6 +108,12 @@ def main() -> None:
               f"(p {r['p_own_round0']:.3f}), two rounds {r['over_own_stage1_round2']:+.1f} (p {r['p_own_round2']:.3f});"
               f" the pipeline on the pick over the two-round model: "
               f"{r['pipeline_round0'] - r['stage1_round2']:+.1f} (p {r['p_round0_vs_default']:.3f})")
+    for task in RULE_O_TASKS:
+        for k in (0, 2):
+            stages = json.loads((args.results / "rule-o" / task / f"round{k}" / "seed0" / "pipeline.json").read_text())
+            later = {st["stage"]: st["seconds"] for st in stages["stages"][1:]}
+            print(f"{task} round {k}: stages 2-5 {sum(later.values()) / 60:.0f} min ("
+                  + ", ".join(f"{name} {sec:.0f} s" for name, sec in later.items()) + ")")
     gains = ", ".join(f"{r['gain']:+.2f}" for r in o["rows"])
     print(f"Rule O: gains {gains} against +/-{BAR}: {o['verdict']}")
 
@@ -120,7 +126,8 @@ def main() -> None:
         print(f"| {r['task']} | {r['ascplus']:.1f} | {r['diffuse_uda']:.1f} | {r['gain']:+.1f} | {seeds} | "
               f"{r['seed_averaged_p']:.3g} |")
     print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
-          f"{m['significant_gains']} of 4 tasks (mark 3)")
+          f"{m['significant_gains']} of 4 tasks (mark 3); over the three grey tasks "
+          f"{np.mean([r['gain'] for r in m['rows'] if r['task'] in GREY_TASKS]):+.1f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"rule_o": o, "issue14_mark": m}, indent=1) + "\n")
