@@ -1385,3 +1385,36 @@ for t in demo-brain-t1t2 abdominal-ct2mr mscmr-bssfp2lge; do
 done
 $BIN/python benchmarks/pipeline_round_decision.py --out benchmarks/results/rule-o/decision.json
 $BIN/python benchmarks/training_length.py --out benchmarks/results/training-length/record.json
+# ---------------------------------------------------------------- Session 26
+# (a) Rule P's held-out demo decisions: the committed pick's candidate at 4000 updates (no round) on the two held-out
+#     demo tasks (their data and task files: "Session 16"), seeds 0-2; two processes, one thread each:
+longer_at_pick_file() {  # "task:seed ...", in order
+  for x in $1; do
+    IFS=: read -r t s <<< "$x"
+    pick=$($BIN/python -c "import json; print([c['chosen'] for c in json.load(open('benchmarks/results/$t/bench.json'))['appearance_choices']['ascplus'] if c['seed'] == $s][0])")
+    $BIN/diffuse-uda bench -t benchmarks/tasks/$t.yaml --methods ascplus-$pick --seed-list $s -o bench/s26/iter4000-$t \
+        --set training.iterations=4000
+  done
+}
+longer_at_pick_file "demo-brain-t2t1:0 demo-brain-t2t1:1 demo-brain-t2t1:2" &
+longer_at_pick_file "demo-brain-t1flair:0 demo-brain-t1flair:1 demo-brain-t1flair:2" &
+wait
+# (b) Rule P's new real-task seeds (after (a)): today's `ascplus` of sessions 23-25 (the choice, then two rounds; with
+#     the code of commit 3b03924 or earlier, where that is the default on scans), then the candidate it chose at
+#     4000 updates (a separate folder: the choice's candidates are the first folder's ascplus-<name> rows):
+default_then_longer() {  # task seed
+  $BIN/diffuse-uda bench -t $1 --methods ascplus --seed-list $2 -o bench/s26/rule-p-$1
+  pick=$($BIN/python -c "import json; print(json.load(open('bench/s26/rule-p-$1/ascplus/seed$2/appearance_choice.json'))['chosen'])")
+  $BIN/diffuse-uda bench -t $1 --methods ascplus-$pick --seed-list $2 -o bench/s26/iter4000-$1 --set training.iterations=4000
+}
+default_then_longer abdominal-ct2mr 5 &
+default_then_longer mscmr-bssfp2lge 4 &
+wait
+# (c) Exports and rule P's decision:
+for t in demo-brain-t2t1 demo-brain-t1flair abdominal-ct2mr mscmr-bssfp2lge; do
+  $BIN/python benchmarks/export_results.py bench/s26/iter4000-$t benchmarks/results/rule-p/$t --no-tables
+done
+for t in abdominal-ct2mr mscmr-bssfp2lge; do
+  $BIN/python benchmarks/export_results.py bench/s26/rule-p-$t benchmarks/results/rule-p-default/$t
+done
+$BIN/python benchmarks/training_length_decision.py --out benchmarks/results/rule-p/decision.json
