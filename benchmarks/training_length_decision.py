@@ -57,7 +57,7 @@ def decisions(results: Path) -> list[dict]:
                      "gain": longer - two, "p": p, "updates_2000": base, "p_over_2000": p_base,
                      "train_seconds_4000": train_seconds(run),
                      "train_seconds_rounds": sum(train_seconds(r) for r in rounds)})
-    return rows
+    return sorted(rows, key=lambda r: (r["task"], r["seed"]))
 
 
 def outcome(h: dict) -> str:
