@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from paired_test import decision_arguments, row_mean, train_seconds  # this folder
-from pipeline_round_decision import stage1
+from pipeline_round_decision import PHOTO_TASK, issue14_mark, stage1
 from self_training_at_pick import committed_pick
 from self_training_decision import mark_dice, pair
 
@@ -38,6 +38,15 @@ def longer(results: Path) -> list[dict]:
                      "p_over_two_rounds": p_rounds, "train_seconds_2000": train_seconds(stage1(results, task, seed, 0)),
                      "train_seconds_4000": train_seconds(run)})
     return rows
+
+
+def longer_default(results: Path, task: str, seed: int) -> Path:
+    """``ascplus``'s default since session 26 (rule P) at a design seed: on scans the committed pick's candidate at
+    4000 updates (what the default trains after its choice); photos are unchanged (the committed row)."""
+    if task == PHOTO_TASK:
+        return results / task / "ascplus" / f"seed{seed}"
+    return results / "training-length" / task / f"ascplus-{committed_pick(results / task / 'bench.json', seed)}" / \
+        f"seed{seed}"
 
 
 def main() -> None:
@@ -68,9 +77,20 @@ def main() -> None:
         variants[name] = {"dice": dice, "gain": dice - base, "p": p, "train_seconds": train_seconds(run)}
         print(f"demo seed 0, {name}: {dice:.1f} ({dice - base:+.1f} over {base:.1f}, p {p:.3f}), "
               f"{variants[name]['train_seconds']:.0f} s")
+    record = {"longer": rows, "summary": summary, "variants": variants}
+    if all(s["seeds"] == 3 for s in summary.values()) and len(summary) == 3:
+        m = issue14_mark(args.results, longer_default)
+        record["issue14_mark_against_longer_training"] = m
+        print("\nIssue 14's end-to-end mark against `ascplus` with the longer training (committed rows, 3 seeds)\n")
+        print("| task | `ascplus` (longer training) | `diffuse-uda` | gain | seed-averaged p |\n|---|---|---|---|---|")
+        for r in m["rows"]:
+            print(f"| {r['task']} | {r['ascplus']:.1f} | {r['diffuse_uda']:.1f} | {r['gain']:+.1f} | "
+                  f"{r['seed_averaged_p']:.3g} |")
+        print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
+              f"{m['significant_gains']} of 4 tasks (mark 3)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"longer": rows, "summary": summary, "variants": variants}, indent=1) + "\n")
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
