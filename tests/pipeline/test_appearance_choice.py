@@ -16,6 +16,7 @@ from diffuse_uda.pipeline.appearance_choice import (
     RGB_CANDIDATES,
     candidate_config,
     default_candidates,
+    longer_config,
     pooled_dice,
     read_choice,
 )
@@ -275,6 +276,27 @@ def test_two_self_training_rounds_by_default_on_scans_none_on_photos() -> None:
     assert segmentation_config(PipelineConfig(seed=3), 2).training.seed == 3
 
 
+def test_longer_training_is_an_option_of_the_choice() -> None:
+    """Rule P (session 26) was undecided: the chosen candidate trained again for longer is an option, off by
+    default; it follows the choice and must add updates."""
+    from diffuse_uda.errors import ConfigError
+    from diffuse_uda.methods.registry import create_method
+
+    assert create_method("ascplus", {}).options.longer_training == 0
+    assert create_method("ascplus", {"longer_training": 2}).options.longer_training == 2
+    with pytest.raises((ConfigError, ValueError), match="longer_training follows the appearance choice"):
+        create_method("ascplus", {"longer_training": 2, "appearance": "bezier"})
+    with pytest.raises((ConfigError, ValueError), match="longer_training=1"):
+        create_method("ascplus", {"longer_training": 1})
+
+
+def test_longer_config_is_the_candidate_row_at_more_updates() -> None:
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": 30}, "method": {"longer_training": 2}})
+    longer = longer_config(cfg, "gin", 2)
+    assert longer.training.iterations == 60 and longer.method == APPEARANCE_PRESETS["gin"]
+    assert longer == candidate_config(build_run_config("smoke", 2, {"training": {"iterations": 60}}), "gin")
+
+
 def test_the_request_records_the_rounds_the_task_gets(tiny_task, monkeypatch) -> None:
     """Unset rounds are resolved in the run request: a folder made while the default meant another number of rounds
     is not taken for today's default run; a fixed transfer (no choice, no rounds) is unaffected."""
@@ -293,6 +315,11 @@ def test_the_request_records_the_rounds_the_task_gets(tiny_task, monkeypatch) ->
         "config": {**default.config, "method": {}}})
     assert default.differences(made_unresolved)
     assert request({"self_training_rounds": 0}).options["self_training_rounds"] == 0
+    # A run made before longer_training existed trained nothing longer: read today, it is that run still.
+    before_the_option = default.model_copy(update={
+        "options": {k: v for k, v in default.options.items() if k != "longer_training"}})
+    assert before_the_option.upgraded() == default
+    assert default.differences(request({"longer_training": 2}))
     assert "self_training_rounds" not in request({"appearance": "bezier"}).options
     monkeypatch.setattr(Task, "is_colour_photo", property(lambda self: True))
     assert request({}).options["self_training_rounds"] == 0

@@ -111,6 +111,26 @@ def test_self_training_round_never_reads_target_labels(tiny_task, tmp_path, watc
     assert not [p for p in watched_reads if p.parent.name.startswith("labels") and tiny_task.target_dir.name in str(p)]
 
 
+def test_longer_training_after_the_choice_never_reads_target_labels(tiny_task, tmp_path, watched_reads):
+    """``longer_training`` (an option): after the label-free choice the chosen candidate is trained again from
+    scratch for twice the updates, then the round starts from it; no target label file is opened."""
+    from diffuse_uda.pipeline.appearance_choice import LONGER_DIR
+    from diffuse_uda.pipeline.run_folder import RunFolder
+
+    _hide_target_labels(tiny_task)
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": 2, "device": "cpu"},
+                                        "method": {"appearance_candidates": ["paper", "bezier"],
+                                                   "longer_training": 2, "self_training_rounds": 1}})
+    run = train_method(tiny_task, "ascplus", cfg, tmp_path / "run", cache_dir=tmp_path / "cache", progress=False)
+    chosen = RunFolder(run / "candidates" / read_choice(run).chosen).manifest()
+    assert RunFolder(run / LONGER_DIR).manifest().iterations == 2 * chosen.iterations == 4
+    round1 = run / "self_training" / "round1"
+    assert (run / "model.pt").read_bytes() == (round1 / "model.pt").read_bytes()
+    details = RunFolder(run).manifest().details
+    assert details["longer_training"] == 2 and details["self_training_rounds"] == 1
+    assert not [p for p in watched_reads if p.parent.name.startswith("labels") and tiny_task.target_dir.name in str(p)]
+
+
 def test_oracle_reads_only_target_training_labels(tiny_task, smoke_config, tmp_path, watched_reads):
     shutil.rmtree(tiny_task.target_dir / "labelsTs")
     train_method(tiny_task, "target-supervised", smoke_config, tmp_path / "run", cache_dir=tmp_path / "c",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from diffuse_uda.pipeline.appearance_choice import RULES, AppearanceChoice
-from diffuse_uda.report.run_report import guard_sentence, self_training_sentence
+from diffuse_uda.report.run_report import after_choice_sentence, guard_sentence
 
 
 def _choice(rule: str, floor: float | None, support: float | None = 0.85) -> AppearanceChoice:
@@ -26,7 +26,12 @@ def test_guard_sentence_says_what_each_rule_used() -> None:
     assert guard_sentence(_choice("guarded-class-ratio", None, support=None)) == ""
 
 
-def test_self_training_sentence_counts_the_rounds() -> None:
-    assert self_training_sentence({}) == "" and self_training_sentence({"self_training_rounds": 0}) == ""
-    assert "Then 1 self-training round:" in self_training_sentence({"self_training_rounds": 1})
-    assert "Then 2 self-training rounds:" in self_training_sentence({"self_training_rounds": 2})
+def test_after_choice_sentence_says_what_was_trained_after_the_choice() -> None:
+    assert after_choice_sentence({}) == ""
+    assert after_choice_sentence({"self_training_rounds": 0, "longer_training": 0}) == ""
+    assert "Then 1 self-training round:" in after_choice_sentence({"self_training_rounds": 1})
+    assert "Then 2 self-training rounds:" in after_choice_sentence({"self_training_rounds": 2})
+    longer = after_choice_sentence({"longer_training": 2, "self_training_rounds": 0})
+    assert "2 times the updates" in longer and "round" not in longer
+    both = after_choice_sentence({"longer_training": 2, "self_training_rounds": 1})
+    assert both.index("2 times the updates") < both.index("Then 1 self-training round")

@@ -66,7 +66,8 @@ APPEARANCE_PRESETS: dict[str, dict[str, Any]] = {
 
 
 # Options read only by the label-free choice of ``appearance="auto"`` (pipeline.appearance_choice).
-CHOICE_ONLY_OPTIONS = ("appearance_candidates", "appearance_rule", "reverse_fraction", "self_training_rounds")
+CHOICE_ONLY_OPTIONS = ("appearance_candidates", "appearance_rule", "reverse_fraction", "longer_training",
+                       "self_training_rounds")
 
 
 class ASCOptions(TeacherStudentOptions):
@@ -108,6 +109,13 @@ class ASCOptions(TeacherStudentOptions):
                     "'reverse-validation': a model trained on each candidate's target "
                     "pseudo-labels segments the labelled source images (measured worse on contrast shifts, "
                     "BENCHMARKS.md session 12).")
+    longer_training: int = Field(
+        0, ge=0,
+        description="With appearance='auto': after the choice (the candidates train for training.iterations), "
+                    "train the chosen candidate again from scratch for this many times training.iterations and "
+                    "keep that model (self-training rounds, if any, start from it); 0 (the default) keeps the "
+                    "candidate. Not the default: in place of the two rounds it gained on the held-out synthetic "
+                    "demo tasks and lost on a real one (rule P undecided, BENCHMARKS.md session 26).")
     self_training_rounds: int | None = Field(
         None, ge=0,
         description="With appearance='auto': after the choice, train ASCPlus (the chosen transfer) again this many "
@@ -123,6 +131,11 @@ class ASCOptions(TeacherStudentOptions):
     def _appearance_is_valid(self) -> ASCOptions:
         if self.self_training_rounds and self.appearance != AUTO:
             raise ValueError("self_training_rounds follows the appearance choice: it needs appearance='auto'")
+        if self.longer_training and self.appearance != AUTO:
+            raise ValueError("longer_training follows the appearance choice: it needs appearance='auto'")
+        if self.longer_training == 1:
+            raise ValueError("longer_training=1 would train the chosen candidate again as it was: use 0 (keep it) "
+                             "or a factor of 2 or more")
         if self.appearance == AUTO:
             unknown = [c for c in self.appearance_candidates or () if c not in APPEARANCE_PRESETS]
             if unknown:

@@ -142,6 +142,7 @@ CLASS_RATIO_FALLBACK = (RULES["agreement"] + "; the class-ratio prior had nothin
                         "or only candidates it cannot judge)")
 REVERSE_DIR = "reverse_validation"
 SELF_TRAINING_DIR = "self_training"
+LONGER_DIR = "longer_training"  # the chosen candidate trained again for longer (rule P)
 # The default candidates: target-driven (paper FFT swap, histogram matching), target-agnostic
 # contrast-inverting remaps (Bezier curves blended by a smooth random field, GIN) and a mixture; photos add the
 # colour-aware swap. Session 15 put bezier-ipa in place of bezier by a rule committed before its held-out runs
@@ -539,14 +540,29 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
                                             options.reverse_fraction)
     choice = distributed.on_main(_choose, task, config, out_dir, runs, cache_dir, progress, options.appearance_rule,
                                  reverse)
-    rounds: list[Path] = []
+    # After the choice: the chosen candidate trained again for longer, then any self-training rounds, each from
+    # the model before it. Every one is a run folder of its own (resumable, reused when its request matches).
+    after: list[Path] = []
+    if options.longer_training:
+        after.append(train_method(task, "ascplus", longer_config(config, choice.chosen, options.longer_training),
+                                  out_dir / LONGER_DIR, cache_dir=cache_dir, progress=progress,
+                                  display_name=f"ascplus-{choice.chosen} x{options.longer_training} updates",
+                                  force=force))
     for r in range(1, (options.self_training_rounds or 0) + 1):
-        previous = rounds[-1] if rounds else runs[choice.chosen]
-        rounds.append(self_training_round(task, config, choice.chosen, previous, out_dir, r, cache_dir, progress,
-                                          force))
-    distributed.on_main(_keep_chosen, out_dir, runs, folder, manifest, choice, rounds,
+        previous = after[-1] if after else runs[choice.chosen]
+        after.append(self_training_round(task, config, choice.chosen, previous, out_dir, r, cache_dir, progress,
+                                         force))
+    distributed.on_main(_keep_chosen, out_dir, runs, folder, manifest, choice, after,
                         sum(seconds for _, seconds in reverse.values()) if reverse else 0.0)
     return out_dir
+
+
+def longer_config(config: RunConfig, chosen: str, factor: int) -> RunConfig:
+    """The chosen candidate's run config with ``factor`` times the updates: the same run as the bench row
+    ``ascplus-<chosen>`` made with ``--set training.iterations=<factor x iterations>``."""
+    candidate = candidate_config(config, chosen)
+    training = candidate.training.model_copy(update={"iterations": factor * candidate.training.iterations})
+    return candidate.model_copy(update={"training": training})
 
 
 def self_training_round(task: Task, config: RunConfig, chosen: str, previous: Path, out_dir: Path, round_: int,
@@ -575,18 +591,21 @@ def _choose(task: Task, config: RunConfig, out_dir: Path, runs: dict[str, Path],
 
 
 def _keep_chosen(out_dir: Path, runs: dict[str, Path], folder: RunFolder, manifest: RunManifest,
-                 choice: AppearanceChoice, rounds: list[Path], reverse_seconds: float) -> None:
-    """Make ``out_dir`` the chosen run, or its last self-training round (rank 0)."""
+                 choice: AppearanceChoice, after: list[Path], reverse_seconds: float) -> None:
+    """Make ``out_dir`` the chosen run, or the last run trained after the choice (rank 0)."""
     from diffuse_uda.pipeline.train import peak_rss_mb
 
-    copied = adopt_chosen_run(rounds[-1] if rounds else runs[choice.chosen], out_dir)
+    copied = adopt_chosen_run(after[-1] if after else runs[choice.chosen], out_dir)
     done = {n: RunFolder(r).manifest() for n, r in runs.items()}
-    trained = [RunFolder(r).manifest() for r in rounds]
+    trained = [RunFolder(r).manifest() for r in after]
     final = trained[-1] if trained else done[choice.chosen]
+    rounds = [r for r in after if r.parent.name == SELF_TRAINING_DIR]
+    longer = [r for r in after if r.name == LONGER_DIR]
     manifest = manifest.model_copy(update={
         "status": "complete",
         "outputs": ["candidates", *([REVERSE_DIR] if choice.reverse_validation is not None else []),
-                    *([SELF_TRAINING_DIR] if rounds else []), CHOICE_FILE, *copied],
+                    *([LONGER_DIR] if longer else []), *([SELF_TRAINING_DIR] if rounds else []), CHOICE_FILE,
+                    *copied],
         "n_labelled_samples": final.n_labelled_samples, "n_target_samples": final.n_target_samples,
         # The cost: every candidate's training, the reverse models, the scoring and the self-training rounds.
         "train_seconds": sum(m.train_seconds or 0.0 for m in [*done.values(), *trained]) + reverse_seconds
@@ -595,6 +614,8 @@ def _keep_chosen(out_dir: Path, runs: dict[str, Path], folder: RunFolder, manife
         "peak_rss_mb": max([peak_rss_mb(), *(m.peak_rss_mb or 0.0 for m in [*done.values(), *trained])]),
         "iterations": final.iterations, "device": final.device, "world_size": final.world_size,
         "details": {"appearance": choice.chosen, "appearance_choice": choice_summary(choice),
+                    "longer_training": ((RunFolder(longer[0]).manifest().iterations or 0)
+                                        // (done[choice.chosen].iterations or 1)) if longer else 0,
                     "self_training_rounds": len(rounds)}})
     folder.write(RunManifest.model_validate(manifest.model_dump()))
     print(f"[ascplus] appearance chosen without labels: {choice.chosen} "

@@ -46,6 +46,9 @@ COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     # Not paper rows: the product's stage 1 followed by one (session 12) or two (session 13) self-training rounds.
     "ascplus-self-training": ("ascplus", {"self_training_rounds": 1}),
     "ascplus-self-training-2": ("ascplus", {"self_training_rounds": 2}),
+    # Not a paper row: the choice, then the chosen candidate trained again for twice the updates, no round (the arm
+    # of rule P, session 26: undecided against the two rounds).
+    "ascplus-longer-training": ("ascplus", {"longer_training": 2, "self_training_rounds": 0}),
     # Not paper rows: the class-ratio rule chooses the appearance transfer (session 13), then no or one round.
     # The rule rows are the choice alone (no self-training round), as they were made before rules L and M
     # (sessions 22-23) made rounds the default on scans.

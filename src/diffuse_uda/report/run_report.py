@@ -93,7 +93,7 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
                          [[name, f"{c.scores[name]:.3f}", f"{agreement[name]:.3f}", f"{c.entropy[name]:.3f}",
                            "**yes**" if name == c.chosen else ""] for name in c.scores])
             guard = guard_sentence(c)
-            report.paragraph(f"{label}: **{c.chosen}**, by {c.rule}.{guard}{self_training_sentence(manifest.details)}")
+            report.paragraph(f"{label}: **{c.chosen}**, by {c.rule}.{guard}{after_choice_sentence(manifest.details)}")
     report.heading("Cost")
     report.table(["Run", "iterations", "train time (s)", "preprocessing (s)", "peak RSS (MB)", "device"],
                  [[label, m.iterations or "?", _fmt_number(m.train_seconds), _fmt_number(m.preprocessing_seconds),
@@ -137,14 +137,21 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
     return report.write(out_dir / "report.md")
 
 
-def self_training_sentence(details: dict) -> str:
-    """The self-training rounds an ``ascplus`` run made after its choice (empty when none)."""
+def after_choice_sentence(details: dict) -> str:
+    """What an ``ascplus`` run trained after its choice: longer training, self-training rounds (empty when
+    neither)."""
+    out = ""
+    factor = int(details.get("longer_training") or 0)
+    if factor:
+        out += (f" Then the chosen candidate was trained again from scratch for {factor} times the updates; the "
+                "model reported is that one" + (" until the rounds below." if details.get("self_training_rounds")
+                                                else "."))
     rounds = int(details.get("self_training_rounds") or 0)
-    if not rounds:
-        return ""
-    return (f" Then {rounds} self-training round{'s' if rounds > 1 else ''}: the chosen model labelled the target "
-            "training images and ASCPlus with the chosen transfer was trained again with those pairs added to the "
-            "labelled set; the model reported is the last round's.")
+    if rounds:
+        out += (f" Then {rounds} self-training round{'s' if rounds > 1 else ''}: the previous model labelled the "
+                "target training images and ASCPlus with the chosen transfer was trained again with those pairs "
+                "added to the labelled set; the model reported is the last round's.")
+    return out
 
 
 def guard_sentence(c: AppearanceChoice) -> str:
