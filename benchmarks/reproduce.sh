@@ -1418,3 +1418,17 @@ for t in abdominal-ct2mr mscmr-bssfp2lge; do
   $BIN/python benchmarks/export_results.py bench/s26/rule-p-$t benchmarks/results/rule-p-default/$t
 done
 $BIN/python benchmarks/training_length_decision.py --out benchmarks/results/rule-p/decision.json
+# (d) Reported, no rule (after (b)): the committed pick of MS-CMRSeg bSSFP -> LGE at design seeds 1-2, 4000 updates,
+#     then the training-length record (now 3 seeds of each grey design task):
+longer_at_pick_design() {  # seed
+  t=mscmr-bssfp2lge
+  pick=$($BIN/python -c "import json; print([c['chosen'] for c in json.load(open('benchmarks/results/$t/bench.json'))['appearance_choices']['ascplus'] if c['seed'] == $1][0])")
+  $BIN/diffuse-uda bench -t $t --methods ascplus-$pick --seed-list $1 -o bench/s26/design-iter4000-$t \
+      --set training.iterations=4000
+}
+longer_at_pick_design 1 &
+longer_at_pick_design 2 &
+wait
+$BIN/python benchmarks/export_results.py bench/s26/design-iter4000-mscmr-bssfp2lge \
+    benchmarks/results/training-length/mscmr-bssfp2lge --no-tables
+$BIN/python benchmarks/training_length.py --out benchmarks/results/training-length/record.json
