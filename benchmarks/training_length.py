@@ -37,7 +37,7 @@ def longer(results: Path) -> list[dict]:
                      "gain": dice - base, "p": p, "two_rounds": rounds, "over_two_rounds": dice - rounds,
                      "p_over_two_rounds": p_rounds, "train_seconds_2000": train_seconds(stage1(results, task, seed, 0)),
                      "train_seconds_4000": train_seconds(run)})
-    return rows
+    return sorted(rows, key=lambda r: (r["task"], r["seed"]))
 
 
 def longer_default(results: Path, task: str, seed: int) -> Path:
