@@ -142,7 +142,7 @@ CLASS_RATIO_FALLBACK = (RULES["agreement"] + "; the class-ratio prior had nothin
                         "or only candidates it cannot judge)")
 REVERSE_DIR = "reverse_validation"
 SELF_TRAINING_DIR = "self_training"
-LONGER_DIR = "longer_training"  # the chosen candidate trained again for longer (rule P)
+LONGER_DIR = "longer_training"  # the chosen candidate trained again for more updates (option longer_training)
 # The default candidates: target-driven (paper FFT swap, histogram matching), target-agnostic
 # contrast-inverting remaps (Bezier curves blended by a smooth random field, GIN) and a mixture; photos add the
 # colour-aware swap. Session 15 put bezier-ipa in place of bezier by a rule committed before its held-out runs
@@ -607,7 +607,7 @@ def _keep_chosen(out_dir: Path, runs: dict[str, Path], folder: RunFolder, manife
                     *([LONGER_DIR] if longer else []), *([SELF_TRAINING_DIR] if rounds else []), CHOICE_FILE,
                     *copied],
         "n_labelled_samples": final.n_labelled_samples, "n_target_samples": final.n_target_samples,
-        # The cost: every candidate's training, the reverse models, the scoring and the self-training rounds.
+        # The cost: every candidate's training, the reverse models, the scoring and what was trained after it.
         "train_seconds": sum(m.train_seconds or 0.0 for m in [*done.values(), *trained]) + reverse_seconds
         + choice.seconds,
         "preprocessing_seconds": sum(m.preprocessing_seconds or 0.0 for m in [*done.values(), *trained]),

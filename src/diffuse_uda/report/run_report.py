@@ -143,9 +143,9 @@ def after_choice_sentence(details: dict) -> str:
     out = ""
     factor = int(details.get("longer_training") or 0)
     if factor:
-        out += (f" Then the chosen candidate was trained again from scratch for {factor} times the updates; the "
-                "model reported is that one" + (" until the rounds below." if details.get("self_training_rounds")
-                                                else "."))
+        out += f" Then the chosen candidate was trained again from scratch for {factor} times the updates."
+        if not details.get("self_training_rounds"):
+            out += " The model reported is that one."
     rounds = int(details.get("self_training_rounds") or 0)
     if rounds:
         out += (f" Then {rounds} self-training round{'s' if rounds > 1 else ''}: the previous model labelled the "
