@@ -1399,9 +1399,9 @@ longer_at_pick_file() {  # "task:seed ...", in order
 longer_at_pick_file "demo-brain-t2t1:0 demo-brain-t2t1:1 demo-brain-t2t1:2" &
 longer_at_pick_file "demo-brain-t1flair:0 demo-brain-t1flair:1 demo-brain-t1flair:2" &
 wait
-# (b) Rule P's new real-task seeds (after (a)): today's `ascplus` of sessions 23-25 (the choice, then two rounds; with
-#     the code of commit 3b03924 or earlier, where that is the default on scans), then the candidate it chose at
-#     4000 updates (a separate folder: the choice's candidates are the first folder's ascplus-<name> rows):
+# (b) Rule P's new real-task seeds (after (a)): today's `ascplus` (the choice, then two rounds, its default on
+#     scans), then the candidate it chose at 4000 updates (a separate folder: the choice's candidates are the first
+#     folder's ascplus-<name> rows at 2000 updates):
 default_then_longer() {  # task seed
   $BIN/diffuse-uda bench -t $1 --methods ascplus --seed-list $2 -o bench/s26/rule-p-$1
   pick=$($BIN/python -c "import json; print(json.load(open('bench/s26/rule-p-$1/ascplus/seed$2/appearance_choice.json'))['chosen'])")
