@@ -553,7 +553,8 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
         after.append(self_training_round(task, config, choice.chosen, previous, out_dir, r, cache_dir, progress,
                                          force))
     distributed.on_main(_keep_chosen, out_dir, runs, folder, manifest, choice, after,
-                        sum(seconds for _, seconds in reverse.values()) if reverse else 0.0)
+                        sum(seconds for _, seconds in reverse.values()) if reverse else 0.0,
+                        options.longer_training, options.self_training_rounds or 0)
     return out_dir
 
 
@@ -591,16 +592,16 @@ def _choose(task: Task, config: RunConfig, out_dir: Path, runs: dict[str, Path],
 
 
 def _keep_chosen(out_dir: Path, runs: dict[str, Path], folder: RunFolder, manifest: RunManifest,
-                 choice: AppearanceChoice, after: list[Path], reverse_seconds: float) -> None:
-    """Make ``out_dir`` the chosen run, or the last run trained after the choice (rank 0)."""
+                 choice: AppearanceChoice, after: list[Path], reverse_seconds: float, longer: int,
+                 rounds: int) -> None:
+    """Make ``out_dir`` the chosen run, or the last run trained after the choice (rank 0): ``after`` holds the
+    longer training (``longer`` times the updates; 0: none) and then the ``rounds`` self-training rounds."""
     from diffuse_uda.pipeline.train import peak_rss_mb
 
     copied = adopt_chosen_run(after[-1] if after else runs[choice.chosen], out_dir)
     done = {n: RunFolder(r).manifest() for n, r in runs.items()}
     trained = [RunFolder(r).manifest() for r in after]
     final = trained[-1] if trained else done[choice.chosen]
-    rounds = [r for r in after if r.parent.name == SELF_TRAINING_DIR]
-    longer = [r for r in after if r.name == LONGER_DIR]
     manifest = manifest.model_copy(update={
         "status": "complete",
         "outputs": ["candidates", *([REVERSE_DIR] if choice.reverse_validation is not None else []),
@@ -614,9 +615,7 @@ def _keep_chosen(out_dir: Path, runs: dict[str, Path], folder: RunFolder, manife
         "peak_rss_mb": max([peak_rss_mb(), *(m.peak_rss_mb or 0.0 for m in [*done.values(), *trained])]),
         "iterations": final.iterations, "device": final.device, "world_size": final.world_size,
         "details": {"appearance": choice.chosen, "appearance_choice": choice_summary(choice),
-                    "longer_training": ((RunFolder(longer[0]).manifest().iterations or 0)
-                                        // (done[choice.chosen].iterations or 1)) if longer else 0,
-                    "self_training_rounds": len(rounds)}})
+                    "longer_training": longer, "self_training_rounds": rounds}})
     folder.write(RunManifest.model_validate(manifest.model_dump()))
     print(f"[ascplus] appearance chosen without labels: {choice.chosen} "
           f"(scores {', '.join(f'{k} {v:.3f}' for k, v in choice.scores.items())})")
