@@ -13,6 +13,10 @@ the four candidates that were not picked; the row equals ``ascplus-self-training
 recorded. ``--rounds N`` runs rounds 1..N, each on the previous round's pseudo-labels (round ``r`` in
 ``<row>/seed<S>/self_training/round<r>``); rounds already in the row folder with the same request are reused, so a
 second round can follow a bench's ``ascplus-self-training`` row in place (``--row``/``--choice-row`` name it).
+``--pick-iterations N`` takes the pick's candidate trained for N updates (the bench row made with ``--set
+training.iterations=N``, reused from ``-o``) as the model the first round labels the target with; the rounds keep the
+profile's updates. That is the product's ``ascplus`` with ``longer_training`` = N / the profile's updates, then the
+rounds (``pipeline.appearance_choice.longer_config``).
 """
 
 from __future__ import annotations
@@ -62,12 +66,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="self-training rounds after the pick (default 1)")
     ap.add_argument("--row", default=ROW, help=f"row folder holding the rounds (default {ROW})")
     ap.add_argument("--choice-row", default="ascplus", help="row of --choice whose pick is used (default ascplus)")
+    ap.add_argument("--pick-iterations", type=int, default=None,
+                    help="updates of the pick's candidate the rounds start from (default: the profile's)")
     args = ap.parse_args()
 
     task = load_task(args.task, args.data_root)
     pick = committed_pick(args.choice, args.seed, args.choice_row)
     print(f"[self-training at pick] {task.name} seed {args.seed}: committed pick {pick}")
-    run_bench(task, [f"ascplus-{pick}"], [args.seed], args.out, profile=args.profile)
+    longer = {"training": {"iterations": args.pick_iterations}} if args.pick_iterations else None
+    run_bench(task, [f"ascplus-{pick}"], [args.seed], args.out, profile=args.profile, overrides=longer)
     # The bench's own settings for its ``ascplus`` row at this seed (the candidate and the round derive from them).
     config = build_run_config(args.profile, task.preprocessing.spatial_dims,
                               {"training": {"seed": args.seed}, "method": {}})
