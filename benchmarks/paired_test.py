@@ -37,6 +37,13 @@ def case_mean_dice(run: Path) -> dict[str, float]:
     return {case: float(np.nanmean([m["dice"] for m in classes.values()])) for case, classes in per_case.items()}
 
 
+def class_dice(run: Path) -> dict[str, float]:
+    """Class -> Dice (%) averaged over the test cases of one run folder."""
+    per_case = load_per_case(run / EVALUATION / "per_case.csv").values()
+    classes = next(iter(per_case))
+    return {c: 100 * float(np.nanmean([case[c]["dice"] for case in per_case])) for c in classes}
+
+
 def run_dice(run: Path) -> float:
     """One run folder's bench value: the mean over cases of :func:`case_mean_dice`, in %."""
     means = list(case_mean_dice(run).values())

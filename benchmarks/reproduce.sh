@@ -1432,3 +1432,47 @@ wait
 $BIN/python benchmarks/export_results.py bench/s26/design-iter4000-mscmr-bssfp2lge \
     benchmarks/results/training-length/mscmr-bssfp2lge --no-tables
 $BIN/python benchmarks/training_length.py --out benchmarks/results/training-length/record.json
+
+# ---------------------------------------------------------------- Session 27
+# (a) Rule Q: two self-training rounds (2000 updates each) on the committed pick's 4000-update model (Session 26
+#     (a)-(b) and Session 25's design runs made those models, which are reused from their folders), for rule P's 8
+#     held-out decisions first, then the design seeds; two processes, one thread each:
+rounds_on_longer() {  # "task|seed|choice|bench-folder ...", in order
+  for x in $1; do
+    IFS='|' read -r t s c o <<< "$x"
+    $BIN/python benchmarks/self_training_at_pick.py -t $t --seed $s --choice $c -o $o --pick-iterations 4000 \
+        --rounds 2 --row ascplus-longer-rounds
+  done
+}
+R=benchmarks/results
+rounds_on_longer "benchmarks/tasks/demo-brain-t1flair.yaml|0|$R/demo-brain-t1flair/bench.json|bench/s26/iter4000-demo-brain-t1flair
+  benchmarks/tasks/demo-brain-t1flair.yaml|1|$R/demo-brain-t1flair/bench.json|bench/s26/iter4000-demo-brain-t1flair
+  benchmarks/tasks/demo-brain-t1flair.yaml|2|$R/demo-brain-t1flair/bench.json|bench/s26/iter4000-demo-brain-t1flair
+  abdominal-ct2mr|5|$R/rule-p-default/abdominal-ct2mr/ascplus/seed5|bench/s26/iter4000-abdominal-ct2mr
+  demo-brain-t1t2|0|$R/demo-brain-t1t2/bench.json|bench/s25/variants-iter4000
+  demo-brain-t1t2|2|$R/demo-brain-t1t2/bench.json|bench/s25/iter4000-demo-brain-t1t2
+  abdominal-ct2mr|1|$R/abdominal-ct2mr/bench.json|bench/s25/iter4000-abdominal-ct2mr
+  mscmr-bssfp2lge|0|$R/mscmr-bssfp2lge/bench.json|bench/s25/iter4000-mscmr-bssfp2lge
+  mscmr-bssfp2lge|2|$R/mscmr-bssfp2lge/bench.json|bench/s26/design-iter4000-mscmr-bssfp2lge" &
+rounds_on_longer "benchmarks/tasks/demo-brain-t2t1.yaml|0|$R/demo-brain-t2t1/bench.json|bench/s26/iter4000-demo-brain-t2t1
+  benchmarks/tasks/demo-brain-t2t1.yaml|1|$R/demo-brain-t2t1/bench.json|bench/s26/iter4000-demo-brain-t2t1
+  benchmarks/tasks/demo-brain-t2t1.yaml|2|$R/demo-brain-t2t1/bench.json|bench/s26/iter4000-demo-brain-t2t1
+  mscmr-bssfp2lge|4|$R/rule-p-default/mscmr-bssfp2lge/ascplus/seed4|bench/s26/iter4000-mscmr-bssfp2lge
+  demo-brain-t1t2|1|$R/demo-brain-t1t2/bench.json|bench/s25/iter4000-demo-brain-t1t2
+  abdominal-ct2mr|0|$R/abdominal-ct2mr/bench.json|bench/s25/iter4000-abdominal-ct2mr
+  abdominal-ct2mr|2|$R/abdominal-ct2mr/bench.json|bench/s25/iter4000-abdominal-ct2mr
+  mscmr-bssfp2lge|1|$R/mscmr-bssfp2lge/bench.json|bench/s26/design-iter4000-mscmr-bssfp2lge" &
+wait
+# (b) Exports (the rounds only; the 4000-update models are committed since Session 26) and rule Q's decision:
+for o in s26/iter4000-demo-brain-t1flair s26/iter4000-demo-brain-t2t1 s26/iter4000-abdominal-ct2mr \
+    s26/iter4000-mscmr-bssfp2lge; do
+  $BIN/python benchmarks/export_results.py bench/$o $R/rule-q/${o#s26/iter4000-} --rows ascplus-longer-rounds \
+      --no-tables
+done
+for o in s25/variants-iter4000:demo-brain-t1t2 s25/iter4000-demo-brain-t1t2:demo-brain-t1t2 \
+    s25/iter4000-abdominal-ct2mr:abdominal-ct2mr s25/iter4000-mscmr-bssfp2lge:mscmr-bssfp2lge \
+    s26/design-iter4000-mscmr-bssfp2lge:mscmr-bssfp2lge; do
+  $BIN/python benchmarks/export_results.py bench/${o%%:*} $R/rule-q-design/${o##*:} --rows ascplus-longer-rounds \
+      --no-tables
+done
+$BIN/python benchmarks/longer_rounds_decision.py --out $R/rule-q/decision.json
