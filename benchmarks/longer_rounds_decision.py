@@ -18,15 +18,14 @@ mean foreground Dice (%); p: two-sided paired Wilcoxon over test cases.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from paired_test import class_dice, decision_arguments, row_mean, run_dice, train_seconds  # this folder
-from pipeline_round_decision import GREY_TASKS, PHOTO_TASK, issue14_mark, stage1, two_rounds
+from paired_test import class_dice, decision_arguments, row_mean, run_dice, train_seconds, write_record  # this folder
+from pipeline_round_decision import GREY_TASKS, PHOTO_TASK, issue14_mark, print_issue14_mark, stage1, two_rounds
 from self_training_at_pick import committed_pick, round_dir
-from self_training_decision import MAX_TASK_LOSS, MIN_MEAN_GAIN, pair, print_design, print_held_out, verdict
+from self_training_decision import pair, print_design, print_held_out, verdict
 from training_length import longer_training_row
-from training_length_decision import RULE_P, outcome, references
+from training_length_decision import RULE_P, outcome, print_outcome, references
 
 ROW = "ascplus-longer-rounds"
 RULE_Q, DESIGN = "rule-q", "rule-q-design"
@@ -78,8 +77,7 @@ def main() -> None:
     h = verdict(held_out(args.results), "two_rounds", "longer_rounds")
     h["outcome"] = outcome(h)
     print_held_out(h, "two_rounds", "longer_rounds", ("two rounds (default)", "4000 updates + two rounds"), "Q")
-    print(f"rule Q's outcome: {h['outcome']} (passes: mean gain >= {MIN_MEAN_GAIN} and no task below "
-          f"-{MAX_TASK_LOSS}; nothing changes: mean gain <= -{MIN_MEAN_GAIN}; else undecided)")
+    print_outcome(h, "Q")
     print("\n| task | seed | 4000 updates | + round 1 | + round 2 | train s (two rounds / 4000 + two rounds) |"
           "\n|---|---|---|---|---|---|")
     for r in h["decisions"]:
@@ -100,17 +98,8 @@ def main() -> None:
     if sorted({r["task"] for r in d}) == sorted(GREY_TASKS) and len(d) == 3 * len(GREY_TASKS):
         m = issue14_mark(args.results, longer_rounds_row)
         record["issue14_mark_against_longer_rounds"] = m
-        print("\nIssue 14's end-to-end mark against `ascplus` with 4000 updates and two rounds (committed rows)\n")
-        print("| task | `ascplus` (4000 updates + two rounds) | `diffuse-uda` | gain | seed-averaged p |"
-              "\n|---|---|---|---|---|")
-        for r in m["rows"]:
-            print(f"| {r['task']} | {r['ascplus']:.1f} | {r['diffuse_uda']:.1f} | {r['gain']:+.1f} | "
-                  f"{r['seed_averaged_p']:.3g} |")
-        print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
-              f"{m['significant_gains']} of 4 tasks (mark 3)")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        print_issue14_mark(m, "with 4000 updates and two rounds", "4000 updates + two rounds")
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":

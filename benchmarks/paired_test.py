@@ -31,6 +31,13 @@ def decision_arguments(doc: str | None, record: bool = True) -> argparse.Namespa
     return ap.parse_args()
 
 
+def write_record(out: Path | None, record: object) -> None:
+    """Write a decision record (``--out``) as the committed records are: JSON, indent 1, a final newline."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def case_mean_dice(run: Path) -> dict[str, float]:
     """Case id -> Dice averaged over the foreground classes."""
     per_case = load_per_case(run / EVALUATION / "per_case.csv")

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from paired_test import case_mean_dice, decision_arguments  # this folder
+from paired_test import case_mean_dice, decision_arguments, write_record  # this folder
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import pair
@@ -100,6 +100,18 @@ def issue14_mark(results: Path, default: Callable[[Path, str, int], Path] = two_
             "significant_gains": sum(r["gain"] > 0 and r["seed_averaged_p"] < 0.05 for r in rows)}
 
 
+def print_issue14_mark(m: dict, against: str, column: str) -> None:
+    """The short table of :func:`issue14_mark` read against another ``ascplus`` (``against``: the heading's words,
+    ``column``: the ``ascplus`` column's parenthesis)."""
+    print(f"\nIssue 14's end-to-end mark against `ascplus` {against} (committed rows, 3 seeds)\n")
+    print(f"| task | `ascplus` ({column}) | `diffuse-uda` | gain | seed-averaged p |\n|---|---|---|---|---|")
+    for r in m["rows"]:
+        print(f"| {r['task']} | {r['ascplus']:.1f} | {r['diffuse_uda']:.1f} | {r['gain']:+.1f} | "
+              f"{r['seed_averaged_p']:.3g} |")
+    print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
+          f"{m['significant_gains']} of 4 tasks (mark 3)")
+
+
 def main() -> None:
     args = decision_arguments(__doc__)
     o = rule_o(args.results)
@@ -134,9 +146,7 @@ def main() -> None:
     print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
           f"{m['significant_gains']} of 4 tasks (mark 3); over the three grey tasks "
           f"{np.mean([r['gain'] for r in m['rows'] if r['task'] in GREY_TASKS]):+.1f}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"rule_o": o, "issue14_mark": m}, indent=1) + "\n")
+    write_record(args.out, {"rule_o": o, "issue14_mark": m})
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ evaluations, where both have one), to see whether the drift tells which rounds s
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
-from paired_test import paired_dice  # this folder
+from paired_test import paired_dice, write_record  # this folder
 from self_training_at_pick import round_dir
 
 from diffuse_uda.data.dataset_json import label_path, list_cases, load_dataset_json
@@ -78,9 +77,7 @@ def main() -> None:
             out.append({"run": str(run), "pair": pair, **d, "gain": gain})
             shown = "n/a" if gain is None else f"{gain:+.2f}"
             print(f"| {run} | {pair} | {d['pooled_dice']:.1f} | {d['changed']:.2f} | {shown} |")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_record(args.out, out)
 
 
 if __name__ == "__main__":

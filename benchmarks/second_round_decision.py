@@ -22,10 +22,9 @@ paired Wilcoxon over test cases.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from paired_test import decision_arguments, row_mean, run_dice, seed_dice, train_seconds  # this folder
+from paired_test import decision_arguments, row_mean, run_dice, seed_dice, train_seconds, write_record  # this folder
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import HELD_OUT, ROUND_ROW, pair, print_design, print_held_out, verdict
@@ -110,9 +109,7 @@ def main() -> None:
     third = exploratory_round(args.results, "rule-m-design", 3)
     if third:
         print_exploratory(third, d, 3, ("two rounds", "three rounds"))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"held_out": h, "design": d, "third_round": third}, indent=1) + "\n")
+    write_record(args.out, {"held_out": h, "design": d, "third_round": third})
 
 
 if __name__ == "__main__":

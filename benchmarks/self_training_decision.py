@@ -18,11 +18,10 @@ paired Wilcoxon over test cases.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-from paired_test import decision_arguments, paired_dice, row_mean, seed_dice  # this folder
+from paired_test import decision_arguments, paired_dice, row_mean, seed_dice, write_record  # this folder
 from self_training_at_pick import committed_pick, round_dir
 
 from diffuse_uda.pipeline.appearance_choice import read_choice
@@ -130,9 +129,7 @@ def main() -> None:
     if d:
         print_design(d, {"committed_ascplus": "committed ascplus", "stage1_here": "stage 1 here",
                          "self_training": "+ one round"})
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"held_out": h, "design": d}, indent=1) + "\n")
+    write_record(args.out, {"held_out": h, "design": d})
 
 
 if __name__ == "__main__":

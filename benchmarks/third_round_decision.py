@@ -23,11 +23,10 @@ paired Wilcoxon over test cases.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-from paired_test import decision_arguments, row_mean, run_dice, seed_dice  # this folder
+from paired_test import decision_arguments, row_mean, run_dice, seed_dice, write_record  # this folder
 from second_round_decision import design, exploratory_round, held_out, print_exploratory
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick, round_dir
@@ -89,10 +88,7 @@ def main() -> None:
                             "round1": "one round", "round2": "two rounds"})
         for task in sorted({r["task"] for r in demo}):
             print(f"{task}: source-only-dg {next(r for r in demo if r['task'] == task)['source_only_dg']:.1f}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"held_out": h, "design": d, "fourth_round": fourth, "demo_held_out": demo}
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+    write_record(args.out, {"held_out": h, "design": d, "fourth_round": fourth, "demo_held_out": demo})
 
 
 if __name__ == "__main__":

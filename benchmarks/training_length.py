@@ -11,12 +11,11 @@ run the mean over test cases of the mean foreground Dice (%); p: paired Wilcoxon
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-from paired_test import decision_arguments, row_mean, train_seconds  # this folder
-from pipeline_round_decision import PHOTO_TASK, issue14_mark, stage1, two_rounds
+from paired_test import decision_arguments, row_mean, train_seconds, write_record  # this folder
+from pipeline_round_decision import PHOTO_TASK, issue14_mark, print_issue14_mark, stage1, two_rounds
 from self_training_at_pick import committed_pick
 from self_training_decision import mark_dice, pair
 
@@ -82,16 +81,8 @@ def main() -> None:
     if all(s["seeds"] == 3 for s in summary.values()) and len(summary) == 3:
         m = issue14_mark(args.results, longer_training_row)
         record["issue14_mark_against_longer_training"] = m
-        print("\nIssue 14's end-to-end mark against `ascplus` with the longer training (committed rows, 3 seeds)\n")
-        print("| task | `ascplus` (longer training) | `diffuse-uda` | gain | seed-averaged p |\n|---|---|---|---|---|")
-        for r in m["rows"]:
-            print(f"| {r['task']} | {r['ascplus']:.1f} | {r['diffuse_uda']:.1f} | {r['gain']:+.1f} | "
-                  f"{r['seed_averaged_p']:.3g} |")
-        print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
-              f"{m['significant_gains']} of 4 tasks (mark 3)")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        print_issue14_mark(m, "with the longer training", "longer training")
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,10 @@ as the bench tables; p: two-sided paired Wilcoxon over test cases.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-from paired_test import decision_arguments, row_mean, train_seconds  # this folder
+from paired_test import decision_arguments, row_mean, train_seconds, write_record  # this folder
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import MAX_TASK_LOSS, MIN_MEAN_GAIN, mark_dice, pair, print_held_out, verdict
@@ -66,13 +65,17 @@ def outcome(h: dict) -> str:
     return "nothing changes" if h["mean_gain"] <= -MIN_MEAN_GAIN else "undecided"
 
 
+def print_outcome(h: dict, rule: str) -> None:
+    print(f"rule {rule}'s outcome: {h['outcome']} (passes: mean gain >= {MIN_MEAN_GAIN} and no task below "
+          f"-{MAX_TASK_LOSS}; nothing changes: mean gain <= -{MIN_MEAN_GAIN}; else undecided)")
+
+
 def main() -> None:
     args = decision_arguments(__doc__)
     h = verdict(decisions(args.results), "two_rounds", "updates_4000")
     h["outcome"] = outcome(h)
     print_held_out(h, "two_rounds", "updates_4000", ("two rounds (default)", "4000 updates"), "P")
-    print(f"rule P's outcome: {h['outcome']} (passes: mean gain >= {MIN_MEAN_GAIN} and no task below "
-          f"-{MAX_TASK_LOSS}; nothing changes: mean gain <= -{MIN_MEAN_GAIN}; else undecided)")
+    print_outcome(h, "P")
     print("\n| task | seed | pick | 2000 updates | 4000 updates | gain over 2000 (p) | train s (4000 / two rounds) |"
           "\n|---|---|---|---|---|---|---|")
     for r in h["decisions"]:
@@ -90,9 +93,7 @@ def main() -> None:
               f"rounds {mean['two_rounds']:.1f}, 4000 updates {mean['updates_4000']:.1f}; gap {lo:.1f} -> {hi:.1f}, "
               f"60 % mark {mark_dice(lo, hi):.1f} (4000 updates {mean['updates_4000'] - mark_dice(lo, hi):+.1f}, "
               f"two rounds {mean['two_rounds'] - mark_dice(lo, hi):+.1f})")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**h, "marks": marks}, indent=1) + "\n")
+    write_record(args.out, {**h, "marks": marks})
 
 
 if __name__ == "__main__":
