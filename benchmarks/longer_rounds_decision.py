@@ -23,9 +23,9 @@ from pathlib import Path
 from paired_test import class_dice, decision_arguments, row_mean, run_dice, train_seconds, write_record  # this folder
 from pipeline_round_decision import GREY_TASKS, PHOTO_TASK, issue14_mark, print_issue14_mark, stage1, two_rounds
 from self_training_at_pick import committed_pick, round_dir
-from self_training_decision import pair, print_design, print_held_out, verdict
+from self_training_decision import pair, print_design
 from training_length import longer_training_row
-from training_length_decision import RULE_P, outcome, print_outcome, references
+from training_length_decision import RULE_P, decide, references
 
 ROW = "ascplus-longer-rounds"
 RULE_Q, DESIGN = "rule-q", "rule-q-design"
@@ -74,10 +74,8 @@ def design(results: Path) -> list[dict]:
 
 def main() -> None:
     args = decision_arguments(__doc__)
-    h = verdict(held_out(args.results), "two_rounds", "longer_rounds")
-    h["outcome"] = outcome(h)
-    print_held_out(h, "two_rounds", "longer_rounds", ("two rounds (default)", "4000 updates + two rounds"), "Q")
-    print_outcome(h, "Q")
+    h = decide(held_out(args.results), "two_rounds", "longer_rounds",
+               ("two rounds (default)", "4000 updates + two rounds"), "Q")
     print("\n| task | seed | 4000 updates | + round 1 | + round 2 | train s (two rounds / 4000 + two rounds) |"
           "\n|---|---|---|---|---|---|")
     for r in h["decisions"]:

@@ -65,17 +65,19 @@ def outcome(h: dict) -> str:
     return "nothing changes" if h["mean_gain"] <= -MIN_MEAN_GAIN else "undecided"
 
 
-def print_outcome(h: dict, rule: str) -> None:
+def decide(rows: list[dict], before: str, after: str, columns: tuple[str, str], rule: str) -> dict:
+    """The held-out verdict with its three outcomes (rules P and Q), printed: the decisions' table, then the outcome."""
+    h = verdict(rows, before, after)
+    h["outcome"] = outcome(h)
+    print_held_out(h, before, after, columns, rule)
     print(f"rule {rule}'s outcome: {h['outcome']} (passes: mean gain >= {MIN_MEAN_GAIN} and no task below "
           f"-{MAX_TASK_LOSS}; nothing changes: mean gain <= -{MIN_MEAN_GAIN}; else undecided)")
+    return h
 
 
 def main() -> None:
     args = decision_arguments(__doc__)
-    h = verdict(decisions(args.results), "two_rounds", "updates_4000")
-    h["outcome"] = outcome(h)
-    print_held_out(h, "two_rounds", "updates_4000", ("two rounds (default)", "4000 updates"), "P")
-    print_outcome(h, "P")
+    h = decide(decisions(args.results), "two_rounds", "updates_4000", ("two rounds (default)", "4000 updates"), "P")
     print("\n| task | seed | pick | 2000 updates | 4000 updates | gain over 2000 (p) | train s (4000 / two rounds) |"
           "\n|---|---|---|---|---|---|---|")
     for r in h["decisions"]:
