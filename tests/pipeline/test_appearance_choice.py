@@ -276,13 +276,20 @@ def test_two_self_training_rounds_by_default_on_scans_none_on_photos() -> None:
     assert segmentation_config(PipelineConfig(seed=3), 2).training.seed == 3
 
 
-def test_longer_training_is_an_option_of_the_choice() -> None:
-    """Rule P (session 26) was undecided: the chosen candidate trained again for longer is an option, off by
-    default; it follows the choice and must add updates."""
+def test_longer_training_follows_the_task_by_default() -> None:
+    """Rule Q (session 27): unset, the chosen candidate is trained again for twice the updates on scans, kept on
+    photos; the pipeline's stage 1 keeps it unless asked. It follows the choice and must add updates."""
     from diffuse_uda.errors import ConfigError
+    from diffuse_uda.methods.asc import default_longer_training
     from diffuse_uda.methods.registry import create_method
+    from diffuse_uda.pipeline.run import PipelineConfig, segmentation_config
 
-    assert create_method("ascplus", {}).options.longer_training == 0
+    assert create_method("ascplus", {}).options.longer_training is None
+    assert default_longer_training(colour_photo=False) == 2
+    assert default_longer_training(colour_photo=True) == 0
+    assert segmentation_config(PipelineConfig(), 2).method["longer_training"] == 0
+    asked = PipelineConfig(segmentation={"method": {"longer_training": 2}})
+    assert segmentation_config(asked, 2).method["longer_training"] == 2
     assert create_method("ascplus", {"longer_training": 2}).options.longer_training == 2
     with pytest.raises((ConfigError, ValueError), match="longer_training follows the appearance choice"):
         create_method("ascplus", {"longer_training": 2, "appearance": "bezier"})
@@ -315,14 +322,15 @@ def test_the_request_records_the_rounds_the_task_gets(tiny_task, monkeypatch) ->
         "config": {**default.config, "method": {}}})
     assert default.differences(made_unresolved)
     assert request({"self_training_rounds": 0}).options["self_training_rounds"] == 0
-    # A run made before longer_training existed trained nothing longer: read today, it is that run still.
+    assert default.options["longer_training"] == 2 and default == request({"longer_training": 2})
+    # A run made before rule Q (no longer training: the option absent or 0) is not today's default run.
     before_the_option = default.model_copy(update={
         "options": {k: v for k, v in default.options.items() if k != "longer_training"}})
-    assert before_the_option.upgraded() == default
-    assert default.differences(request({"longer_training": 2}))
+    assert default.differences(before_the_option.upgraded())
+    assert default.differences(request({"longer_training": 0}))
     assert "self_training_rounds" not in request({"appearance": "bezier"}).options
     monkeypatch.setattr(Task, "is_colour_photo", property(lambda self: True))
-    assert request({}).options["self_training_rounds"] == 0
+    assert request({}).options["self_training_rounds"] == 0 and request({}).options["longer_training"] == 0
 
 
 def test_choice_options_are_not_part_of_a_fixed_transfer_run() -> None:

@@ -54,7 +54,9 @@ def test_train_and_predict_never_read_target_labels(method, tiny_task, smoke_con
     if method == "ascplus":  # the product default: its appearance transfer was chosen without labels
         choice = read_choice(run)
         assert choice is not None and choice.chosen in choice.scores
-        # ... and on a scan the default adds two self-training rounds on the target pseudo-labels (rules L, M).
+        # ... and on a scan the default trains the pick again for twice the updates (rule Q), then two
+        # self-training rounds on the target pseudo-labels (rules L, M).
+        assert (run / "longer_training" / "model.pt").is_file()
         assert (run / "self_training" / "round2" / "model.pt").is_file()
         assert (run / "model.pt").read_bytes() == (run / "self_training" / "round2" / "model.pt").read_bytes()
     # 2) ... no file under a target label folder was even opened ...

@@ -109,13 +109,13 @@ class ASCOptions(TeacherStudentOptions):
                     "'reverse-validation': a model trained on each candidate's target "
                     "pseudo-labels segments the labelled source images (measured worse on contrast shifts, "
                     "BENCHMARKS.md session 12).")
-    longer_training: int = Field(
-        0, ge=0,
+    longer_training: int | None = Field(
+        None, ge=0,
         description="With appearance='auto': after the choice (the candidates train for training.iterations), "
                     "train the chosen candidate again from scratch for this many times training.iterations and "
-                    "keep that model (self-training rounds, if any, start from it); 0 (the default) keeps the "
-                    "candidate. Not the default: in place of the two rounds it gained on the held-out synthetic "
-                    "demo tasks and lost on a real one (rule P undecided, BENCHMARKS.md session 26).")
+                    "keep that model (self-training rounds, if any, start from it); 0 keeps the candidate. None "
+                    "(the default): 2 on scans (rule Q, BENCHMARKS.md session 27), 0 on colour photos (not "
+                    "measured there). The pipeline's stage 1 uses 0 unless set.")
     self_training_rounds: int | None = Field(
         None, ge=0,
         description="With appearance='auto': after the choice, train ASCPlus (the chosen transfer) again this many "
@@ -252,6 +252,13 @@ class ASCPlusOptions(ASCOptions):
     appearance: str = Field(AUTO, description="Appearance transfer T by name, or 'auto' (chosen per task, label-free).")
 
 
+def default_longer_training(colour_photo: bool) -> int:
+    """The chosen candidate's updates after the choice, as a factor of the candidates', when ``longer_training`` is
+    not set: twice on scans (rule Q, BENCHMARKS.md session 27: then the two rounds start from it); on photos the
+    candidate is kept (no longer training or round was measured to help there)."""
+    return 0 if colour_photo else 2
+
+
 def default_self_training_rounds(colour_photo: bool) -> int:
     """Rounds after the choice when ``self_training_rounds`` is not set: two on scans (rule L, BENCHMARKS.md session
     22, made it one; rule M, session 23, two); none on photos, where the chosen candidate's pseudo-labels were below
@@ -268,9 +275,11 @@ class ASCPlus(ASC):
     @classmethod
     def task_defaults(cls, options: StrictModel, task: Task) -> dict[str, Any]:
         assert isinstance(options, ASCOptions)
-        if options.appearance == AUTO and options.self_training_rounds is None:
-            return {"self_training_rounds": default_self_training_rounds(task.is_colour_photo)}
-        return {}
+        if options.appearance != AUTO:
+            return {}
+        unset = {"self_training_rounds": default_self_training_rounds, "longer_training": default_longer_training}
+        return {name: default(task.is_colour_photo) for name, default in unset.items()
+                if getattr(options, name) is None}
 
 
 # The paper's Table 4, as (method, options) presets; M1 is the source-only lower bound. Every row uses the

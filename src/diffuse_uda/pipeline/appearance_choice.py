@@ -554,7 +554,7 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
                                          force))
     distributed.on_main(_keep_chosen, out_dir, runs, folder, manifest, choice, after,
                         sum(seconds for _, seconds in reverse.values()) if reverse else 0.0,
-                        options.longer_training, options.self_training_rounds or 0)
+                        options.longer_training or 0, options.self_training_rounds or 0)
     return out_dir
 
 

@@ -229,11 +229,13 @@ def _candidate_dirs(config: PipelineConfig) -> dict[str, Path] | None:
 
 def segmentation_config(config: PipelineConfig, spatial_dims: int) -> RunConfig:
     """Stages 1 and 3's segmentation settings: the profile's, with the pipeline's overrides and seed. Stage 1 is
-    ``ascplus`` without a self-training round unless one is asked for: stage 3 is the pipeline's own retraining, and
-    the pipeline was measured that way (rounds became ``ascplus``'s default in sessions 22-23, rules L and M)."""
+    ``ascplus`` without a self-training round or longer training unless asked for: stage 3 is the pipeline's own
+    retraining, and the pipeline was measured that way (rounds became ``ascplus``'s default in sessions 22-23, rules
+    L and M; the longer training in session 27, rule Q)."""
     overrides = json.loads(json.dumps(config.segmentation))
     overrides.setdefault("training", {}).setdefault("seed", config.seed)
-    overrides.setdefault("method", {}).setdefault("self_training_rounds", 0)
+    for name in ("self_training_rounds", "longer_training"):
+        overrides.setdefault("method", {}).setdefault(name, 0)
     return build_run_config(config.profile, spatial_dims, overrides)
 
 
