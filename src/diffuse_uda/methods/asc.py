@@ -252,6 +252,11 @@ class ASCPlusOptions(ASCOptions):
     appearance: str = Field(AUTO, description="Appearance transfer T by name, or 'auto' (chosen per task, label-free).")
 
 
+# ``ascplus``'s label-free choice with nothing trained after it (no longer training, no self-training round): the
+# bench's rule rows and the pipeline's stage 1, whose stage 3 is its own retraining.
+CHOICE_ALONE: dict[str, int] = {"self_training_rounds": 0, "longer_training": 0}
+
+
 def default_longer_training(colour_photo: bool) -> int:
     """The chosen candidate's updates after the choice, as a factor of the candidates', when ``longer_training`` is
     not set: twice on scans (rule Q, BENCHMARKS.md session 27: then the two rounds start from it); on photos the

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from diffuse_uda.errors import ConfigError
-from diffuse_uda.methods.asc import APPEARANCE_PRESETS, ASCPLUS_ABLATION
+from diffuse_uda.methods.asc import APPEARANCE_PRESETS, ASCPLUS_ABLATION, CHOICE_ALONE
 from diffuse_uda.methods.registry import available_methods
 from diffuse_uda.methods.source_only_dg import DG_RANDOM_CHOICE
 
@@ -29,9 +29,6 @@ HEAL_ENTRIES: dict[str, dict[str, Any]] = {
 HEAL_CALIBRATED_QUANTILE = 0.9
 HEAL_ENTRIES.update({f"{name}-calibrated": {**opts, "entropy_quantile": HEAL_CALIBRATED_QUANTILE}
                      for name, opts in list(HEAL_ENTRIES.items())})
-
-# ``ascplus``'s label-free choice with nothing trained after it (no longer training, no self-training round).
-CHOICE_ALONE = {"self_training_rounds": 0, "longer_training": 0}
 
 # Component ablations of the comparators, as bench entries (one row = the method without one part).
 COMPONENT_ABLATION: dict[str, tuple[str, dict[str, Any]]] = {

@@ -37,6 +37,7 @@ from diffuse_uda.diffusion.samplers import check_sampler
 from diffuse_uda.diffusion.synthesize import synthesize_dataset
 from diffuse_uda.diffusion.trainer import PairSample, train_diffusion
 from diffuse_uda.errors import ConfigError, DataError
+from diffuse_uda.methods.asc import CHOICE_ALONE
 from diffuse_uda.pipeline.appearance_choice import (
     SELF_TRAINING_DIR,
     bench_candidate_dirs,
@@ -234,8 +235,8 @@ def segmentation_config(config: PipelineConfig, spatial_dims: int) -> RunConfig:
     L and M; the longer training in session 27, rule Q)."""
     overrides = json.loads(json.dumps(config.segmentation))
     overrides.setdefault("training", {}).setdefault("seed", config.seed)
-    for name in ("self_training_rounds", "longer_training"):
-        overrides.setdefault("method", {}).setdefault(name, 0)
+    for name, value in CHOICE_ALONE.items():
+        overrides.setdefault("method", {}).setdefault(name, value)
     return build_run_config(config.profile, spatial_dims, overrides)
 
 
