@@ -75,7 +75,7 @@ def design(results: Path) -> list[dict]:
 def main() -> None:
     args = decision_arguments(__doc__)
     h = decide(held_out(args.results), "two_rounds", "longer_rounds",
-               ("two rounds (default)", "4000 updates + two rounds"), "Q")
+               ("two rounds (the default until now)", "4000 updates + two rounds"), "Q")
     print("\n| task | seed | 4000 updates | + round 1 | + round 2 | train s (two rounds / 4000 + two rounds) |"
           "\n|---|---|---|---|---|---|")
     for r in h["decisions"]:
@@ -91,7 +91,7 @@ def main() -> None:
     record = {**h, "design": d}
     if d:
         print("\nDesign seeds (reported, no rule):")
-        print_design(d, {"two_rounds": "two rounds (default)", "updates_4000": "4000 updates",
+        print_design(d, {"two_rounds": "two rounds (the default until now)", "updates_4000": "4000 updates",
                          "longer_rounds": "4000 updates + two rounds"})
     if sorted({r["task"] for r in d}) == sorted(GREY_TASKS) and len(d) == 3 * len(GREY_TASKS):
         m = issue14_mark(args.results, longer_rounds_row)
