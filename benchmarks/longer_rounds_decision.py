@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from paired_test import class_dice, decision_arguments, row_mean, run_dice, train_seconds, write_record  # this folder
-from pipeline_round_decision import GREY_TASKS, PHOTO_TASK, issue14_mark, print_issue14_mark, stage1, two_rounds
+from pipeline_round_decision import GREY_TASKS, PHOTO_TASK, issue14_mark_against, stage1, two_rounds
 from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import pair, print_design
 from training_length import longer_training_row
@@ -94,9 +94,8 @@ def main() -> None:
         print_design(d, {"two_rounds": "two rounds (the default until now)", "updates_4000": "4000 updates",
                          "longer_rounds": "4000 updates + two rounds"})
     if sorted({r["task"] for r in d}) == sorted(GREY_TASKS) and len(d) == 3 * len(GREY_TASKS):
-        m = issue14_mark(args.results, longer_rounds_row)
-        record["issue14_mark_against_longer_rounds"] = m
-        print_issue14_mark(m, "with 4000 updates and two rounds", "4000 updates + two rounds")
+        record["issue14_mark_against_longer_rounds"] = issue14_mark_against(
+            args.results, longer_rounds_row, "with 4000 updates and two rounds", "4000 updates + two rounds")
     write_record(args.out, record)
 
 

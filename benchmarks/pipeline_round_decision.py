@@ -100,9 +100,11 @@ def issue14_mark(results: Path, default: Callable[[Path, str, int], Path] = two_
             "significant_gains": sum(r["gain"] > 0 and r["seed_averaged_p"] < 0.05 for r in rows)}
 
 
-def print_issue14_mark(m: dict, against: str, column: str) -> None:
-    """The short table of :func:`issue14_mark` read against another ``ascplus`` (``against``: the heading's words,
-    ``column``: the ``ascplus`` column's parenthesis)."""
+def issue14_mark_against(results: Path, default: Callable[[Path, str, int], Path], against: str,
+                         column: str) -> dict:
+    """:func:`issue14_mark` read against another ``ascplus`` (``default`` as there), printed as a short table
+    (``against``: the heading's words, ``column``: the ``ascplus`` column's parenthesis)."""
+    m = issue14_mark(results, default)
     print(f"\nIssue 14's end-to-end mark against `ascplus` {against} (committed rows, 3 seeds)\n")
     print(f"| task | `ascplus` ({column}) | `diffuse-uda` | gain | seed-averaged p |\n|---|---|---|---|---|")
     for r in m["rows"]:
@@ -110,6 +112,7 @@ def print_issue14_mark(m: dict, against: str, column: str) -> None:
               f"{r['seed_averaged_p']:.3g} |")
     print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
           f"{m['significant_gains']} of 4 tasks (mark 3)")
+    return m
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from paired_test import decision_arguments, row_mean, train_seconds, write_record  # this folder
-from pipeline_round_decision import PHOTO_TASK, issue14_mark, print_issue14_mark, stage1, two_rounds
+from pipeline_round_decision import PHOTO_TASK, issue14_mark_against, stage1, two_rounds
 from self_training_at_pick import committed_pick
 from self_training_decision import mark_dice, pair
 
@@ -79,9 +79,8 @@ def main() -> None:
               f"{variants[name]['train_seconds']:.0f} s")
     record = {"longer": rows, "summary": summary, "variants": variants}
     if all(s["seeds"] == 3 for s in summary.values()) and len(summary) == 3:
-        m = issue14_mark(args.results, longer_training_row)
-        record["issue14_mark_against_longer_training"] = m
-        print_issue14_mark(m, "with the longer training", "longer training")
+        record["issue14_mark_against_longer_training"] = issue14_mark_against(
+            args.results, longer_training_row, "with the longer training", "longer training")
     write_record(args.out, record)
 
 
