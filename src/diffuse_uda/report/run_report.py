@@ -142,11 +142,11 @@ def after_choice_sentence(details: dict) -> str:
     neither)."""
     out = ""
     factor = int(details.get("longer_training") or 0)
+    rounds = int(details.get("self_training_rounds") or 0)
     if factor:
         out += f" Then the chosen candidate was trained again from scratch for {factor} times the updates."
-        if not details.get("self_training_rounds"):
+        if not rounds:
             out += " The model reported is that one."
-    rounds = int(details.get("self_training_rounds") or 0)
     if rounds:
         out += (f" Then {rounds} self-training round{'s' if rounds > 1 else ''}: the previous model labelled the "
                 "target training images and ASCPlus with the chosen transfer was trained again with those pairs "
