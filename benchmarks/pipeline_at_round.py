@@ -6,12 +6,13 @@
 
 Stage 1 is taken from a bench folder made by ``self_training_at_pick.py``: ``--round 0`` is the committed pick's
 candidate (``ascplus-<pick>/seed<S>``: the model the product pipeline's stage 1 keeps, since the pipeline runs no
-round), ``--round k`` that candidate's self-training round ``k`` (``ascplus-self-training-at-pick/seed<S>/
-self_training/round<k>``, the model ``ascplus`` keeps by default on scans when ``k`` = 2). Both are reused under the
-run-folder contract (``reusable_stage1``: the pipeline's stage-1 settings with the pick fixed, plus the round's own
-pseudo-labels), so nothing of stage 1 is trained here. The pseudo-labels, generator, synthesis and stage 3 (ASCPlus
-with the pick's transfer on source + synthetic pairs) are the product pipeline's defaults; the run folder is
-evaluated on the target test split as every pipeline run is.
+round), ``--round k`` that candidate's self-training round ``k`` (``<row>/seed<S>/self_training/round<k>``; ``--row``
+``ascplus-self-training-at-pick``: the rounds on the pick as trained, the ``ascplus`` default on scans of sessions
+23-26 when ``k`` = 2; ``ascplus-longer-rounds``: the rounds on the pick trained for 4000 updates, today's default).
+Both are reused under the run-folder contract (``reusable_stage1``: the pipeline's stage-1 settings with the pick
+fixed, plus the round's own pseudo-labels), so nothing of stage 1 is trained here. The pseudo-labels, generator,
+synthesis and stage 3 (ASCPlus with the pick's transfer on source + synthetic pairs) are the product pipeline's
+defaults; the run folder is evaluated on the target test split as every pipeline run is.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from diffuse_uda.pipeline.appearance_choice import APPEARANCE_PRESETS
 from diffuse_uda.pipeline.run import PipelineConfig, run_pipeline
 
 
-def stage1_folder(bench: Path, pick: str, seed: int, round_: int) -> Path:
-    """The pick's candidate run (round 0) or its self-training round ``round_`` in a bench folder."""
-    return bench / f"ascplus-{pick}" / f"seed{seed}" if round_ == 0 else round_dir(bench / ROW / f"seed{seed}", round_)
+def stage1_folder(bench: Path, pick: str, seed: int, round_: int, row: str = ROW) -> Path:
+    """The pick's candidate run (round 0) or its self-training round ``round_`` (in the row folder ``row``)."""
+    return bench / f"ascplus-{pick}" / f"seed{seed}" if round_ == 0 else round_dir(bench / row / f"seed{seed}", round_)
 
 
 def main() -> None:
@@ -39,13 +40,15 @@ def main() -> None:
     ap.add_argument("--round", type=int, required=True, help="0 = the pick alone; k = its self-training round k")
     ap.add_argument("--choice", type=Path, required=True, help="committed bench.json holding the ascplus choice")
     ap.add_argument("--bench", type=Path, required=True, help="bench folder of self_training_at_pick.py")
+    ap.add_argument("--row", default=ROW, help=f"row folder holding the rounds (default {ROW}; "
+                    "ascplus-longer-rounds: the rounds on the pick trained for longer, today's default)")
     ap.add_argument("-o", "--out", type=Path, required=True, help="pipeline run folder")
     ap.add_argument("--data-root", type=Path, default=None)
     args = ap.parse_args()
 
     task = load_task(args.task, data_root=args.data_root)
     pick = committed_pick(args.choice, args.seed)
-    stage1 = stage1_folder(args.bench, pick, args.seed, args.round)
+    stage1 = stage1_folder(args.bench, pick, args.seed, args.round, args.row)
     # The pick's transfer fixed: the settings its candidate and rounds were trained with, and stage 3's.
     config = PipelineConfig(seed=args.seed, segmentation={"method": json.loads(json.dumps(APPEARANCE_PRESETS[pick]))},
                             stage1_run=str(stage1))
