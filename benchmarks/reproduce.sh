@@ -1476,3 +1476,26 @@ for o in s25/variants-iter4000:demo-brain-t1t2 s25/iter4000-demo-brain-t1t2:demo
       --no-tables
 done
 $BIN/python benchmarks/longer_rounds_decision.py --out $R/rule-q/decision.json
+
+# ---------------------------------------------------------------- Session 28
+# (a) Rule R: the pipeline (stages 2-5, product defaults) on today's ascplus default model, round 2 of the committed
+#     pick trained for 4000 updates (Session 27 (a)'s runs, reused from their folders; nothing of stage 1 is trained
+#     here), at seeds 0-2 of abdominal CT -> MR and the demo; two processes, one thread each:
+R=benchmarks/results
+pipeline_on_default() {  # "task|seed|bench-folder ...", in order
+  for x in $1; do
+    IFS='|' read -r t s b <<< "$x"
+    $BIN/python benchmarks/pipeline_at_round.py -t $t --seed $s --round 2 --row ascplus-longer-rounds \
+        --choice $R/$t/bench.json --bench $b -o bench/s28/$t/default/seed$s
+  done
+}
+pipeline_on_default "abdominal-ct2mr|0|bench/s25/iter4000-abdominal-ct2mr
+  demo-brain-t1t2|1|bench/s25/iter4000-demo-brain-t1t2 abdominal-ct2mr|2|bench/s25/iter4000-abdominal-ct2mr" &
+pipeline_on_default "abdominal-ct2mr|1|bench/s25/iter4000-abdominal-ct2mr
+  demo-brain-t1t2|2|bench/s25/iter4000-demo-brain-t1t2 demo-brain-t1t2|0|bench/s25/variants-iter4000" &
+wait
+# (b) Exports and rule R's decision (with issue 14's mark against today's ascplus):
+for t in abdominal-ct2mr demo-brain-t1t2; do
+  $BIN/python benchmarks/export_results.py bench/s28/$t $R/rule-r/$t --no-tables
+done
+$BIN/python benchmarks/pipeline_default_decision.py --out $R/rule-r/decision.json
