@@ -261,8 +261,8 @@ def test_self_training_needs_the_appearance_choice() -> None:
 
 
 def test_two_self_training_rounds_by_default_on_scans_none_on_photos() -> None:
-    """Rules L and M (sessions 22-23): unset, the rounds follow the task; the pipeline's stage 1 has none unless
-    asked."""
+    """Rules L and M (sessions 22-23): unset, the rounds follow the task, in the pipeline's stage 1 too (rule R,
+    session 28)."""
     from diffuse_uda.methods.asc import default_self_training_rounds
     from diffuse_uda.methods.registry import create_method
     from diffuse_uda.pipeline.run import PipelineConfig, segmentation_config
@@ -270,15 +270,15 @@ def test_two_self_training_rounds_by_default_on_scans_none_on_photos() -> None:
     assert create_method("ascplus", {}).options.self_training_rounds is None
     assert default_self_training_rounds(colour_photo=False) == 2
     assert default_self_training_rounds(colour_photo=True) == 0
-    assert segmentation_config(PipelineConfig(), 2).method["self_training_rounds"] == 0
-    asked = PipelineConfig(segmentation={"method": {"self_training_rounds": 2}})
-    assert segmentation_config(asked, 2).method["self_training_rounds"] == 2
+    assert "self_training_rounds" not in segmentation_config(PipelineConfig(), 2).method
+    asked = PipelineConfig(segmentation={"method": {"self_training_rounds": 0}})
+    assert segmentation_config(asked, 2).method["self_training_rounds"] == 0
     assert segmentation_config(PipelineConfig(seed=3), 2).training.seed == 3
 
 
 def test_longer_training_follows_the_task_by_default() -> None:
     """Rule Q (session 27): unset, the chosen candidate is trained again for twice the updates on scans, kept on
-    photos; the pipeline's stage 1 keeps it unless asked. It follows the choice and must add updates."""
+    photos, in the pipeline's stage 1 too (rule R, session 28). It follows the choice and must add updates."""
     from diffuse_uda.errors import ConfigError
     from diffuse_uda.methods.asc import default_longer_training
     from diffuse_uda.methods.registry import create_method
@@ -287,9 +287,9 @@ def test_longer_training_follows_the_task_by_default() -> None:
     assert create_method("ascplus", {}).options.longer_training is None
     assert default_longer_training(colour_photo=False) == 2
     assert default_longer_training(colour_photo=True) == 0
-    assert segmentation_config(PipelineConfig(), 2).method["longer_training"] == 0
-    asked = PipelineConfig(segmentation={"method": {"longer_training": 2}})
-    assert segmentation_config(asked, 2).method["longer_training"] == 2
+    assert "longer_training" not in segmentation_config(PipelineConfig(), 2).method
+    asked = PipelineConfig(segmentation={"method": {"longer_training": 0}})
+    assert segmentation_config(asked, 2).method["longer_training"] == 0
     assert create_method("ascplus", {"longer_training": 2}).options.longer_training == 2
     with pytest.raises((ConfigError, ValueError), match="longer_training follows the appearance choice"):
         create_method("ascplus", {"longer_training": 2, "appearance": "bezier"})

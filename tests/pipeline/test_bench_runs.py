@@ -15,11 +15,11 @@ from diffuse_uda.pipeline.bench import run_bench
 from diffuse_uda.pipeline.bench_entries import is_composite
 from diffuse_uda.pipeline.manifest import read_manifest
 from diffuse_uda.pipeline.run import reusable_stage1
-from diffuse_uda.pipeline.run_folder import RunFolder
+from diffuse_uda.pipeline.run_folder import RunFolder, file_input
 
 SMOKE = {"training": {"iterations": 2, "device": "cpu"}}
-# The bench's ascplus row without its longer training and self-training rounds: then it is exactly the pipeline's
-# stage 1.
+# The bench's ascplus row without its longer training and self-training rounds (fewer runs; the pipeline's stage 1
+# has the same settings, so it is still the row).
 NO_ROUND = {**SMOKE, "method": {"self_training_rounds": 0, "longer_training": 0}}
 
 
@@ -133,25 +133,22 @@ def test_generator_settings_reach_the_pipeline_row_only(tiny_task, tmp_path: Pat
     assert reusable_stage1(out / "ascplus" / "seed0", tiny_task, cfg)
 
 
-def test_pipeline_stage1_is_the_choice_without_the_round(tiny_task, tmp_path: Path, monkeypatch) -> None:
-    """On scans the bench's default ``ascplus`` adds self-training rounds after the choice (rules L and M); the
-    pipeline's stage 1 does not, so it makes its own from the bench's candidates without training any again."""
+def test_pipeline_stage1_is_the_ascplus_default(tiny_task, tmp_path: Path, monkeypatch) -> None:
+    """Rule R (session 28): on scans the pipeline's stage 1 is the default ``ascplus``, longer training and
+    self-training rounds included, so the bench's ``ascplus`` row is reused as it is and nothing is trained again."""
     monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
     out = run_bench(tiny_task, ["ascplus", "diffuse-uda"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE,
                     progress=False)
-    assert RunFolder(out / "ascplus" / "seed0").manifest().details["self_training_rounds"] == 2
-    candidate_runs = {p: p.stat().st_mtime_ns for p in out.glob("ascplus-*/seed0/run.json")}
-    assert len(candidate_runs) >= 2
-    stage1 = out / "diffuse-uda" / "seed0" / "1_ascplus"
-    manifest = RunFolder(stage1).manifest()
-    assert manifest.details["self_training_rounds"] == 0
-    assert manifest.request.config["method"]["self_training_rounds"] == 0
-    # Its candidates are the bench's rows (none trained inside the pipeline folder), and it chose as `ascplus` did.
-    assert not (stage1 / "candidates").exists()
-    assert {p.stat().st_mtime_ns for p in candidate_runs} == set(candidate_runs.values())
-    choice = json.loads((stage1 / "appearance_choice.json").read_text())
-    assert {Path(p).resolve() for p in choice["candidates"].values()} == {p.parent.resolve() for p in candidate_runs}
-    assert choice["chosen"] == json.loads((out / "ascplus" / "seed0" / "appearance_choice.json").read_text())["chosen"]
+    ascplus = out / "ascplus" / "seed0"
+    details = RunFolder(ascplus).manifest().details
+    assert details["self_training_rounds"] == 2 and details["longer_training"] == 2
+    row = out / "diffuse-uda" / "seed0"
+    assert not (row / "1_ascplus").exists()
+    stages = json.loads((row / "pipeline.json").read_text())["stages"]
+    assert stages[0]["reused"] and Path(stages[0]["folder"]).resolve() == ascplus.resolve()
+    # Its pseudo-labels come from the model the rounds ended with (the row's model.pt is round 2's).
+    pseudo = read_manifest(row / "2_pseudolabels")
+    assert pseudo.inputs["stage1_model"].digest == file_input(ascplus / "self_training" / "round2" / "model.pt").digest
 
 
 @pytest.mark.parametrize(("entries", "section"), [(["source-only", "ascplus"], "diffusion"),

@@ -168,9 +168,9 @@ def test_only_known_modules_use_the_reference_label_reader():
 
 
 def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(tiny_task, tmp_path, monkeypatch):
-    """`diffuse-uda run` (stage 1 with the label-free appearance choice, pseudo-labels, generator,
-    synthesis, stage 3): the target training labels are deleted, and every read of a target test label
-    happens inside the evaluation module's reader, after the last training step of any stage."""
+    """`diffuse-uda run` (stage 1 with the label-free appearance choice, the longer training and two self-training
+    rounds, pseudo-labels, generator, synthesis, stage 3): the target training labels are deleted, and every read of
+    a target test label happens inside the evaluation module's reader, after the last training step of any stage."""
     import inspect
 
     from diffuse_uda.pipeline.run import PipelineConfig, run_pipeline
@@ -199,7 +199,8 @@ def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(
                          diffusion={"iterations": 2}, synthesis={"steps": 2})
     run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
     kinds = [k for k, _ in events]
-    assert kinds.count("train") == 3  # two stage-1 candidates and stage 3
+    # Two stage-1 candidates, the chosen one trained for longer, two self-training rounds, stage 3.
+    assert kinds.count("train") == 6
     assert "target-label" in kinds and all(ok for k, ok in events if k == "target-label")
     assert max(i for i, k in enumerate(kinds) if k == "train") < kinds.index("target-label")
 
