@@ -151,6 +151,24 @@ def test_pipeline_stage1_is_the_ascplus_default(tiny_task, tmp_path: Path, monke
     assert pseudo.inputs["stage1_model"].digest == file_input(ascplus / "self_training" / "round2" / "model.pt").digest
 
 
+def test_pipeline_stage1_other_than_the_row_reuses_the_bench_candidates(tiny_task, tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    """A pipeline asked for another stage 1 than the bench's ``ascplus`` row (here the choice alone) makes its own
+    from the bench's ``ascplus-<preset>`` candidates without training any again, and chooses as the row did."""
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    out = run_bench(tiny_task, ["ascplus"], 1, tmp_path / "bench", profile="smoke", overrides=SMOKE, progress=False)
+    candidate_runs = {p: p.stat().st_mtime_ns for p in out.glob("ascplus-*/seed0/run.json")}
+    assert len(candidate_runs) >= 2
+    run_bench(tiny_task, ["diffuse-uda"], 1, tmp_path / "bench", profile="smoke", overrides=NO_ROUND, progress=False)
+    stage1 = out / "diffuse-uda" / "seed0" / "1_ascplus"
+    assert RunFolder(stage1).manifest().details["self_training_rounds"] == 0
+    assert not (stage1 / "candidates").exists()
+    assert {p.stat().st_mtime_ns for p in candidate_runs} == set(candidate_runs.values())
+    choice = json.loads((stage1 / "appearance_choice.json").read_text())
+    assert {Path(p).resolve() for p in choice["candidates"].values()} == {p.parent.resolve() for p in candidate_runs}
+    assert choice["chosen"] == json.loads((out / "ascplus" / "seed0" / "appearance_choice.json").read_text())["chosen"]
+
+
 @pytest.mark.parametrize(("entries", "section"), [(["source-only", "ascplus"], "diffusion"),
                                                   (["source-only", "heal-HD"], "diffusion"),
                                                   (["source-only", "heal"], "synthesis")])
