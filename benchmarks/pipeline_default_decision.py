@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from longer_rounds_decision import longer_rounds_row
 from paired_test import decision_arguments, write_record  # this folder
-from pipeline_round_decision import GREY_TASKS, PHOTO_TASK, RULE_O_TASKS, STAGE3, issue14_mark, seed_averaged_p
+from pipeline_round_decision import GREY_TASKS, PHOTO_TASK, RULE_O_TASKS, STAGE3, committed_pipeline, issue14_mark
 from self_training_at_pick import committed_pick
 from self_training_decision import pair
 from training_length_decision import decide
@@ -60,25 +60,19 @@ def decisions(results: Path) -> list[dict]:
     return rows
 
 
-def issue14_on_default(results: Path, rows: list[dict]) -> dict:
-    """Issue 14's mark on rule R's tasks (pipeline from the default against the default), and over four tasks with
-    the committed pipeline rows of MS-CMRSeg and the polyps (read against the ``ascplus`` default as in session 27)."""
-    per_task = []
-    for task in RULE_O_TASKS:
-        mine = [r for r in rows if r["task"] == task]
-        refs = [longer_rounds_row(results, task, s) for s in SEEDS]
-        runs = [pipeline_from_default(results, task, s) / STAGE3 for s in SEEDS]
-        per_task.append({"task": task, "ascplus": float(np.mean([r["ascplus_default"] for r in mine])),
-                         "diffuse_uda": float(np.mean([r["pipeline_default"] for r in mine])),
-                         "seed_averaged_p": seed_averaged_p(refs, runs)})
-    committed = [r for r in issue14_mark(results, longer_rounds_row)["rows"] if r["task"] not in RULE_O_TASKS]
-    for r in per_task:
-        r["gain"] = r["diffuse_uda"] - r["ascplus"]
-    four = per_task + [{k: r[k] for k in ("task", "ascplus", "diffuse_uda", "seed_averaged_p", "gain")}
-                       for r in committed]
-    return {"rows": four, "mean_gain_rule_r_tasks": float(np.mean([r["gain"] for r in per_task])),
-            "mean_gain": float(np.mean([r["gain"] for r in four])),
-            "significant_gains": sum(r["gain"] > 0 and r["seed_averaged_p"] < 0.05 for r in four)}
+def issue14_on_default(results: Path) -> dict:
+    """Issue 14's mark against the ``ascplus`` default: rule R's pipeline rows on its tasks, the committed pipeline
+    rows of MS-CMRSeg and the polyps (read against the ``ascplus`` default as in session 27)."""
+    def pipeline(results: Path, task: str, seed: int) -> Path:
+        if task in RULE_O_TASKS:
+            return pipeline_from_default(results, task, seed) / STAGE3
+        return committed_pipeline(results, task, seed)
+
+    m = issue14_mark(results, longer_rounds_row, pipeline)
+    rows = [{k: r[k] for k in ("task", "ascplus", "diffuse_uda", "seed_averaged_p", "gain")} for r in m["rows"]]
+    return {"rows": rows,
+            "mean_gain_rule_r_tasks": float(np.mean([r["gain"] for r in rows if r["task"] in RULE_O_TASKS])),
+            "mean_gain": m["mean_gain"], "significant_gains": m["significant_gains"]}
 
 
 def main() -> None:
@@ -94,7 +88,7 @@ def main() -> None:
               f"{sum(r['stage_seconds'].values()) / 60:.0f} |")
     for r in rows:
         print(f"{r['task']} seed {r['seed']}: " + ", ".join(f"{k} {v:.0f} s" for k, v in r["stage_seconds"].items()))
-    m = issue14_on_default(args.results, rows)
+    m = issue14_on_default(args.results)
     print("\nIssue 14's end-to-end mark against the `ascplus` default (rule R's tasks: the pipeline from it; "
           f"{', '.join(t for t in (*GREY_TASKS, PHOTO_TASK) if t not in RULE_O_TASKS)}: the committed rows)\n")
     print("| task | `ascplus` (default) | `diffuse-uda` | gain | seed-averaged p |\n|---|---|---|---|---|")

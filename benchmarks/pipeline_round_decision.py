@@ -79,16 +79,22 @@ def two_rounds(results: Path, task: str, seed: int) -> Path:
     return results / task / "ascplus" / f"seed{seed}" if task == PHOTO_TASK else stage1(results, task, seed, 2)
 
 
-def issue14_mark(results: Path, default: Callable[[Path, str, int], Path] = two_rounds) -> dict:
-    """The committed pipeline rows against an ``ascplus`` default (``default(results, task, seed)``: its run
-    folder), per seed and per task."""
+def committed_pipeline(results: Path, task: str, seed: int) -> Path:
+    """Stage 3 of the committed ``diffuse-uda`` row at a design seed."""
+    return results / task / "diffuse-uda" / f"seed{seed}" / STAGE3
+
+
+def issue14_mark(results: Path, default: Callable[[Path, str, int], Path] = two_rounds,
+                 pipeline: Callable[[Path, str, int], Path] = committed_pipeline) -> dict:
+    """Pipeline rows (``pipeline(results, task, seed)``: stage 3's run folder; by default the committed rows) against
+    an ``ascplus`` default (``default(results, task, seed)``: its run folder), per seed and per task."""
     rows = []
     for task in (*GREY_TASKS, PHOTO_TASK):
         refs, runs = [], []
         for seed in (0, 1, 2):
             ref = default(results, task, seed)
             refs.append(ref)
-            runs.append(results / task / "diffuse-uda" / f"seed{seed}" / STAGE3)
+            runs.append(pipeline(results, task, seed))
         pairs = [pair(r, s) for r, s in zip(refs, runs, strict=True)]
         rows.append({"task": task, "ascplus": float(np.mean([a for a, _, _ in pairs])),
                      "diffuse_uda": float(np.mean([b for _, b, _ in pairs])),
