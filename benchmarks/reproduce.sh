@@ -1499,3 +1499,41 @@ for t in abdominal-ct2mr demo-brain-t1t2; do
   $BIN/python benchmarks/export_results.py bench/s28/$t $R/rule-r/$t --no-tables
 done
 $BIN/python benchmarks/pipeline_default_decision.py --out $R/rule-r/decision.json
+
+# ---------------------------------------------------------------- Session 29
+# (a) Exploratory, Kvasir -> CVC: the photo rows at 2000 and 4000 updates (seed 0), the photo bounds at 4000 updates
+#     (seeds 1-2; their 2000-update runs are the committed rows), two component runs at 4000 updates (seed 0); two
+#     processes, one thread each:
+R=benchmarks/results
+t=polyp-kvasir2cvc
+rows=source-only,source-only-dg,fda,ascplus-gin,ascplus-histogram-matching
+$BIN/diffuse-uda bench -t $t --methods $rows,mean-teacher --seeds 1 -o bench/s29/kvasir-2000 &
+$BIN/diffuse-uda bench -t $t --methods $rows --seeds 1 -o bench/s29/kvasir-4000 --set training.iterations=4000 &
+wait
+$BIN/diffuse-uda bench -t $t --methods source-only,source-only-dg,fda --seed-list 1,2 -o bench/s29/kvasir-4000 \
+    --set training.iterations=4000 &
+$BIN/diffuse-uda bench -t $t --methods ascplus-histogram-matching --seed-list 0 -o bench/s29/kvasir-4000-no-structure \
+    --set training.iterations=4000 --set method.structure=false &
+wait
+$BIN/diffuse-uda bench -t $t --methods mean-teacher --seed-list 0 -o bench/s29/kvasir-4000 --set training.iterations=4000
+# (b) Reported, no rule: the bounds at 4000 updates on the grey design tasks, one bench call per seed:
+bounds_at_4000() {  # "task:seed ...", in order
+  for x in $1; do
+    $BIN/diffuse-uda bench -t ${x%%:*} --methods source-only-dg,source-only,target-supervised --seed-list ${x##*:} \
+        -o bench/s29/bounds4000-${x%%:*} --set training.iterations=4000
+  done
+}
+bounds_at_4000 "demo-brain-t1t2:0 demo-brain-t1t2:1 demo-brain-t1t2:2 mscmr-bssfp2lge:1" &
+bounds_at_4000 "abdominal-ct2mr:0 abdominal-ct2mr:1 abdominal-ct2mr:2 mscmr-bssfp2lge:0" &
+wait
+bounds_at_4000 "mscmr-bssfp2lge:2"
+# (c) Exports and the two records:
+P=$R/photo-training-length/$t
+$BIN/python benchmarks/export_results.py bench/s29/kvasir-2000 $P/updates-2000
+$BIN/python benchmarks/export_results.py bench/s29/kvasir-4000 $P/updates-4000 --no-tables
+$BIN/python benchmarks/export_results.py bench/s29/kvasir-4000-no-structure $P/updates-4000-no-structure --no-tables
+$BIN/python benchmarks/photo_training_length.py --out $R/photo-training-length/record.json
+for t in demo-brain-t1t2 abdominal-ct2mr mscmr-bssfp2lge; do
+  $BIN/python benchmarks/export_results.py bench/s29/bounds4000-$t $R/bounds-4000/$t --no-tables
+done
+$BIN/python benchmarks/bounds_at_4000.py --out $R/bounds-4000/record.json
