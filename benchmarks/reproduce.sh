@@ -1537,3 +1537,15 @@ for t in demo-brain-t1t2 abdominal-ct2mr mscmr-bssfp2lge; do
   $BIN/python benchmarks/export_results.py bench/s29/bounds4000-$t $R/bounds-4000/$t --no-tables
 done
 $BIN/python benchmarks/bounds_at_4000.py --out $R/bounds-4000/record.json
+# (d) Rule S (held out, CVC -> Kvasir): session 20's no-structure pick per seed (mix, mix, gin) trained for 4000 updates
+#     without the structure term, and one committed 2000-update candidate made again as a check; then the decision:
+t=polyp-cvc2kvasir
+for x in mix:0 mix:1 gin:2; do
+  $BIN/diffuse-uda bench -t $t --methods ascplus-${x%%:*} --seed-list ${x##*:} -o bench/s29/cvc2kvasir-4000-no-structure \
+      --set training.iterations=4000 --set method.structure=false
+done
+$BIN/diffuse-uda bench -t $t --methods ascplus-mix --seed-list 0 -o bench/s29/cvc2kvasir-no-structure \
+    --set method.structure=false
+$BIN/python benchmarks/export_results.py bench/s29/cvc2kvasir-4000-no-structure $R/rule-s/$t --no-tables
+$BIN/python benchmarks/export_results.py bench/s29/cvc2kvasir-no-structure $R/rule-s/reproduction --no-tables
+$BIN/python benchmarks/photo_structure_decision.py --out $R/rule-s/decision.json
