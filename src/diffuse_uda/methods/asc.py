@@ -114,15 +114,15 @@ class ASCOptions(TeacherStudentOptions):
         description="With appearance='auto': after the choice (the candidates train for training.iterations), "
                     "train the chosen candidate again from scratch for this many times training.iterations and "
                     "keep that model (self-training rounds, if any, start from it); 0 keeps the candidate. None "
-                    "(the default): 2 on scans (rule Q, BENCHMARKS.md session 27), 0 on colour photos (not "
-                    "measured there). The pipeline's stage 1 uses 0 unless set.")
+                    "(the default): 2 on scans (rule Q, BENCHMARKS.md session 27), 0 on colour photos (rule S, "
+                    "session 29, failed there). The pipeline's stage 1 uses the same default (rule R, session 28).")
     self_training_rounds: int | None = Field(
         None, ge=0,
         description="With appearance='auto': after the choice, train ASCPlus (the chosen transfer) again this many "
                     "times, each time with the previous model's target pseudo-labels added to the labelled set. "
                     "None (the default): two rounds on scans (rules L and M, sessions 22-23), none on colour photos "
                     "(dataset channels R, G, B), where a round was measured to lose at every seed. The pipeline's "
-                    "stage 1 uses 0 unless set: its stage 3 is itself the retraining.")
+                    "stage 1 uses the same default (rule R, session 28).")
     reverse_fraction: float = Field(
         0.25, gt=0.0, le=1.0,
         description="reverse-validation: the reverse model's updates as a fraction of training.iterations.")
@@ -253,7 +253,7 @@ class ASCPlusOptions(ASCOptions):
 
 
 # ``ascplus``'s label-free choice with nothing trained after it (no longer training, no self-training round): the
-# bench's rule rows and the pipeline's stage 1, whose stage 3 is its own retraining.
+# bench's rule rows (the pipeline's stage 1 until session 28, rule R).
 CHOICE_ALONE: dict[str, int] = {"self_training_rounds": 0, "longer_training": 0}
 
 
