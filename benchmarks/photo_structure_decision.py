@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from paired_test import decision_arguments, seed_dice, train_seconds, write_record  # this folder
+from paired_test import decision_arguments, run_dice, seed_dice, train_seconds, write_record  # this folder
 from self_training_at_pick import committed_pick
 from self_training_decision import pair
 
@@ -69,8 +69,7 @@ def main() -> None:
         f"{b} {m:.1f} (new side {means['new'] - m:+.1f})" for b, m in bound_means.items()))
     check_run = args.results / "rule-s" / "reproduction" / "ascplus-mix" / "seed0"
     committed_run = args.results / COMMITTED / "cvc2kvasir-no-structure" / "ascplus-mix" / "seed0"
-    reproduced = seed_dice(check_run.parent)["seed0"]
-    original = seed_dice(committed_run.parent)["seed0"]
+    reproduced, original = run_dice(check_run), run_dice(committed_run)
     print(f"Reproduction check (ascplus-mix without the term, seed 0, 2000 updates): {reproduced:.2f} here, "
           f"{original:.2f} committed")
     write_record(args.out, {"rule": "S", "decisions": rows, "means": means, "outcome": outcome,
