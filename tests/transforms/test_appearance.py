@@ -19,10 +19,10 @@ from diffuse_uda.transforms.appearance import (
     ycbcr_to_rgb,
 )
 
-MEMBERS = ["bezier", "fourier", "fourier-bounded", "fourier-luminance", "gin", "histogram-matching",
+MEMBERS = ["bezier", "fourier", "fourier-bounded", "fourier-luminance", "gin", "histogram-matching", "identity",
            "pseudo-correlation", "random-choice"]
 RANDOM_MEMBERS = ["bezier", "gin", "pseudo-correlation", "random-choice"]
-TARGET_AGNOSTIC = ("bezier", "gin", "pseudo-correlation", "random-choice")
+TARGET_AGNOSTIC = ("bezier", "gin", "identity", "pseudo-correlation", "random-choice")
 SHAPES = [(3, 1, 16, 12), (3, 3, 16, 12), (2, 1, 6, 8, 10), (2, 3, 6, 8, 10)]
 # The only member allowed to leave [0, 1] by default is the unchanged paper FDA; its clamp option restores it.
 CONTRACT_OPTIONS = {"fourier": {"clamp": True}}
@@ -67,7 +67,14 @@ def test_contract_shape_dtype_range(name: str, shape: tuple[int, ...]) -> None:
     assert out.shape == images.shape and out.dtype == images.dtype and out.device == images.device
     assert torch.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
     assert strength.shape == (shape[0],) and strength.dtype == torch.float32 and torch.isfinite(strength).all()
-    assert not torch.equal(out, images)  # every member does something on these inputs
+    assert torch.equal(out, images) == (name == "identity")  # every other member does something on these inputs
+
+
+def test_identity_returns_an_unchanged_copy_and_zero_strength() -> None:
+    images = torch.rand(3, 3, 8, 8, generator=_gen(0))
+    out, strength = build_appearance_transfer("identity")(images, None, _gen(0))
+    assert torch.equal(out, images) and out.data_ptr() != images.data_ptr()
+    assert torch.equal(strength, torch.zeros(3))
 
 
 @pytest.mark.parametrize("name", MEMBERS)
@@ -87,7 +94,7 @@ def test_same_seed_same_output_and_random_members_vary_with_seed(name: str) -> N
     c, _ = transfer(images, reference, _gen(6))
     if name in RANDOM_MEMBERS:
         assert not torch.equal(a, c)
-    elif name == "histogram-matching":  # no randomness at all
+    elif name in ("histogram-matching", "identity"):  # no randomness at all
         assert torch.equal(a, c)
     # The Fourier members draw only the adaptive beta's alpha, which min_beta may clamp away.
 

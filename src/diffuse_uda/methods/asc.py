@@ -62,6 +62,8 @@ APPEARANCE_PRESETS: dict[str, dict[str, Any]] = {
         "member": "bezier", "member_options": _LOCATION_SCALE}},
     "gin-ipa": {"appearance": "pseudo-correlation", "appearance_options": {
         "member": "gin", "member_options": _LOCATION_SCALE}},
+    # Session 30: no restyling, the control (photos lose target Dice under every restyling measured).
+    "identity": {"appearance": "identity"},
 }
 
 

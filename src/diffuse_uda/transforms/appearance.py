@@ -42,6 +42,10 @@ Members (``available_appearance_transfers()``):
 * ``histogram-matching`` - each image's histogram mapped onto its paired reference's by CDF
   mapping (per channel, or on the luminance only).
 * ``random-choice`` - per sample, one member drawn from a list with given probabilities.
+* ``identity`` - no restyling: the images come back unchanged (strength 0). In ASCPlus the two views of an image are
+  then one, so what is left of adaptation is the structure term (CutMix consistency on target images) and the
+  teacher. It is the control of the family: on photos every restyling was measured to cost target Dice
+  (BENCHMARKS.md, sessions 14-30).
 * ``pseudo-correlation`` - two independent draws of a target-agnostic member blended by a smooth random
   spatial field, ``b * T1(x) + (1 - b) * T2(x)``: the interventional pseudo-correlation augmentation (IPA) of
   Ouyang et al. (IEEE TMI 2022, the GIN paper). One region of an image gets one intensity map and another
@@ -84,6 +88,8 @@ __all__ = [
     "GlobalIntensityNonlinear",
     "HistogramMatching",
     "HistogramMatchingOptions",
+    "Identity",
+    "IdentityOptions",
     "LocationScaleOptions",
     "PseudoCorrelation",
     "PseudoCorrelationOptions",
@@ -572,6 +578,24 @@ class HistogramMatching(AppearanceTransfer):
         else:
             out = match_histograms(images, reference).clamp(0.0, 1.0)
         return out, _mean_abs_change(images, out)
+
+
+# --------------------------------------------------------------------------- identity
+class IdentityOptions(StrictModel):
+    pass
+
+
+@register_appearance_transfer
+class Identity(AppearanceTransfer):
+    """``identity``: no restyling (a copy of the images, strength 0)."""
+
+    name = "identity"
+    Options = IdentityOptions
+    uses_reference = False
+
+    def restyle(self, images: Tensor, reference: Tensor | None,
+                generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        return images.clone(), images.new_zeros(images.shape[0])
 
 
 # --------------------------------------------------------------------------- random choice
