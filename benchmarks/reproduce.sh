@@ -1550,3 +1550,69 @@ $BIN/diffuse-uda bench -t $t --methods ascplus-mix --seed-list 0 -o bench/s29/cv
 $BIN/python benchmarks/export_results.py bench/s29/cvc2kvasir-4000-no-structure $R/rule-s/$t --no-tables
 $BIN/python benchmarks/export_results.py bench/s29/cvc2kvasir-no-structure $R/rule-s/reproduction --no-tables
 $BIN/python benchmarks/photo_structure_decision.py --out $R/rule-s/decision.json
+
+# ---------------------------------------------------------------- Session 30
+# (a) The exploration of rules T and U, Kvasir -> CVC: ascplus-identity (no restyling) with and without the structure
+#     term, at 2000 and 4000 updates, seeds 0-2, one bench call per seed; two processes, one thread each. The settings
+#     are passed only where they are not the defaults (as the runs were made):
+R=benchmarks/results
+identity() {  # task folder iterations structure "seeds"; no seeds: one call over seeds 0-2 (writes the 3-seed table)
+  local extra=()
+  [ "$3" != 2000 ] && extra+=(--set training.iterations=$3)
+  [ "$4" = false ] && extra+=(--set method.structure=false)
+  if [ -z "$5" ]; then
+    $BIN/diffuse-uda bench -t $1 --methods ascplus-identity --seeds 3 -o bench/s30/$2 "${extra[@]}"
+  fi
+  for s in $5; do
+    $BIN/diffuse-uda bench -t $1 --methods ascplus-identity --seed-list $s -o bench/s30/$2 "${extra[@]}"
+  done
+}
+t=polyp-kvasir2cvc
+identity $t kvasir-2000 2000 true "0 1 2" &
+identity $t kvasir-4000 4000 true "0 1 2" &
+wait
+identity $t kvasir-2000-no-structure 2000 false "0 1 2" &
+identity $t kvasir-4000-no-structure 4000 false "0 1 2" &
+wait
+# (b) The held-out checks on CVC -> Kvasir at each rule's length (T: 2000 updates, U: 4000), and the bounds at both
+#     lengths made here (at 2000 updates they check session 20's committed bounds):
+t=polyp-cvc2kvasir
+identity $t cvc2kvasir-2000 2000 true "0 1 2" &
+identity $t cvc2kvasir-4000-no-structure 4000 false "0 1 2" &
+wait
+$BIN/diffuse-uda bench -t $t --methods source-only,source-only-dg --seeds 3 -o bench/s30/cvc2kvasir-bounds-2000
+$BIN/diffuse-uda bench -t $t --methods source-only,source-only-dg --seeds 3 -o bench/s30/cvc2kvasir-bounds-4000 \
+    --set training.iterations=4000
+# (c) Each identity folder's table over its 3 seeds (the runs are reused), the exports and the records:
+identity polyp-kvasir2cvc kvasir-2000 2000 true ""
+identity polyp-kvasir2cvc kvasir-4000 4000 true ""
+identity polyp-kvasir2cvc kvasir-2000-no-structure 2000 false ""
+identity polyp-kvasir2cvc kvasir-4000-no-structure 4000 false ""
+identity polyp-cvc2kvasir cvc2kvasir-2000 2000 true ""
+identity polyp-cvc2kvasir cvc2kvasir-4000-no-structure 4000 false ""
+for x in kvasir-2000:design/updates-2000 kvasir-4000:design/updates-4000 \
+    kvasir-2000-no-structure:design-no-structure/updates-2000 kvasir-4000-no-structure:design-no-structure/updates-4000 \
+    cvc2kvasir-2000:polyp-cvc2kvasir cvc2kvasir-4000-no-structure:polyp-cvc2kvasir-no-structure \
+    cvc2kvasir-bounds-2000:bounds-2000 cvc2kvasir-bounds-4000:bounds-4000; do
+  $BIN/python benchmarks/export_results.py bench/s30/${x%%:*} $R/rule-t/${x##*:}
+done
+# (d) After rule U was taken (its implementation), the bench's ascplus row on Kvasir -> CVC at seed 0 with the new
+#     photo default, which should be the design run at 4000 updates without the term; and the old default's picks at
+#     CVC -> Kvasir seeds 0-1 (session 20: mix, gin) made again here; then the record:
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods ascplus --seed-list 0 -o bench/s30/kvasir-product
+$BIN/python benchmarks/export_results.py bench/s30/kvasir-product $R/rule-t/product-check
+$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods ascplus-mix --seed-list 0 -o bench/s30/cvc2kvasir-default-check &
+$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods ascplus-gin --seed-list 1 -o bench/s30/cvc2kvasir-default-check
+wait
+$BIN/python benchmarks/export_results.py bench/s30/cvc2kvasir-default-check $R/rule-t/default-check --no-tables
+$BIN/python benchmarks/photo_identity_decision.py --out $R/rule-t/decision.json
+# The precision diagnostic (test labels, for the report only) of seed 0's predictions; session 29's folder
+# bench/s29/kvasir-2000 holds the other rows (reproduce.sh "Session 29" (a)):
+P=bench/s29/kvasir-2000
+$BIN/python benchmarks/photo_precision.py --labels data/Dataset512_CVCClinicDB/labelsTs \
+    --run source-only=$P/source-only/seed0 --run mean-teacher=$P/mean-teacher/seed0 --run fda=$P/fda/seed0 \
+    --run source-only-dg=$P/source-only-dg/seed0 --run ascplus-gin=$P/ascplus-gin/seed0 \
+    --run ascplus-histogram-matching=$P/ascplus-histogram-matching/seed0 \
+    --run ascplus-identity=bench/s30/kvasir-2000/ascplus-identity/seed0 \
+    --run "ascplus-identity, no structure term=bench/s30/kvasir-2000-no-structure/ascplus-identity/seed0" \
+    --out $R/rule-t/precision-seed0.json
