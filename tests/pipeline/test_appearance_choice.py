@@ -13,7 +13,9 @@ from diffuse_uda.methods.asc import APPEARANCE_PRESETS
 from diffuse_uda.pipeline.appearance_choice import (
     CHOICE_FILE,
     GREY_CANDIDATES,
+    PHOTO_CANDIDATES,
     RGB_CANDIDATES,
+    SINGLE_CANDIDATE,
     candidate_config,
     default_candidates,
     longer_config,
@@ -23,6 +25,8 @@ from diffuse_uda.pipeline.appearance_choice import (
 from diffuse_uda.pipeline.run_folder import RunFolder
 from diffuse_uda.pipeline.train import train_method
 from diffuse_uda.training.bundle import load_bundle
+
+PHOTO_LONGER = 2  # rule U (session 30): the photo candidate is trained for twice the updates
 
 
 def test_pooled_dice_counts_empty_agreement_as_no_evidence() -> None:
@@ -37,8 +41,12 @@ def test_pooled_dice_counts_empty_agreement_as_no_evidence() -> None:
 
 
 def test_candidate_sets_and_configs() -> None:
-    assert default_candidates(False) == GREY_CANDIDATES and default_candidates(True) == RGB_CANDIDATES
-    assert set(RGB_CANDIDATES) <= set(APPEARANCE_PRESETS)
+    """Rule U (session 30): colour photos are neither restyled nor CutMix-ed; scans choose among the grey set."""
+    assert default_candidates(False) == GREY_CANDIDATES and default_candidates(True) == PHOTO_CANDIDATES
+    assert PHOTO_CANDIDATES == ("identity-no-structure",)
+    assert APPEARANCE_PRESETS["identity-no-structure"] == {"appearance": "identity", "structure": False}
+    assert candidate_config(build_run_config("smoke", 2), "identity-no-structure").method["structure"] is False
+    assert set(RGB_CANDIDATES) | set(GREY_CANDIDATES) <= set(APPEARANCE_PRESETS)
     cfg = build_run_config("smoke", 2, {"method": {"appearance_candidates": ["paper", "bezier"], "beta": 0.2}})
     bezier = candidate_config(cfg, "bezier")
     assert bezier.method == {"beta": 0.2, **APPEARANCE_PRESETS["bezier"]}
@@ -83,6 +91,29 @@ def test_ascplus_auto_trains_candidates_and_keeps_the_most_agreed_one(tiny_task,
     assert (out / CHOICE_FILE).stat().st_mtime_ns == before
 
 
+@pytest.mark.parametrize("longer", [0, 2])
+def test_one_candidate_is_kept_unscored_and_not_trained_twice(tiny_task, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, longer: int) -> None:
+    """The colour-photo default (rule U): one candidate, so nothing is scored; trained again for longer, it is not
+    first trained at the candidates' length."""
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    cfg = build_run_config("smoke", 2, {"training": {"iterations": 3, "device": "cpu"},
+                                        "method": {"appearance_candidates": ["identity"], "longer_training": longer,
+                                                   "self_training_rounds": 0}})
+    shared = {"identity": tmp_path / "bench" / "ascplus-identity" / "seed0"}
+    out = train_method(tiny_task, "ascplus", cfg, tmp_path / "bench" / "ascplus" / "seed0", progress=False,
+                       candidate_dirs=shared)
+    choice = read_choice(out)
+    assert choice is not None and choice.chosen == "identity" and choice.rule == SINGLE_CANDIDATE
+    assert choice.scores == {} and choice.agreement == {}
+    assert (shared["identity"] / "model.pt").is_file() == (longer == 0)
+    assert set(choice.candidates) == ({"identity"} if longer == 0 else set())
+    bundle = load_bundle(out)
+    assert bundle.run_config.method == candidate_config(cfg, "identity").method
+    assert bundle.run_config.training.iterations == 3 * max(1, longer)
+    assert RunFolder(out).manifest().details["longer_training"] == longer
+
+
 def test_auto_with_extra_labelled_data_is_refused(tiny_task, tmp_path: Path) -> None:
     from diffuse_uda.errors import ConfigError
 
@@ -107,6 +138,30 @@ def test_bench_shows_the_label_free_pick_beside_the_test_label_pick(tiny_task, t
     assert set(entry["test_dice"]) == {"paper", "bezier"} and entry["test_pick"] in ("paper", "bezier")
     assert entry["given_up"] >= 0
     assert "test-label pick" in (out / "bench.md").read_text()
+
+
+def test_bench_on_a_colour_photo_task_trains_the_one_photo_candidate_for_longer(tiny_task, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rule U through the bench: the ascplus row of a colour-photo task is the photo preset at twice the updates (the
+    same run as its bench row at those updates), with nothing scored and the table still written."""
+    import json
+
+    from diffuse_uda.data.task import Task
+    from diffuse_uda.pipeline.bench import run_bench
+
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(Task, "is_colour_photo", property(lambda self: True))
+    out = run_bench(tiny_task, ["ascplus"], 1, tmp_path / "bench", profile="smoke",
+                    overrides={"training": {"iterations": 2, "device": "cpu"}}, progress=False)
+    run = out / "ascplus" / "seed0"
+    assert not (out / "ascplus-identity-no-structure").exists()  # not trained at the candidates' length
+    bundle = load_bundle(run)
+    assert bundle.run_config.training.iterations == 4
+    assert bundle.run_config.method == APPEARANCE_PRESETS["identity-no-structure"]
+    (entry,) = json.loads((out / "bench.json").read_text())["appearance_choice"]
+    assert entry["chosen"] == "identity-no-structure" and entry["rule"] == SINGLE_CANDIDATE
+    assert entry["test_dice"] == {}
+    assert "Appearance transfer of `ascplus`: identity-no-structure at every seed" in (out / "bench.md").read_text()
 
 
 def test_choice_options_are_not_candidate_options() -> None:
@@ -277,8 +332,9 @@ def test_two_self_training_rounds_by_default_on_scans_none_on_photos() -> None:
 
 
 def test_longer_training_follows_the_task_by_default() -> None:
-    """Rule Q (session 27): unset, the chosen candidate is trained again for twice the updates on scans, kept on
-    photos, in the pipeline's stage 1 too (rule R, session 28). It follows the choice and must add updates."""
+    """Rule Q (session 27): unset, the chosen candidate is trained again for twice the updates on scans (on photos too
+    since rule U, session 30), in the pipeline's stage 1 too (rule R, session 28). It follows the choice and must add
+    updates."""
     from diffuse_uda.errors import ConfigError
     from diffuse_uda.methods.asc import default_longer_training
     from diffuse_uda.methods.registry import create_method
@@ -286,7 +342,7 @@ def test_longer_training_follows_the_task_by_default() -> None:
 
     assert create_method("ascplus", {}).options.longer_training is None
     assert default_longer_training(colour_photo=False) == 2
-    assert default_longer_training(colour_photo=True) == 0
+    assert default_longer_training(colour_photo=True) == PHOTO_LONGER
     assert "longer_training" not in segmentation_config(PipelineConfig(), 2).method
     asked = PipelineConfig(segmentation={"method": {"longer_training": 0}})
     assert segmentation_config(asked, 2).method["longer_training"] == 0
@@ -329,8 +385,13 @@ def test_the_request_records_the_rounds_the_task_gets(tiny_task, monkeypatch) ->
     assert default.differences(before_the_option.upgraded())
     assert default.differences(request({"longer_training": 0}))
     assert "self_training_rounds" not in request({"appearance": "bezier"}).options
+    # The candidate set is resolved too: a photo run made with session 29's set is not today's photo default.
+    assert default.options["appearance_candidates"] == list(GREY_CANDIDATES)
     monkeypatch.setattr(Task, "is_colour_photo", property(lambda self: True))
-    assert request({}).options["self_training_rounds"] == 0 and request({}).options["longer_training"] == 0
+    photo = request({})
+    assert photo.options["self_training_rounds"] == 0 and photo.options["longer_training"] == PHOTO_LONGER
+    assert photo.options["appearance_candidates"] == ["identity-no-structure"]
+    assert photo.differences(request({"appearance_candidates": list(RGB_CANDIDATES)}))
 
 
 def test_choice_options_are_not_part_of_a_fixed_transfer_run() -> None:

@@ -62,9 +62,30 @@ APPEARANCE_PRESETS: dict[str, dict[str, Any]] = {
         "member": "bezier", "member_options": _LOCATION_SCALE}},
     "gin-ipa": {"appearance": "pseudo-correlation", "appearance_options": {
         "member": "gin", "member_options": _LOCATION_SCALE}},
-    # Session 30: no restyling, the control (photos lose target Dice under every restyling measured).
+    # Session 30: no restyling, the control (photos lose target Dice under every restyling measured); and neither
+    # restyling nor the structure term (rule U: the colour-photo default).
     "identity": {"appearance": "identity"},
+    "identity-no-structure": {"appearance": "identity", "structure": False},
 }
+
+
+# The default candidates of ``appearance="auto"``. Scans: target-driven (paper FFT swap, histogram matching),
+# target-agnostic contrast-inverting remaps (Bezier curves blended by a smooth random field, GIN) and a mixture.
+# Session 15 put bezier-ipa in place of bezier by a rule committed before its held-out runs (BENCHMARKS.md); sessions
+# 7-14 had bezier (`--set method.appearance_candidates=[...]` restores that set). Colour photos: no restyling at all
+# and no structure term (rule U, BENCHMARKS.md session 30): on both photo tasks every restyling cost target Dice, and
+# so did the structure term whatever the transfer. RGB_CANDIDATES is the photo set of sessions 7-29 (the grey set and
+# the colour-aware swap), kept for `appearance_candidates`.
+GREY_CANDIDATES: tuple[str, ...] = ("paper", "histogram-matching", "bezier-ipa", "gin", "mix")
+RGB_CANDIDATES: tuple[str, ...] = (*GREY_CANDIDATES, "fourier-luminance")
+PHOTO_CANDIDATES: tuple[str, ...] = ("identity-no-structure",)
+
+
+def default_candidates(colour_photo: bool) -> tuple[str, ...]:
+    """Photos (dataset.json channels R, G, B) get one candidate, neither restyled nor CutMix-ed (rule U); any other
+    channels, three scan sequences included, get the grey set (before session 21: any 3-channel task got the photo
+    set; before session 30 photos got RGB_CANDIDATES)."""
+    return PHOTO_CANDIDATES if colour_photo else GREY_CANDIDATES
 
 
 # Options read only by the label-free choice of ``appearance="auto"`` (pipeline.appearance_choice).
@@ -92,8 +113,10 @@ class ASCOptions(TeacherStudentOptions):
                     "set here.")
 
     appearance_candidates: tuple[str, ...] | None = Field(
-        None, description="With appearance='auto' (ascplus only): the APPEARANCE_PRESETS to choose among; None = "
-                          "the default set for the task's channels (see pipeline.appearance_choice).")
+        None, description="With appearance='auto' (ascplus only): the APPEARANCE_PRESETS to choose among (one: "
+                          "that preset, no choice). None = the default for the task's channels: "
+                          f"{', '.join(GREY_CANDIDATES)} on scans; on colour photos {', '.join(PHOTO_CANDIDATES)} "
+                          "alone (no restyling and no structure term: rule U, BENCHMARKS.md session 30).")
     appearance_rule: Literal["agreement", "reverse-validation", "class-ratio", "guarded-class-ratio",
                              "floored-class-ratio", "margin-class-ratio"] = Field(
         "floored-class-ratio",
@@ -115,9 +138,10 @@ class ASCOptions(TeacherStudentOptions):
         None, ge=0,
         description="With appearance='auto': after the choice (the candidates train for training.iterations), "
                     "train the chosen candidate again from scratch for this many times training.iterations and "
-                    "keep that model (self-training rounds, if any, start from it); 0 keeps the candidate. None "
-                    "(the default): 2 on scans (rule Q, BENCHMARKS.md session 27), 0 on colour photos (rule S, "
-                    "session 29, failed there). The pipeline's stage 1 uses the same default (rule R, session 28).")
+                    "keep that model (self-training rounds, if any, start from it); 0 keeps the candidate. With one "
+                    "candidate (the colour-photo default) it is trained only at that length. None (the default): 2 "
+                    "on scans (rule Q, BENCHMARKS.md session 27) and on colour photos (rule U, session 30). The "
+                    "pipeline's stage 1 uses the same default (rule R, session 28).")
     self_training_rounds: int | None = Field(
         None, ge=0,
         description="With appearance='auto': after the choice, train ASCPlus (the chosen transfer) again this many "
@@ -142,8 +166,8 @@ class ASCOptions(TeacherStudentOptions):
             unknown = [c for c in self.appearance_candidates or () if c not in APPEARANCE_PRESETS]
             if unknown:
                 raise ValueError(f"appearance_candidates {unknown} are not presets ({', '.join(APPEARANCE_PRESETS)})")
-            if self.appearance_candidates is not None and len(self.appearance_candidates) < 2:
-                raise ValueError("appearance_candidates needs at least two presets to choose among")
+            if self.appearance_candidates is not None and not self.appearance_candidates:
+                raise ValueError("appearance_candidates needs at least one preset")
             return self
         asc_appearance(self)  # an unknown member or bad options fail when the options are read, not mid-run
         return self
@@ -261,9 +285,11 @@ CHOICE_ALONE: dict[str, int] = {"self_training_rounds": 0, "longer_training": 0}
 
 def default_longer_training(colour_photo: bool) -> int:
     """The chosen candidate's updates after the choice, as a factor of the candidates', when ``longer_training`` is
-    not set: twice on scans (rule Q, BENCHMARKS.md session 27: then the two rounds start from it); on photos the
-    candidate is kept (no longer training or round was measured to help there)."""
-    return 0 if colour_photo else 2
+    not set: twice on scans (rule Q, BENCHMARKS.md session 27: then the two rounds start from it) and on colour photos,
+    whose one candidate (no restyling, no structure term) is then trained only at that length (rule U, session 30;
+    before it photos kept the candidate as trained). The argument stays because the two defaults came from
+    different rules and may part again."""
+    return 2
 
 
 def default_self_training_rounds(colour_photo: bool) -> int:
@@ -284,7 +310,8 @@ class ASCPlus(ASC):
         assert isinstance(options, ASCOptions)
         if options.appearance != AUTO:
             return {}
-        unset = {"self_training_rounds": default_self_training_rounds, "longer_training": default_longer_training}
+        unset = {"self_training_rounds": default_self_training_rounds, "longer_training": default_longer_training,
+                 "appearance_candidates": default_candidates}
         return {name: default(task.is_colour_photo) for name, default in unset.items()
                 if getattr(options, name) is None}
 

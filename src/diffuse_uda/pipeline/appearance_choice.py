@@ -73,6 +73,15 @@ as under rule 4. Measured on 6 held-out decisions (BENCHMARKS.md, session 21, ru
 seed 3 it kept agreement's pick against a 0.0006 difference below the floor that the bootstrap backed (96 %), and
 lost 1.5 points: small differences in class proportions can be real, so it is an option, not the default.
 
+**Colour photos: one candidate, no choice** (rules T and U, session 30). The default candidates on colour photos
+(dataset.json channels R, G, B) are the ``identity-no-structure`` preset alone: no restyling and no structure term,
+trained for twice the updates. On both photo tasks every restyling candidate was below source-only (Kvasir -> CVC: all
+eight, 3 seeds each; CVC -> Kvasir: the choice among them), and so was ASCPlus without restyling but with the
+structure term (rule T: undecided on the held-out photo task). What is left is close to source-only training with an
+EMA teacher and a snapshot ensemble; it was checked on the held-out photo task before it became the default
+(BENCHMARKS.md, session 30, rule U). With one candidate nothing is scored; a candidate that is trained again for
+longer is not first trained at its own length.
+
 Why not the candidates' own confidence: each candidate is trained to be confident and self-consistent
 on target views made by its *own* transfer (ASCPlus's consistency loss), so its entropy, its
 teacher-student agreement and the stability of its snapshots measure how well it fitted its objective,
@@ -102,7 +111,14 @@ from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.inference.predict import predict_probabilities
-from diffuse_uda.methods.asc import APPEARANCE_PRESETS, CHOICE_ONLY_OPTIONS
+from diffuse_uda.methods.asc import (  # noqa: F401 (the candidate sets are re-exported: their old home)
+    APPEARANCE_PRESETS,
+    CHOICE_ONLY_OPTIONS,
+    GREY_CANDIDATES,
+    PHOTO_CANDIDATES,
+    RGB_CANDIDATES,
+    default_candidates,
+)
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
 from diffuse_uda.training import distributed
 from diffuse_uda.training.bundle import load_bundle
@@ -143,12 +159,9 @@ CLASS_RATIO_FALLBACK = (RULES["agreement"] + "; the class-ratio prior had nothin
 REVERSE_DIR = "reverse_validation"
 SELF_TRAINING_DIR = "self_training"
 LONGER_DIR = "longer_training"  # the chosen candidate trained again for more updates (option longer_training)
-# The default candidates: target-driven (paper FFT swap, histogram matching), target-agnostic
-# contrast-inverting remaps (Bezier curves blended by a smooth random field, GIN) and a mixture; photos add the
-# colour-aware swap. Session 15 put bezier-ipa in place of bezier by a rule committed before its held-out runs
-# (BENCHMARKS.md); sessions 7-14 had bezier (`--set method.appearance_candidates=[...]` restores that set).
-GREY_CANDIDATES: tuple[str, ...] = ("paper", "histogram-matching", "bezier-ipa", "gin", "mix")
-RGB_CANDIDATES: tuple[str, ...] = (*GREY_CANDIDATES, "fourier-luminance")
+# One candidate (the colour-photo default since rule T, or a user's list of one): nothing is scored.
+SINGLE_CANDIDATE = ("one candidate, nothing to choose among (on colour photos the default since session 30: no "
+                    "restyling and no structure term, rule U)")
 
 
 class AppearanceChoice(BaseModel):
@@ -185,12 +198,6 @@ def class_ratio_blind(name: str) -> bool:
     preset = APPEARANCE_PRESETS[name]
     transfer = build_appearance_transfer(preset["appearance"], preset.get("appearance_options"))
     return transfer.matches_reference_distribution
-
-
-def default_candidates(colour_photo: bool) -> tuple[str, ...]:
-    """Photos (dataset.json channels R, G, B) add the colour-aware swap; any other channels, three scan sequences
-    included, get the grey set (before session 21: any 3-channel task got the photo set)."""
-    return RGB_CANDIDATES if colour_photo else GREY_CANDIDATES
 
 
 def bench_candidate_dirs(bench_dir: Path, seed: int) -> dict[str, Path]:
@@ -493,7 +500,8 @@ def choice_summary(choice: AppearanceChoice) -> dict[str, Any]:
 
 def agreement_pick(choice: AppearanceChoice) -> str:
     """The candidate the agreement rule picks (recorded beside any other rule's pick)."""
-    return _best(choice.agreement_scores or choice.scores)
+    scores = choice.agreement_scores or choice.scores
+    return _best(scores) if scores else choice.chosen  # one candidate: nothing was scored
 
 
 def _best(scores: Mapping[str, float]) -> str:
@@ -532,14 +540,20 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
                            method_summary="ASCPlus with the appearance transfer chosen per task without labels",
                            outputs=["candidates"])
     distributed.on_main(folder.write, manifest)
+    # A single candidate that is trained again for longer is not trained at its own length: nothing would use it.
+    single = len(names) == 1
+    trained_first = {} if single and options.longer_training else dirs
     runs = {n: train_method(task, "ascplus", candidate_config(config, n), d, cache_dir=cache_dir, progress=progress,
-                            display_name=f"ascplus-{n}", force=force) for n, d in dirs.items()}
+                            display_name=f"ascplus-{n}", force=force) for n, d in trained_first.items()}
     reverse = None
-    if options.appearance_rule == "reverse-validation":
-        reverse = reverse_validation_scores(runs, task, config, out_dir / REVERSE_DIR, cache_dir, progress,
-                                            options.reverse_fraction)
-    choice = distributed.on_main(_choose, task, config, out_dir, runs, cache_dir, progress, options.appearance_rule,
-                                 reverse)
+    if single:
+        choice = distributed.on_main(_single_choice, out_dir, names[0], runs)
+    else:
+        if options.appearance_rule == "reverse-validation":
+            reverse = reverse_validation_scores(runs, task, config, out_dir / REVERSE_DIR, cache_dir, progress,
+                                                options.reverse_fraction)
+        choice = distributed.on_main(_choose, task, config, out_dir, runs, cache_dir, progress,
+                                     options.appearance_rule, reverse)
     # After the choice: the chosen candidate trained again for longer, then any self-training rounds, each from
     # the model before it. Every one is a run folder of its own (resumable, reused when its request matches).
     after: list[Path] = []
@@ -591,6 +605,15 @@ def _choose(task: Task, config: RunConfig, out_dir: Path, runs: dict[str, Path],
     return choice
 
 
+def _single_choice(out_dir: Path, name: str, runs: dict[str, Path]) -> AppearanceChoice:
+    """Record the one candidate as the choice, unscored (rank 0); ``runs`` is empty when it was not trained at the
+    candidates' length."""
+    choice = AppearanceChoice(chosen=name, rule=SINGLE_CANDIDATE, scores={}, agreement={}, entropy={},
+                              candidates={n: str(Path(r).resolve()) for n, r in runs.items()}, seconds=0.0)
+    write_choice(out_dir, choice)
+    return choice
+
+
 def _keep_chosen(out_dir: Path, runs: dict[str, Path], folder: RunFolder, manifest: RunManifest,
                  choice: AppearanceChoice, after: list[Path], reverse_seconds: float, longer: int,
                  rounds: int) -> None:
@@ -617,5 +640,6 @@ def _keep_chosen(out_dir: Path, runs: dict[str, Path], folder: RunFolder, manife
         "details": {"appearance": choice.chosen, "appearance_choice": choice_summary(choice),
                     "longer_training": longer, "self_training_rounds": rounds}})
     folder.write(RunManifest.model_validate(manifest.model_dump()))
-    print(f"[ascplus] appearance chosen without labels: {choice.chosen} "
-          f"(scores {', '.join(f'{k} {v:.3f}' for k, v in choice.scores.items())})")
+    why = (f"scores {', '.join(f'{k} {v:.3f}' for k, v in choice.scores.items())}" if choice.scores
+           else choice.rule)
+    print(f"[ascplus] appearance chosen without labels: {choice.chosen} ({why})")

@@ -241,6 +241,11 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
         if key in shown:
             continue
         shown.append(key)
+        if not any(c["scores"] for c in choices):  # one candidate (colour photos since rule U): nothing to compare
+            picks = ", ".join(dict.fromkeys(c["chosen"] for c in choices))
+            md += ["", f"Appearance transfer of `{entry}`: {picks} at every seed "
+                       f"({'; '.join(dict.fromkeys(c['rule'] for c in choices))})."]
+            continue
         # Every candidate, also one the rule does not score (class-ratio: histogram matching).
         names = list(dict.fromkeys(n for c in choices for n in [*c["scores"], *c["test_dice"]]))
         rules = "; ".join(dict.fromkeys(c["rule"] for c in choices))

@@ -84,10 +84,14 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
     choices = [(label, c, manifest) for label, c, manifest in choices if c is not None]
     if choices:
         report.heading("Appearance transfer (chosen without labels)")
-        report.paragraph("ASCPlus was trained once per appearance transfer and a rule that reads no target label "
-                         "kept one. The agreement score (mean agreement with the other candidates on the target "
-                         "images) and the mean normalised prediction entropy are shown for reference.")
+        if any(c.scores for _, c, _ in choices):
+            report.paragraph("ASCPlus was trained once per appearance transfer and a rule that reads no target label "
+                             "kept one. The agreement score (mean agreement with the other candidates on the target "
+                             "images) and the mean normalised prediction entropy are shown for reference.")
         for label, c, manifest in choices:
+            if not c.scores:  # one candidate (colour photos since rule T): nothing was scored
+                report.paragraph(f"{label}: **{c.chosen}**, {c.rule}.{after_choice_sentence(manifest.details, True)}")
+                continue
             agreement = c.agreement_scores or c.scores
             report.table(["candidate", "score", "agreement score", "entropy", "chosen"],
                          [[name, f"{c.scores[name]:.3f}", f"{agreement[name]:.3f}", f"{c.entropy[name]:.3f}",
@@ -137,13 +141,15 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
     return report.write(out_dir / "report.md")
 
 
-def after_choice_sentence(details: dict) -> str:
+def after_choice_sentence(details: dict, single: bool = False) -> str:
     """What an ``ascplus`` run trained after its choice: longer training, self-training rounds (empty when
-    neither)."""
+    neither). ``single``: there was one candidate, so longer training was its only training."""
     out = ""
     factor = int(details.get("longer_training") or 0)
     rounds = int(details.get("self_training_rounds") or 0)
-    if factor:
+    if factor and single:
+        out += f" It was trained for {factor} times the updates."
+    elif factor:
         out += f" Then the chosen candidate was trained again from scratch for {factor} times the updates."
         if not rounds:
             out += " The model reported is that one."
