@@ -35,6 +35,6 @@ def test_after_choice_sentence_says_what_was_trained_after_the_choice() -> None:
     assert "2 times the updates" in longer and "round" not in longer
     both = after_choice_sentence({"longer_training": 2, "self_training_rounds": 1})
     assert both.index("2 times the updates") < both.index("Then 1 self-training round")
-    # One candidate (colour photos since rule T): it was not trained before, so nothing is "again".
+    # One candidate (colour photos since rule U): it was not trained before, so nothing is "again".
     single = after_choice_sentence({"longer_training": 2, "self_training_rounds": 0}, single=True)
     assert single == " It was trained for 2 times the updates."

@@ -159,7 +159,7 @@ CLASS_RATIO_FALLBACK = (RULES["agreement"] + "; the class-ratio prior had nothin
 REVERSE_DIR = "reverse_validation"
 SELF_TRAINING_DIR = "self_training"
 LONGER_DIR = "longer_training"  # the chosen candidate trained again for more updates (option longer_training)
-# One candidate (the colour-photo default since rule T, or a user's list of one): nothing is scored.
+# One candidate (the colour-photo default since rule U, or a user's list of one): nothing is scored.
 SINGLE_CANDIDATE = ("one candidate, nothing to choose among (on colour photos the default since session 30: no "
                     "restyling and no structure term, rule U)")
 

@@ -89,7 +89,7 @@ def write_comparison_report(runs: Sequence[Path], out_dir: Path, title: str | No
                              "kept one. The agreement score (mean agreement with the other candidates on the target "
                              "images) and the mean normalised prediction entropy are shown for reference.")
         for label, c, manifest in choices:
-            if not c.scores:  # one candidate (colour photos since rule T): nothing was scored
+            if not c.scores:  # one candidate (colour photos since rule U): nothing was scored
                 report.paragraph(f"{label}: **{c.chosen}**, {c.rule}.{after_choice_sentence(manifest.details, True)}")
                 continue
             agreement = c.agreement_scores or c.scores
