@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from paired_test import decision_arguments, run_dice, seed_dice, train_seconds, write_record  # this folder
+from photo_structure_decision import decide  # rule S's thresholds: +/-1.0 points, higher at 2 of 3 seeds
 from self_training_decision import pair
 
 FOLDER = Path("rule-t")
@@ -34,7 +35,6 @@ BOUNDS = ("source-only", "source-only-dg")
 COMMITTED = Path("structure-photos")
 # Committed CVC -> Kvasir bounds the bounds made here are checked against: session 20's and the bench table's.
 CHECKED = (COMMITTED / "cvc2kvasir-bounds", Path(HELD_OUT))
-BAR = 1.0  # points, and the new side higher at 2 or more of the 3 seeds (as rule S)
 
 
 def design(results: Path, suffix: str) -> dict:
@@ -60,14 +60,6 @@ def decisions(results: Path, suffix: str) -> list[dict]:
         rows.append({"seed": seed, "default": default, "new": new, "gain": new - default, "p": p,
                      "train_seconds": train_seconds(run)})
     return rows
-
-
-def decide(rows: list[dict]) -> str:
-    gain = float(np.mean([r["gain"] for r in rows]))
-    higher = sum(r["gain"] > 0 for r in rows)
-    if gain >= BAR and higher >= 2:
-        return "passes"
-    return "fails" if gain <= -BAR else "undecided"
 
 
 def bounds(results: Path, length: int) -> dict[str, float]:
