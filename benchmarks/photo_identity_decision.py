@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from paired_test import decision_arguments, run_dice, seed_dice, train_seconds, write_record  # this folder
+from paired_test import decision_arguments, row_mean, run_dice, seed_dice, train_seconds, write_record  # this folder
 from photo_structure_decision import decide  # rule S's thresholds: +/-1.0 points, higher at 2 of 3 seeds
 from self_training_decision import pair
 
@@ -64,7 +64,7 @@ def decisions(results: Path, suffix: str) -> list[dict]:
 
 def bounds(results: Path, length: int) -> dict[str, float]:
     folder = results / FOLDER / f"bounds-{length}"
-    return {b: float(np.mean(list(seed_dice(folder / b).values()))) for b in BOUNDS}
+    return {b: row_mean(folder / b) for b in BOUNDS}
 
 
 def rule(results: Path, name: str) -> dict:

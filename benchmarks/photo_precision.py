@@ -17,12 +17,13 @@ import argparse
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
+
+from diffuse_uda.data.io import read_nifti
 
 
 def foreground(path: Path) -> np.ndarray:
-    return np.asarray(nib.load(str(path)).dataobj) > 0
+    return read_nifti(path)[0] > 0
 
 
 def run_record(run: Path, labels: Path) -> dict:

@@ -9,15 +9,17 @@ import pytest
 import torch
 
 from diffuse_uda.config import build_run_config
-from diffuse_uda.methods.asc import APPEARANCE_PRESETS
-from diffuse_uda.pipeline.appearance_choice import (
-    CHOICE_FILE,
+from diffuse_uda.methods.asc import (
+    APPEARANCE_PRESETS,
     GREY_CANDIDATES,
     PHOTO_CANDIDATES,
     RGB_CANDIDATES,
+    default_candidates,
+)
+from diffuse_uda.pipeline.appearance_choice import (
+    CHOICE_FILE,
     SINGLE_CANDIDATE,
     candidate_config,
-    default_candidates,
     longer_config,
     pooled_dice,
     read_choice,

@@ -111,14 +111,7 @@ from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.inference.predict import predict_probabilities
-from diffuse_uda.methods.asc import (  # noqa: F401 (the candidate sets are re-exported: their old home)
-    APPEARANCE_PRESETS,
-    CHOICE_ONLY_OPTIONS,
-    GREY_CANDIDATES,
-    PHOTO_CANDIDATES,
-    RGB_CANDIDATES,
-    default_candidates,
-)
+from diffuse_uda.methods.asc import APPEARANCE_PRESETS, CHOICE_ONLY_OPTIONS
 from diffuse_uda.pipeline.run_folder import RunFolder, RunManifest
 from diffuse_uda.training import distributed
 from diffuse_uda.training.bundle import load_bundle
@@ -534,7 +527,8 @@ def train_with_appearance_choice(task: Task, config: RunConfig, out_dir: Path,
     if distributed.on_main(complete):
         return out_dir
     options = create_method("ascplus", config.method).options
-    names = options.appearance_candidates or default_candidates(task.is_colour_photo)
+    names = options.appearance_candidates
+    assert names is not None  # the task's default set, filled in by resolve_task_defaults above
     dirs = {n: Path((candidate_dirs or {}).get(n, out_dir / "candidates" / n)) for n in names}
     manifest = RunManifest(request=request, task=task.resolved().to_dict(), display_name=display_name or "ascplus",
                            method_summary="ASCPlus with the appearance transfer chosen per task without labels",
