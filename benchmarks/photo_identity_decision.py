@@ -78,7 +78,10 @@ def rule(results: Path, name: str) -> dict:
     print(f"\nL = {length} updates (identity: {m['identity 2000']:.1f} at 2000, {m['identity 4000']:.1f} at 4000). "
           f"Issue 13's photo marks at L: {m[f'identity {length}'] - m['source-only 2000']:+.1f} over source-only "
           f"(2000 updates), {m[f'identity {length}'] - m['source-only 4000']:+.1f} over source-only at 4000, "
-          f"{m[f'identity {length}'] - m['source-only-dg 2000']:+.1f} over source-only-dg (2000)")
+          f"{m[f'identity {length}'] - m['source-only-dg 2000']:+.1f} over source-only-dg (2000); per seed over "
+          "source-only at 4000: " + ", ".join(
+              f"{d['per_seed'][f'identity {length}'][f'seed{s}'] - d['per_seed']['source-only 4000'][f'seed{s}']:+.1f}"
+              for s in SEEDS))
     rows = decisions(results, suffix)
     print(f"\nRule {name}, held out ({HELD_OUT}):\n\n| seed | default (restyling candidates, 2000 updates) | "
           f"identity, {length} updates | gain (p) | train s |\n|---|---|---|---|---|")
@@ -101,6 +104,8 @@ def main() -> None:
     passed = [n for n in RULE_SUFFIX if record[n]["outcome"] == "passes"]
     taken = max(passed, key=lambda n: record[n]["means"]["new"]) if passed else None
     print(f"Taken: {f'rule {taken}' if taken else 'neither (nothing changes)'}")
+    gains = {b: record["U"]["bounds"][b] - record["T"]["bounds"][b] for b in BOUNDS}
+    print("The CVC -> Kvasir bounds from T's length to U's: " + ", ".join(f"{b} {v:+.1f}" for b, v in gains.items()))
     here = seed_dice(args.results / FOLDER / "bounds-2000" / "source-only")
     committed = {str(c): seed_dice(args.results / c / "source-only") for c in CHECKED}
     for c, values in committed.items():
