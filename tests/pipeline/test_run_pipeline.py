@@ -17,7 +17,14 @@ from typer.testing import CliRunner
 
 from diffuse_uda.cli import app
 from diffuse_uda.pipeline.manifest import read_manifest
-from diffuse_uda.pipeline.run import PipelineConfig, SynthesisOptions, run_pipeline, synthesize_from_run
+from diffuse_uda.pipeline.run import (
+    PHOTO_NOTE,
+    PipelineConfig,
+    SynthesisOptions,
+    pipeline_notes,
+    run_pipeline,
+    synthesize_from_run,
+)
 
 STAGES = ["1_ascplus", "2_pseudolabels", "3_diffusion", "4_synthetic", "5_ascplus_synth"]
 
@@ -48,6 +55,7 @@ def test_pipeline_runs_every_stage_and_skips_when_complete(tiny_task, tmp_path: 
     assert report.name == "report.md" and "diffuse-uda" in text and "ascplus (stage 1)" in text
     assert "Generator fidelity (label-free) and the guidance scale" in text and "(chosen)" in text
     assert "Appearance transfer (chosen without labels)" in text
+    assert "Known limits on this kind of data" not in text  # the photo note is for colour photos only
     _assert_outputs_whole(tmp_path / "run")
     # The domain-guided generator's guidance scale was chosen without labels and recorded.
     guidance = read_manifest(tmp_path / "run" / "4_synthetic").result["guidance_choice"]
@@ -77,6 +85,15 @@ def test_pipeline_runs_every_stage_and_skips_when_complete(tiny_task, tmp_path: 
                            atol=1e-5)
     n_target = read_manifest(tmp_path / "run" / "3_diffusion").result["n_target_pairs"]
     assert json.loads((whole / "dataset.json").read_text())["numTraining"] == 2 * n_target
+
+
+def test_colour_photos_get_the_measured_pipeline_note(tiny_task, monkeypatch) -> None:
+    from diffuse_uda.data.task import Task
+
+    assert pipeline_notes(tiny_task) == []
+    monkeypatch.setattr(Task, "is_colour_photo", property(lambda self: True))
+    (note,) = pipeline_notes(tiny_task)
+    assert note == PHOTO_NOTE and "below its own stage 1" in note and "BENCHMARKS.md" in note
 
 
 @pytest.mark.slow
