@@ -1616,3 +1616,44 @@ $BIN/python benchmarks/photo_precision.py --labels data/Dataset512_CVCClinicDB/l
     --run ascplus-identity=bench/s30/kvasir-2000/ascplus-identity/seed0 \
     --run "ascplus-identity, no structure term=bench/s30/kvasir-2000-no-structure/ascplus-identity/seed0" \
     --out $R/rule-t/precision-seed0.json
+# ---------------------------------------------------------------- Session 31
+# (a) Kvasir -> CVC with rule U's stage 1 (the product's ascplus on photos) and the pipeline from it, seeds 0-2, one
+#     bench folder filled by two processes (one torch thread each). Seed 0's ascplus is session 30's product check
+#     (bench/s30/kvasir-product, the same request: the bench reuses it):
+R=benchmarks/results
+B="$BIN/diffuse-uda bench -t polyp-kvasir2cvc -o bench/s31/kvasir2cvc"
+mkdir -p bench/s31/kvasir2cvc/ascplus && cp -r bench/s30/kvasir-product/ascplus/seed0 bench/s31/kvasir2cvc/ascplus/
+( $B --methods ascplus,diffuse-uda --seed-list 0
+  while [ ! -f bench/s31/asc2.done ]; do sleep 20; done
+  $B --methods ascplus,diffuse-uda --seed-list 2 ) &
+( $B --methods ascplus --seed-list 1
+  $B --methods ascplus --seed-list 2 && touch bench/s31/asc2.done
+  $B --methods ascplus,diffuse-uda --seed-list 1 ) &
+wait
+# (b) Exploratory (registered after seed 0's pipeline): the pipeline's stage 3 again at stage 1's length (4000 updates),
+#     the generators' mask fidelity under a seed-0 oracle made here, stage 1's pseudo-label Dice (post hoc), and the
+#     photo default of session 20 at CVC -> Kvasir seed 2 made again:
+$BIN/diffuse-uda bench -t polyp-kvasir2cvc --methods target-supervised --seed-list 0 -o bench/s31/oracle
+for s in 0 1 2; do
+  P=bench/s31/kvasir2cvc/diffuse-uda/seed$s S3=bench/s31/stage3-4000/seed$s
+  $BIN/diffuse-uda train -m ascplus -t polyp-kvasir2cvc --seed $s -o $S3 --set method.appearance=identity \
+      --set method.structure=false --set training.iterations=4000 --extra-labelled $P/4_synthetic
+  $BIN/diffuse-uda predict --model $S3 -o $S3/predictions_target_test
+  $BIN/diffuse-uda evaluate -p $S3/predictions_target_test -r data/Dataset512_CVCClinicDB -o $S3/evaluation
+  $BIN/python benchmarks/bench_synthesis.py --generator $P/3_diffusion/diffusion_last.pt \
+      --segmenter bench/s31/oracle/target-supervised/seed0 --masks $P/2_pseudolabels \
+      --stage1 bench/s31/kvasir2cvc/ascplus/seed$s --source data/Dataset511_KvasirSEG \
+      --target data/Dataset512_CVCClinicDB --samplers ddim:25:1:1 ddim:25:2:1 ddim:25:3:1 --n 32 --seed 1 \
+      --out $R/polyp-kvasir2cvc-rule-u/synthesis/seed$s.json
+done
+$BIN/python benchmarks/pseudolabel_quality.py bench/s31/kvasir2cvc --out bench/s31/pseudolabels --entries ascplus \
+    --seeds 0 1 2 --json $R/polyp-kvasir2cvc-rule-u/pseudolabel_quality.json
+$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods ascplus-gin --seed-list 2 -o bench/s31/cvc2kvasir-default-check
+# (c) The runs' small files, the table with issue 13's other rows read from the committed task folder, the record:
+$BIN/python benchmarks/export_results.py bench/s31/kvasir2cvc $R/polyp-kvasir2cvc-rule-u --no-tables
+$BIN/python benchmarks/export_results.py bench/s31/stage3-4000 $R/polyp-kvasir2cvc-rule-u/stage3-4000 --no-tables
+$BIN/python benchmarks/export_results.py bench/s31/cvc2kvasir-default-check $R/rule-t/default-check-session31 --no-tables
+$BIN/python benchmarks/collect_bench.py $R/polyp-kvasir2cvc-rule-u polyp-kvasir2cvc --data-root data \
+    --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus,diffuse-uda \
+    --rows-from $R/polyp-kvasir2cvc
+$BIN/python benchmarks/photo_pipeline_marks.py --out $R/polyp-kvasir2cvc-rule-u/marks.json
