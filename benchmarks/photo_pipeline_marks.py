@@ -21,7 +21,8 @@ updates and the pipeline's synthetic dataset), beside the same stage without syn
 (``synthesis/seed<S>.json``, ``bench_synthesis.py`` on 32 pseudo-label masks; post hoc); and the post-hoc Dice of
 stage 1's pseudo-labels on the CVC training frames (``pseudolabel_quality.json``) beside the committed rows'; and the
 photo default of session 20 at CVC -> Kvasir seed 2 (its pick, ``ascplus-gin``) made again here
-(``rule-t/default-check-session31``), beside the committed run rules T and U were paired against.
+(``rule-t/default-check-session31``), with session 30's two (``rule-t/default-check``), beside the committed runs
+rules T and U were paired against.
 
 Values: per run, the mean over test cases of the mean foreground Dice (%); p: two-sided paired Wilcoxon over the
 133 test frames; "seed-averaged p": over the frames' Dice averaged over the seeds.
@@ -101,11 +102,16 @@ def pseudolabel_dice(path: Path, entry: str) -> list[float]:
     return [100 * r["dice_mean"] for r in sorted(rows, key=lambda r: r["seed"]) if r["entry"] == entry]
 
 
-def default_side_seed2(results: Path) -> dict[str, float]:
-    """Session 20's seed-2 photo pick on CVC -> Kvasir, made here and committed (the last cross-session pair)."""
-    name = Path("ascplus-gin") / "seed2"
-    return {"here": run_dice(results / "rule-t" / "default-check-session31" / name),
-            "committed": run_dice(results / "structure-photos" / "cvc2kvasir-default" / name)}
+def default_side_made_here(results: Path) -> dict[str, dict[str, float]]:
+    """Session 20's photo picks on CVC -> Kvasir made again (seeds 0-1: session 30; seed 2, the last cross-session
+    pair of rules T-U: here) beside the committed runs the rules were paired against."""
+    out = {}
+    for folder in ("default-check", "default-check-session31"):
+        for run in sorted((results / "rule-t" / folder).glob("ascplus-*/seed*")):
+            name = Path(run.parent.name) / run.name
+            out[str(name)] = {"here": run_dice(run),
+                              "committed": run_dice(results / "structure-photos" / "cvc2kvasir-default" / name)}
+    return out
 
 
 def issue13_photo_mark(results: Path) -> dict:
@@ -160,6 +166,9 @@ def main() -> None:
     print(f"| mean | {np.mean([r['ascplus'] for r in rows]):.1f} | {np.mean([r['diffuse_uda'] for r in rows]):.1f} "
           f"| {np.mean([r['gain'] for r in rows]):+.2f} | | {np.mean([r['old_ascplus'] for r in rows]):.1f} | "
           f"{np.mean([r['old_diffuse_uda'] for r in rows]):.1f} | {np.mean([r['old_gain'] for r in rows]):+.2f} |")
+    lift = {k: np.mean([r[k] for r in rows]) - np.mean([r[f"old_{k}"] for r in rows])
+            for k in ("ascplus", "diffuse_uda")}
+    print(f"Rule U's stage 1 lifted stage 1 by {lift['ascplus']:+.1f} and the pipeline by {lift['diffuse_uda']:+.1f}")
     print("\nStage seconds and the generator's label-free guidance choice (measures at the chosen scale):")
     for r in rows:
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in r["stage_seconds"].items())
@@ -187,14 +196,20 @@ def main() -> None:
     for seed, per in fidelity.items():
         print(f"| {seed} | " + " | ".join(f"{per[k]['oracle']:.1f} / {per[k]['stage1']:.1f}" for k in samplers) + " |")
     committed = args.results / PHOTO_TASK / "pseudolabel_quality.json"
+    for who in ("oracle", "stage1"):
+        values = [v[who] for per in fidelity.values() for v in per.values()]
+        print(f"{who} mask fidelity over seeds and samplers: {min(values):.1f}-{max(values):.1f} %")
     quality = {"ascplus": pseudolabel_dice(args.results / FOLDER / "pseudolabel_quality.json", "ascplus"),
                "ascplus before rule U": pseudolabel_dice(committed, "ascplus"),
                "source-only": pseudolabel_dice(committed, "source-only")}
     print("\nPseudo-label Dice (%) on the CVC training frames, post hoc, seeds 0-2: " + "; ".join(
         f"{k} " + " / ".join(f"{v:.1f}" for v in vals) + f" (mean {np.mean(vals):.1f})" for k, vals in quality.items()))
-    check = default_side_seed2(args.results)
-    print(f"\nDefault side made again (CVC -> Kvasir ascplus-gin seed 2, 2000 updates): {check['here']:.2f} here, "
-          f"{check['committed']:.2f} committed")
+    check = default_side_made_here(args.results)
+    for name, v in check.items():
+        print(f"\nDefault side made again (CVC -> Kvasir {name}, 2000 updates): {v['here']:.2f} here, "
+              f"{v['committed']:.2f} committed", end="")
+    print(f"\nThe three seeds: {np.mean([v['here'] for v in check.values()]):.2f} here, "
+          f"{np.mean([v['committed'] for v in check.values()]):.2f} committed")
     m = issue14(args.results)
     print("\nIssue 14's end-to-end mark, each task's pipeline against its `ascplus` default (polyps: made here)\n\n"
           "| task | `ascplus` (default) | `diffuse-uda` | gain | seed-averaged p |\n|---|---|---|---|---|")
@@ -204,8 +219,8 @@ def main() -> None:
     print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
           f"{m['significant_gains']} of 4 tasks (mark 3)")
     write_record(args.out, {"issue13_photo_mark": mark, "per_seed": rows, "length_split": split,
-                            "generator_fidelity": fidelity, "pseudolabel_dice": quality, "default_side_seed2": check,
-                            "issue14_mark": m})
+                            "generator_fidelity": fidelity, "pseudolabel_dice": quality,
+                            "default_side_made_here": check, "issue14_mark": m})
 
 
 if __name__ == "__main__":
