@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from diffuse_uda.cli import app
+from diffuse_uda.data.task import Task
 from diffuse_uda.pipeline.manifest import read_manifest
 from diffuse_uda.pipeline.run import (
     PHOTO_NOTE,
@@ -88,8 +89,6 @@ def test_pipeline_runs_every_stage_and_skips_when_complete(tiny_task, tmp_path: 
 
 
 def test_colour_photos_get_the_measured_pipeline_note(tiny_task, monkeypatch) -> None:
-    from diffuse_uda.data.task import Task
-
     assert pipeline_notes(tiny_task) == []
     monkeypatch.setattr(Task, "is_colour_photo", property(lambda self: True))
     (note,) = pipeline_notes(tiny_task)

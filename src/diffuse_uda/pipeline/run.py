@@ -60,6 +60,7 @@ from diffuse_uda.training import distributed
 from diffuse_uda.training.trainer import resolve_device
 
 PIPELINE_MANIFEST = "pipeline.json"  # per-stage wall times and the total, written when every stage is done
+STAGE3 = "5_ascplus_synth"
 
 # What the benchmarks found about the pipeline on a kind of data, said where a user of that data looks (the console at
 # the start, the report): measured, not guessed (BENCHMARKS.md names the runs).
@@ -73,7 +74,6 @@ PHOTO_NOTE = ("Colour photos: the generator does not draw the target's objects y
 def pipeline_notes(task: Task) -> list[str]:
     """Measured limits of the pipeline that apply to ``task`` (printed at the start and added to the report)."""
     return [PHOTO_NOTE] if task.is_colour_photo else []
-STAGE3 = "5_ascplus_synth"
 
 
 class SynthesisOptions(StrictModel):
@@ -429,10 +429,10 @@ def _finish_pipeline(task: Task, out: Path, record: PipelineRecord, stage1: Path
     notes = pipeline_notes(task)
     sections = [("Known limits on this kind of data", "  \n".join(notes))] if notes else []
     sections += [("Stage timings", timing_text),
-                ("Synthetic gallery", f"![gallery]({gallery.resolve()})  \nmask | synthetic image | the real image "
-                                      f"of that mask | a real target image. {result.get('n_synthetic', '?')} pairs "
-                                      f"from {result.get('n_masks', '?')} masks, generator domain "
-                                      f"{result.get('domain')}, guidance {result.get('guidance_scale')}.")]
+                 ("Synthetic gallery", f"![gallery]({gallery.resolve()})  \nmask | synthetic image | the real image "
+                                       f"of that mask | a real target image. {result.get('n_synthetic', '?')} pairs "
+                                       f"from {result.get('n_masks', '?')} masks, generator domain "
+                                       f"{result.get('domain')}, guidance {result.get('guidance_scale')}.")]
     if result.get("guidance_choice"):
         sections.append(("Generator fidelity (label-free) and the guidance scale", _guidance_table(
             result["guidance_choice"])))
