@@ -24,6 +24,10 @@ photo default of session 20 at CVC -> Kvasir seed 2 (its pick, ``ascplus-gin``) 
 (``rule-t/default-check-session31``), with session 30's two (``rule-t/default-check``), beside the committed runs
 rules T and U were paired against.
 
+Added after those results, before its runs (exploratory, seed 0): the seed-0 pipeline made again with one kind of
+conditioning mask (``masks-<source|target>/seed0``: ``diffuse-uda run --set synthesis.masks=<kind>``, stages 1-3
+shared with the seed-0 pipeline), beside both kinds (the pipeline) and none (stage 3's request without synthetic pairs).
+
 Values: per run, the mean over test cases of the mean foreground Dice (%); p: two-sided paired Wilcoxon over the
 133 test frames; "seed-averaged p": over the frames' Dice averaged over the seeds.
 """
@@ -83,6 +87,22 @@ def length_split(results: Path) -> list[dict]:
         rows.append({"seed": seed, "stage1_4000": run_dice(stage1(results, seed)), "no_synthetic_2000": run_dice(plain),
                      "synthetic_2000": run_dice(pipeline(results, seed) / STAGE3),
                      "synthetic_4000": run_dice(results / FOLDER / "stage3-4000" / f"seed{seed}")})
+    return rows
+
+
+def mask_kinds(results: Path, seed: int = 0) -> list[dict]:
+    """Stage 3 from synthetic pairs of one kind of conditioning mask, of both (the pipeline) and of none."""
+    plain = results / "rule-t" / "design-no-structure" / "updates-2000" / "ascplus-identity" / f"seed{seed}"
+    runs = {"none": None, "source labels": results / FOLDER / "masks-source" / f"seed{seed}",
+            "stage-1 pseudo-labels": results / FOLDER / "masks-target" / f"seed{seed}", "both": pipeline(results, seed)}
+    rows = []
+    for kind, run in runs.items():
+        if run is None:
+            rows.append({"masks": kind, "n_synthetic": 0, "guidance_scale": None, "dice": run_dice(plain)})
+            continue
+        synthesis = json.loads((run / "4_synthetic" / "stage.json").read_text())["result"]
+        rows.append({"masks": kind, "n_synthetic": synthesis["n_synthetic"],
+                     "guidance_scale": synthesis["guidance_scale"], "dice": run_dice(run / STAGE3)})
     return rows
 
 
@@ -189,6 +209,11 @@ def main() -> None:
     print(f"Synthetic pairs at 2000 updates: {means['synthetic_2000'] - means['no_synthetic_2000']:+.1f}; at 4000: "
           f"{means['synthetic_4000'] - means['stage1_4000']:+.1f}; the length without them: "
           f"{means['stage1_4000'] - means['no_synthetic_2000']:+.1f}")
+    kinds = mask_kinds(args.results)
+    print("\nSeed 0, stage 3 (2000 updates) by the synthetic pairs' conditioning masks (exploratory):\n\n"
+          "| masks | synthetic pairs | guidance | Dice |\n|---|---|---|---|")
+    for r in kinds:
+        print(f"| {r['masks']} | {r['n_synthetic']} | {r['guidance_scale'] or '-'} | {r['dice']:.1f} |")
     fidelity = generator_fidelity(args.results)
     samplers = list(fidelity["seed0"])
     print("\nThe generators' mask fidelity (%), oracle (post hoc) / stage 1, 32 pseudo-label masks:\n\n| seed | "
@@ -219,7 +244,7 @@ def main() -> None:
     print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
           f"{m['significant_gains']} of 4 tasks (mark 3)")
     write_record(args.out, {"issue13_photo_mark": mark, "per_seed": rows, "length_split": split,
-                            "generator_fidelity": fidelity, "pseudolabel_dice": quality,
+                            "mask_kinds": kinds, "generator_fidelity": fidelity, "pseudolabel_dice": quality,
                             "default_side_made_here": check, "issue14_mark": m})
 
 

@@ -1649,7 +1649,17 @@ done
 $BIN/python benchmarks/pseudolabel_quality.py bench/s31/kvasir2cvc --out bench/s31/pseudolabels --entries ascplus \
     --seeds 0 1 2 --json $R/polyp-kvasir2cvc-rule-u/pseudolabel_quality.json
 $BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods ascplus-gin --seed-list 2 -o bench/s31/cvc2kvasir-default-check
+# (b2) Exploratory (registered after the results): the seed-0 pipeline with one kind of conditioning mask, stages 1-3
+#      shared with the seed-0 pipeline; two processes:
+for k in source target; do
+  $BIN/diffuse-uda run -t polyp-kvasir2cvc -o bench/s31/masks-$k/seed0 --seed 0 --set synthesis.masks=$k \
+      --set stage1_run=bench/s31/kvasir2cvc/ascplus/seed0 --set "share_stages_with=[$PWD/bench/s31/kvasir2cvc/diffuse-uda/seed0]" &
+done
+wait
 # (c) The runs' small files, the table with issue 13's other rows read from the committed task folder, the record:
+for k in source target; do
+  $BIN/python benchmarks/export_results.py bench/s31/masks-$k $R/polyp-kvasir2cvc-rule-u/masks-$k --no-tables
+done
 $BIN/python benchmarks/export_results.py bench/s31/kvasir2cvc $R/polyp-kvasir2cvc-rule-u --no-tables
 $BIN/python benchmarks/export_results.py bench/s31/stage3-4000 $R/polyp-kvasir2cvc-rule-u/stage3-4000 --no-tables
 $BIN/python benchmarks/export_results.py bench/s31/cvc2kvasir-default-check $R/rule-t/default-check-session31 --no-tables
