@@ -67,6 +67,16 @@ def bounds(results: Path, length: int) -> dict[str, float]:
     return {b: row_mean(folder / b) for b in BOUNDS}
 
 
+def default_side_made_again(results: Path, folder: str = "default-check") -> dict[str, dict[str, float]]:
+    """The default side's picks made again (``<folder>/ascplus-<pick>/seed<S>``) beside session 20's committed runs
+    rules T and U were paired against, keyed "ascplus-<pick> seed<S>"."""
+    out = {}
+    for run in sorted((results / FOLDER / folder).glob("ascplus-*/seed*")):
+        original = results / COMMITTED / "cvc2kvasir-default" / run.parent.name / run.name
+        out[f"{run.parent.name} {run.name}"] = {"here": run_dice(run), "committed": run_dice(original)}
+    return out
+
+
 def rule(results: Path, name: str) -> dict:
     suffix = RULE_SUFFIX[name]
     d = design(results, suffix)
@@ -112,10 +122,7 @@ def main() -> None:
         print(f"Check across sessions (CVC -> Kvasir source-only, 2000 updates, here / committed {c}): "
               + ", ".join(f"{s} {here[s]:.2f} / {values[s]:.2f}" for s in values))
     # After the decision: the default side's picks made again here (session 20's candidate runs of two seeds).
-    default_check = {}
-    for run in sorted((args.results / FOLDER / "default-check").glob("ascplus-*/seed*")):
-        original = args.results / COMMITTED / "cvc2kvasir-default" / run.parent.name / run.name
-        default_check[f"{run.parent.name} {run.name}"] = {"here": run_dice(run), "committed": run_dice(original)}
+    default_check = default_side_made_again(args.results)
     for name, v in default_check.items():
         print(f"Default side made again (CVC -> Kvasir {name}, 2000 updates): {v['here']:.2f} here, "
               f"{v['committed']:.2f} committed")

@@ -38,10 +38,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from longer_rounds_decision import longer_rounds_row
 from paired_test import decision_arguments, row_mean, run_dice, write_record  # this folder
-from pipeline_default_decision import pipeline_from_default
-from pipeline_round_decision import PHOTO_TASK, RULE_O_TASKS, STAGE3, committed_pipeline, issue14_mark
+from photo_identity_decision import default_side_made_again
+from pipeline_default_decision import issue14_on_default
+from pipeline_round_decision import PHOTO_TASK, STAGE3, committed_pipeline
 from self_training_decision import pair
 
 FOLDER = Path(f"{PHOTO_TASK}-rule-u")
@@ -57,6 +57,11 @@ def stage1(results: Path, seed: int) -> Path:
 
 def pipeline(results: Path, seed: int) -> Path:
     return results / FOLDER / "diffuse-uda" / f"seed{seed}"
+
+
+def no_synthetic(results: Path, seed: int) -> Path:
+    """Stage 3's request without the synthetic dataset: session 30's identity run without the structure term."""
+    return results / "rule-t" / "design-no-structure" / "updates-2000" / "ascplus-identity" / f"seed{seed}"
 
 
 def per_seed(results: Path) -> list[dict]:
@@ -83,8 +88,8 @@ def length_split(results: Path) -> list[dict]:
     """Stage 3 without synthetic pairs (2000 updates), with them at 2000 (the pipeline) and at 4000 updates."""
     rows = []
     for seed in SEEDS:
-        plain = results / "rule-t" / "design-no-structure" / "updates-2000" / "ascplus-identity" / f"seed{seed}"
-        rows.append({"seed": seed, "stage1_4000": run_dice(stage1(results, seed)), "no_synthetic_2000": run_dice(plain),
+        rows.append({"seed": seed, "stage1_4000": run_dice(stage1(results, seed)),
+                     "no_synthetic_2000": run_dice(no_synthetic(results, seed)),
                      "synthetic_2000": run_dice(pipeline(results, seed) / STAGE3),
                      "synthetic_4000": run_dice(results / FOLDER / "stage3-4000" / f"seed{seed}")})
     return rows
@@ -92,13 +97,13 @@ def length_split(results: Path) -> list[dict]:
 
 def mask_kinds(results: Path, seed: int = 0) -> list[dict]:
     """Stage 3 from synthetic pairs of one kind of conditioning mask, of both (the pipeline) and of none."""
-    plain = results / "rule-t" / "design-no-structure" / "updates-2000" / "ascplus-identity" / f"seed{seed}"
     runs = {"none": None, "source labels": results / FOLDER / "masks-source" / f"seed{seed}",
             "stage-1 pseudo-labels": results / FOLDER / "masks-target" / f"seed{seed}", "both": pipeline(results, seed)}
     rows = []
     for kind, run in runs.items():
         if run is None:
-            rows.append({"masks": kind, "n_synthetic": 0, "guidance_scale": None, "dice": run_dice(plain)})
+            rows.append({"masks": kind, "n_synthetic": 0, "guidance_scale": None,
+                         "dice": run_dice(no_synthetic(results, seed))})
             continue
         synthesis = json.loads((run / "4_synthetic" / "stage.json").read_text())["result"]
         rows.append({"masks": kind, "n_synthetic": synthesis["n_synthetic"],
@@ -122,18 +127,6 @@ def pseudolabel_dice(path: Path, entry: str) -> list[float]:
     return [100 * r["dice_mean"] for r in sorted(rows, key=lambda r: r["seed"]) if r["entry"] == entry]
 
 
-def default_side_made_here(results: Path) -> dict[str, dict[str, float]]:
-    """Session 20's photo picks on CVC -> Kvasir made again (seeds 0-1: session 30; seed 2, the last cross-session
-    pair of rules T-U: here) beside the committed runs the rules were paired against."""
-    out = {}
-    for folder in ("default-check", "default-check-session31"):
-        for run in sorted((results / "rule-t" / folder).glob("ascplus-*/seed*")):
-            name = Path(run.parent.name) / run.name
-            out[str(name)] = {"here": run_dice(run),
-                              "committed": run_dice(results / "structure-photos" / "cvc2kvasir-default" / name)}
-    return out
-
-
 def issue13_photo_mark(results: Path) -> dict:
     """The table's rows and the new ``ascplus`` against the bounds at 2000 (the table's) and 4000 updates."""
     means = {row: row_mean(results / PHOTO_TASK / row) for row in TABLE_ROWS}
@@ -145,24 +138,6 @@ def issue13_photo_mark(results: Path) -> dict:
             "over_source_only_dg": means["ascplus"] - means["source-only-dg"],
             "over_source_only_4000": means["ascplus"] - longer["source-only"],
             "over_source_only_dg_4000": means["ascplus"] - longer["source-only-dg"]}
-
-
-def issue14(results: Path) -> dict:
-    """Issue 14's mark with the polyp rows made here (the grey tasks as in session 28)."""
-    def default(results: Path, task: str, seed: int) -> Path:
-        return stage1(results, seed) if task == PHOTO_TASK else longer_rounds_row(results, task, seed)
-
-    def piped(results: Path, task: str, seed: int) -> Path:
-        if task == PHOTO_TASK:
-            return pipeline(results, seed) / STAGE3
-        if task in RULE_O_TASKS:
-            return pipeline_from_default(results, task, seed) / STAGE3
-        return committed_pipeline(results, task, seed)
-
-    m = issue14_mark(results, default, piped)
-    return {"rows": [{k: r[k] for k in ("task", "ascplus", "diffuse_uda", "gain", "seed_averaged_p")}
-                     for r in m["rows"]],
-            "mean_gain": m["mean_gain"], "significant_gains": m["significant_gains"]}
 
 
 def main() -> None:
@@ -220,22 +195,23 @@ def main() -> None:
           + " | ".join(samplers) + " |\n|---|" + "---|" * len(samplers))
     for seed, per in fidelity.items():
         print(f"| {seed} | " + " | ".join(f"{per[k]['oracle']:.1f} / {per[k]['stage1']:.1f}" for k in samplers) + " |")
-    committed = args.results / PHOTO_TASK / "pseudolabel_quality.json"
     for who in ("oracle", "stage1"):
         values = [v[who] for per in fidelity.values() for v in per.values()]
         print(f"{who} mask fidelity over seeds and samplers: {min(values):.1f}-{max(values):.1f} %")
+    committed = args.results / PHOTO_TASK / "pseudolabel_quality.json"
     quality = {"ascplus": pseudolabel_dice(args.results / FOLDER / "pseudolabel_quality.json", "ascplus"),
                "ascplus before rule U": pseudolabel_dice(committed, "ascplus"),
                "source-only": pseudolabel_dice(committed, "source-only")}
     print("\nPseudo-label Dice (%) on the CVC training frames, post hoc, seeds 0-2: " + "; ".join(
         f"{k} " + " / ".join(f"{v:.1f}" for v in vals) + f" (mean {np.mean(vals):.1f})" for k, vals in quality.items()))
-    check = default_side_made_here(args.results)
+    # Session 20's photo picks made again: seeds 0-1 in session 30, seed 2 (the last cross-session pair) here.
+    check = default_side_made_again(args.results) | default_side_made_again(args.results, "default-check-session31")
     for name, v in check.items():
         print(f"\nDefault side made again (CVC -> Kvasir {name}, 2000 updates): {v['here']:.2f} here, "
               f"{v['committed']:.2f} committed", end="")
     print(f"\nThe three seeds: {np.mean([v['here'] for v in check.values()]):.2f} here, "
           f"{np.mean([v['committed'] for v in check.values()]):.2f} committed")
-    m = issue14(args.results)
+    m = issue14_on_default(args.results, (stage1, lambda results, seed: pipeline(results, seed) / STAGE3))
     print("\nIssue 14's end-to-end mark, each task's pipeline against its `ascplus` default (polyps: made here)\n\n"
           "| task | `ascplus` (default) | `diffuse-uda` | gain | seed-averaged p |\n|---|---|---|---|---|")
     for r in m["rows"]:

@@ -19,6 +19,7 @@ foreground Dice (%); p: two-sided paired Wilcoxon over test cases.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from training_length_decision import decide
 
 RULE_R = "rule-r"
 SEEDS = (0, 1, 2)
+SeedRun = Callable[[Path, int], Path]  # (results folder, seed) -> a run folder
 
 
 def pipeline_as_it_is(results: Path, task: str, seed: int) -> Path:
@@ -60,15 +62,23 @@ def decisions(results: Path) -> list[dict]:
     return rows
 
 
-def issue14_on_default(results: Path) -> dict:
+def issue14_on_default(results: Path, photo: tuple[SeedRun, SeedRun] | None = None) -> dict:
     """Issue 14's mark against the ``ascplus`` default: rule R's pipeline rows on its tasks, the committed pipeline
-    rows of MS-CMRSeg and the polyps (read against the ``ascplus`` default as in session 27)."""
+    rows of MS-CMRSeg and the polyps (read against the ``ascplus`` default as in session 27). ``photo``: the polyps'
+    (``ascplus`` run, pipeline stage-3 run) per seed instead of their committed rows (session 31)."""
+    def default(results: Path, task: str, seed: int) -> Path:
+        if photo is not None and task == PHOTO_TASK:
+            return photo[0](results, seed)
+        return longer_rounds_row(results, task, seed)
+
     def pipeline(results: Path, task: str, seed: int) -> Path:
+        if photo is not None and task == PHOTO_TASK:
+            return photo[1](results, seed)
         if task in RULE_O_TASKS:
             return pipeline_from_default(results, task, seed) / STAGE3
         return committed_pipeline(results, task, seed)
 
-    m = issue14_mark(results, longer_rounds_row, pipeline)
+    m = issue14_mark(results, default, pipeline)
     rows = [{k: r[k] for k in ("task", "ascplus", "diffuse_uda", "seed_averaged_p", "gain")} for r in m["rows"]]
     return {"rows": rows,
             "mean_gain_rule_r_tasks": float(np.mean([r["gain"] for r in rows if r["task"] in RULE_O_TASKS])),
