@@ -403,6 +403,10 @@ def synthesize_cmd(
                                                      "(domain-guided generators; 1 = none), or auto: chosen "
                                                      "without labels by the label-free fidelity measures.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images sampled together.")] = 16,
+    init_strength: Annotated[float, typer.Option(help="1: each image from pure noise (the paper). Below 1 (e.g. "
+                                                      "0.5): from the real image of its mask, noised that far "
+                                                      "along the schedule (SDEdit), which keeps the object where "
+                                                      "the mask says.")] = 1.0,
     shard: Annotated[str | None, typer.Option(help="i/n: this process makes every n-th item starting at i; run "
                                                    "the n shards anywhere, into the same --out. Default: every "
                                                    "item (under torchrun the processes share them).")] = None,
@@ -421,7 +425,7 @@ def synthesize_cmd(
         if parts is not None and len(parts) != 2:
             raise ValueError("expected i/n")
         options = SynthesisOptions(masks=masks, deform=deform, times=times, sampler=sampler, steps=steps,
-                                   batch_size=batch_size, eta=eta,
+                                   batch_size=batch_size, eta=eta, init_strength=init_strength,
                                    guidance_scale=guidance_scale if guidance_scale == "auto" else float(guidance_scale))
     except ValueError as exc:
         raise ConfigError(f"invalid synthesis settings (shard {shard!r}): {exc}") from exc

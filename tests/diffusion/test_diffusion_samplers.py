@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusion_helpers import NUM_CLASSES
 
-from diffuse_uda.diffusion.samplers import ddim_timesteps, sample_images
+from diffuse_uda.diffusion.samplers import ddim_timesteps, sample_images, starting_timesteps
 from diffuse_uda.diffusion.trainer import load_diffusion
 
 
@@ -63,3 +63,61 @@ def test_ddim_timesteps_match_monai_stride(T: int, steps: int) -> None:
     ts = ddim_timesteps(T, steps)
     assert len(ts) == steps and int(ts[0]) == T - 1 and int(ts[-1]) >= 0
     assert torch.all(ts[:-1] - ts[1:] == T // steps)  # the stride DDIMScheduler.step assumes
+
+
+def test_starting_timesteps_begin_at_the_strength() -> None:
+    steps = [9, 7, 5, 3, 1]
+    assert starting_timesteps(steps, None) == steps
+    assert starting_timesteps(steps, 5) == [5, 3, 1]
+    assert starting_timesteps(steps, 4) == [3, 1]
+    assert starting_timesteps(steps, 0) == [1]  # never empty: at least the last step
+
+
+class _CountingModel(torch.nn.Module):
+    """Wraps a model and counts its forward calls (one per reverse step without guidance)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.calls = model, 0
+        self.prediction_type = getattr(model, "prediction_type", "epsilon")
+
+    def forward(self, *args):  # noqa: ANN202
+        self.calls += 1
+        return self.model(*args)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm++2m"])
+def test_a_start_image_is_kept_more_the_lower_the_strength(trained_checkpoint: Path, sampler: str) -> None:
+    """SDEdit: from ``init`` noised to a fraction of the schedule, fewer steps run and the sample stays near ``init``
+    (the model here is barely trained, so only the kept signal can bring it close)."""
+    model, cfg, _ = load_diffusion(trained_checkpoint)
+    T = cfg.num_train_timesteps
+    init = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    counting = _CountingModel(model)
+    kw = dict(sampler=sampler, steps=None if sampler == "ddpm" else T, num_train_timesteps=T, schedule=cfg.schedule)
+
+    def distance(strength: float) -> float:
+        counting.calls = 0
+        out = sample_images(counting, _masks(), NUM_CLASSES, 1, generator=torch.Generator().manual_seed(1),
+                            init=init, strength=strength, **kw)
+        assert out.shape == init.shape and out.dtype == torch.float32
+        return float((out - init).abs().mean())
+
+    near = distance(0.05)
+    assert counting.calls == 1  # round(0.05 * (T - 1)) = 0: one step, from t = 0
+    far = distance(1.0)
+    assert counting.calls == T
+    assert near < far / 3, (near, far)
+    distance(0.5)
+    assert counting.calls == round(0.5 * (T - 1)) + 1
+
+
+def test_a_start_image_is_checked(trained_checkpoint: Path) -> None:
+    model, cfg, _ = load_diffusion(trained_checkpoint)
+    kw = dict(sampler="ddim", steps=3, num_train_timesteps=cfg.num_train_timesteps)
+    with pytest.raises(ValueError, match="needs init"):
+        sample_images(model, _masks(), NUM_CLASSES, 1, strength=0.5, **kw)
+    with pytest.raises(ValueError, match="init must be"):
+        sample_images(model, _masks(), NUM_CLASSES, 1, strength=0.5, init=torch.zeros(2, 3, 16, 16), **kw)
+    with pytest.raises(ValueError, match="strength"):
+        sample_images(model, _masks(), NUM_CLASSES, 1, strength=0.0, init=torch.zeros(2, 1, 16, 16), **kw)

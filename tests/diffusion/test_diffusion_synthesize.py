@@ -144,3 +144,38 @@ def test_gallery_rows_spread_over_all_items() -> None:
     assert len(picked) == 8 and picked[0] is items[0] and picked[-1] is items[-1]
     assert len({it.mask_index for it in picked}) == 8
     assert gallery_items(items[:3], 8) == items[:3]
+
+
+def test_items_start_from_their_masks_images(trained_checkpoint: Path, tmp_path: Path) -> None:
+    """init_strength < 1: each image starts from its mask's own image, deformed with it; the labels are the very
+    masks a synthesis from noise makes (same seed), the images stay near the (deformed) real ones."""
+    refs = dict(_refs())
+    noise = _run(trained_checkpoint, tmp_path / "noise", deform=True)
+    kept = _run(trained_checkpoint, tmp_path / "kept", deform=True, init_images=refs, init_strength=0.05)
+    fn, fk = _files(noise), _files(kept)
+    assert fn.keys() == fk.keys()
+    near = far = 0.0
+    for name, arr in fk.items():
+        if name.startswith("labelsTr"):
+            np.testing.assert_array_equal(arr, fn[name])
+        else:
+            # the deformed real image carries the label's intensities (make_pairs: 0.15 + 0.35 * label)
+            label = fk[name.replace("imagesTr", "labelsTr").replace("_0000.nii.gz", ".nii.gz")]
+            expected = 0.15 + 0.35 * label
+            near += float(np.abs(arr - expected).mean())
+            far += float(np.abs(fn[name] - expected).mean())
+    assert near < far / 2
+    assert load_dataset_json(kept).provenance["init_strength"] == 0.05
+    assert "init_strength" not in load_dataset_json(noise).provenance  # from noise: recorded as before
+    with pytest.raises(ConfigError, match="other settings"):
+        _run(trained_checkpoint, tmp_path / "kept", deform=True, init_images=refs, init_strength=0.5)
+
+
+def test_starting_images_must_cover_every_mask(trained_checkpoint: Path, tmp_path: Path) -> None:
+    refs = dict(_refs())
+    with pytest.raises(ConfigError, match="no image for 1 mask"):
+        _run(trained_checkpoint, tmp_path / "a", init_images={k: v for k, v in refs.items() if k != "case1"},
+             init_strength=0.5)
+    with pytest.raises(DataError, match="starting image of 'case0'"):
+        _run(trained_checkpoint, tmp_path / "b", init_images={**refs, "case0": np.zeros((1, 8, 8), np.float32)},
+             init_strength=0.5)

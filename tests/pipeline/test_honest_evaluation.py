@@ -167,10 +167,13 @@ def test_only_known_modules_use_the_reference_label_reader():
     assert users <= allowed, users - allowed
 
 
-def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(tiny_task, tmp_path, monkeypatch):
+@pytest.mark.parametrize("init_strength", [1.0, 0.5])
+def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(tiny_task, tmp_path, monkeypatch,
+                                                                                init_strength):
     """`diffuse-uda run` (stage 1 with the label-free appearance choice, the longer training and two self-training
-    rounds, pseudo-labels, generator, synthesis, stage 3): the target training labels are deleted, and every read of
-    a target test label happens inside the evaluation module's reader, after the last training step of any stage."""
+    rounds, pseudo-labels, generator, synthesis from noise or from the masks' own images, stage 3): the target
+    training labels are deleted, and every read of a target test label happens inside the evaluation module's
+    reader, after the last training step of any stage."""
     import inspect
 
     from diffuse_uda.pipeline.run import PipelineConfig, run_pipeline
@@ -196,7 +199,7 @@ def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(
     monkeypatch.setattr(Trainer, "fit", fit)
     cfg = PipelineConfig(profile="smoke", segmentation={"training": {"iterations": 2, "device": "cpu"},
                                                         "method": {"appearance_candidates": ["paper", "bezier"]}},
-                         diffusion={"iterations": 2}, synthesis={"steps": 2})
+                         diffusion={"iterations": 2}, synthesis={"steps": 2, "init_strength": init_strength})
     run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
     kinds = [k for k, _ in events]
     # Two stage-1 candidates, the chosen one trained for longer, two self-training rounds, stage 3.

@@ -14,6 +14,11 @@ A rectified-flow model (``prediction_type == "flow"``; Liu et al., "Flow Straigh
 the velocity of the straight path from noise to data and is sampled by Euler steps of that ODE with
 MONAI's ``RFlowScheduler`` (sampler ``"euler"``, which serves no other model).
 
+Starting from a real image (SDEdit: Meng et al., "SDEdit: Guided Image Synthesis and Editing with Stochastic
+Differential Equations", ICLR 2022): with ``init`` and ``strength < 1`` the reverse process starts at the timestep
+``strength * (T - 1)`` from that image noised to it (``sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``) and runs only the
+remaining steps, so the image's layout survives and the model redraws what the noise covered.
+
 Classifier-free guidance (Ho & Salimans, "Classifier-Free Diffusion Guidance", 2021): for a
 domain-conditioned generator, ``eps = eps(x, c, unknown) + w * (eps(x, c, d) - eps(x, c, unknown))``
 pushes samples toward domain ``d`` (``w = 1``: plain conditional sampling; ``w > 1``: stronger).
@@ -34,7 +39,7 @@ from diffuse_uda.networks.conditional_unet import one_hot
 
 __all__ = [
     "SAMPLERS", "autocast_context", "check_sampler", "ddim_timesteps", "default_sampler", "dpm_timesteps",
-    "make_scheduler", "sample_images",
+    "make_scheduler", "sample_images", "starting_timesteps",
 ]
 
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm++2m", "dpm++2m-sde", "euler")
@@ -135,6 +140,8 @@ def sample_images(
     amp: bool = True,
     domain: int | None = None,
     guidance_scale: float = 1.0,
+    init: Tensor | None = None,
+    strength: float = 1.0,
 ) -> Tensor:
     """Generate images conditioned on label maps (and, for a domain-conditioned model, a domain).
 
@@ -159,6 +166,9 @@ def sample_images(
         domain: domain id to generate (:data:`~diffuse_uda.networks.conditional_unet.DOMAIN_INDEX`),
             for a domain-conditioned model; ``None`` = unknown domain (or a model without domains).
         guidance_scale: classifier-free guidance toward ``domain`` (1 = none).
+        init: ``(B, image_channels, *S)`` images in ``[0, 1]`` to start from (SDEdit); used when ``strength < 1``.
+        strength: fraction of the noise schedule the start is noised to: 1 = pure noise (``init`` unused); smaller
+            keeps more of ``init`` and takes about ``strength * steps`` steps. Not for rectified flow.
 
     Returns:
         ``(B, image_channels, *S)`` float32 images in ``[0, 1]``.
@@ -173,6 +183,16 @@ def sample_images(
     check_sampler(kind, sampler)
     spatial = tuple(masks.shape[2:]) if masks.ndim >= 3 and masks.shape[1] == 1 else tuple(masks.shape[1:])
     batch = masks.shape[0]
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    partial = strength < 1.0
+    if partial:
+        if kind == "flow":
+            raise ValueError("starting from an image (strength < 1) is for diffusion models, not rectified flow")
+        if init is None:
+            raise ValueError("strength < 1 needs init images to start from")
+        if tuple(init.shape) != (batch, image_channels, *spatial):
+            raise ValueError(f"init must be {(batch, image_channels, *spatial)}, got {tuple(init.shape)}")
     device = masks.device
     T = int(num_train_timesteps)
     if sampler == "ddpm":
@@ -201,6 +221,15 @@ def sample_images(
     # can combine velocities). Python floats from a CPU copy of the schedule: no device sync per step.
     abar = None if kind == "flow" else scheduler.alphas_cumprod.detach().double().cpu()
     velocity = kind == "v"
+    start = round(strength * (T - 1)) if partial else None
+
+    def begin(t: int) -> Tensor:
+        """The first sample: the drawn noise, or (SDEdit) ``init`` noised to ``t`` with that noise."""
+        if start is None:
+            return x
+        assert init is not None and abar is not None
+        x0 = init.to(device=device, dtype=x.dtype) * 2.0 - 1.0
+        return float(abar[t].sqrt()) * x0 + float((1 - abar[t]).sqrt()) * x
 
     def predict(x_t: Tensor, t: int) -> Tensor:
         t_batch = torch.full((batch,), t, dtype=torch.long, device=device)
@@ -225,24 +254,33 @@ def sample_images(
         if sampler == "euler":
             x0 = _rectified_flow_euler(predict, scheduler, x, steps, progress)
         elif sampler.startswith("dpm++"):
-            x0 = _dpm_solver_pp_2m(eps_of, x, scheduler.alphas_cumprod, T, steps, progress,
-                                   gens if sampler == "dpm++2m-sde" else None)
+            x0 = _dpm_solver_pp_2m(eps_of, begin, scheduler.alphas_cumprod, T, steps, progress,
+                                   gens if sampler == "dpm++2m-sde" else None, start)
         else:
-            x0 = _scheduler_loop(eps_of, scheduler, sampler, x, T, steps, eta, gens, progress)
+            x0 = _scheduler_loop(eps_of, scheduler, sampler, begin, T, steps, eta, gens, progress, start)
     finally:
         model.train(was_training)
     return ((x0 + 1.0) / 2.0).clamp_(0.0, 1.0)
 
 
-def _scheduler_loop(eps_of, scheduler, sampler: str, x: Tensor, T: int, steps: int, eta: float,
-                    gens: torch.Generator | list[torch.Generator] | None, progress: bool) -> Tensor:
-    """DDPM / DDIM through MONAI's schedulers; returns the last clipped x0 prediction."""
+def starting_timesteps(timesteps: list[int], start: int | None) -> list[int]:
+    """The descending ``timesteps`` from ``start`` on (all when ``None``; at least the last one)."""
+    if start is None:
+        return timesteps
+    return [t for t in timesteps if t <= start] or timesteps[-1:]
+
+
+def _scheduler_loop(eps_of, scheduler, sampler: str, begin, T: int, steps: int, eta: float,
+                    gens: torch.Generator | list[torch.Generator] | None, progress: bool,
+                    start: int | None = None) -> Tensor:
+    """DDPM / DDIM through MONAI's schedulers from ``begin(first timestep)``; returns the last clipped x0
+    prediction."""
     scheduler.set_timesteps(steps)
     if sampler == "ddim":
         scheduler.timesteps = ddim_timesteps(T, steps)
     # Python ints: indexing the (CPU) schedule with them never synchronises with the device.
-    timesteps = [int(t) for t in scheduler.timesteps.tolist()]
-    x0 = x
+    timesteps = starting_timesteps([int(t) for t in scheduler.timesteps.tolist()], start)
+    x = x0 = begin(timesteps[0])
     for t in tqdm(timesteps, desc=f"{sampler} sampling", disable=not progress, leave=False):
         eps = eps_of(x, t)
         if isinstance(gens, list):
@@ -281,15 +319,17 @@ def _noise_like(x: Tensor, gens: torch.Generator | list[torch.Generator] | None)
     return torch.randn(x.shape, generator=gens, device=x.device)
 
 
-def _dpm_solver_pp_2m(eps_of, x: Tensor, alphas_cumprod: Tensor, T: int, steps: int, progress: bool,
-                      sde_gens: torch.Generator | list[torch.Generator] | None = None) -> Tensor:
+def _dpm_solver_pp_2m(eps_of, begin, alphas_cumprod: Tensor, T: int, steps: int, progress: bool,
+                      sde_gens: torch.Generator | list[torch.Generator] | None = None,
+                      start: int | None = None) -> Tensor:
     """DPM-Solver++(2M) on the discrete schedule; returns the final (clipped) data prediction.
 
     With ``sde_gens`` (``dpm++2m-sde``), the stochastic variant: the variance-preserving SDE solved in
     the same data-prediction form (each step decays the current sample by e^{-2h} instead of e^{-h}
     and adds fresh noise of variance sigma_s^2 (1 - e^{-2h})), whose noise corrects part of the
     model's error the way ancestral DDPM sampling does."""
-    ts = dpm_timesteps(T, steps)
+    ts = starting_timesteps(dpm_timesteps(T, steps), start)
+    x = begin(ts[0])
     abar = alphas_cumprod.double()
     # Python floats per timestep: the update coefficients never touch the device.
     alpha = {t: float(abar[t].sqrt()) for t in ts}

@@ -1,7 +1,9 @@
 """Synthesis of an image-mask data set with a trained conditional diffusion model (paper Sec. 4.3.2).
 
 For every conditioning mask (source labels and target pseudo-labels) and every ``k < times`` the
-mask is optionally deformed (Algorithm 1) and an image is sampled for it. Outputs follow the
+mask is optionally deformed (Algorithm 1) and an image is sampled for it: from pure noise (the paper), or,
+with ``init_strength < 1``, from the real image the mask belongs to, deformed with the mask and noised part of
+the way (SDEdit; :func:`~diffuse_uda.diffusion.samplers.sample_images`). Outputs follow the
 nnU-Net v2 raw layout::
 
     out_dir/imagesTr/{id}_syn{k}_{channel:04d}.nii.gz
@@ -22,7 +24,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +129,8 @@ def synthesize_dataset(
     guidance_scale: float = 1.0,
     eta: float = 0.0,
     target_examples: Sequence[np.ndarray] = (),
+    init_images: Mapping[str, np.ndarray] | None = None,
+    init_strength: float = 1.0,
 ) -> Path:
     """Sample a synthetic data set conditioned on ``masks``.
 
@@ -198,6 +202,19 @@ def synthesize_dataset(
         if mask.size and (mask.min() < 0 or mask.max() >= num_classes):
             raise DataError(None, f"conditioning mask {mid!r}: values outside 0..{num_classes - 1}")
 
+    if not 0.0 < init_strength <= 1.0:
+        raise ConfigError(f"init_strength must be in (0, 1], got {init_strength}")
+    from_images = init_strength < 1.0
+    if from_images:
+        missing = [mid for mid, _ in masks if mid not in (init_images or {})]
+        if missing:
+            raise ConfigError(f"init_strength {init_strength} starts each item from its mask's image; no image for "
+                              f"{len(missing)} mask(s), e.g. {', '.join(missing[:3])}")
+        for mid, _ in masks:
+            image = np.asarray(init_images[mid])  # type: ignore[index]
+            if tuple(image.shape) != (num_channels, *config.image_size):
+                raise DataError(None, f"starting image of {mid!r}: shape {image.shape}, the model makes "
+                                      f"{(num_channels, *config.image_size)}")
     T = config.num_train_timesteps
     eff_steps = T if sampler == "ddpm" else min(50 if steps is None else int(steps), T)
     if domain is not None and not config.domain_conditioning:
@@ -224,28 +241,37 @@ def synthesize_dataset(
         "guidance_scale": float(guidance_scale),
         "eta": float(eta),
     }
+    if from_images:  # only then: folders made before the option existed keep resuming
+        settings["init_strength"] = float(init_strength)
     distributed.on_main(_record_settings, out_dir, settings)
     label_dtype = np.uint8 if num_classes <= 256 else np.int16
 
     bar = tqdm(total=len(todo), desc=f"synthesis {shard_i}/{shard_n}", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        conds = []
+        conds, starts = [], []
         gens = []
         for it in chunk:
+            mid = masks[it.mask_index][0]
             mask = torch.from_numpy(np.asarray(masks[it.mask_index][1]).astype(np.int64)).to(device)
+            start = (torch.from_numpy(np.asarray(init_images[mid], dtype=np.float32)).to(device)  # type: ignore[index]
+                     if from_images else None)
             if deformer is not None:
+                # The same grid moves the image and its mask (and the mask alone exactly as without an image).
                 g_def = torch.Generator(device=device).manual_seed(item_seed(seed, it.case_id, "deform"))
-                _, deformed = deformer(None, mask[None, None], generator=g_def)
+                moved, deformed = deformer(None if start is None else start[None], mask[None, None], generator=g_def)
                 assert deformed is not None
                 mask = deformed[0, 0]
+                start = None if moved is None else moved[0]
             conds.append(mask)
+            starts.append(start)
             gens.append(torch.Generator(device=device).manual_seed(item_seed(seed, it.case_id, "noise")))
         cond = torch.stack(conds)
         images = sample_images(
             model, cond, num_classes, num_channels, sampler=sampler, steps=eff_steps,
             num_train_timesteps=T, schedule=config.schedule,
             generator=gens, amp=config.amp, domain=domain_id, guidance_scale=guidance_scale, eta=eta,
+            init=torch.stack(starts).clamp_(0.0, 1.0) if from_images else None, strength=init_strength,
         )
         images_np = images.float().cpu().numpy()
         cond_np = cond.cpu().numpy().astype(label_dtype)

@@ -97,9 +97,10 @@ def choose_guidance(generator_ckpt: Path, stage1_run: Path, source: Sequence[Pai
                     target: Sequence[PairSample], num_classes: int, sampler: str, steps: int | None,
                     seed: int, device: torch.device, candidates: Sequence[float] = GUIDANCE_CANDIDATES,
                     n_masks: int | None = None, batch_size: int = 16, eta: float = 0.0,
-                    progress: bool = False) -> GuidanceChoice:
+                    progress: bool = False, init_strength: float = 1.0) -> GuidanceChoice:
     """Score every candidate scale on the same masks and noise, and apply the rule. ``n_masks``: default
-    :data:`CHOICE_MASKS` for the generator's dimensionality; ``progress``: a bar over the sampled batches."""
+    :data:`CHOICE_MASKS` for the generator's dimensionality; ``progress``: a bar over the sampled batches;
+    ``init_strength < 1``: every sample starts from its mask's own image, as synthesis then does."""
     t0 = time.perf_counter()
     model, config, info = load_diffusion(generator_ckpt, device)
     n_masks = CHOICE_MASKS[config.spatial_dims] if n_masks is None else n_masks
@@ -109,10 +110,12 @@ def choose_guidance(generator_ckpt: Path, stage1_run: Path, source: Sequence[Pai
     T = config.num_train_timesteps
     steps = T if sampler == "ddpm" else min(50 if steps is None else int(steps), T)  # as synthesis does
     n_source = n_masks // 2 if target else n_masks
-    masks = [p.mask for p in _spread(source, n_source)] + [p.mask for p in _spread(target, n_masks - n_source)]
-    if not masks:
+    pairs = [*_spread(source, n_source), *_spread(target, n_masks - n_source)]
+    if not pairs:
         raise DataError(None, "no conditioning mask with foreground to choose the guidance scale with")
-    cond = torch.from_numpy(np.stack(masks).astype(np.int64)).to(device)
+    cond = torch.from_numpy(np.stack([p.mask for p in pairs]).astype(np.int64)).to(device)
+    init = (torch.from_numpy(np.stack([p.image for p in pairs]).astype(np.float32)).to(device)
+            if init_strength < 1 else None)
 
     def real(pairs: Sequence[PairSample]) -> torch.Tensor | None:
         return torch.from_numpy(np.stack([p.image for p in _spread(pairs, 256)])).to(device) if pairs else None
@@ -136,7 +139,9 @@ def choose_guidance(generator_ckpt: Path, stage1_run: Path, source: Sequence[Pai
             images.append(sample_images(model, chunk, num_classes, info["image_channels"], sampler=sampler,
                                         steps=steps, num_train_timesteps=config.num_train_timesteps,
                                         schedule=config.schedule, generator=gens, amp=config.amp,
-                                        domain=DOMAIN_INDEX["target"], guidance_scale=scale, eta=eta))
+                                        domain=DOMAIN_INDEX["target"], guidance_scale=scale, eta=eta,
+                                        init=None if init is None else init[start:start + batch_size],
+                                        strength=init_strength))
             bar.update()
         batch = torch.cat(images)
         reports[str(scale)] = fidelity_report(batch, cond, segmenter, classifier, target_features, source_features,

@@ -91,6 +91,12 @@ class SynthesisOptions(StrictModel):
     # Classifier-free guidance toward the target domain (domain-guided generator only; 1 = none), or
     # "auto": chosen without labels among GUIDANCE_CANDIDATES (pipeline.generator_choice).
     guidance_scale: float | Literal["auto"] = "auto"
+    # 1: each image from pure noise (the paper). Below 1: from the real image its mask belongs to, deformed with
+    # the mask and noised to this fraction of the schedule (SDEdit), so the object stays where the mask says even
+    # where the generator cannot draw it (colour photos: BENCHMARKS.md, "Session 32").
+    init_strength: float = Field(1.0, gt=0.0, le=1.0, description="Fraction of the noise schedule each synthetic "
+                                 "image starts from: 1 = pure noise (the paper), < 1 = the mask's own image noised "
+                                 "that far (SDEdit)")
 
 
 register_settings_section("diffusion", lambda d: DiffusionConfig.from_dict(d).to_dict())
@@ -116,7 +122,7 @@ def resolve_guidance(syn: SynthesisOptions, folder: Path, generator: Path, stage
     if syn.guidance_scale != "auto":
         return float(syn.guidance_scale), None
     choice = choose_guidance(generator / "diffusion_last.pt", stage1, src, tgt, num_classes, syn.sampler, syn.steps,
-                             seed, device, eta=syn.eta, progress=progress)
+                             seed, device, eta=syn.eta, progress=progress, init_strength=syn.init_strength)
     write_guidance_choice(folder, choice)
     print(f"[synthesis] guidance scale chosen without labels: {choice.chosen} (mean ranks {choice.mean_rank})")
     return choice.chosen, guidance_summary(choice)
@@ -209,7 +215,9 @@ def _synthesize(task: Task, generator: Path, src: list[PairSample], tgt: list[Pa
                        sampler=syn.sampler, steps=syn.steps, batch_size=syn.batch_size, seed=seed,
                        device=device, reference_images=[(p.case_id, p.image) for p in chosen], progress=progress,
                        domain=domain, guidance_scale=guidance, eta=syn.eta,
-                       target_examples=[p.image for p in tgt[:: max(1, len(tgt) // 16)]])
+                       target_examples=[p.image for p in tgt[:: max(1, len(tgt) // 16)]],
+                       init_images={p.case_id: p.image for p in chosen} if syn.init_strength < 1 else None,
+                       init_strength=syn.init_strength)
     return {"n_masks": len(chosen), "n_synthetic": len(chosen) * syn.times, "domain": domain,
             "guidance_scale": guidance}
 
