@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from paired_test import decision_arguments, row_mean, run_dice, write_record  # this folder
 from photo_identity_decision import default_side_made_again
-from pipeline_default_decision import issue14_on_default
+from pipeline_default_decision import issue14_on_default, print_issue14_rows
 from pipeline_round_decision import PHOTO_TASK, STAGE3, committed_pipeline
 from self_training_decision import pair
 
@@ -212,11 +212,8 @@ def main() -> None:
     print(f"\nThe three seeds: {np.mean([v['here'] for v in check.values()]):.2f} here, "
           f"{np.mean([v['committed'] for v in check.values()]):.2f} committed")
     m = issue14_on_default(args.results, (stage1, lambda results, seed: pipeline(results, seed) / STAGE3))
-    print("\nIssue 14's end-to-end mark, each task's pipeline against its `ascplus` default (polyps: made here)\n\n"
-          "| task | `ascplus` (default) | `diffuse-uda` | gain | seed-averaged p |\n|---|---|---|---|---|")
-    for r in m["rows"]:
-        print(f"| {r['task']} | {r['ascplus']:.1f} | {r['diffuse_uda']:.1f} | {r['gain']:+.1f} | "
-              f"{r['seed_averaged_p']:.3g} |")
+    print("\nIssue 14's end-to-end mark, each task's pipeline against its `ascplus` default (polyps: made here)\n")
+    print_issue14_rows(m)
     print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
           f"{m['significant_gains']} of 4 tasks (mark 3)")
     write_record(args.out, {"issue13_photo_mark": mark, "per_seed": rows, "length_split": split,

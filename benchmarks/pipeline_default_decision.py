@@ -85,6 +85,14 @@ def issue14_on_default(results: Path, photo: tuple[SeedRun, SeedRun] | None = No
             "mean_gain": m["mean_gain"], "significant_gains": m["significant_gains"]}
 
 
+def print_issue14_rows(m: dict) -> None:
+    """The per-task table of :func:`issue14_on_default`'s result."""
+    print("| task | `ascplus` (default) | `diffuse-uda` | gain | seed-averaged p |\n|---|---|---|---|---|")
+    for r in m["rows"]:
+        print(f"| {r['task']} | {r['ascplus']:.1f} | {r['diffuse_uda']:.1f} | {r['gain']:+.1f} | "
+              f"{r['seed_averaged_p']:.3g} |")
+
+
 def main() -> None:
     args = decision_arguments(__doc__)
     rows = decisions(args.results)
@@ -101,10 +109,7 @@ def main() -> None:
     m = issue14_on_default(args.results)
     print("\nIssue 14's end-to-end mark against the `ascplus` default (rule R's tasks: the pipeline from it; "
           f"{', '.join(t for t in (*GREY_TASKS, PHOTO_TASK) if t not in RULE_O_TASKS)}: the committed rows)\n")
-    print("| task | `ascplus` (default) | `diffuse-uda` | gain | seed-averaged p |\n|---|---|---|---|---|")
-    for r in m["rows"]:
-        print(f"| {r['task']} | {r['ascplus']:.1f} | {r['diffuse_uda']:.1f} | {r['gain']:+.1f} | "
-              f"{r['seed_averaged_p']:.3g} |")
+    print_issue14_rows(m)
     print(f"Mean gain on rule R's two tasks: {m['mean_gain_rule_r_tasks']:+.2f}; over the four tasks: "
           f"{m['mean_gain']:+.2f} (mark +2); significant gains on {m['significant_gains']} of 4 tasks (mark 3)")
     write_record(args.out, {**h, "issue14_mark": m})

@@ -1667,3 +1667,29 @@ $BIN/python benchmarks/collect_bench.py $R/polyp-kvasir2cvc-rule-u polyp-kvasir2
     --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus,diffuse-uda \
     --rows-from $R/polyp-kvasir2cvc
 $BIN/python benchmarks/photo_pipeline_marks.py --out $R/polyp-kvasir2cvc-rule-u/marks.json
+
+# ---------------------------------------------------------------- Session 32
+# (a) Rule V: synthesis from each mask's own image (SDEdit, strength 0.5), stages 1-3 shared with session 31's
+#     pipeline of each seed (made on this machine: bench/s31 above); two processes, one torch thread each:
+R=benchmarks/results
+for s in 0 1 2; do
+  $BIN/diffuse-uda run -t polyp-kvasir2cvc -o bench/s32/sdedit/seed$s --seed $s --set synthesis.init_strength=0.5 \
+      --set stage1_run=bench/s31/kvasir2cvc/ascplus/seed$s \
+      --set "share_stages_with=[$PWD/bench/s31/kvasir2cvc/diffuse-uda/seed$s]"
+done
+# (b) Exploratory, registered after seed 0's run: source masks only at 0.5; both kinds at 0.3 and 0.2 (seed 0):
+$BIN/diffuse-uda run -t polyp-kvasir2cvc -o bench/s32/src05/seed0 --seed 0 --set synthesis.masks=source \
+    --set synthesis.init_strength=0.5 --set stage1_run=bench/s31/kvasir2cvc/ascplus/seed0 \
+    --set "share_stages_with=[$PWD/bench/s31/kvasir2cvc/diffuse-uda/seed0]"
+for k in 3 2; do  # strength 0.3, then 0.2 (registered after the others finished)
+  $BIN/diffuse-uda run -t polyp-kvasir2cvc -o bench/s32/both0$k/seed0 --seed 0 --set synthesis.init_strength=0.$k \
+      --set stage1_run=bench/s31/kvasir2cvc/ascplus/seed0 \
+      --set "share_stages_with=[$PWD/bench/s31/kvasir2cvc/diffuse-uda/seed0]"
+done
+# (c) The runs' small files and the record:
+$BIN/python benchmarks/export_results.py bench/s32/sdedit $R/polyp-kvasir2cvc-rule-u/sdedit-0.5 --no-tables
+$BIN/python benchmarks/export_results.py bench/s32/src05 $R/polyp-kvasir2cvc-rule-u/sdedit-0.5-masks-source --no-tables
+for k in 3 2; do
+  $BIN/python benchmarks/export_results.py bench/s32/both0$k $R/polyp-kvasir2cvc-rule-u/sdedit-0.$k --no-tables
+done
+$BIN/python benchmarks/sdedit_decision.py --out $R/polyp-kvasir2cvc-rule-u/sdedit.json
