@@ -1686,10 +1686,20 @@ for k in 3 2; do  # strength 0.3, then 0.2 (registered after the others finished
       --set stage1_run=bench/s31/kvasir2cvc/ascplus/seed0 \
       --set "share_stages_with=[$PWD/bench/s31/kvasir2cvc/diffuse-uda/seed0]"
 done
+# (b2) Diagnostic, registered after those: source masks only at strength 0.05, with and without the deformation:
+for d in true false; do
+  $BIN/diffuse-uda run -t polyp-kvasir2cvc -o bench/s32/src005-deform-$d/seed0 --seed 0 --set synthesis.masks=source \
+      --set synthesis.init_strength=0.05 --set synthesis.deform=$d --set stage1_run=bench/s31/kvasir2cvc/ascplus/seed0 \
+      --set "share_stages_with=[$PWD/bench/s31/kvasir2cvc/diffuse-uda/seed0]"
+done
 # (c) The runs' small files and the record:
 $BIN/python benchmarks/export_results.py bench/s32/sdedit $R/polyp-kvasir2cvc-rule-u/sdedit-0.5 --no-tables
 $BIN/python benchmarks/export_results.py bench/s32/src05 $R/polyp-kvasir2cvc-rule-u/sdedit-0.5-masks-source --no-tables
 for k in 3 2; do
   $BIN/python benchmarks/export_results.py bench/s32/both0$k $R/polyp-kvasir2cvc-rule-u/sdedit-0.$k --no-tables
 done
+$BIN/python benchmarks/export_results.py bench/s32/src005-deform-true $R/polyp-kvasir2cvc-rule-u/sdedit-0.05-masks-source \
+    --no-tables
+$BIN/python benchmarks/export_results.py bench/s32/src005-deform-false \
+    $R/polyp-kvasir2cvc-rule-u/sdedit-0.05-masks-source-no-deform --no-tables
 $BIN/python benchmarks/sdedit_decision.py --out $R/polyp-kvasir2cvc-rule-u/sdedit.json

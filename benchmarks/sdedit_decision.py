@@ -15,7 +15,9 @@ the candidate for held-out checks; the default does not change. Reported, no rul
 Added after seed 0's run, before theirs (exploratory, seed 0, no rule): ``sdedit-0.5-masks-source/seed0`` (source
 masks only), ``sdedit-0.3/seed0`` and ``sdedit-0.2/seed0`` (both kinds, strengths 0.3 and 0.2), beside session 31's
 seed-0 runs from noise with both kinds and with source masks only (``masks-source``) and stage 3's request without
-synthetic pairs.
+synthetic pairs. Added after those, before theirs (diagnostic, seed 0): source masks only at strength 0.05 (one step
+at t = 9: the deformed real source images with their exact labels), with and without the deformation
+(``sdedit-0.05-masks-source``, ``sdedit-0.05-masks-source-no-deform``).
 
 Values: per run, the mean over test cases of the mean foreground Dice (%).
 """
@@ -72,7 +74,10 @@ def exploratory(results: Path, seed: int = 0) -> list[dict]:
             f"seed{seed}", ("images, s = 0.5", "both"): sdedit(results, seed),
             ("images, s = 0.5", "source"): results / FOLDER / "sdedit-0.5-masks-source" / f"seed{seed}",
             ("images, s = 0.3", "both"): results / FOLDER / "sdedit-0.3" / f"seed{seed}",
-            ("images, s = 0.2", "both"): results / FOLDER / "sdedit-0.2" / f"seed{seed}"}
+            ("images, s = 0.2", "both"): results / FOLDER / "sdedit-0.2" / f"seed{seed}",
+            ("images, s = 0.05", "source"): results / FOLDER / "sdedit-0.05-masks-source" / f"seed{seed}",
+            ("images, s = 0.05", "source, not deformed"):
+                results / FOLDER / "sdedit-0.05-masks-source-no-deform" / f"seed{seed}"}
     rows = [{"start": "-", "masks": "none", "n_synthetic": 0, "guidance_scale": None,
              "dice": pair(noise, no_synthetic(results, seed))[1], "p_vs_noise_both": None}]
     for (start, masks), run in runs.items():
@@ -93,7 +98,7 @@ def main() -> None:
           "over noise | p | over stage 1 | p | guidance (label-free) |\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['seed']} | {r['ascplus']:.1f} | {r['pipeline_from_noise']:.1f} | {r['pipeline_from_images']:.1f}"
-              f" | {r['gain_over_noise']:+.1f} | {r['p_over_noise']:.2g} | {r['gain_over_stage1']:+.1f} | "
+              f" | {r['gain_over_noise']:+.1f} | {r['p_over_noise']:.3g} | {r['gain_over_stage1']:+.1f} | "
               f"{r['p_over_stage1']:.2g} | {r['guidance_scale']} |")
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ("ascplus", "pipeline_from_noise",
                                                               "pipeline_from_images", "gain_over_noise",
@@ -116,7 +121,7 @@ def main() -> None:
     print("\nSeed 0 (exploratory): stage 3 by the synthetic images' start and their conditioning masks\n\n"
           "| start | masks | synthetic pairs | guidance | Dice | p against noise, both |\n|---|---|---|---|---|---|")
     for r in explore:
-        p = "-" if r["p_vs_noise_both"] is None else f"{r['p_vs_noise_both']:.2g}"
+        p = "-" if r["p_vs_noise_both"] is None else f"{r['p_vs_noise_both']:.3g}"
         print(f"| {r['start']} | {r['masks']} | {r['n_synthetic']} | {r['guidance_scale'] or '-'} | {r['dice']:.1f} | "
               f"{p} |")
     write_record(args.out, {"strength": STRENGTH, "per_seed": rows, "rule_v": verdict, "issue14_what_if": m,
