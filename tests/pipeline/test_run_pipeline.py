@@ -93,6 +93,8 @@ def test_colour_photos_get_the_measured_pipeline_note(tiny_task, monkeypatch) ->
     monkeypatch.setattr(Task, "is_colour_photo", property(lambda self: True))
     (note,) = pipeline_notes(tiny_task)
     assert note == PHOTO_NOTE and "below its own stage 1" in note and "BENCHMARKS.md" in note
+    assert "synthesis.init_strength" in note  # the measured option is named as the pipeline spells it
+    assert "init_strength" in SynthesisOptions.model_fields
 
 
 @pytest.mark.slow

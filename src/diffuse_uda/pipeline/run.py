@@ -66,9 +66,11 @@ STAGE3 = "5_ascplus_synth"
 # the start, the report): measured, not guessed (BENCHMARKS.md names the runs).
 PHOTO_NOTE = ("Colour photos: the generator does not draw the target's objects yet (on Kvasir-SEG -> CVC-ClinicDB "
               "its samples carry their masks at 11-19 % Dice in the eyes of a target-supervised model), and there the "
-              "pipeline ends about 15 points below its own stage 1 (BENCHMARKS.md, session 31). Stage 1's model "
-              "(1_ascplus) may be the better segmenter: compare both on labelled target cases you set aside for "
-              "that choice, never on the test split.")
+              "pipeline ends about 15 points below its own stage 1 (BENCHMARKS.md, session 31). Starting each "
+              "synthetic image from its mask's own image (--set synthesis.init_strength=0.5) narrowed that to about "
+              "10 points; the less the generator redraws, the less is lost, and no strength tried reached stage 1 "
+              "(session 32). Stage 1's model (1_ascplus) may be the better segmenter: compare both on labelled target "
+              "cases you set aside for that choice, never on the test split.")
 
 
 def pipeline_notes(task: Task) -> list[str]:
