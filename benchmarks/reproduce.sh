@@ -1703,3 +1703,5 @@ $BIN/python benchmarks/export_results.py bench/s32/src005-deform-true $R/polyp-k
 $BIN/python benchmarks/export_results.py bench/s32/src005-deform-false \
     $R/polyp-kvasir2cvc-rule-u/sdedit-0.05-masks-source-no-deform --no-tables
 $BIN/python benchmarks/sdedit_decision.py --out $R/polyp-kvasir2cvc-rule-u/sdedit.json
+cp bench/s32/sdedit/seed0/4_synthetic/gallery.png docs/figures/gallery_polyp-kvasir2cvc_init-0.5_seed0.png
+cp bench/s31/kvasir2cvc/diffuse-uda/seed0/4_synthetic/gallery.png docs/figures/gallery_polyp-kvasir2cvc_rule-u_seed0.png

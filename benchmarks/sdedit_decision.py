@@ -42,6 +42,15 @@ def sdedit(results: Path, seed: int) -> Path:
     return results / FOLDER / f"sdedit-{STRENGTH}" / f"seed{seed}"
 
 
+def chosen_measures(run: Path) -> dict:
+    """The label-free measures of the guidance scale the pipeline chose (``4_synthetic/generator_choice.json``)."""
+    choice = json.loads((run / "4_synthetic" / "generator_choice.json").read_text())
+    chosen = choice["reports"][f"{float(choice['chosen'])}"]
+    return {"guidance_scale": choice["chosen"], "stage1_mask_fidelity": 100 * chosen["mask_fidelity_mean"],
+            "style_fidelity": 100 * chosen["style_fidelity"],
+            "frechet_distance_target": chosen["frechet_distance_target"]}
+
+
 def per_seed(results: Path) -> list[dict]:
     rows = []
     for seed in SEEDS:
@@ -54,6 +63,8 @@ def per_seed(results: Path) -> list[dict]:
                      "p_over_stage1": p_stage1, "guidance_scale": synthesis["result"]["guidance_scale"],
                      "n_synthetic": synthesis["result"]["n_synthetic"],
                      "reused": {st["stage"]: st["reused"] for st in record["stages"]},
+                     "measures_from_noise": chosen_measures(pipeline(results, seed)),
+                     "measures_from_images": chosen_measures(sdedit(results, seed)),
                      "seconds": {st["stage"]: st["seconds"] for st in record["stages"] if not st["reused"]}})
     return rows
 
@@ -109,6 +120,12 @@ def main() -> None:
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in r["seconds"].items())
         print(f"seed {r['seed']}: {r['n_synthetic']} synthetic pairs; made here: {stages}; reused: "
               + ", ".join(k for k, v in r["reused"].items() if v))
+    print("\nThe label-free measures at the chosen guidance scale (stage-1 mask fidelity %, style fidelity %, Frechet "
+          "distance to real target images), from noise -> from the masks' images:")
+    for r in rows:
+        a, b = r["measures_from_noise"], r["measures_from_images"]
+        print(f"seed {r['seed']}: " + "; ".join(f"{k} {a[k]:.1f} -> {b[k]:.1f}" for k in
+                                                ("stage1_mask_fidelity", "style_fidelity", "frechet_distance_target")))
     print(f"\nRule V: above the pipeline at each seed (p < {ALPHA}): {verdict['above_the_pipeline_at_each_seed']}; "
           f"mean {verdict['mean']:.1f} >= `source-only-dg` {verdict['source_only_dg']:.1f}: "
           f"{verdict['at_least_source_only_dg']} -> {'passes' if verdict['passes'] else 'fails'}")
