@@ -249,29 +249,29 @@ def synthesize_dataset(
     bar = tqdm(total=len(todo), desc=f"synthesis {shard_i}/{shard_n}", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        conds, starts = [], []
+        conds, start_images = [], []
         gens = []
         for it in chunk:
             mid = masks[it.mask_index][0]
             mask = torch.from_numpy(np.asarray(masks[it.mask_index][1]).astype(np.int64)).to(device)
-            start = (torch.from_numpy(np.asarray(init_images[mid], dtype=np.float32)).to(device)  # type: ignore[index]
+            first = (torch.from_numpy(np.asarray(init_images[mid], dtype=np.float32)).to(device)  # type: ignore[index]
                      if from_images else None)
             if deformer is not None:
                 # The same grid moves the image and its mask (and the mask alone exactly as without an image).
                 g_def = torch.Generator(device=device).manual_seed(item_seed(seed, it.case_id, "deform"))
-                moved, deformed = deformer(None if start is None else start[None], mask[None, None], generator=g_def)
+                moved, deformed = deformer(None if first is None else first[None], mask[None, None], generator=g_def)
                 assert deformed is not None
                 mask = deformed[0, 0]
-                start = None if moved is None else moved[0]
+                first = None if moved is None else moved[0]
             conds.append(mask)
-            starts.append(start)
+            start_images.append(first)
             gens.append(torch.Generator(device=device).manual_seed(item_seed(seed, it.case_id, "noise")))
         cond = torch.stack(conds)
         images = sample_images(
             model, cond, num_classes, num_channels, sampler=sampler, steps=eff_steps,
             num_train_timesteps=T, schedule=config.schedule,
             generator=gens, amp=config.amp, domain=domain_id, guidance_scale=guidance_scale, eta=eta,
-            init=torch.stack(starts).clamp_(0.0, 1.0) if from_images else None, strength=init_strength,
+            init=torch.stack(start_images).clamp_(0.0, 1.0) if from_images else None, strength=init_strength,
         )
         images_np = images.float().cpu().numpy()
         cond_np = cond.cpu().numpy().astype(label_dtype)

@@ -110,11 +110,11 @@ def choose_guidance(generator_ckpt: Path, stage1_run: Path, source: Sequence[Pai
     T = config.num_train_timesteps
     steps = T if sampler == "ddpm" else min(50 if steps is None else int(steps), T)  # as synthesis does
     n_source = n_masks // 2 if target else n_masks
-    pairs = [*_spread(source, n_source), *_spread(target, n_masks - n_source)]
-    if not pairs:
+    scored = [*_spread(source, n_source), *_spread(target, n_masks - n_source)]
+    if not scored:
         raise DataError(None, "no conditioning mask with foreground to choose the guidance scale with")
-    cond = torch.from_numpy(np.stack([p.mask for p in pairs]).astype(np.int64)).to(device)
-    init = (torch.from_numpy(np.stack([p.image for p in pairs]).astype(np.float32)).to(device)
+    cond = torch.from_numpy(np.stack([p.mask for p in scored]).astype(np.int64)).to(device)
+    init = (torch.from_numpy(np.stack([p.image for p in scored]).astype(np.float32)).to(device)
             if init_strength < 1 else None)
 
     def real(pairs: Sequence[PairSample]) -> torch.Tensor | None:
