@@ -1692,6 +1692,14 @@ for d in true false; do
       --set synthesis.init_strength=0.05 --set synthesis.deform=$d --set stage1_run=bench/s31/kvasir2cvc/ascplus/seed0 \
       --set "share_stages_with=[$PWD/bench/s31/kvasir2cvc/diffuse-uda/seed0]"
 done
+# (b3) The held-out photo direction, CVC -> Kvasir, seeds 0 and 1 side by side (registered before the runs):
+for s in 0 1; do
+  ( $BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods ascplus,diffuse-uda --seed-list $s -o bench/s32/cvc2kvasir
+    $BIN/diffuse-uda run -t polyp-cvc2kvasir -o bench/s32/cvc2kvasir-sdedit/seed$s --seed $s \
+        --set synthesis.init_strength=0.5 --set stage1_run=bench/s32/cvc2kvasir/ascplus/seed$s \
+        --set "share_stages_with=[$PWD/bench/s32/cvc2kvasir/diffuse-uda/seed$s]" ) &
+done
+wait
 # (c) The runs' small files and the record:
 $BIN/python benchmarks/export_results.py bench/s32/sdedit $R/polyp-kvasir2cvc-rule-u/sdedit-0.5 --no-tables
 $BIN/python benchmarks/export_results.py bench/s32/src05 $R/polyp-kvasir2cvc-rule-u/sdedit-0.5-masks-source --no-tables
@@ -1702,6 +1710,10 @@ $BIN/python benchmarks/export_results.py bench/s32/src005-deform-true $R/polyp-k
     --no-tables
 $BIN/python benchmarks/export_results.py bench/s32/src005-deform-false \
     $R/polyp-kvasir2cvc-rule-u/sdedit-0.05-masks-source-no-deform --no-tables
+$BIN/python benchmarks/export_results.py bench/s32/cvc2kvasir $R/polyp-cvc2kvasir-rule-u --no-tables
+$BIN/python benchmarks/export_results.py bench/s32/cvc2kvasir-sdedit $R/polyp-cvc2kvasir-rule-u/sdedit-0.5 --no-tables
+$BIN/python benchmarks/collect_bench.py $R/polyp-cvc2kvasir-rule-u polyp-cvc2kvasir --data-root data \
+    --methods source-only,source-only-dg,target-supervised,ascplus,diffuse-uda --rows-from $R/polyp-cvc2kvasir
 $BIN/python benchmarks/sdedit_decision.py --out $R/polyp-kvasir2cvc-rule-u/sdedit.json
 cp bench/s32/sdedit/seed0/4_synthetic/gallery.png docs/figures/gallery_polyp-kvasir2cvc_init-0.5_seed0.png
 cp bench/s31/kvasir2cvc/diffuse-uda/seed0/4_synthetic/gallery.png docs/figures/gallery_polyp-kvasir2cvc_rule-u_seed0.png

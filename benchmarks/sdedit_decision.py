@@ -19,6 +19,10 @@ synthetic pairs. Added after those, before theirs (diagnostic, seed 0): source m
 at t = 9: the deformed real source images with their exact labels), with and without the deformation
 (``sdedit-0.05-masks-source``, ``sdedit-0.05-masks-source-no-deform``).
 
+Registered before its runs (no rule): the held-out photo direction, CVC-ClinicDB -> Kvasir-SEG, seeds 0-1
+(``polyp-cvc2kvasir-rule-u``: the product's ``ascplus`` and ``diffuse-uda`` from one bench folder, and
+``sdedit-0.5/seed<S>`` with stages 1-3 shared with that seed's pipeline), over the 200 Kvasir test frames.
+
 Values: per run, the mean over test cases of the mean foreground Dice (%).
 """
 
@@ -100,6 +104,26 @@ def exploratory(results: Path, seed: int = 0) -> list[dict]:
     return rows
 
 
+HELD_OUT = Path("polyp-cvc2kvasir-rule-u")
+HELD_OUT_SEEDS = (0, 1)
+
+
+def held_out_direction(results: Path) -> list[dict]:
+    """CVC -> Kvasir per seed: stage 1, the pipeline from noise and from the masks' images, paired."""
+    rows = []
+    for seed in HELD_OUT_SEEDS:
+        folder = results / HELD_OUT
+        own, noise, p_noise = pair(folder / "ascplus" / f"seed{seed}", folder / "diffuse-uda" / f"seed{seed}" / STAGE3)
+        _, images, p_images = pair(folder / "ascplus" / f"seed{seed}", folder / "sdedit-0.5" / f"seed{seed}" / STAGE3)
+        _, _, p_between = pair(folder / "diffuse-uda" / f"seed{seed}" / STAGE3,
+                               folder / "sdedit-0.5" / f"seed{seed}" / STAGE3)
+        rows.append({"seed": seed, "ascplus": own, "from_noise": noise, "p_noise_vs_stage1": p_noise,
+                     "from_images": images, "p_images_vs_stage1": p_images, "p_images_vs_noise": p_between,
+                     "guidance_from_noise": chosen_measures(folder / "diffuse-uda" / f"seed{seed}")["guidance_scale"],
+                     "guidance_from_images": chosen_measures(folder / "sdedit-0.5" / f"seed{seed}")["guidance_scale"]})
+    return rows
+
+
 def main() -> None:
     args = decision_arguments(__doc__)
     rows = per_seed(args.results)
@@ -141,8 +165,21 @@ def main() -> None:
         p = "-" if r["p_vs_noise_both"] is None else f"{r['p_vs_noise_both']:.3g}"
         print(f"| {r['start']} | {r['masks']} | {r['n_synthetic']} | {r['guidance_scale'] or '-'} | {r['dice']:.1f} | "
               f"{p} |")
+    held = held_out_direction(args.results)
+    print("\nCVC -> Kvasir (held-out photo direction; 200 test frames; p against stage 1, and images against noise)"
+          "\n\n| seed | `ascplus` (stage 1) | pipeline from noise | p | from the masks' images (s = 0.5) | p | "
+          "images - noise | p |\n|---|---|---|---|---|---|---|---|")
+    for r in held:
+        print(f"| {r['seed']} | {r['ascplus']:.1f} | {r['from_noise']:.1f} | {r['p_noise_vs_stage1']:.3g} | "
+              f"{r['from_images']:.1f} | {r['p_images_vs_stage1']:.3g} | {r['from_images'] - r['from_noise']:+.1f} | "
+              f"{r['p_images_vs_noise']:.3g} |")
+    means = {k: float(np.mean([r[k] for r in held])) for k in ("ascplus", "from_noise", "from_images")}
+    print(f"| mean | {means['ascplus']:.1f} | {means['from_noise']:.1f} | | {means['from_images']:.1f} | | "
+          f"{means['from_images'] - means['from_noise']:+.1f} | |")
+    print("guidance chosen (label-free), from noise / from images: "
+          + "; ".join(f"seed {r['seed']} {r['guidance_from_noise']} / {r['guidance_from_images']}" for r in held))
     write_record(args.out, {"strength": STRENGTH, "per_seed": rows, "rule_v": verdict, "issue14_what_if": m,
-                            "seed0_by_start_and_masks": explore})
+                            "seed0_by_start_and_masks": explore, "held_out_cvc2kvasir": held})
 
 
 if __name__ == "__main__":
