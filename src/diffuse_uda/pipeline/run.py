@@ -69,8 +69,9 @@ PHOTO_NOTE = ("Colour photos: the generator does not draw the target's objects y
               "pipeline ends about 15 points below its own stage 1 (BENCHMARKS.md, session 31). Starting each "
               "synthetic image from its mask's own image (--set synthesis.init_strength=0.5) narrowed that to about "
               "10 points; the less the generator redraws, the less is lost, and no strength tried reached stage 1 "
-              "(session 32). Stage 1's model (1_ascplus) may be the better segmenter: compare both on labelled target "
-              "cases you set aside for that choice, never on the test split.")
+              "(session 32). On CVC-ClinicDB -> Kvasir-SEG the pipeline is 4 points below stage 1 (2 seeds, session "
+              "32), from the masks' own images as well. Stage 1's model (1_ascplus) may be the better segmenter: "
+              "compare both on labelled target cases you set aside for that choice, never on the test split.")
 
 
 def pipeline_notes(task: Task) -> list[str]:
