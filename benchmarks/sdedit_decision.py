@@ -160,11 +160,12 @@ def main() -> None:
           f"{m['significant_gains']} of 4 tasks (mark 3)")
     explore = exploratory(args.results)
     print("\nSeed 0 (exploratory): stage 3 by the synthetic images' start and their conditioning masks\n\n"
-          "| start | masks | synthetic pairs | guidance | Dice | p against noise, both |\n|---|---|---|---|---|---|")
+          "| start | masks | synthetic pairs | guidance | Dice | against none | p against noise, both |\n"
+          "|---|---|---|---|---|---|---|")
     for r in explore:
         p = "-" if r["p_vs_noise_both"] is None else f"{r['p_vs_noise_both']:.3g}"
         print(f"| {r['start']} | {r['masks']} | {r['n_synthetic']} | {r['guidance_scale'] or '-'} | {r['dice']:.1f} | "
-              f"{p} |")
+              f"{r['dice'] - explore[0]['dice']:+.1f} | {p} |")
     held = held_out_direction(args.results)
     print("\nCVC -> Kvasir (held-out photo direction; 200 test frames; p against stage 1, and images against noise)"
           "\n\n| seed | `ascplus` (stage 1) | pipeline from noise | p | from the masks' images (s = 0.5) | p | "
