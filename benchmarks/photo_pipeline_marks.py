@@ -64,6 +64,12 @@ def no_synthetic(results: Path, seed: int) -> Path:
     return results / "rule-t" / "design-no-structure" / "updates-2000" / "ascplus-identity" / f"seed{seed}"
 
 
+def chosen_guidance(run: Path) -> tuple[float, dict]:
+    """A pipeline run's label-free guidance choice: the chosen scale and its measures (``generator_choice.json``)."""
+    choice = json.loads((run / "4_synthetic" / "generator_choice.json").read_text())
+    return choice["chosen"], choice["reports"][f"{float(choice['chosen'])}"]
+
+
 def per_seed(results: Path) -> list[dict]:
     rows = []
     for seed in SEEDS:
@@ -71,14 +77,13 @@ def per_seed(results: Path) -> list[dict]:
         old_stage1, old_pipeline, p_old = pair(results / PHOTO_TASK / "ascplus" / f"seed{seed}",
                                                committed_pipeline(results, PHOTO_TASK, seed))
         record = json.loads((pipeline(results, seed) / "pipeline.json").read_text())
-        choice = json.loads((pipeline(results, seed) / "4_synthetic" / "generator_choice.json").read_text())
-        chosen = choice["reports"][f"{float(choice['chosen'])}"]
+        scale, chosen = chosen_guidance(pipeline(results, seed))
         rows.append({"seed": seed, "ascplus": own, "diffuse_uda": piped, "gain": piped - own, "p": p,
                      "old_ascplus": old_stage1, "old_diffuse_uda": old_pipeline, "old_gain": old_pipeline - old_stage1,
                      "old_p": p_old,
                      "stage_seconds": {st["stage"]: st["seconds"] for st in record["stages"]},
                      "stage1_reused": record["stages"][0]["reused"],
-                     "guidance_scale": choice["chosen"],
+                     "guidance_scale": scale,
                      "chosen_measures": {k: chosen[k] for k in ("mask_fidelity_mean", "style_fidelity",
                                                                 "frechet_distance_target")}})
     return rows

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from paired_test import decision_arguments, row_mean, write_record  # this folder
-from photo_pipeline_marks import FOLDER, SEEDS, pipeline, stage1
+from photo_pipeline_marks import FOLDER, SEEDS, chosen_guidance, pipeline, stage1
 from pipeline_default_decision import issue14_on_default, print_issue14_rows
 from pipeline_round_decision import PHOTO_TASK, STAGE3
 from self_training_decision import pair
@@ -48,9 +48,8 @@ def sdedit(results: Path, seed: int) -> Path:
 
 def chosen_measures(run: Path) -> dict:
     """The label-free measures of the guidance scale the pipeline chose (``4_synthetic/generator_choice.json``)."""
-    choice = json.loads((run / "4_synthetic" / "generator_choice.json").read_text())
-    chosen = choice["reports"][f"{float(choice['chosen'])}"]
-    return {"guidance_scale": choice["chosen"], "stage1_mask_fidelity": 100 * chosen["mask_fidelity_mean"],
+    scale, chosen = chosen_guidance(run)
+    return {"guidance_scale": scale, "stage1_mask_fidelity": 100 * chosen["mask_fidelity_mean"],
             "style_fidelity": 100 * chosen["style_fidelity"],
             "frechet_distance_target": chosen["frechet_distance_target"]}
 
