@@ -203,8 +203,8 @@ def conditioning_samples(task: Task, pseudo_dir: Path, training_fraction: float,
     src, tgt = _subset(src, training_fraction), _subset(tgt, training_fraction)
     weights = {c.case_id: pseudo_label_reliability(pseudo_dir, c.case_id, dims) for c in tgt}
     # Source and target datasets may use the same case ids (MS-CMRSeg: patient10 in both): prefix the domain.
-    return (_samples(src, dims, tuple(size), "source", None),
-            _samples(tgt, dims, tuple(size), "target", weights))
+    return (pair_samples(src, dims, tuple(size), "source", None),
+            pair_samples(tgt, dims, tuple(size), "target", weights))
 
 
 def _synthesize(task: Task, generator: Path, src: list[PairSample], tgt: list[PairSample], syn: SynthesisOptions,
@@ -225,7 +225,7 @@ def _synthesize(task: Task, generator: Path, src: list[PairSample], tgt: list[Pa
             "guidance_scale": guidance}
 
 
-def _samples(cases: list, spatial_dims: int, size: tuple[int, ...], domain: str,
+def pair_samples(cases: list, spatial_dims: int, size: tuple[int, ...], domain: str,
              weights: dict[str, np.ndarray] | None) -> list[PairSample]:
     """Pairs (image (C,*S), mask (*S)) at the generator's resolution; only samples with foreground.
     ``weights``: per case, one reliability per slice (2D) or one for the volume (3D)."""

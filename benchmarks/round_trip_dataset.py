@@ -1,0 +1,67 @@
+"""A task's source pairs through the generator's resolution, with no generator: what the size alone costs stage 3.
+
+The pipeline's generator works at its own size (64 px on the quick profile) while segmentation works at the task's
+(128 px on the real tasks), so every synthetic pair stage 3 trains on has been down-sampled to the generator's size
+and is resized back to the segmentation size when stage 3 reads it. This script writes the task's source images and
+expert labels through that same round trip and nothing else (no deformation, no sampling): resized to ``--size``
+exactly as the generator's conditioning pairs are (``diffuse_uda.pipeline.run.pair_samples``) and written the way the
+synthesis stage writes its pairs (one NIfTI per channel and a label map, ``dataset.json``). Given to stage 3's request
+in place of the synthetic pairs (``diffuse-uda train ... --extra-labelled OUT``) it isolates the resolution's cost;
+``--size`` equal to the task's gives the control (the same pairs at full size). Reads source labels only.
+
+    python benchmarks/round_trip_dataset.py -t polyp-kvasir2cvc --data-root data --size 64 64 -o bench/round-trip-64
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from diffuse_uda.data.dataset_json import DatasetInfo, image_paths, label_path, load_dataset_json, write_dataset_json
+from diffuse_uda.data.io import write_nifti
+from diffuse_uda.data.preprocessing import prepare_split
+from diffuse_uda.data.task import Task, load_task
+from diffuse_uda.diffusion.synthesize import FILE_ENDING
+from diffuse_uda.pipeline.run import pair_samples
+from diffuse_uda.pipeline.train import default_cache_dir
+
+
+def write_round_trip(task: Task, size: tuple[int, ...], out: Path, progress: bool = True) -> int:
+    """Write the source pairs with foreground at ``size`` under ``out`` (imagesTr, labelsTr, dataset.json);
+    returns the number of pairs. An existing complete folder is left as it is."""
+    if (out / "dataset.json").is_file():
+        return load_dataset_json(out).num_training
+    dims = task.preprocessing.spatial_dims
+    cases = prepare_split(task.source_dir, "Tr", task.preprocessing, True, default_cache_dir(), progress, task.labels)
+    pairs = pair_samples(cases, dims, size, "source", None)
+    info = load_dataset_json(task.source_dir)
+    for pair in pairs:
+        stored = (lambda a: a[..., None]) if dims == 2 else (lambda a: a)  # 2D is stored as (H, W, 1), as synthesis
+        for channel, path in enumerate(image_paths(out, "Tr", pair.case_id, pair.image.shape[0], FILE_ENDING)):
+            write_nifti(path, stored(pair.image[channel].astype(np.float32)))
+        write_nifti(label_path(out, "Tr", pair.case_id, FILE_ENDING), stored(pair.mask))
+    # dataset.json last: the folder counts as complete only once every pair is written
+    write_dataset_json(out, DatasetInfo(
+        name=out.name, channel_names={str(k): str(v) for k, v in info.channel_names.items()},
+        labels={str(k): int(v) for k, v in task.labels.items()}, file_ending=FILE_ENDING, num_training=len(pairs),
+        description=f"{task.name} source pairs resized to {list(size)} and back (no generator): a control for stage 3.",
+        provenance={"round_trip_size": list(size), "source": str(task.source_dir)}))
+    return len(pairs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-t", "--task", required=True, help="shipped task name or task YAML")
+    ap.add_argument("--data-root", type=Path, default=Path("data"))
+    ap.add_argument("--size", type=int, nargs="+", required=True, help="the round trip's size (the generator's)")
+    ap.add_argument("-o", "--out", type=Path, required=True)
+    args = ap.parse_args()
+    task = load_task(args.task, data_root=args.data_root)
+    n = write_round_trip(task, tuple(args.size), args.out)
+    print(f"{n} source pairs at {args.size} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
