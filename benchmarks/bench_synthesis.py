@@ -13,6 +13,9 @@ steps, DDIM with fewer) and report seconds per synthetic image, and:
   stage-1 model's bottleneck features between synthetic and real target (and real source) images.
   See ``diffuse_uda.diffusion.fidelity``.
 
+The row ``real`` (``--samplers real ...``) scores the masks' own real images at the generator's size instead of
+samples: what each measure gives a generator that reproduced them, so the other rows can be read against it.
+
     python benchmarks/bench_synthesis.py --generator RUN/3_diffusion/diffusion_last.pt \
         --segmenter bench/mscmr/target-supervised/seed0 --masks RUN/2_pseudolabels \
         --stage1 RUN/1_ascplus --source data/Dataset501_MSCMR_bSSFP --target data/Dataset502_MSCMR_LGE \
@@ -68,6 +71,9 @@ def real_images(dataset: Path, cfg: PreprocessingConfig, network: nn.Module, siz
     return images.clamp(0, 1)
 
 
+REAL = "real"  # the row of the masks' own images
+
+
 def conditioning_masks(dataset: Path, cfg: PreprocessingConfig, labels_of_task: dict, n: int, seed: int,
                        size: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` label maps with foreground drawn from ``dataset``'s Tr split (seeded) at the generator's ``size``, and
@@ -99,7 +105,9 @@ def main() -> None:
     ap.add_argument("--classifier-steps", type=int, default=300, help="domain classifier training steps")
     ap.add_argument("--samplers", nargs="+", default=["ddpm:250", "ddim:50", "ddim:25", "ddim:10"],
                     help="SAMPLER:STEPS[:GUIDANCE[:ETA]], e.g. ddpm:250 dpm++2m:20:2.0 ddim:25:1:1; a domain-"
-                         "conditioned generator draws the target domain (guidance default 1 = none; eta: DDIM only)")
+                         "conditioned generator draws the target domain (guidance default 1 = none; eta: DDIM only). "
+                         f"'{REAL}': the masks' own real images at the generator's size, no sampling (each "
+                         "measure's value for a generator that reproduced them: the measures' ceiling)")
     ap.add_argument("--n", type=int, default=32, help="number of conditioning masks")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
@@ -119,7 +127,7 @@ def main() -> None:
     task_bundle = reference or stage1
     assert task_bundle is not None
     cfg = task_bundle.preprocessing
-    masks, _ = conditioning_masks(args.masks, cfg, task_bundle.labels, args.n, args.seed, gen_size)
+    masks, masks_images = conditioning_masks(args.masks, cfg, task_bundle.labels, args.n, args.seed, gen_size)
 
     # Label-free references: real images of each domain, their stage-1 features, a domain classifier.
     real: dict[str, torch.Tensor] = {}
@@ -142,12 +150,14 @@ def main() -> None:
           "| FD target | FD source | s / image |", flush=True)
     rows = []
     for spec in args.samplers:
-        sampler, steps, *rest = spec.split(":")
+        sampler, steps, *rest = spec.split(":") if spec != REAL else (REAL, "0")
         guidance = float(rest[0]) if rest else 1.0
         eta = float(rest[1]) if len(rest) > 1 else 0.0
         domain = DOMAIN_INDEX["target"] if getattr(model, "num_domains", 0) else None
         images, t0 = [], time.perf_counter()
-        for i in range(0, masks.shape[0], args.batch_size):
+        if spec == REAL:  # the masks' own real images: each measure's value for a generator that copied them
+            images.append(masks_images.to(device))
+        for i in range(0, masks.shape[0] if spec != REAL else 0, args.batch_size):
             gen = torch.Generator(device=device).manual_seed(args.seed + i)
             images.append(sample_images(model, masks[i:i + args.batch_size].to(device), num_classes,
                                         info["image_channels"], sampler=sampler, steps=int(steps),
