@@ -55,6 +55,18 @@ def test_round_trip(tmp_path: Path) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == ["dataset.json"]
 
 
+def test_case_groups_round_trip_and_are_checked(tmp_path: Path) -> None:
+    info = _info()
+    info.case_groups = {"seq01_frame0001": "seq01", "seq01_frame0002": "seq01"}
+    loaded = load_dataset_json(write_dataset_json(tmp_path / "Dataset900_Toy", info).parent)
+    assert loaded.case_groups == info.case_groups
+    assert "case_groups" not in json.loads(write_dataset_json(tmp_path / "Dataset901_Toy", _info()).read_text())
+    _write_raw(tmp_path / "bad", {"channel_names": {"0": "CT"}, "labels": {"background": 0}, "numTraining": 0,
+                                  "file_ending": ".nii.gz", "case_groups": {"a": 3}})
+    with pytest.raises(DataError, match=r"dataset\.json: case_groups must map case ids"):
+        load_dataset_json(tmp_path / "bad")
+
+
 def test_minimal_nnunet_json_gets_defaults(tmp_path: Path) -> None:
     _write_raw(tmp_path / "Dataset001_X", {"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1},
                                            "numTraining": 0, "file_ending": ".nii.gz"})

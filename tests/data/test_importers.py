@@ -12,7 +12,7 @@ from PIL import Image
 from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
 from diffuse_uda.data.importers import import_folder, import_mscmrseg, import_polyp
 from diffuse_uda.data.importers.mscmrseg import reverse_split
-from diffuse_uda.data.importers.polyp import _split_cvc, cvc_sequence
+from diffuse_uda.data.importers.polyp import _split_cvc, cvc_case_sequence, cvc_sequence
 from diffuse_uda.data.io import read_nifti, write_nifti
 from diffuse_uda.data.validation import validate_dataset
 from diffuse_uda.errors import ConfigError, DataError
@@ -171,10 +171,15 @@ def test_polyp_import_splits_cvc_by_sequence(tmp_path: Path) -> None:
     assert info.channel_names == {"0": "R", "1": "G", "2": "B"}
     assert info.labels == {"background": 0, "polyp": 1}
     assert sorted(f"seq{s:02d}" for s in info.provenance["test_sequences"]) == sorted({seq_of[c] for c in ts})
+    assert info.case_groups == seq_of  # each frame's video sequence, for paired tests over sequences
+    assert cvc_case_sequence("seq04_frame0068") == "seq04"
+    with pytest.raises(ValueError, match="not a CVC-ClinicDB case id"):
+        cvc_case_sequence("cju0qkwl35piu0993l0dewei2")
 
     k_tr, k_ts = list_cases(kvasir, "Tr"), list_cases(kvasir, "Ts")
     assert sorted(k_tr + k_ts) == sorted(KVASIR_NAMES) and len(k_ts) == 2  # round(0.3 * 5)
     assert "by image" in load_dataset_json(kvasir).provenance["split_rule"]
+    assert load_dataset_json(kvasir).case_groups == {}  # no sequence or patient ids: each image counts once
 
     channel, affine = read_nifti(cvc / "imagesTr" / f"{tr[0]}_0002.nii.gz")
     assert channel.shape == (12, 16, 1) and channel.dtype == np.uint8
@@ -630,6 +635,7 @@ def test_folder_group_keeps_each_patient_on_one_side_of_the_split(tmp_path: Path
         assert prov["groups"]["patient00"] == [f"patient00_{f}" for f in FRAMES]
         assert sorted(prov["test_groups"]) == sorted({c.split("_")[0] for c in ts})
         assert "by group" in prov["split_rule"]
+        assert load_dataset_json(out).case_groups == {c: c.split("_")[0] for c in ts + tr}  # for paired tests
         plain = import_folder(tmp_path / "A" / "images", tmp_path / f"P{seed}", tmp_path / "A" / "masks",
                               labels=LABELS_3, test_fraction=0.34, seed=seed)
         ts, tr = list_cases(plain, "Ts"), list_cases(plain, "Tr")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from diffuse_uda.evaluation.statistics import describe, gap_closed, mean_std, wilcoxon_paired
+from diffuse_uda.evaluation.statistics import describe, gap_closed, group_means, mean_std, wilcoxon_paired
 
 
 def test_mean_std_ignores_nan() -> None:
@@ -36,3 +36,15 @@ def test_wilcoxon_paired() -> None:
     assert math.isnan(wilcoxon_paired([float("nan")], [1.0]))
     with pytest.raises(ValueError):
         wilcoxon_paired([1.0, 2.0], [1.0])
+
+
+def test_group_means_count_each_group_once() -> None:
+    values = {"s1_f1": 0.2, "s1_f2": 0.4, "s1_f3": float("nan"), "s2_f1": 0.9, "lone": 0.5}
+    groups = {"s1_f1": "s1", "s1_f2": "s1", "s1_f3": "s1", "s2_f1": "s2"}
+    assert group_means(values, groups) == pytest.approx({"s1": 0.3, "s2": 0.9, "lone": 0.5})
+    # Many near-duplicate frames make a frame-level test "significant" that the sequences do not support.
+    a = {f"s{s}_f{f}": 0.5 + (0.1 if s < 3 else -0.1) + 0.001 * f for s in range(4) for f in range(30)}
+    b = {case: 0.5 for case in a}
+    frames = {case: case.split("_")[0] for case in a}
+    assert wilcoxon_paired(a, b) < 1e-3
+    assert wilcoxon_paired(group_means(a, frames), group_means(b, frames)) > 0.05

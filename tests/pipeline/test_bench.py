@@ -71,6 +71,37 @@ def test_bench_table_says_when_a_distance_mean_covers_fewer_seeds(tmp_path: Path
     assert "seeds)" not in next(line for line in md.splitlines() if line.startswith("| m |"))
 
 
+def test_bench_significance_counts_each_declared_case_group_once(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from diffuse_uda.data.dataset_json import DatasetInfo, write_dataset_json
+    from diffuse_uda.pipeline.bench import write_bench_table
+
+    cases = [f"seq{s}_frame{f}" for s in range(4) for f in range(30)]
+    target = tmp_path / "Dataset999_Frames"
+    write_dataset_json(target, DatasetInfo(name="f", channel_names={"0": "R"}, labels={"background": 0, "fg": 1},
+                                           case_groups={c: c.split("_")[0] for c in cases}))
+
+    def run(folder: Path, better: bool) -> Path:
+        (folder / "evaluation").mkdir(parents=True)
+        RunFolder(folder).write(RunManifest(request=RunRequest(method="m", config={}), display_name="m",
+                                            status="complete", train_seconds=1.0, peak_rss_mb=10.0))
+        # Three of four sequences a bit better, one worse: every frame differs, the sequences barely do.
+        dice = {c: 0.5 + ((0.1 if int(c[3]) < 3 else -0.1) + 0.001 * int(c.split("frame")[1]) if better else 0)
+                for c in cases}
+        rows = ["case,class,dice,hd95,assd,nsd"] + [f"{c},fg,{d},1,1,0.5" for c, d in dice.items()]
+        (folder / "evaluation" / "per_case.csv").write_text("\n".join(rows) + "\n")
+        return folder
+
+    task = SimpleNamespace(name="t", labels={"background": 0, "fg": 1}, target_dir=target)
+    runs = {"a": {0: run(tmp_path / "a", True)}, "b": {0: run(tmp_path / "b", False)}}
+    out = write_bench_table(task, runs, tmp_path / "out")
+    significance = json.loads((out / "bench.json").read_text())["significance"]
+    assert significance["n_cases"] == 120 and significance["n_groups"] == 4
+    assert significance["p_value"] < 1e-3 < 0.05 < significance["p_value_groups"]
+    assert "over the 4 case groups" in (out / "bench.md").read_text()
+
+
 def test_every_listed_entry_resolves_and_unknown_ones_are_refused_before_any_work(tiny_task, tmp_path: Path,
                                                                                  monkeypatch) -> None:
     """Defect: `bench --methods source-only,nosuch` trained source-only before it rejected `nosuch`."""

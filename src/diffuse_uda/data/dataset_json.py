@@ -36,6 +36,9 @@ class DatasetInfo:
     description: str = ""
     reference: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Optional: case id -> the unit its case is not independent of (a patient, a video sequence). Paired tests over
+    # test cases average within a group first, because frames of one sequence are near-duplicates, not replicates.
+    case_groups: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_channels(self) -> int:
@@ -60,6 +63,7 @@ class DatasetInfo:
             "description": self.description,
             "reference": self.reference,
             "provenance": self.provenance,
+            **({"case_groups": dict(self.case_groups)} if self.case_groups else {}),
         }
 
     @classmethod
@@ -88,6 +92,11 @@ class DatasetInfo:
         for key in ("name", "description", "reference"):
             if key in d and not isinstance(d[key], str):
                 raise DataError(where, f"{key} must be a string, got {type(d[key]).__name__}")
+        case_groups = d.get("case_groups", {})
+        if not isinstance(case_groups, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in case_groups.items()):
+            raise DataError(where, "case_groups must map case ids to non-empty group names (strings), "
+                                   "e.g. {\"seq04_frame0068\": \"seq04\"}")
         default_name = where.parent.name if path is not None else ""
         return cls(
             name=d.get("name") or default_name,
@@ -98,6 +107,7 @@ class DatasetInfo:
             description=d.get("description", ""),
             reference=d.get("reference", ""),
             provenance=dict(provenance),
+            case_groups=dict(case_groups),
         )
 
 

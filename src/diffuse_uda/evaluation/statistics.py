@@ -73,3 +73,16 @@ def wilcoxon_paired(
         # scipy cannot rank all-zero differences; there is no evidence of any difference.
         return 1.0
     return float(stats.wilcoxon(x, y, alternative="two-sided").pvalue)
+
+
+def group_means(values: Mapping[str, float], groups: Mapping[str, str]) -> dict[str, float]:
+    """Per-case values averaged within each group (case id -> group, e.g. a video sequence or a patient); a case
+    without a group is its own group and NaN values are left out.
+
+    A paired test over frames of a few video sequences treats near-duplicate frames as independent replicates and
+    reports p-values far too small; over the group means, each sequence counts once."""
+    acc: dict[str, list[float]] = {}
+    for case, value in values.items():
+        if not math.isnan(float(value)):
+            acc.setdefault(groups.get(case, case), []).append(float(value))
+    return {group: float(np.mean(v)) for group, v in acc.items()}

@@ -20,11 +20,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from diffuse_uda.config import build_run_config
+from diffuse_uda.data.dataset_json import load_dataset_json
 from diffuse_uda.data.io import atomic_write_json, atomic_write_text, ensure_output_dir
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.evaluation.evaluate import load_per_case
-from diffuse_uda.evaluation.statistics import gap_closed, mean_std, wilcoxon_paired
+from diffuse_uda.evaluation.statistics import gap_closed, group_means, mean_std, wilcoxon_paired
 from diffuse_uda.pipeline.appearance_choice import RULES, agreement_pick, bench_candidate_dirs, read_choice
 from diffuse_uda.pipeline.bench_entries import check_entries, is_composite, resolve_method
 from diffuse_uda.pipeline.bench_runs import check_generator_overrides, run_composite, split_overrides
@@ -187,8 +188,13 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
     significance = None
     if len(ranked) >= 2:
         a, b = ranked[0]["method"], ranked[1]["method"]
-        p = wilcoxon_paired(_case_scores(runs[a], classes), _case_scores(runs[b], classes))
-        significance = {"best": a, "second": b, "p_value": p}
+        scores_a, scores_b = _case_scores(runs[a], classes), _case_scores(runs[b], classes)
+        significance = {"best": a, "second": b, "p_value": wilcoxon_paired(scores_a, scores_b)}
+        groups = load_dataset_json(task.target_dir).case_groups
+        if groups:  # frames of one sequence (slices of one patient) are not independent: each group counts once
+            means_a, means_b = group_means(scores_a, groups), group_means(scores_b, groups)
+            significance.update(n_cases=len(set(scores_a) & set(scores_b)), n_groups=len(set(means_a) & set(means_b)),
+                                p_value_groups=wilcoxon_paired(means_a, means_b))
 
     def fmt(ms: tuple[float, float], scale: float = 1.0, d: int = 1, seeds: int = 2,
             defined: int | None = None) -> str:
@@ -269,7 +275,10 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
                       (f" {c['agreement_pick']} | {100 * c['agreement_given_up']:.1f} |" if other else ""))
     if significance:
         md += ["", f"Wilcoxon signed-rank over test cases (mean-foreground Dice averaged over seeds), "
-                   f"{significance['best']} vs {significance['second']}: p = {significance['p_value']:.3g}"]
+                   f"{significance['best']} vs {significance['second']}: p = {significance['p_value']:.3g}"
+                   + (f" over {significance['n_cases']} cases; over the {significance['n_groups']} case groups the "
+                      f"target dataset declares (case_groups: sequences or patients, each averaged first): p = "
+                      f"{significance['p_value_groups']:.3g}" if "p_value_groups" in significance else "")]
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "bench.md", "\n".join(md) + "\n")
     buf = io.StringIO()

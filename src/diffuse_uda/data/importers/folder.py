@@ -539,6 +539,7 @@ def import_folder(images_dir: Path, out_dir: Path, masks_dir: Path | None = None
             num_training=sum(1 for c in cases if not c.is_test),
             description=f"imported from {images_dir}" + ("" if masks_dir is not None else " (no masks)"),
             provenance=provenance,
+            case_groups={c.case_id: c.group for c in cases if c.group is not None} if groups is not None else {},
         )
         finish_dataset(tmp, info, settings)
     if on_dataset is not None:

@@ -1,8 +1,9 @@
 """Importer for the Kvasir-SEG <-> CVC-ClinicDB colonoscopy polyp pair (2D RGB photos).
 
 CVC-ClinicDB frames come from 29 video sequences and neighbouring frames are near-duplicates,
-so its train/test split is by whole sequence. Kvasir-SEG has no patient or sequence ids, so it
-can only be split by image.
+so its train/test split is by whole sequence, and dataset.json's ``case_groups`` names each frame's
+sequence (paired tests average a sequence's frames first). Kvasir-SEG has no patient or sequence ids,
+so it can only be split by image.
 """
 
 from __future__ import annotations
@@ -56,6 +57,22 @@ def cvc_sequence(frame: int) -> int | None:
         if first <= frame <= last:
             return seq
     return None
+
+
+def cvc_case_id(sequence: int, frame: int) -> str:
+    """The case id of a CVC-ClinicDB frame: ``seqSS_frameFFFF``."""
+    return f"seq{sequence:02d}_frame{frame:04d}"
+
+
+def cvc_case_sequence(case_id: str) -> str:
+    """The video sequence (``seqSS``) of a CVC-ClinicDB case id: the unit a paired test averages frames over."""
+    match = _CVC_CASE.fullmatch(case_id)
+    if match is None:
+        raise ValueError(f"{case_id!r} is not a CVC-ClinicDB case id (seqSS_frameFFFF)")
+    return match.group(1)
+
+
+_CVC_CASE = re.compile(r"(seq\d{2})_frame\d{4}")
 
 
 def _photos(folder: Path) -> dict[str, Path]:
@@ -121,8 +138,9 @@ def _convert_pair(job: tuple[Path, Path, Path, Path, str]) -> None:
 
 def _write_dataset(out_dir: Path, name: str, description: str, reference: str,
                    cases: list[tuple[str, Path, Path, bool]], provenance: dict[str, object],
-                   settings: dict[str, object]) -> None:
-    """Stage and write one dataset; `cases` are (case_id, image, mask, is_test)."""
+                   settings: dict[str, object], case_groups: dict[str, str] | None = None) -> None:
+    """Stage and write one dataset; `cases` are (case_id, image, mask, is_test); `case_groups`: case id -> the
+    video sequence it belongs to, where there is one."""
     with staged_dataset(out_dir) as tmp:
         jobs = []
         for case_id, image, mask, is_test in cases:
@@ -136,7 +154,7 @@ def _write_dataset(out_dir: Path, name: str, description: str, reference: str,
         info = DatasetInfo(
             name=name, channel_names=dict(CHANNELS), labels=dict(LABELS),
             num_training=sum(1 for c in cases if not c[3]), description=description, reference=reference,
-            provenance=provenance,
+            provenance=provenance, case_groups=case_groups or {},
         )
         finish_dataset(tmp, info, settings)
 
@@ -219,7 +237,7 @@ def import_polyp(src_dir: Path, out_root: Path, seed: int = 0, test_fraction: fl
         for seq, seq_frames in by_seq.items():
             for frame in seq_frames:
                 image, mask = frames[frame]
-                cases.append((f"seq{seq:02d}_frame{frame:04d}", image, mask, seq in test_seqs))
+                cases.append((cvc_case_id(seq, frame), image, mask, seq in test_seqs))
         _write_dataset(
             cvc_dir, "CVCClinicDB", "CVC-ClinicDB colonoscopy video frames with polyps (RGB, binary masks)",
             "Bernal et al., WM-DOVA maps for accurate polyp highlighting in colonoscopy, CMIG 2015",
@@ -234,6 +252,7 @@ def import_polyp(src_dir: Path, out_root: Path, seed: int = 0, test_fraction: fl
                 "mask_rule": f"JPEG masks binarised at grey level > {MASK_THRESHOLD}",
             },
             settings,
+            case_groups={case[0]: cvc_case_sequence(case[0]) for case in cases},
         )
     if on_dataset is not None:
         on_dataset(cvc_dir, not cvc_done)
