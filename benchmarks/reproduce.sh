@@ -1717,3 +1717,52 @@ $BIN/python benchmarks/collect_bench.py $R/polyp-cvc2kvasir-rule-u polyp-cvc2kva
 $BIN/python benchmarks/sdedit_decision.py --out $R/polyp-kvasir2cvc-rule-u/sdedit.json
 cp bench/s32/sdedit/seed0/4_synthetic/gallery.png docs/figures/gallery_polyp-kvasir2cvc_init-0.5_seed0.png
 cp bench/s31/kvasir2cvc/diffuse-uda/seed0/4_synthetic/gallery.png docs/figures/gallery_polyp-kvasir2cvc_rule-u_seed0.png
+
+# ---------------------------------------------------------------- Session 33
+# (a) Stage 3's photo request (Kvasir -> CVC, 2000 updates) with the 800 source pairs again as its extra labelled set,
+#     by two resampling paths (registered as "the generator's 64-px round trip"; the quick profile segments at 64 px
+#     too, so both are the source pairs again: BENCHMARKS "Session 33"), and the request without extra pairs made
+#     again here; two processes, one torch thread each:
+R=benchmarks/results
+for z in 64 128; do
+  $BIN/python benchmarks/round_trip_dataset.py -t polyp-kvasir2cvc --data-root data --size $z $z -o bench/s33/round-trip-$z
+done
+stage3() {  # stage3 OUT SEED [extra dataset]: the photo pipeline's stage-3 request, predicted and evaluated
+  $BIN/diffuse-uda train -m ascplus -t polyp-kvasir2cvc --seed $2 -o $1 --set method.appearance=identity \
+      --set method.structure=false ${3:+--extra-labelled $3}
+  $BIN/diffuse-uda predict --model $1 -o $1/predictions_target_test
+  $BIN/diffuse-uda evaluate -p $1/predictions_target_test -r data/Dataset512_CVCClinicDB -o $1/evaluation
+}
+for z in 64 128; do
+  ( for s in 0 1 2; do stage3 bench/s33/stage3-rt$z/ascplus/seed$s $s bench/s33/round-trip-$z; done ) &
+done
+wait
+for s in 0 1 2; do stage3 bench/s33/stage3-none/ascplus/seed$s $s; done
+# (b) The fidelity measures on the conditioning masks' own real images (row "real") beside session 31's generators:
+for s in 0 1 2; do
+  P=bench/s31/kvasir2cvc/diffuse-uda/seed$s
+  $BIN/python benchmarks/bench_synthesis.py --generator $P/3_diffusion/diffusion_last.pt \
+      --segmenter bench/s31/oracle/target-supervised/seed0 --masks $P/2_pseudolabels \
+      --stage1 bench/s31/kvasir2cvc/ascplus/seed$s --source data/Dataset511_KvasirSEG \
+      --target data/Dataset512_CVCClinicDB --samplers real ddim:25:1:1 ddim:25:2:1 ddim:25:3:1 --n 32 --seed 1 \
+      --out $R/polyp-kvasir2cvc-rule-u/synthesis-real/seed$s.json
+done
+# (c) CVC -> Kvasir seed 2 (session 32's held-out photo direction, third seed), into session 32's bench folder:
+$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods ascplus,diffuse-uda --seed-list 2 -o bench/s32/cvc2kvasir
+$BIN/diffuse-uda run -t polyp-cvc2kvasir -o bench/s32/cvc2kvasir-sdedit/seed2 --seed 2 \
+    --set synthesis.init_strength=0.5 --set stage1_run=bench/s32/cvc2kvasir/ascplus/seed2 \
+    --set "share_stages_with=[$PWD/bench/s32/cvc2kvasir/diffuse-uda/seed2]"
+# (d) The runs' small files, the tables and the records:
+$BIN/python benchmarks/export_results.py bench/s33/stage3-rt64 $R/polyp-kvasir2cvc-rule-u/stage3-spread/source-pairs-64 \
+    --no-tables
+$BIN/python benchmarks/export_results.py bench/s33/stage3-rt128 \
+    $R/polyp-kvasir2cvc-rule-u/stage3-spread/source-pairs-128 --no-tables
+$BIN/python benchmarks/export_results.py bench/s33/stage3-none $R/polyp-kvasir2cvc-rule-u/stage3-spread/no-extra-pairs \
+    --no-tables
+$BIN/python benchmarks/export_results.py bench/s32/cvc2kvasir $R/polyp-cvc2kvasir-rule-u --no-tables
+$BIN/python benchmarks/export_results.py bench/s32/cvc2kvasir-sdedit $R/polyp-cvc2kvasir-rule-u/sdedit-0.5 --no-tables
+$BIN/python benchmarks/collect_bench.py $R/polyp-cvc2kvasir-rule-u polyp-cvc2kvasir --data-root data \
+    --methods source-only,source-only-dg,target-supervised,ascplus,diffuse-uda --rows-from $R/polyp-cvc2kvasir
+$BIN/python benchmarks/photo_stage3_spread.py --out $R/polyp-kvasir2cvc-rule-u/stage3-spread/spread.json
+$BIN/python benchmarks/photo_sequence_level.py --out $R/polyp-kvasir2cvc-rule-u/sequence-level.json
+$BIN/python benchmarks/sdedit_decision.py --out $R/polyp-kvasir2cvc-rule-u/sdedit.json

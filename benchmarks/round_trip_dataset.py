@@ -1,15 +1,17 @@
-"""A task's source pairs through the generator's resolution, with no generator: what the size alone costs stage 3.
+"""A task's source pairs resized to a given size and written as the synthesis stage writes its pairs (no generator).
 
-The pipeline's generator works at its own size (64 px on the quick profile) while segmentation works at the task's
-(128 px on the real tasks), so every synthetic pair stage 3 trains on has been down-sampled to the generator's size
-and is resized back to the segmentation size when stage 3 reads it. This script writes the task's source images and
-expert labels through that same round trip and nothing else (no deformation, no sampling): resized to ``--size``
-exactly as the generator's conditioning pairs are (``diffuse_uda.pipeline.run.pair_samples``) and written the way the
-synthesis stage writes its pairs (one NIfTI per channel and a label map, ``dataset.json``). Given to stage 3's request
-in place of the synthetic pairs (``diffuse-uda train ... --extra-labelled OUT``) it isolates the resolution's cost;
-``--size`` equal to the task's gives the control (the same pairs at full size). Reads source labels only.
+The images and expert labels are resized to ``--size`` exactly as the generator's conditioning pairs are
+(``diffuse_uda.pipeline.run.pair_samples``, from the task's own preprocessing size) and written like synthetic pairs
+(one NIfTI per channel and a label map, ``dataset.json`` last). Given to a stage-3 request in place of the synthetic
+pairs (``diffuse-uda train ... --extra-labelled OUT``) it is a control with no generator in it: the same source pairs
+again.
 
-    python benchmarks/round_trip_dataset.py -t polyp-kvasir2cvc --data-root data --size 64 64 -o bench/round-trip-64
+Session 33 registered it as "the generator's 64-px round trip", on the premise that segmentation runs at the task's
+128 px. It does not: the quick profile resamples 2D tasks to 64 px for segmentation as well, so at ``--size 64 64``
+and ``--size 128 128`` both sets reach stage 3 as the source pairs at 64 px, by two resampling paths (BENCHMARKS.md,
+session 33). Reads source labels only.
+
+    python benchmarks/round_trip_dataset.py -t polyp-kvasir2cvc --data-root data --size 64 64 -o bench/source-pairs-64
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ def write_round_trip(task: Task, size: tuple[int, ...], out: Path, progress: boo
     write_dataset_json(out, DatasetInfo(
         name=out.name, channel_names={str(k): str(v) for k, v in info.channel_names.items()},
         labels={str(k): int(v) for k, v in task.labels.items()}, file_ending=FILE_ENDING, num_training=len(pairs),
-        description=f"{task.name} source pairs resized to {list(size)} and back (no generator): a control for stage 3.",
-        provenance={"round_trip_size": list(size), "source": str(task.source_dir)}))
+        description=f"{task.name} source pairs resized to {list(size)} (no generator): a control for stage 3.",
+        provenance={"size": list(size), "source": str(task.source_dir)}))
     return len(pairs)
 
 
@@ -55,7 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-t", "--task", required=True, help="shipped task name or task YAML")
     ap.add_argument("--data-root", type=Path, default=Path("data"))
-    ap.add_argument("--size", type=int, nargs="+", required=True, help="the round trip's size (the generator's)")
+    ap.add_argument("--size", type=int, nargs="+", required=True, help="the pairs' size (e.g. the generator's)")
     ap.add_argument("-o", "--out", type=Path, required=True)
     args = ap.parse_args()
     task = load_task(args.task, data_root=args.data_root)
