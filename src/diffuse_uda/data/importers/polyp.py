@@ -59,6 +59,9 @@ def cvc_sequence(frame: int) -> int | None:
     return None
 
 
+_CVC_CASE = re.compile(r"(seq\d{2})_frame\d{4}")
+
+
 def cvc_case_id(sequence: int, frame: int) -> str:
     """The case id of a CVC-ClinicDB frame: ``seqSS_frameFFFF``."""
     return f"seq{sequence:02d}_frame{frame:04d}"
@@ -70,9 +73,6 @@ def cvc_case_sequence(case_id: str) -> str:
     if match is None:
         raise ValueError(f"{case_id!r} is not a CVC-ClinicDB case id (seqSS_frameFFFF)")
     return match.group(1)
-
-
-_CVC_CASE = re.compile(r"(seq\d{2})_frame\d{4}")
 
 
 def _photos(folder: Path) -> dict[str, Path]:
