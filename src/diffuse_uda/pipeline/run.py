@@ -65,13 +65,14 @@ STAGE3 = "5_ascplus_synth"
 # What the benchmarks found about the pipeline on a kind of data, said where a user of that data looks (the console at
 # the start, the report): measured, not guessed (BENCHMARKS.md names the runs).
 PHOTO_NOTE = ("Colour photos: the generator does not draw the target's objects yet (on Kvasir-SEG -> CVC-ClinicDB "
-              "its samples carry their masks at 11-19 % Dice in the eyes of a target-supervised model), and there the "
-              "pipeline ends about 15 points below its own stage 1 (BENCHMARKS.md, session 31). Starting each "
-              "synthetic image from its mask's own image (--set synthesis.init_strength=0.5) narrowed that to about "
-              "10 points; the less the generator redraws, the less is lost, and no strength tried reached stage 1 "
-              "(session 32). On CVC-ClinicDB -> Kvasir-SEG the pipeline is 4 points below stage 1 (2 seeds, session "
-              "32), from the masks' own images as well. Stage 1's model (1_ascplus) may be the better segmenter: "
-              "compare both on labelled target cases you set aside for that choice, never on the test split.")
+              "its samples carry their masks at 11-19 % Dice in the eyes of a target-supervised model, which finds "
+              "them at about 50 % in the masks' own real images), and there the pipeline ends about 15 points below "
+              "its own stage 1 (BENCHMARKS.md, session 31). Starting each synthetic image from its mask's own image "
+              "(--set synthesis.init_strength=0.5) narrowed that to about 10 points, and no strength tried reached "
+              "stage 1 (session 32). On CVC-ClinicDB -> Kvasir-SEG the pipeline is 6 points below stage 1 and 3 "
+              "points below it from the masks' own images (3 seeds, sessions 32-33). Stage 1's model (1_ascplus) may "
+              "be the better segmenter: compare both over several seeds on labelled target cases you set aside for "
+              "that choice, never on the test split.")
 
 
 def pipeline_notes(task: Task) -> list[str]:
