@@ -1766,3 +1766,15 @@ $BIN/python benchmarks/collect_bench.py $R/polyp-cvc2kvasir-rule-u polyp-cvc2kva
 $BIN/python benchmarks/photo_stage3_spread.py --out $R/polyp-kvasir2cvc-rule-u/stage3-spread/spread.json
 $BIN/python benchmarks/photo_sequence_level.py --out $R/polyp-kvasir2cvc-rule-u/sequence-level.json
 $BIN/python benchmarks/sdedit_decision.py --out $R/polyp-kvasir2cvc-rule-u/sdedit.json
+# (e) Item 5 (registered after (c)): the fidelity ceiling on CVC -> Kvasir, with a seed-0 oracle made here:
+$BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods target-supervised --seed-list 0 -o bench/s33/oracle-cvc2kvasir
+for s in 0 1 2; do
+  P=bench/s32/cvc2kvasir/diffuse-uda/seed$s
+  $BIN/python benchmarks/bench_synthesis.py --generator $P/3_diffusion/diffusion_last.pt \
+      --segmenter bench/s33/oracle-cvc2kvasir/target-supervised/seed0 --masks $P/2_pseudolabels \
+      --stage1 bench/s32/cvc2kvasir/ascplus/seed$s --source data/Dataset512_CVCClinicDB \
+      --target data/Dataset511_KvasirSEG --samplers real ddim:25:1:1 ddim:25:2:1 ddim:25:3:1 --n 32 --seed 1 \
+      --out $R/polyp-cvc2kvasir-rule-u/synthesis-real/seed$s.json
+done
+$BIN/python benchmarks/export_results.py bench/s33/oracle-cvc2kvasir $R/polyp-cvc2kvasir-rule-u/oracle-session33 --no-tables
+$BIN/python benchmarks/photo_stage3_spread.py --out $R/polyp-kvasir2cvc-rule-u/stage3-spread/spread.json
