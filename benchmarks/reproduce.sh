@@ -1763,10 +1763,10 @@ $BIN/python benchmarks/export_results.py bench/s32/cvc2kvasir $R/polyp-cvc2kvasi
 $BIN/python benchmarks/export_results.py bench/s32/cvc2kvasir-sdedit $R/polyp-cvc2kvasir-rule-u/sdedit-0.5 --no-tables
 $BIN/python benchmarks/collect_bench.py $R/polyp-cvc2kvasir-rule-u polyp-cvc2kvasir --data-root data \
     --methods source-only,source-only-dg,target-supervised,ascplus,diffuse-uda --rows-from $R/polyp-cvc2kvasir
-$BIN/python benchmarks/photo_stage3_spread.py --out $R/polyp-kvasir2cvc-rule-u/stage3-spread/spread.json
 $BIN/python benchmarks/photo_sequence_level.py --out $R/polyp-kvasir2cvc-rule-u/sequence-level.json
 $BIN/python benchmarks/sdedit_decision.py --out $R/polyp-kvasir2cvc-rule-u/sdedit.json
-# (e) Item 5 (registered after (c)): the fidelity ceiling on CVC -> Kvasir, with a seed-0 oracle made here:
+# (e) Item 5 (registered after (c)): the fidelity ceiling on CVC -> Kvasir, with a seed-0 oracle made here; then the
+#     record that prints (a), (b) and (e):
 $BIN/diffuse-uda bench -t polyp-cvc2kvasir --methods target-supervised --seed-list 0 -o bench/s33/oracle-cvc2kvasir
 for s in 0 1 2; do
   P=bench/s32/cvc2kvasir/diffuse-uda/seed$s
