@@ -126,9 +126,9 @@ def main() -> None:
           f"{min(sampled):.1f}-{max(sampled):.1f} %, {100 * min(sampled) / max(real):.0f}-"
           f"{100 * max(sampled) / min(real):.0f} % of it.")
     held = ceiling_rows(args.results, HELD_OUT)
-    print("\nItem 5, the same on CVC -> Kvasir (the generators of sessions 32-33, 32 Kvasir pseudo-label masks each, a seed-0 "
-          "oracle made in session 33, oracle-session33):\n\n| seed | images | oracle mask fidelity (%, post hoc) | "
-          "stage-1 mask fidelity (%) |\n|---|---|---|---|")
+    print("\nItem 5, the same on CVC -> Kvasir (the generators of sessions 32-33, 32 Kvasir pseudo-label masks each, "
+          "a seed-0 oracle made in session 33, oracle-session33):\n\n| seed | images | oracle mask fidelity "
+          "(%, post hoc) | stage-1 mask fidelity (%) |\n|---|---|---|---|")
     for r in held:
         print(f"| {r['seed']} | {r['images']} | {r['oracle_mask_fidelity']:.1f} | {r['stage1_mask_fidelity']:.1f} |")
     real2 = [r["oracle_mask_fidelity"] for r in held if r["images"] == "real"]
