@@ -150,19 +150,20 @@ def main() -> None:
           "| FD target | FD source | s / image |", flush=True)
     rows = []
     for spec in args.samplers:
-        sampler, steps, *rest = spec.split(":") if spec != REAL else (REAL, "0")
-        guidance = float(rest[0]) if rest else 1.0
-        eta = float(rest[1]) if len(rest) > 1 else 0.0
-        domain = DOMAIN_INDEX["target"] if getattr(model, "num_domains", 0) else None
         images, t0 = [], time.perf_counter()
         if spec == REAL:  # the masks' own real images: each measure's value for a generator that copied them
             images.append(masks_images.to(device))
-        for i in range(0, masks.shape[0] if spec != REAL else 0, args.batch_size):
-            gen = torch.Generator(device=device).manual_seed(args.seed + i)
-            images.append(sample_images(model, masks[i:i + args.batch_size].to(device), num_classes,
-                                        info["image_channels"], sampler=sampler, steps=int(steps),
-                                        num_train_timesteps=dcfg.num_train_timesteps, schedule=dcfg.schedule,
-                                        generator=gen, domain=domain, guidance_scale=guidance, eta=eta).float())
+        else:
+            sampler, steps, *rest = spec.split(":")
+            guidance = float(rest[0]) if rest else 1.0
+            eta = float(rest[1]) if len(rest) > 1 else 0.0
+            domain = DOMAIN_INDEX["target"] if getattr(model, "num_domains", 0) else None
+            for i in range(0, masks.shape[0], args.batch_size):
+                gen = torch.Generator(device=device).manual_seed(args.seed + i)
+                images.append(sample_images(model, masks[i:i + args.batch_size].to(device), num_classes,
+                                            info["image_channels"], sampler=sampler, steps=int(steps),
+                                            num_train_timesteps=dcfg.num_train_timesteps, schedule=dcfg.schedule,
+                                            generator=gen, domain=domain, guidance_scale=guidance, eta=eta).float())
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0

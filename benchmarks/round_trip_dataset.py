@@ -25,7 +25,7 @@ from diffuse_uda.data.dataset_json import DatasetInfo, image_paths, label_path, 
 from diffuse_uda.data.io import write_nifti
 from diffuse_uda.data.preprocessing import prepare_split
 from diffuse_uda.data.task import Task, load_task
-from diffuse_uda.diffusion.synthesize import FILE_ENDING
+from diffuse_uda.diffusion.synthesize import FILE_ENDING, as_stored
 from diffuse_uda.pipeline.run import pair_samples
 from diffuse_uda.pipeline.train import default_cache_dir
 
@@ -40,10 +40,9 @@ def write_round_trip(task: Task, size: tuple[int, ...], out: Path, progress: boo
     pairs = pair_samples(cases, dims, size, "source", None)
     info = load_dataset_json(task.source_dir)
     for pair in pairs:
-        stored = (lambda a: a[..., None]) if dims == 2 else (lambda a: a)  # 2D is stored as (H, W, 1), as synthesis
         for channel, path in enumerate(image_paths(out, "Tr", pair.case_id, pair.image.shape[0], FILE_ENDING)):
-            write_nifti(path, stored(pair.image[channel].astype(np.float32)))
-        write_nifti(label_path(out, "Tr", pair.case_id, FILE_ENDING), stored(pair.mask))
+            write_nifti(path, as_stored(pair.image[channel].astype(np.float32)))
+        write_nifti(label_path(out, "Tr", pair.case_id, FILE_ENDING), as_stored(pair.mask))
     # dataset.json last: the folder counts as complete only once every pair is written
     write_dataset_json(out, DatasetInfo(
         name=out.name, channel_names={str(k): str(v) for k, v in info.channel_names.items()},

@@ -41,7 +41,7 @@ from diffuse_uda.networks.conditional_unet import DOMAIN_INDEX
 from diffuse_uda.training import distributed
 from diffuse_uda.transforms.deformation import DeformationParams, RandomDeformation
 
-__all__ = ["GALLERY_NAME", "SynthesisItem", "item_seed", "synthesis_items", "synthesize_dataset"]
+__all__ = ["GALLERY_NAME", "SynthesisItem", "as_stored", "item_seed", "synthesis_items", "synthesize_dataset"]
 
 GALLERY_NAME = "gallery.png"
 SETTINGS_NAME = "synthesis_settings.json"
@@ -103,7 +103,7 @@ def _is_done(out_dir: Path, item: SynthesisItem, num_channels: int) -> bool:
     return all(p.is_file() for p in _item_paths(out_dir, item, num_channels))
 
 
-def _as_stored(array: np.ndarray) -> np.ndarray:
+def as_stored(array: np.ndarray) -> np.ndarray:
     """2D arrays are stored as (H, W, 1) NIfTI volumes."""
     return array[..., None] if array.ndim == 2 else array
 
@@ -278,9 +278,9 @@ def synthesize_dataset(
         for j, it in enumerate(chunk):
             paths = _item_paths(out_dir, it, num_channels)
             for c in range(num_channels):
-                write_nifti(paths[c], _as_stored(images_np[j, c].astype(np.float32)))
+                write_nifti(paths[c], as_stored(images_np[j, c].astype(np.float32)))
             # the label last: an item counts as done only once all its files exist
-            write_nifti(paths[-1], _as_stored(cond_np[j]))
+            write_nifti(paths[-1], as_stored(cond_np[j]))
         bar.update(len(chunk))
     bar.close()
     distributed.barrier()  # every rank's items are written before rank 0 looks for them

@@ -227,7 +227,7 @@ def _synthesize(task: Task, generator: Path, src: list[PairSample], tgt: list[Pa
 
 
 def pair_samples(cases: list, spatial_dims: int, size: tuple[int, ...], domain: str,
-             weights: dict[str, np.ndarray] | None) -> list[PairSample]:
+                 weights: dict[str, np.ndarray] | None) -> list[PairSample]:
     """Pairs (image (C,*S), mask (*S)) at the generator's resolution; only samples with foreground.
     ``weights``: per case, one reliability per slice (2D) or one for the volume (3D)."""
     out = []
