@@ -1727,6 +1727,9 @@ R=benchmarks/results
 for z in 64 128; do
   $BIN/python benchmarks/round_trip_dataset.py -t polyp-kvasir2cvc --data-root data --size $z $z -o bench/s33/round-trip-$z
 done
+# how far the two sets differ as stage 3 reads them (the 0.015 and the identical labels BENCHMARKS quotes):
+$BIN/python benchmarks/round_trip_dataset.py -t polyp-kvasir2cvc --data-root data --size 128 128 \
+    -o bench/s33/round-trip-128 --compare bench/s33/round-trip-64
 stage3() {  # stage3 OUT SEED [extra dataset]: the photo pipeline's stage-3 request, predicted and evaluated
   $BIN/diffuse-uda train -m ascplus -t polyp-kvasir2cvc --seed $2 -o $1 --set method.appearance=identity \
       --set method.structure=false ${3:+--extra-labelled $3}

@@ -12,6 +12,8 @@ and ``--size 128 128`` both sets reach stage 3 as the source pairs at 64 px, by 
 session 33). Reads source labels only.
 
     python benchmarks/round_trip_dataset.py -t polyp-kvasir2cvc --data-root data --size 64 64 -o bench/source-pairs-64
+    python benchmarks/round_trip_dataset.py -t polyp-kvasir2cvc --data-root data --size 128 128 \
+        -o bench/source-pairs-128 --compare bench/source-pairs-64   # how far the two sets differ as stage 3 reads them
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from diffuse_uda.data.dataset_json import DatasetInfo, image_paths, label_path, load_dataset_json, write_dataset_json
 from diffuse_uda.data.io import write_nifti
-from diffuse_uda.data.preprocessing import prepare_split
+from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import Task, load_task
 from diffuse_uda.diffusion.synthesize import FILE_ENDING, as_stored
 from diffuse_uda.pipeline.run import pair_samples
@@ -52,16 +54,35 @@ def write_round_trip(task: Task, size: tuple[int, ...], out: Path, progress: boo
     return len(pairs)
 
 
+def compare_as_read(task: Task, first: Path, second: Path, size: tuple[int, ...]) -> dict[str, float]:
+    """Two such sets as stage 3 reads them (the task's preprocessing at ``size``): the mean absolute image difference
+    (images on [0, 1]) and the number of label voxels that differ, over their pairs in order."""
+    cfg = task.preprocessing.model_copy(update={"size": size})
+    (a, la), (b, lb) = (stack_samples(prepare_split(d, "Tr", cfg, True, None, False, task.labels),
+                                      cfg.spatial_dims) for d in (first, second))
+    assert la is not None and lb is not None
+    return {"pairs": int(a.shape[0]), "mean_abs_image_difference": float((a - b).abs().mean()),
+            "label_voxels_differing": int((la != lb).sum())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-t", "--task", required=True, help="shipped task name or task YAML")
     ap.add_argument("--data-root", type=Path, default=Path("data"))
     ap.add_argument("--size", type=int, nargs="+", required=True, help="the pairs' size (e.g. the generator's)")
     ap.add_argument("-o", "--out", type=Path, required=True)
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="another such set: print how far the two differ as stage 3 reads them (at --read-size)")
+    ap.add_argument("--read-size", type=int, nargs="+", default=[64, 64],
+                    help="stage 3's input size (the quick profile's 2D size: 64 64)")
     args = ap.parse_args()
     task = load_task(args.task, data_root=args.data_root)
     n = write_round_trip(task, tuple(args.size), args.out)
     print(f"{n} source pairs at {args.size} -> {args.out}")
+    if args.compare is not None:
+        d = compare_as_read(task, args.out, args.compare, tuple(args.read_size))
+        print(f"as stage 3 reads them ({args.read_size}): {d['pairs']} pairs, mean absolute image difference "
+              f"{d['mean_abs_image_difference']:.3f}, {d['label_voxels_differing']} label voxels differ")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ at t = 9: the deformed real source images with their exact labels), with and wit
 Registered before its runs (no rule): the held-out photo direction, CVC-ClinicDB -> Kvasir-SEG, seeds 0-1 (session
 32) and seed 2 (session 33, registered before its runs) (``polyp-cvc2kvasir-rule-u``: the product's ``ascplus`` and
 ``diffuse-uda`` from one bench folder, and ``sdedit-0.5/seed<S>`` with stages 1-3 shared with that seed's pipeline),
-over the 200 Kvasir test frames.
+over the 200 Kvasir test frames. Post hoc (session 33, no rule): over the six seed-direction pairs of both photo tasks,
+how often synthesis from the masks' images is above synthesis from noise, with a two-sided sign test over the runs.
 
 Values: per run, the mean over test cases of the mean foreground Dice (%).
 """
@@ -37,6 +38,7 @@ from paired_test import decision_arguments, row_mean, write_record  # this folde
 from photo_pipeline_marks import FOLDER, SEEDS, chosen_guidance, pipeline, stage1
 from pipeline_default_decision import issue14_on_default, print_issue14_rows
 from pipeline_round_decision import PHOTO_TASK, STAGE3
+from scipy import stats
 from self_training_decision import pair
 
 STRENGTH = 0.5
@@ -124,6 +126,12 @@ def held_out_direction(results: Path) -> list[dict]:
     return rows
 
 
+def sign_test(gains: list[float]) -> dict:
+    """How many paired runs gained, and the two-sided sign test over them (each trained run counts once)."""
+    above = sum(g > 0 for g in gains)
+    return {"runs": len(gains), "above": above, "p": float(stats.binomtest(above, len(gains)).pvalue)}
+
+
 def main() -> None:
     args = decision_arguments(__doc__)
     rows = per_seed(args.results)
@@ -179,7 +187,12 @@ def main() -> None:
           f"{means['from_images'] - means['from_noise']:+.1f} | |")
     print("guidance chosen (label-free), from noise / from images: "
           + "; ".join(f"seed {r['seed']} {r['guidance_from_noise']} / {r['guidance_from_images']}" for r in held))
+    signs = sign_test([r["gain_over_noise"] for r in rows] + [r["from_images"] - r["from_noise"] for r in held])
+    print(f"\nPost hoc (session 33, no rule): from the masks' images above from noise at {signs['above']} of "
+          f"{signs['runs']} seed-direction pairs of the two photo tasks; a two-sided sign test over these trained "
+          f"runs: p = {signs['p']:.3f}")
     write_record(args.out, {"strength": STRENGTH, "per_seed": rows, "rule_v": verdict, "issue14_what_if": m,
+                            "sign_test_over_runs": signs,
                             "seed0_by_start_and_masks": explore, "held_out_cvc2kvasir": held})
 
 
