@@ -216,7 +216,8 @@ def main() -> None:
               f"{v['committed']:.2f} committed", end="")
     print(f"\nThe three seeds: {np.mean([v['here'] for v in check.values()]):.2f} here, "
           f"{np.mean([v['committed'] for v in check.values()]):.2f} committed")
-    m = issue14_on_default(args.results, (stage1, lambda results, seed: pipeline(results, seed) / STAGE3))
+    m = issue14_on_default(args.results,
+                           {PHOTO_TASK: (stage1, lambda results, seed: pipeline(results, seed) / STAGE3)})
     print("\nIssue 14's end-to-end mark, each task's pipeline against its `ascplus` default (polyps: made here)\n")
     print_issue14_rows(m)
     print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "

@@ -19,7 +19,7 @@ foreground Dice (%); p: two-sided paired Wilcoxon over test cases.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -62,18 +62,21 @@ def decisions(results: Path) -> list[dict]:
     return rows
 
 
-def issue14_on_default(results: Path, photo: tuple[SeedRun, SeedRun] | None = None) -> dict:
+def issue14_on_default(results: Path, made: Mapping[str, tuple[SeedRun, SeedRun]] | None = None) -> dict:
     """Issue 14's mark against the ``ascplus`` default: rule R's pipeline rows on its tasks, the committed pipeline
-    rows of MS-CMRSeg and the polyps (read against the ``ascplus`` default as in session 27). ``photo``: the polyps'
-    (``ascplus`` run, pipeline stage-3 run) per seed instead of their committed rows (session 31)."""
+    rows of MS-CMRSeg and the polyps (read against the ``ascplus`` default as in session 27). ``made``: per task,
+    (its ``ascplus`` run, its pipeline's stage-3 run) per seed instead of those rows (the polyps: session 31;
+    MS-CMRSeg: session 34)."""
+    made = made or {}
+
     def default(results: Path, task: str, seed: int) -> Path:
-        if photo is not None and task == PHOTO_TASK:
-            return photo[0](results, seed)
+        if task in made:
+            return made[task][0](results, seed)
         return longer_rounds_row(results, task, seed)
 
     def pipeline(results: Path, task: str, seed: int) -> Path:
-        if photo is not None and task == PHOTO_TASK:
-            return photo[1](results, seed)
+        if task in made:
+            return made[task][1](results, seed)
         if task in RULE_O_TASKS:
             return pipeline_from_default(results, task, seed) / STAGE3
         return committed_pipeline(results, task, seed)

@@ -161,7 +161,8 @@ def main() -> None:
     print(f"\nRule V: above the pipeline at each seed (p < {ALPHA}): {verdict['above_the_pipeline_at_each_seed']}; "
           f"mean {verdict['mean']:.1f} >= `source-only-dg` {verdict['source_only_dg']:.1f}: "
           f"{verdict['at_least_source_only_dg']} -> {'passes' if verdict['passes'] else 'fails'}")
-    m = issue14_on_default(args.results, (stage1, lambda results, seed: sdedit(results, seed) / STAGE3))
+    m = issue14_on_default(args.results,
+                           {PHOTO_TASK: (stage1, lambda results, seed: sdedit(results, seed) / STAGE3)})
     print("\nWhat if (not a product figure): issue 14's end-to-end mark with these polyp rows\n")
     print_issue14_rows(m)
     print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
