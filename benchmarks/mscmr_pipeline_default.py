@@ -12,7 +12,10 @@ Runs, in ``mscmr-pipeline-default/`` (seeds 0-2 of ``mscmr-bssfp2lge``):
 * ``pipeline/default/seed<S>``: stages 2-5 from round 2 (``pipeline_at_round.py --round 2 --row
   ascplus-longer-rounds``, the product's defaults, as rule R ran them on abdominal CT -> MR and the demo);
 * ``pipeline/stage3-reseeded/seed<S>``: that pipeline's stage 3 trained again at training seed 100 + S, nothing else
-  changed (``stage3_reseeded.py``).
+  changed (``stage3_reseeded.py``);
+* ``synthesis-real/seed<S>.json``: ``bench_synthesis.py`` on each pipeline's generator and 32 of its pseudo-label
+  masks, with the row ``real`` (the masks' own LGE images) beside the samples (DDIM-25, guidance 1-3), under a
+  seed-0 oracle made here (``oracle/``): the fidelity measures' ceiling on a grey task (post hoc).
 
 Reported: the pipeline over its own stage 1 per seed and over the seeds; the pipeline from the default against the
 pipeline as it was (session 16's committed rows, stage 1 the choice alone); stage 3's spread (the reseeded stage 3
@@ -32,6 +35,7 @@ from longer_rounds_decision import ROW, longer_rounds_row
 from paired_test import case_mean_dice, decision_arguments, run_dice, write_record  # this folder
 from photo_pipeline_marks import pipeline as photo_pipeline
 from photo_pipeline_marks import stage1 as photo_stage1
+from photo_stage3_spread import ceiling_rows
 from pipeline_default_decision import issue14_on_default, print_issue14_rows
 from pipeline_round_decision import PHOTO_TASK, STAGE3, committed_pipeline, seed_averaged_p
 from self_training_at_pick import committed_pick, round_dir
@@ -121,8 +125,21 @@ def main() -> None:
     print_issue14_rows(m)
     print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
           f"{m['significant_gains']} of 4 tasks (mark 3)")
+    ceiling = ceiling_rows(args.results, FOLDER)
+    print("\nThe fidelity measures on 32 conditioning masks (LGE pseudo-labels) per seed: their own real images "
+          "('real') against the pipeline's generator (DDIM-25, guidance 1-3):\n\n| seed | images | oracle mask "
+          "fidelity (%, post hoc) | stage-1 mask fidelity (%) | style fidelity (%) | FD target |\n"
+          "|---|---|---|---|---|---|")
+    for r in ceiling:
+        print(f"| {r['seed']} | {r['images']} | {r['oracle_mask_fidelity']:.1f} | {r['stage1_mask_fidelity']:.1f} | "
+              f"{r['style_fidelity']:.1f} | {r['frechet_distance_target']:.3g} |")
+    real = [r["oracle_mask_fidelity"] for r in ceiling if r["images"] == "real"]
+    sampled = [r["oracle_mask_fidelity"] for r in ceiling if r["images"] != "real"]
+    print(f"The oracle finds the masks in their own real images at {min(real):.1f}-{max(real):.1f} % (mean "
+          f"{np.mean(real):.1f}); the samples reach {min(sampled):.1f}-{max(sampled):.1f} % (mean "
+          f"{np.mean(sampled):.1f}), {100 * np.mean(sampled) / np.mean(real):.0f} % of the real images' mean.")
     write_record(args.out, {"per_seed": rows, "mean": mean, "seed_averaged_p": p_seed_averaged,
-                            "issue14_mark": m})
+                            "issue14_mark": m, "fidelity_ceiling": ceiling})
 
 
 if __name__ == "__main__":

@@ -1781,3 +1781,45 @@ for s in 0 1 2; do
 done
 $BIN/python benchmarks/export_results.py bench/s33/oracle-cvc2kvasir $R/polyp-cvc2kvasir-rule-u/oracle-session33 --no-tables
 $BIN/python benchmarks/photo_stage3_spread.py --out $R/polyp-kvasir2cvc-rule-u/stage3-spread/spread.json
+
+# ---------------------------------------------------------------- Session 34
+# (a) The MS-CMRSeg pipeline from today's ascplus default (BENCHMARKS "Session 34", items 1-2): the committed pick at
+#     4000 updates, two self-training rounds, then stages 2-5 from round 2; three processes, one torch thread each:
+R=benchmarks/results
+T=mscmr-bssfp2lge
+mscmr_from_default() {  # seed
+  $BIN/python benchmarks/self_training_at_pick.py -t $T --seed $1 --choice $R/$T/bench.json -o bench/s34/iter4000-$T \
+      --pick-iterations 4000 --rounds 2 --row ascplus-longer-rounds
+  $BIN/python benchmarks/pipeline_at_round.py -t $T --seed $1 --round 2 --row ascplus-longer-rounds \
+      --choice $R/$T/bench.json --bench bench/s34/iter4000-$T -o bench/s34/$T/default/seed$1
+}
+for s in 0 1 2; do mscmr_from_default $s & done
+$BIN/diffuse-uda bench -t $T --methods target-supervised --seed-list 0 -o bench/s34/oracle-mscmr  # item 4's oracle
+wait
+# (b) Items 3-4: each seed's stage 3 trained again at training seed 100 + S; the fidelity ceiling (the masks' own
+#     real images beside the samples, under the seed-0 oracle):
+for s in 0 1 2; do
+  ( P=bench/s34/$T/default/seed$s
+    $BIN/python benchmarks/stage3_reseeded.py --pipeline $P --seed $((100 + s)) -o bench/s34/$T/stage3-reseeded/seed$s
+    $BIN/python benchmarks/bench_synthesis.py --generator $P/3_diffusion/diffusion_last.pt \
+        --segmenter bench/s34/oracle-mscmr/target-supervised/seed0 --masks $P/2_pseudolabels \
+        --stage1 bench/s34/iter4000-$T/ascplus-longer-rounds/seed$s/self_training/round2 \
+        --source data/Dataset501_MSCMR_bSSFP --target data/Dataset502_MSCMR_LGE \
+        --samplers real ddim:25:1:1 ddim:25:2:1 ddim:25:3:1 --n 32 --seed 1 \
+        --out $R/mscmr-pipeline-default/synthesis-real/seed$s.json ) &
+done
+wait
+# (c) Exports and the record that prints (a)-(b):
+$BIN/python benchmarks/export_results.py bench/s34/iter4000-$T $R/mscmr-pipeline-default/stage1 --no-tables
+$BIN/python benchmarks/export_results.py bench/s34/$T $R/mscmr-pipeline-default/pipeline --no-tables
+$BIN/python benchmarks/export_results.py bench/s34/oracle-mscmr $R/mscmr-pipeline-default/oracle --no-tables
+$BIN/python benchmarks/mscmr_pipeline_default.py --out $R/mscmr-pipeline-default/record.json
+# (d) The two Kvasir -> CVC bench tables with the CVC sequences (data imported by today's `import polyp`, which
+#     writes case_groups; the tables' rows are unchanged, the significance line adds the test over sequences):
+B=source-only,source-only-dg,source-only-dg-ipa,target-supervised,fda,ascplus-paper,ascplus-histogram-matching
+B=$B,ascplus-bezier,ascplus-bezier-ipa,ascplus-gin,ascplus-mix
+$BIN/python benchmarks/collect_bench.py $R/polyp-kvasir2cvc polyp-kvasir2cvc --data-root data \
+    --methods $B,ascplus-fourier-luminance,ascplus-fourier-bounded,ascplus,ascplus-agreement,ascplus-guarded-class-ratio,ascplus-class-ratio,diffuse-uda,diffuse-uda-paper,ascplus-self-training,ad,glua,glua-shared-budget,heal-HD-calibrated,heal-HD-EGS-calibrated,ascplus-session12,ascplus-class-ratio-session12,diffuse-uda-session12
+$BIN/python benchmarks/collect_bench.py $R/polyp-kvasir2cvc-rule-u polyp-kvasir2cvc --data-root data \
+    --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus,diffuse-uda \
+    --rows-from $R/polyp-kvasir2cvc
