@@ -35,7 +35,7 @@ from longer_rounds_decision import ROW, longer_rounds_row
 from paired_test import case_mean_dice, decision_arguments, run_dice, write_record  # this folder
 from photo_pipeline_marks import pipeline as photo_pipeline
 from photo_pipeline_marks import stage1 as photo_stage1
-from photo_stage3_spread import ceiling_rows
+from photo_stage3_spread import ceiling_rows, print_ceiling, real_and_sampled
 from pipeline_default_decision import issue14_on_default, print_issue14_rows
 from pipeline_round_decision import PHOTO_TASK, STAGE3, committed_pipeline, seed_averaged_p
 from self_training_at_pick import committed_pick, round_dir
@@ -126,15 +126,8 @@ def main() -> None:
     print(f"Mean gain over the four tasks: {m['mean_gain']:+.2f} (mark +2); significant gains on "
           f"{m['significant_gains']} of 4 tasks (mark 3)")
     ceiling = ceiling_rows(args.results, FOLDER)
-    print("\nThe fidelity measures on 32 conditioning masks (LGE pseudo-labels) per seed: their own real images "
-          "('real') against the pipeline's generator (DDIM-25, guidance 1-3):\n\n| seed | images | oracle mask "
-          "fidelity (%, post hoc) | stage-1 mask fidelity (%) | style fidelity (%) | FD target |\n"
-          "|---|---|---|---|---|---|")
-    for r in ceiling:
-        print(f"| {r['seed']} | {r['images']} | {r['oracle_mask_fidelity']:.1f} | {r['stage1_mask_fidelity']:.1f} | "
-              f"{r['style_fidelity']:.1f} | {r['frechet_distance_target']:.3g} |")
-    real = [r["oracle_mask_fidelity"] for r in ceiling if r["images"] == "real"]
-    sampled = [r["oracle_mask_fidelity"] for r in ceiling if r["images"] != "real"]
+    print_ceiling("32 conditioning masks (LGE pseudo-labels) per seed", "each seed's pipeline generator", ceiling)
+    real, sampled = real_and_sampled(ceiling)
     print(f"The oracle finds the masks in their own real images at {min(real):.1f}-{max(real):.1f} % (mean "
           f"{np.mean(real):.1f}); the samples reach {min(sampled):.1f}-{max(sampled):.1f} % (mean "
           f"{np.mean(sampled):.1f}), {100 * np.mean(sampled) / np.mean(real):.0f} % of the real images' mean.")

@@ -83,6 +83,22 @@ def ceiling_rows(results: Path, folder: Path = FOLDER) -> list[dict]:
     return rows
 
 
+def real_and_sampled(ceiling: list[dict]) -> tuple[list[float], list[float]]:
+    """The oracle mask fidelity of the masks' own real images, and of the generators' samples."""
+    real = [r["oracle_mask_fidelity"] for r in ceiling if r["images"] == "real"]
+    return real, [r["oracle_mask_fidelity"] for r in ceiling if r["images"] != "real"]
+
+
+def print_ceiling(masks: str, generators: str, ceiling: list[dict]) -> None:
+    """The table of :func:`ceiling_rows`: the masks' own real images beside the generators' samples."""
+    print(f"\nThe fidelity measures on {masks}: their own real images ('real') against {generators} (DDIM-25, "
+          "guidance 1-3):\n\n| seed | images | oracle mask fidelity (%, post hoc) | stage-1 mask fidelity (%) | "
+          "style fidelity (%) | FD target |\n|---|---|---|---|---|---|")
+    for r in ceiling:
+        print(f"| {r['seed']} | {r['images']} | {r['oracle_mask_fidelity']:.1f} | {r['stage1_mask_fidelity']:.1f} | "
+              f"{r['style_fidelity']:.1f} | {r['frechet_distance_target']:.3g} |")
+
+
 def main() -> None:
     args = decision_arguments(__doc__)
     rows = stage3_rows(args.results)
@@ -107,20 +123,13 @@ def main() -> None:
     print(f"\nRegistered condition for item 3 (the 64-px set >= {COST_THRESHOLD} points below the 128-px set on the "
           f"mean): {cost:+.1f} -> item 3 {'runs' if cost >= COST_THRESHOLD else 'does not run'}.")
     ceiling = ceiling_rows(args.results)
-    print("\nThe fidelity measures on the 32 conditioning masks (CVC pseudo-labels): their own real images "
-          "('real') against session 31's generators (DDIM-25, guidance 1-3):\n\n| seed | images | oracle mask "
-          "fidelity (%, post hoc) | stage-1 mask fidelity (%) | style fidelity (%) | FD target |\n"
-          "|---|---|---|---|---|---|")
-    for r in ceiling:
-        print(f"| {r['seed']} | {r['images']} | {r['oracle_mask_fidelity']:.1f} | {r['stage1_mask_fidelity']:.1f} | "
-              f"{r['style_fidelity']:.1f} | {r['frechet_distance_target']:.3g} |")
+    print_ceiling("the 32 conditioning masks (CVC pseudo-labels)", "session 31's generators", ceiling)
     committed = {(r["seed"], r["images"]): r["oracle_mask_fidelity"] for r in session31_fidelity(args.results)}
     same = all(abs(committed[(r["seed"], r["images"])] - r["oracle_mask_fidelity"]) < 1e-9
                for r in ceiling if r["images"] != "real")
     print(f"\nThe sampled rows equal session 31's committed ones (synthesis/seed<S>.json, same masks, noise and "
           f"oracle): {same}")
-    real = [r["oracle_mask_fidelity"] for r in ceiling if r["images"] == "real"]
-    sampled = [r["oracle_mask_fidelity"] for r in ceiling if r["images"] != "real"]
+    real, sampled = real_and_sampled(ceiling)
     print(f"The oracle finds the masks in their own real images at {min(real):.1f}-{max(real):.1f} % (mean "
           f"{np.mean(real):.1f}): issue 14's goal (60 %) is above that at every seed. The generators' samples reach "
           f"{min(sampled):.1f}-{max(sampled):.1f} %, {100 * min(sampled) / max(real):.0f}-"
@@ -131,8 +140,7 @@ def main() -> None:
           "(%, post hoc) | stage-1 mask fidelity (%) |\n|---|---|---|---|")
     for r in held:
         print(f"| {r['seed']} | {r['images']} | {r['oracle_mask_fidelity']:.1f} | {r['stage1_mask_fidelity']:.1f} |")
-    real2 = [r["oracle_mask_fidelity"] for r in held if r["images"] == "real"]
-    sampled2 = [r["oracle_mask_fidelity"] for r in held if r["images"] != "real"]
+    real2, sampled2 = real_and_sampled(held)
     print(f"On CVC -> Kvasir the oracle finds the masks in their own real images at {min(real2):.1f}-"
           f"{max(real2):.1f} % (mean {np.mean(real2):.1f}), below 60 % at every seed; the samples reach "
           f"{min(sampled2):.1f}-{max(sampled2):.1f} %.")
