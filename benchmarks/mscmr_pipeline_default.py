@@ -73,9 +73,15 @@ def train_seconds(run: Path) -> float:
     return float(json.loads((run / "run.json").read_text())["train_seconds"])
 
 
+def training_seed(run: Path) -> int:
+    return int(json.loads((run / "run.json").read_text())["request"]["config"]["training"]["seed"])
+
+
 def seed_rows(results: Path) -> list[dict]:
     rows = []
     for seed in SEEDS:
+        if training_seed(reseeded(results, seed)) != RESEED_OFFSET + seed:
+            raise SystemExit(f"{reseeded(results, seed)}: not trained at the registered seed {RESEED_OFFSET + seed}")
         own, piped, p = pair(stage1(results, seed), pipeline(results, seed) / STAGE3)
         _, again, p_spread = pair(pipeline(results, seed) / STAGE3, reseeded(results, seed))
         old, _, p_old = pair(committed_pipeline(results, TASK, seed), pipeline(results, seed) / STAGE3)
@@ -122,8 +128,7 @@ def main() -> None:
           + f"; mean {mean['pipeline_session16']:.2f} -> {mean['pipeline']:.2f}")
     for r in rows:
         print(f"seed {r['seed']}: stage 1 trained {r['stage1_train_seconds']:.0f} s (pick at 4000, rounds 1-2); "
-              + ", ".join(f"{k} {v:.0f} s" for k, v in r["stage_seconds"].items()
-                                                if v is not None))
+              + ", ".join(f"{k} {v:.0f} s" for k, v in r["stage_seconds"].items() if v is not None))
     m = issue14_on_default(args.results, {
         TASK: (stage1, lambda results, seed: pipeline(results, seed) / STAGE3),
         PHOTO_TASK: (photo_stage1, lambda results, seed: photo_pipeline(results, seed) / STAGE3)})
