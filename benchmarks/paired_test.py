@@ -44,6 +44,13 @@ def case_mean_dice(run: Path) -> dict[str, float]:
     return {case: float(np.nanmean([m["dice"] for m in classes.values()])) for case, classes in per_case.items()}
 
 
+def seed_averaged_dice(runs: list[Path]) -> dict[str, float]:
+    """Case id -> :func:`case_mean_dice` averaged over the runs (a row's seeds, as the bench tables' paired test
+    reads it)."""
+    per_run = [case_mean_dice(run) for run in runs]
+    return {case: float(np.mean([r[case] for r in per_run])) for case in per_run[0]}
+
+
 def class_dice(run: Path) -> dict[str, float]:
     """Class -> Dice (%) averaged over the test cases of one run folder."""
     per_case = load_per_case(run / EVALUATION / "per_case.csv").values()

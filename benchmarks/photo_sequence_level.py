@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from paired_test import case_mean_dice, decision_arguments, write_record  # this folder
+from paired_test import case_mean_dice, decision_arguments, seed_averaged_dice, write_record  # this folder
 from photo_pipeline_marks import FOLDER, SEEDS, no_synthetic, pipeline, stage1
 from photo_stage3_spread import spread_run
 from pipeline_round_decision import PHOTO_TASK, STAGE3
@@ -26,12 +26,6 @@ from sdedit_decision import sdedit
 
 from diffuse_uda.data.importers.polyp import cvc_case_sequence
 from diffuse_uda.evaluation.statistics import group_means, wilcoxon_paired
-
-
-def averaged_over_seeds(runs: list[Path]) -> dict[str, float]:
-    """Per frame, the mean-foreground Dice averaged over the runs (the bench's paired test of two rows)."""
-    per_run = [case_mean_dice(run) for run in runs]
-    return {case: float(np.mean([r[case] for r in per_run])) for case in per_run[0]}
 
 
 def compare(label: str, reference: dict[str, float], other: dict[str, float]) -> dict:
@@ -51,10 +45,10 @@ def comparisons(results: Path) -> list[dict]:
     task = results / PHOTO_TASK
     seeds = [f"seed{s}" for s in SEEDS]
     # Issue 13's photo mark, as the table's paired test reads it (frames averaged over the 3 seeds).
-    asc = averaged_over_seeds([stage1(results, s) for s in SEEDS])
+    asc = seed_averaged_dice([stage1(results, s) for s in SEEDS])
     for bound in ("source-only", "source-only-dg"):
         rows.append(compare(f"`ascplus` (3 seeds) against `{bound}` (3 seeds)",
-                            averaged_over_seeds([task / bound / s for s in seeds]), asc))
+                            seed_averaged_dice([task / bound / s for s in seeds]), asc))
     for seed in SEEDS:  # session 31: the pipeline against its stage 1
         rows.append(compare(f"seed {seed}: the pipeline against its stage 1", case_mean_dice(stage1(results, seed)),
                             case_mean_dice(pipeline(results, seed) / STAGE3)))

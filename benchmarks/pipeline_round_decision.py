@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from paired_test import case_mean_dice, decision_arguments, write_record  # this folder
+from paired_test import decision_arguments, seed_averaged_dice, write_record  # this folder
 from self_training_at_pick import ROW as AT_PICK_ROW
 from self_training_at_pick import committed_pick, round_dir
 from self_training_decision import pair
@@ -68,10 +68,7 @@ def rule_o(results: Path, seed: int = 0) -> dict:
 
 def seed_averaged_p(reference: list[Path], runs: list[Path]) -> float:
     """Paired Wilcoxon over the test cases, each case's Dice averaged over the seeds (the bench tables' test)."""
-    def averaged(folders: list[Path]) -> dict[str, float]:
-        per_seed = [case_mean_dice(f) for f in folders]
-        return {c: float(np.mean([d[c] for d in per_seed])) for c in per_seed[0]}
-    return wilcoxon_paired(averaged(runs), averaged(reference))
+    return wilcoxon_paired(seed_averaged_dice(runs), seed_averaged_dice(reference))
 
 
 def two_rounds(results: Path, task: str, seed: int) -> Path:
