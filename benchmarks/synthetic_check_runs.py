@@ -1,25 +1,40 @@
-"""The label-free synthetic-pair check (:mod:`diffuse_uda.pipeline.synthetic_check`) on a finished pipeline run
-(session 35, BENCHMARKS.md; rule W was registered before these runs):
+"""A label-free check of a pipeline run's synthetic pairs: train on them, test on the pseudo-labelled real target
+(session 35, BENCHMARKS.md; rule W was registered before these runs, and failed: the check stays this script):
 
     python benchmarks/synthetic_check_runs.py --pipeline bench/s34/mscmr-bssfp2lge/default/seed0 \\
-        -o bench/s35/check/mscmr-bssfp2lge/seed0
+        -o bench/s35/check/mscmr-bssfp2lge/seed0 [--masks source]
 
-Reads the run's task and settings (``pipeline.json``) and stage 3's training settings (``5_ascplus_synth/run.json``),
-takes the run's own synthetic pairs (``4_synthetic``) and stage 1's pseudo-labelled target training images
-(``2_pseudolabels``, at the generator's size, as the pipeline's generator and guidance choice see them), and runs the
-check into ``-o``: a ``source-only`` segmenter on the synthetic pairs alone and one on the real source pairs alone,
-each scored by its agreement with the pseudo-labels. Then, post hoc and for the report only, both segmenters are
-evaluated on the target test split as every run is. Nothing before that evaluation reads a target label.
+Stage 1's segmentation of a synthetic image says whether the image carries its mask (the generator's mask
+fidelity), not whether a model *trained* on such images segments real target images, which is what stage 3 depends
+on. The check asks that. Two segmenters are trained with one recipe (the ``source-only`` method at stage 3's profile,
+length and training seed, from the run's ``5_ascplus_synth/run.json``): one on the run's synthetic pairs alone
+(``4_synthetic``; ``--masks source``: only the pairs drawn from source masks, ``source_*``), one on the real source
+pairs alone. Each segments the real target training images whose stage-1 pseudo-label has foreground
+(``2_pseudolabels`` at the generator's size, as the generator and its guidance choice see them); its *agreement* is
+the mean foreground Dice against those pseudo-labels. The rule tested: keep the synthetic pairs if the synthetic-only
+agreement is at least the source-only one. The record goes to ``-o/synthetic_check.json``. Then, post hoc and for the
+report only, both segmenters are evaluated on the target test split as every run is. Nothing before that evaluation
+reads a target label.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from diffuse_uda.config import RunConfig
+from diffuse_uda.data.dataset_json import load_dataset_json
+from diffuse_uda.data.io import atomic_write_json
 from diffuse_uda.data.task import Task
+from diffuse_uda.diffusion.fidelity import mask_fidelity
+from diffuse_uda.diffusion.trainer import PairSample
 from diffuse_uda.pipeline.experiment import evaluate_run
 from diffuse_uda.pipeline.run import (
     GENERATORS,
@@ -29,17 +44,50 @@ from diffuse_uda.pipeline.run import (
     diffusion_config,
     read_pipeline_record,
 )
-from diffuse_uda.pipeline.synthetic_check import check_synthetic_pairs
-from diffuse_uda.pipeline.train import default_cache_dir
+from diffuse_uda.pipeline.train import default_cache_dir, train_method
+from diffuse_uda.training.bundle import load_bundle
 from diffuse_uda.training.trainer import resolve_device
 
 SYNTHETIC, PSEUDO = "4_synthetic", "2_pseudolabels"
+CHECK_FILE = "synthetic_check.json"
+RECIPE = "source-only"  # one plain supervised recipe for both segmenters: only the labelled set differs
+
+
+def agreement(run_dir: Path, target: Sequence[PairSample], num_classes: int, device: torch.device) -> float:
+    """Mean foreground Dice (%) between a trained run's segmentation of the target images and their pseudo-labels
+    (the pairs' masks); images whose prediction and pseudo-label are both empty are skipped."""
+    bundle = load_bundle(run_dir, device)
+    images = torch.from_numpy(np.stack([p.image for p in target]).astype(np.float32))
+    masks = torch.from_numpy(np.stack([p.mask for p in target]).astype(np.int64))
+    scores = mask_fidelity(bundle.network, images, masks, num_classes, input_size=tuple(bundle.preprocessing.size))
+    return 100.0 * float(scores.nanmean())
+
+
+def source_mask_subset(synthetic: Path, out: Path) -> Path:
+    """A dataset folder holding the synthetic pairs drawn from source masks only (hard links to their files)."""
+    if (out / "dataset.json").is_file():
+        return out
+    info = json.loads((synthetic / "dataset.json").read_text())
+    labels = sorted(p.name for p in (synthetic / "labelsTr").iterdir() if p.name.startswith("source_"))
+    for label in labels:
+        case = label.removesuffix(info["file_ending"])
+        files = [synthetic / "labelsTr" / label,
+                 *sorted((synthetic / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9]{info['file_ending']}"))]
+        for f in files:
+            (out / f.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, out / f.parent.name / f.name)
+    info.update(numTraining=len(labels), name=f"{info['name']}_source_masks")
+    atomic_write_json(out / "dataset.json", info)
+    load_dataset_json(out)  # fail here, not in training, if the subset is not a valid dataset
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pipeline", type=Path, required=True, help="a finished `diffuse-uda run` folder")
     ap.add_argument("-o", "--out", type=Path, required=True, help="folder for the check's two runs and its record")
+    ap.add_argument("--masks", choices=("all", "source"), default="all",
+                    help="the synthetic pairs the synthetic-only segmenter trains on: all, or those from source masks")
     args = ap.parse_args()
 
     record = read_pipeline_record(args.pipeline)
@@ -49,18 +97,30 @@ def main() -> None:
     stage3_request = json.loads((args.pipeline / STAGE3 / "run.json").read_text())["request"]
     stage3 = RunConfig.model_validate(stage3_request["config"])
     task = Task.from_dict(record.task).with_preprocessing(stage3.preprocessing)
+    device = resolve_device(stage3.training.device)
     dcfg = diffusion_config(pipeline.profile, task.preprocessing.spatial_dims,
                             {**GENERATORS[pipeline.generator], **pipeline.diffusion}, pipeline.seed)
     _, target = conditioning_samples(task, args.pipeline / PSEUDO, pipeline.training_fraction, dcfg.image_size,
                                      default_cache_dir(), True)
-    print(f"[synthetic check] {task.name} seed {pipeline.seed}: {len(target)} pseudo-labelled target images -> "
-          f"{args.out}")
-    result = check_synthetic_pairs(task, args.pipeline / SYNTHETIC, target, stage3, args.out,
-                                   resolve_device(stage3.training.device))
-    print(f"[synthetic check] agreement with stage 1: synthetic-only {result.synthetic_agreement:.1f}, "
-          f"source-only {result.source_agreement:.1f} -> use synthetic: {result.use_synthetic}")
-    for name in ("synthetic-only", "source-only"):  # post hoc, for the report only
-        evaluate_run(args.out / name, task)
+    synthetic = args.pipeline / SYNTHETIC
+    if args.masks == "source":
+        synthetic = source_mask_subset(synthetic, args.out / "synthetic-source-masks")
+    print(f"[synthetic check] {task.name} seed {pipeline.seed}: {len(target)} pseudo-labelled target images, "
+          f"synthetic pairs from {args.masks} masks -> {args.out}")
+    t0 = time.perf_counter()
+    recipe = stage3.model_copy(update={"method": {}})  # stage 3's settings without ascplus's options
+    runs = {"synthetic": train_method(Task(task.config, synthetic, task.target_dir), RECIPE, recipe,
+                                      args.out / "synthetic-only", display_name="synthetic pairs only"),
+            "source": train_method(task, RECIPE, recipe, args.out / "source-only", display_name="source pairs only")}
+    scores = {k: agreement(run, target, task.num_classes, device) for k, run in runs.items()}
+    result = {"synthetic_agreement": scores["synthetic"], "source_agreement": scores["source"],
+              "n_target_images": len(target), "use_synthetic": scores["synthetic"] >= scores["source"],
+              "masks": args.masks, "seconds": time.perf_counter() - t0}
+    atomic_write_json(args.out / CHECK_FILE, result)
+    print(f"[synthetic check] agreement with stage 1: synthetic-only {result['synthetic_agreement']:.1f}, "
+          f"source-only {result['source_agreement']:.1f} -> use synthetic: {result['use_synthetic']}")
+    for run in runs.values():  # post hoc, for the report only
+        evaluate_run(run, task)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,123 @@
+"""Session 35, rule W (BENCHMARKS.md, registered before the check ran on real data): does the label-free synthetic
+check (:mod:`diffuse_uda.pipeline.synthetic_check`) keep the synthetic pairs where the pipeline gains over its stage 1
+and drop them where it loses? From committed files only:
+
+    python benchmarks/synthetic_check_decision.py [--results benchmarks/results] [--out record.json]
+
+Runs, in ``synthetic-check/``:
+
+* ``check/<task>/seed<S>``: ``synthetic_check_runs.py`` on the pipeline runs behind the committed rows (MS-CMRSeg:
+  ``mscmr-pipeline-default/pipeline/default``, session 34; Kvasir -> CVC and CVC -> Kvasir: ``polyp-*-rule-u/
+  diffuse-uda``, sessions 31-33): the check's record (``synthetic_check.json``) and, post hoc, the test evaluation of
+  its two segmenters (``synthetic-only/``, ``source-only/``);
+* ``heldout/``: the held-out seed-0 pipelines on abdominal CT -> MR and the demo, made here from today's ``ascplus``
+  default (``stage1/<task>``: ``self_training_at_pick.py --pick-iterations 4000 --rounds 2``; ``pipeline/<task>/
+  default/seed0``: ``pipeline_at_round.py --round 2``), and the check on each (``check/<task>/seed0``).
+
+Reported per run: both agreements (mean foreground Dice, %, against stage 1's pseudo-labels on the target training
+images), the check's decision and seconds, the pipeline against its own stage 1 (mean over test cases of the mean
+foreground Dice, two-sided paired Wilcoxon over test cases) and, post hoc, both segmenters' test Dice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mscmr_pipeline_default import pipeline as mscmr_pipeline
+from mscmr_pipeline_default import stage1 as mscmr_stage1
+from paired_test import decision_arguments, run_dice, write_record  # this folder
+from photo_pipeline_marks import pipeline as kvasir_pipeline
+from photo_pipeline_marks import stage1 as kvasir_stage1
+from pipeline_round_decision import STAGE3
+from self_training_at_pick import committed_pick, round_dir
+from self_training_decision import pair
+
+FOLDER = Path("synthetic-check")
+SEEDS = (0, 1, 2)
+CVC2KVASIR = Path("polyp-cvc2kvasir-rule-u")
+HELD_OUT = ("abdominal-ct2mr", "demo-brain-t1t2")
+ALPHA = 0.05  # registered: a photo seed counts where the pipeline is significantly below its stage 1
+ROW = "ascplus-longer-rounds"
+
+
+def design_runs(results: Path) -> dict[str, dict[int, tuple[Path, Path]]]:
+    """Task -> seed -> (stage 1 run, pipeline run folder) of the committed rows rule W is decided on."""
+    return {
+        "mscmr-bssfp2lge": {s: (mscmr_stage1(results, s), mscmr_pipeline(results, s)) for s in SEEDS},
+        "polyp-kvasir2cvc": {s: (kvasir_stage1(results, s), kvasir_pipeline(results, s)) for s in SEEDS},
+        "polyp-cvc2kvasir": {s: (results / CVC2KVASIR / "ascplus" / f"seed{s}",
+                                 results / CVC2KVASIR / "diffuse-uda" / f"seed{s}") for s in SEEDS},
+    }
+
+
+def heldout_runs(results: Path) -> dict[str, dict[int, tuple[Path, Path]]]:
+    """The held-out seed-0 pipelines made here, where they are committed."""
+    out: dict[str, dict[int, tuple[Path, Path]]] = {}
+    for task in HELD_OUT:
+        stage1 = round_dir(results / FOLDER / "heldout" / "stage1" / task / ROW / "seed0", 2)
+        pipeline = results / FOLDER / "heldout" / "pipeline" / task / "default" / "seed0"
+        if (pipeline / STAGE3 / "evaluation" / "per_case.csv").is_file():
+            out[task] = {0: (stage1, pipeline)}
+    return out
+
+
+def check_row(results: Path, task: str, seed: int, stage1: Path, pipeline: Path) -> dict:
+    folder = results / FOLDER / "check" / task / f"seed{seed}"
+    check = json.loads((folder / "synthetic_check.json").read_text())
+    own, piped, p = pair(stage1, pipeline / STAGE3)
+    return {"task": task, "seed": seed, "synthetic_agreement": check["synthetic_agreement"],
+            "source_agreement": check["source_agreement"], "use_synthetic": check["use_synthetic"],
+            "check_seconds": check["seconds"], "n_target_images": check["n_target_images"],
+            "stage1": own, "pipeline": piped, "gain": piped - own, "p": p,
+            "synthetic_only_test": run_dice(folder / "synthetic-only"),
+            "source_only_test": run_dice(folder / "source-only")}
+
+
+def right(row: dict) -> bool | None:
+    """The registered reading: keep where the pipeline gains (every MS-CMRSeg seed), drop where it is significantly
+    below stage 1; None where either is right (a loss that is not significant)."""
+    if row["gain"] > 0:
+        return row["use_synthetic"]
+    return (not row["use_synthetic"]) if row["p"] < ALPHA else None
+
+
+def print_rows(rows: list[dict]) -> None:
+    print("| task | seed | agreement: synthetic-only | source-only | check keeps synthetic | check s | stage 1 | "
+          "pipeline | gain | p | right | synthetic-only test (post hoc) | source-only test |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        verdict = {True: "yes", False: "**no**", None: "either"}[right(r)]
+        print(f"| {r['task']} | {r['seed']} | {r['synthetic_agreement']:.1f} | {r['source_agreement']:.1f} | "
+              f"{'yes' if r['use_synthetic'] else 'no'} | {r['check_seconds']:.0f} | {r['stage1']:.1f} | "
+              f"{r['pipeline']:.1f} | {r['gain']:+.1f} | {r['p']:.3g} | {verdict} | {r['synthetic_only_test']:.1f} | "
+              f"{r['source_only_test']:.1f} |")
+
+
+def main() -> None:
+    args = decision_arguments(__doc__)
+    rows = [check_row(args.results, t, s, *runs) for t, seeds in design_runs(args.results).items()
+            for s, runs in seeds.items()]
+    print("Rule W's design runs:\n")
+    print_rows(rows)
+    passes = all(right(r) is not False for r in rows)
+    print(f"\nRule W (the check becomes a default stage of the pipeline): {'pass' if passes else 'fail'}")
+    held = [check_row(args.results, t, s, *runs) for t, seeds in heldout_runs(args.results).items()
+            for s, runs in seeds.items() if (args.results / FOLDER / "check" / t / f"seed{s}").is_dir()]
+    if held:
+        print("\nHeld out (seed 0, the pipeline made here from today's `ascplus` default):\n")
+        print_rows(held)
+    missing = [t for t in HELD_OUT if t not in {r["task"] for r in held}]
+    print(f"\nHeld-out runs missing: {', '.join(missing) if missing else 'none'}")
+    vetoed = any(r["gain"] > 0 and not r["use_synthetic"] for r in held)
+    default = passes and not vetoed and not missing
+    print(f"Default after the held-out runs: {'on' if default else 'off (opt-in)'}")
+    for task in HELD_OUT:
+        if task in {r["task"] for r in held}:
+            print(f"  {task} seed 0 pick: {committed_pick(args.results / task / 'bench.json', 0)}")
+    write_record(args.out, {"rule": "W", "design": rows, "passes": passes, "heldout": held, "missing": missing,
+                            "default": default})
+
+
+if __name__ == "__main__":
+    main()
