@@ -4,8 +4,9 @@ paired tests can be regenerated without retraining:
     python benchmarks/export_results.py bench/abdominal-ct2mr benchmarks/results/abdominal-ct2mr
 
 Copied: bench.json / bench.md / bench.csv; per run: run.json, evaluation/summary.json and
-per_case.csv, appearance_choice.json; per pipeline run: pipeline.json and the stage manifests
-(stage.json, generator_choice.json), and the stage-3 evaluation a pipeline run reused from another run.
+per_case.csv, appearance_choice.json, synthetic_check.json (``synthetic_check_runs.py``); per pipeline run:
+pipeline.json and the stage manifests (stage.json, generator_choice.json), and the stage-3 evaluation a pipeline run
+reused from another run.
 ``python benchmarks/collect_bench.py OUT TASK`` then rewrites the
 same table from the copy.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 SMALL = ("bench.json", "bench.md", "bench.csv", "pseudolabel_quality.json", "candidate_ensemble.json")
 PER_RUN = ("run.json", "appearance_choice.json", "pipeline.json", "stage.json", "generator_choice.json",
-           "evaluation/summary.json", "evaluation/per_case.csv")
+           "synthetic_check.json", "evaluation/summary.json", "evaluation/per_case.csv")
 
 
 def export(bench: Path, out: Path, rows: list[str] | None = None, tables: bool = True) -> list[Path]:

@@ -1823,3 +1823,31 @@ $BIN/python benchmarks/collect_bench.py $R/polyp-kvasir2cvc polyp-kvasir2cvc --d
 $BIN/python benchmarks/collect_bench.py $R/polyp-kvasir2cvc-rule-u polyp-kvasir2cvc --data-root data \
     --methods source-only,source-only-dg,target-supervised,fda,ascplus-paper,ascplus,diffuse-uda \
     --rows-from $R/polyp-kvasir2cvc
+
+# ---------------------------------------------------------------- Session 35
+# (a) Rule W: the label-free synthetic check on the pipeline runs behind the committed rows (MS-CMRSeg: Session 34
+#     (a); Kvasir -> CVC: Session 31; CVC -> Kvasir: Sessions 32-33), seeds 0-2; two processes, one thread each:
+R=benchmarks/results
+check_runs() {  # "name|pipeline-folder ...", in order; $1 = --masks
+  masks=$1; shift
+  for x in "$@"; do
+    IFS='|' read -r name pipe <<< "$x"
+    out=bench/s35/check/$name
+    if [ "$masks" = source ]; then  # the source-only segmenter is the one of (a), reused
+      out=bench/s35/check-source-masks/$name; mkdir -p $out; cp -r bench/s35/check/$name/source-only $out/
+    fi
+    $BIN/python benchmarks/synthetic_check_runs.py --pipeline $pipe -o $out --masks $masks
+  done
+}
+M=bench/s34/mscmr-bssfp2lge/default K=bench/s31/kvasir2cvc/diffuse-uda C=bench/s32/cvc2kvasir/diffuse-uda
+LANE_A="mscmr-bssfp2lge/seed0|$M/seed0 polyp-kvasir2cvc/seed0|$K/seed0 polyp-cvc2kvasir/seed0|$C/seed0
+  mscmr-bssfp2lge/seed2|$M/seed2 polyp-kvasir2cvc/seed2|$K/seed2"
+LANE_B="mscmr-bssfp2lge/seed1|$M/seed1 polyp-kvasir2cvc/seed1|$K/seed1 polyp-cvc2kvasir/seed1|$C/seed1
+  polyp-cvc2kvasir/seed2|$C/seed2"
+check_runs all $LANE_A & check_runs all $LANE_B & wait
+# (b) Exploratory (registered after rule W failed): the synthetic-only segmenter on the source-mask pairs alone:
+check_runs source $LANE_A & check_runs source $LANE_B & wait
+# (c) Exports and the record that prints (a)-(b):
+$BIN/python benchmarks/export_results.py bench/s35/check $R/synthetic-check/check --no-tables
+$BIN/python benchmarks/export_results.py bench/s35/check-source-masks $R/synthetic-check/check-source-masks --no-tables
+$BIN/python benchmarks/synthetic_check_decision.py --out $R/synthetic-check/record.json
