@@ -1809,7 +1809,6 @@ for s in 0 1 2; do
         --out $R/mscmr-pipeline-default/synthesis-real/seed$s.json ) &
 done
 wait
-# (c) Exports and the record that prints (a)-(b):
 $BIN/python benchmarks/export_results.py bench/s34/iter4000-$T $R/mscmr-pipeline-default/stage1 --no-tables
 $BIN/python benchmarks/export_results.py bench/s34/$T $R/mscmr-pipeline-default/pipeline --no-tables
 $BIN/python benchmarks/export_results.py bench/s34/oracle-mscmr $R/mscmr-pipeline-default/oracle --no-tables
@@ -1847,7 +1846,24 @@ LANE_B="mscmr-bssfp2lge/seed1|$M/seed1 polyp-kvasir2cvc/seed1|$K/seed1 polyp-cvc
 check_runs all $LANE_A & check_runs all $LANE_B & wait
 # (b) Exploratory (registered after rule W failed): the synthetic-only segmenter on the source-mask pairs alone:
 check_runs source $LANE_A & check_runs source $LANE_B & wait
-# (c) Exports and the record that prints (a)-(b):
+# (c) Rule X's held-out runs: at seed 0 of abdominal CT -> MR and the demo, the pipeline from today's ascplus default
+#     (the committed pick at 4000 updates, two rounds, stages 2-5 from round 2), then both checks on it:
+heldout() {  # task
+  $BIN/python benchmarks/self_training_at_pick.py -t $1 --seed 0 --choice $R/$1/bench.json -o bench/s35/iter4000-$1 \
+      --pick-iterations 4000 --rounds 2 --row ascplus-longer-rounds
+  $BIN/python benchmarks/pipeline_at_round.py -t $1 --seed 0 --round 2 --row ascplus-longer-rounds \
+      --choice $R/$1/bench.json --bench bench/s35/iter4000-$1 -o bench/s35/$1/default/seed0
+  $BIN/python benchmarks/synthetic_check_runs.py --pipeline bench/s35/$1/default/seed0 \
+      -o bench/s35/check-source-masks/$1/seed0 --masks source
+  mkdir -p bench/s35/check/$1/seed0 && cp -r bench/s35/check-source-masks/$1/seed0/source-only bench/s35/check/$1/seed0/
+  $BIN/python benchmarks/synthetic_check_runs.py --pipeline bench/s35/$1/default/seed0 -o bench/s35/check/$1/seed0
+}
+heldout abdominal-ct2mr & heldout demo-brain-t1t2 & wait
+# (d) Exports and the record that prints (a)-(c):
 $BIN/python benchmarks/export_results.py bench/s35/check $R/synthetic-check/check --no-tables
 $BIN/python benchmarks/export_results.py bench/s35/check-source-masks $R/synthetic-check/check-source-masks --no-tables
+for t in abdominal-ct2mr demo-brain-t1t2; do
+  $BIN/python benchmarks/export_results.py bench/s35/iter4000-$t $R/synthetic-check/heldout/stage1/$t --no-tables
+  $BIN/python benchmarks/export_results.py bench/s35/$t $R/synthetic-check/heldout/pipeline/$t --no-tables
+done
 $BIN/python benchmarks/synthetic_check_decision.py --out $R/synthetic-check/record.json

@@ -12,7 +12,11 @@ diffuse-uda``, sessions 31-33), seeds 0-2:
 * ``check/<task>/seed<S>``: the check with every synthetic pair (rule W): its record (``synthetic_check.json``) and,
   post hoc, the test evaluation of its two segmenters (``synthetic-only/``, ``source-only/``);
 * ``check-source-masks/<task>/seed<S>``: the same with the synthetic-only segmenter trained on the pairs drawn from
-  source masks only (``--masks source``; the source-only segmenter is the same run).
+  source masks only (``--masks source``; the source-only segmenter is the same run): rule X's design runs;
+* rule X's held-out runs: at seed 0 of abdominal CT -> MR and the demo, the pipeline from today's ``ascplus`` default
+  made in session 35 (``heldout/stage1/<task>``: ``self_training_at_pick.py --pick-iterations 4000 --rounds 2``;
+  ``heldout/pipeline/<task>/default/seed0``: ``pipeline_at_round.py --round 2``) and both checks on it
+  (``check-source-masks/<task>/seed0``, ``check/<task>/seed0``).
 
 Reported per run: both agreements (mean foreground Dice, %, against stage 1's pseudo-labels on the target training
 images), the check's decision and seconds, the pipeline against its own stage 1 (mean over test cases of the mean
@@ -30,12 +34,15 @@ from paired_test import decision_arguments, run_dice, write_record  # this folde
 from photo_pipeline_marks import pipeline as kvasir_pipeline
 from photo_pipeline_marks import stage1 as kvasir_stage1
 from pipeline_round_decision import STAGE3
+from self_training_at_pick import round_dir
 from self_training_decision import pair
 
 FOLDER = Path("synthetic-check")
 SEEDS = (0, 1, 2)
 CVC2KVASIR = Path("polyp-cvc2kvasir-rule-u")
 ALPHA = 0.05  # registered: a photo seed counts where the pipeline is significantly below its stage 1
+HELD_OUT = ("abdominal-ct2mr", "demo-brain-t1t2")
+ROW = "ascplus-longer-rounds"
 VARIANTS = {"check": "every synthetic pair", "check-source-masks": "pairs from source masks only"}
 
 
@@ -47,6 +54,16 @@ def design_runs(results: Path) -> dict[str, dict[int, tuple[Path, Path]]]:
         "polyp-cvc2kvasir": {s: (results / CVC2KVASIR / "ascplus" / f"seed{s}",
                                  results / CVC2KVASIR / "diffuse-uda" / f"seed{s}") for s in SEEDS},
     }
+
+
+def heldout_runs(results: Path) -> dict[str, dict[int, tuple[Path, Path]]]:
+    """Task -> {0: (stage 1 run, pipeline run folder)} of rule X's held-out runs, where they are committed."""
+    out = {}
+    for task in HELD_OUT:
+        pipeline = results / FOLDER / "heldout" / "pipeline" / task / "default" / "seed0"
+        if (pipeline / STAGE3 / "evaluation" / "per_case.csv").is_file():
+            out[task] = {0: (round_dir(results / FOLDER / "heldout" / "stage1" / task / ROW / "seed0", 2), pipeline)}
+    return out
 
 
 def check_row(results: Path, variant: str, task: str, seed: int, stage1: Path, pipeline: Path) -> dict:
@@ -98,6 +115,25 @@ def main() -> None:
     print(f"\nRule W (the check with every synthetic pair becomes a default stage of the pipeline): "
           f"{'pass' if passes else 'fail'}")
     record["passes"] = passes
+    design = record["check-source-masks"]["rows"]
+    candidate = len(design) == 9 and all(right(r) is not False for r in design)
+    margins = ", ".join(f"{r['synthetic_agreement'] - r['source_agreement']:+.1f}" for r in design)
+    print(f"Rule X's design runs: the check with source-mask pairs {'stands' if candidate else 'does not stand'} "
+          f"(margins: {margins})")
+    held = {v: [check_row(args.results, v, t, s, *runs) for t, seeds in heldout_runs(args.results).items()
+                for s, runs in seeds.items()
+                if (args.results / FOLDER / v / t / f"seed{s}" / "synthetic_check.json").is_file()]
+            for v in VARIANTS}
+    for variant, what in VARIANTS.items():
+        if held[variant]:
+            print(f"\nHeld out, the check with {what}:\n")
+            print_rows(held[variant])
+    missing = sorted(set(HELD_OUT) - {r["task"] for r in held["check-source-masks"]})
+    x_passes = candidate and not missing and all(right(r) is not False for r in held["check-source-masks"])
+    outcome = "pass" if x_passes else "fail" if not candidate or not missing else "waits"
+    absent = f" (held-out runs missing: {', '.join(missing)})" if missing else ""
+    print(f"\nRule X (the check with source-mask pairs becomes a default stage of the pipeline): {outcome}{absent}")
+    record.update(heldout=held, missing=missing, rule_x_candidate=candidate, rule_x_passes=x_passes)
     write_record(args.out, record)
 
 
