@@ -33,7 +33,8 @@ from mscmr_pipeline_default import stage1 as mscmr_stage1
 from paired_test import decision_arguments, run_dice, write_record  # this folder
 from photo_pipeline_marks import pipeline as kvasir_pipeline
 from photo_pipeline_marks import stage1 as kvasir_stage1
-from pipeline_round_decision import STAGE3
+from pipeline_default_decision import issue14_on_default, print_issue14_rows
+from pipeline_round_decision import PHOTO_TASK, STAGE3
 from self_training_at_pick import round_dir
 from self_training_decision import pair
 
@@ -137,6 +138,18 @@ def main() -> None:
     absent = f" (held-out runs missing: {', '.join(missing)})" if missing else ""
     print(f"\nRule X (the check with source-mask pairs becomes a default stage of the pipeline): {outcome}{absent}")
     record.update(heldout=held, missing=missing, rule_x_candidate=candidate, rule_x_passes=x_passes)
+    # Issue 14's mark as session 34 read it, with the source-mask check's outcome on its design runs applied: it drops
+    # the Kvasir -> CVC pairs at every seed, so there the pipeline's model is stage 1's; it keeps MS-CMRSeg's. Rule R's
+    # abdominal and demo rows stay as they are (the check is measured there at seed 0 only: held out above).
+    if all(not r["use_synthetic"] for r in design if r["task"] == PHOTO_TASK):
+        mark = issue14_on_default(args.results, made={
+            "mscmr-bssfp2lge": (mscmr_stage1, lambda results, seed: mscmr_pipeline(results, seed) / STAGE3),
+            PHOTO_TASK: (kvasir_stage1, kvasir_stage1)})
+        print("\nIssue 14's mark with the check's outcome on the polyps (their model: stage 1's at every seed):\n")
+        print_issue14_rows(mark)
+        print(f"\nmean gain {mark['mean_gain']:+.2f} (mark +2), significant on {mark['significant_gains']} of 4 "
+              "(mark 3)")
+        record["issue14_with_check"] = mark
     write_record(args.out, record)
 
 
