@@ -97,9 +97,8 @@ def print_rows(rows: list[dict]) -> None:
         verdict = {True: "yes", False: "**no**", None: "either"}[right(r)]
         print(f"| {r['task']} | {r['seed']} | {r['synthetic_agreement']:.1f} | {r['source_agreement']:.1f} | "
               f"{'yes' if r['use_synthetic'] else 'no'} | {r['check_seconds']:.0f} | {r['stages_2_5_seconds']:.0f} | "
-              f"{r['stage1']:.1f} | "
-              f"{r['pipeline']:.1f} | {r['gain']:+.1f} | {r['p']:.3g} | {verdict} | {r['synthetic_only_test']:.1f} | "
-              f"{r['source_only_test']:.1f} |")
+              f"{r['stage1']:.1f} | {r['pipeline']:.1f} | {r['gain']:+.1f} | {r['p']:.3g} | {verdict} | "
+              f"{r['synthetic_only_test']:.1f} | {r['source_only_test']:.1f} |")
 
 
 def main() -> None:

@@ -64,7 +64,7 @@ def agreement(run_dir: Path, target: Sequence[PairSample], num_classes: int, dev
 
 
 def source_mask_subset(synthetic: Path, out: Path) -> Path:
-    """A dataset folder holding the synthetic pairs drawn from source masks only (hard links to their files)."""
+    """A dataset folder holding copies of the synthetic pairs drawn from source masks only (``source_*``)."""
     if (out / "dataset.json").is_file():
         return out
     info = json.loads((synthetic / "dataset.json").read_text())
