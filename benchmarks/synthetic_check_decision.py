@@ -28,12 +28,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from longer_rounds_decision import longer_rounds_row
 from mscmr_pipeline_default import pipeline as mscmr_pipeline
 from mscmr_pipeline_default import stage1 as mscmr_stage1
 from paired_test import decision_arguments, run_dice, write_record  # this folder
 from photo_pipeline_marks import pipeline as kvasir_pipeline
 from photo_pipeline_marks import stage1 as kvasir_stage1
-from pipeline_default_decision import issue14_on_default, print_issue14_rows
+from pipeline_default_decision import issue14_on_default, pipeline_from_default, print_issue14_rows
 from pipeline_round_decision import PHOTO_TASK, STAGE3
 from self_training_at_pick import round_dir
 from self_training_decision import pair
@@ -131,6 +132,12 @@ def main() -> None:
         if held[variant]:
             print(f"\nHeld out, the check with {what}:\n")
             print_rows(held[variant])
+    for r in held["check-source-masks"]:  # for comparison: rule R's committed seed-0 rows (another machine)
+        committed = (run_dice(longer_rounds_row(args.results, r["task"], 0)),
+                     run_dice(pipeline_from_default(args.results, r["task"], 0) / STAGE3))
+        print(f"{r['task']} seed 0 as committed by rule R (stage 1 made on another machine): stage 1 "
+              f"{committed[0]:.1f}, pipeline {committed[1]:.1f} ({committed[1] - committed[0]:+.1f}); made here: "
+              f"{r['stage1']:.1f}, {r['pipeline']:.1f} ({r['gain']:+.1f})")
     missing = sorted(set(HELD_OUT) - {r["task"] for r in held["check-source-masks"]})
     x_passes = candidate and not missing and all(right(r) is not False for r in held["check-source-masks"])
     outcome = "pass" if x_passes else "fail" if not candidate or not missing else "waits"
