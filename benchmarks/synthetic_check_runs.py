@@ -1,5 +1,7 @@
 """A label-free check of a pipeline run's synthetic pairs: train on them, test on the pseudo-labelled real target
-(session 35, BENCHMARKS.md; rule W was registered before these runs, and failed: the check stays this script):
+(session 35, BENCHMARKS.md; rules W and X were registered before their runs: W, with every pair, failed; X, with the
+pairs from source masks, passed, and ``diffuse_uda.pipeline.synthetic_check`` is that check as a pipeline stage,
+``--set synthetic_check=true``):
 
     python benchmarks/synthetic_check_runs.py --pipeline bench/s34/mscmr-bssfp2lge/default/seed0 \\
         -o bench/s35/check/mscmr-bssfp2lge/seed0 [--masks source]
@@ -21,20 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from diffuse_uda.config import RunConfig
-from diffuse_uda.data.dataset_json import load_dataset_json
 from diffuse_uda.data.io import atomic_write_json
 from diffuse_uda.data.task import Task
-from diffuse_uda.diffusion.fidelity import mask_fidelity
-from diffuse_uda.diffusion.trainer import PairSample
 from diffuse_uda.pipeline.experiment import evaluate_run
 from diffuse_uda.pipeline.run import (
     GENERATORS,
@@ -44,42 +38,11 @@ from diffuse_uda.pipeline.run import (
     diffusion_config,
     read_pipeline_record,
 )
+from diffuse_uda.pipeline.synthetic_check import CHECK_FILE, RECIPE, agreement, source_mask_pairs
 from diffuse_uda.pipeline.train import default_cache_dir, train_method
-from diffuse_uda.training.bundle import load_bundle
 from diffuse_uda.training.trainer import resolve_device
 
 SYNTHETIC, PSEUDO = "4_synthetic", "2_pseudolabels"
-CHECK_FILE = "synthetic_check.json"
-RECIPE = "source-only"  # one plain supervised recipe for both segmenters: only the labelled set differs
-
-
-def agreement(run_dir: Path, target: Sequence[PairSample], num_classes: int, device: torch.device) -> float:
-    """Mean foreground Dice (%) between a trained run's segmentation of the target images and their pseudo-labels
-    (the pairs' masks); images whose prediction and pseudo-label are both empty are skipped."""
-    bundle = load_bundle(run_dir, device)
-    images = torch.from_numpy(np.stack([p.image for p in target]).astype(np.float32))
-    masks = torch.from_numpy(np.stack([p.mask for p in target]).astype(np.int64))
-    scores = mask_fidelity(bundle.network, images, masks, num_classes, input_size=tuple(bundle.preprocessing.size))
-    return 100.0 * float(scores.nanmean())
-
-
-def source_mask_subset(synthetic: Path, out: Path) -> Path:
-    """A dataset folder holding copies of the synthetic pairs drawn from source masks only (``source_*``)."""
-    if (out / "dataset.json").is_file():
-        return out
-    info = json.loads((synthetic / "dataset.json").read_text())
-    labels = sorted(p.name for p in (synthetic / "labelsTr").iterdir() if p.name.startswith("source_"))
-    for label in labels:
-        case = label.removesuffix(info["file_ending"])
-        files = [synthetic / "labelsTr" / label,
-                 *sorted((synthetic / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9]{info['file_ending']}"))]
-        for f in files:
-            (out / f.parent.name).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, out / f.parent.name / f.name)
-    info.update(numTraining=len(labels), name=f"{info['name']}_source_masks")
-    atomic_write_json(out / "dataset.json", info)
-    load_dataset_json(out)  # fail here, not in training, if the subset is not a valid dataset
-    return out
 
 
 def main() -> None:
@@ -104,7 +67,7 @@ def main() -> None:
                                      default_cache_dir(), True)
     synthetic = args.pipeline / SYNTHETIC
     if args.masks == "source":
-        synthetic = source_mask_subset(synthetic, args.out / "synthetic-source-masks")
+        synthetic = source_mask_pairs(synthetic, args.out / "synthetic-source-masks")
     print(f"[synthetic check] {task.name} seed {pipeline.seed}: {len(target)} pseudo-labelled target images, "
           f"synthetic pairs from {args.masks} masks -> {args.out}")
     t0 = time.perf_counter()

@@ -167,16 +167,18 @@ def test_only_known_modules_use_the_reference_label_reader():
     assert users <= allowed, users - allowed
 
 
-@pytest.mark.parametrize("init_strength", [1.0, 0.5])
+@pytest.mark.parametrize(("init_strength", "check"), [(1.0, False), (0.5, False), (1.0, True)])
 def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(tiny_task, tmp_path, monkeypatch,
-                                                                                init_strength):
+                                                                                init_strength, check):
     """`diffuse-uda run` (stage 1 with the label-free appearance choice, the longer training and two self-training
-    rounds, pseudo-labels, generator, synthesis from noise or from the masks' own images, stage 3): the target
-    training labels are deleted, and every read of a target test label happens inside the evaluation module's
-    reader, after the last training step of any stage."""
+    rounds, pseudo-labels, generator, synthesis from noise or from the masks' own images, the synthetic check's two
+    segmenters when it is on, stage 3 unless the check drops it): the target training labels are deleted, and every
+    read of a target test label happens inside the evaluation module's reader, after the last training step of any
+    stage."""
     import inspect
 
-    from diffuse_uda.pipeline.run import PipelineConfig, run_pipeline
+    from diffuse_uda.pipeline.run import CHECK_STAGE, PipelineConfig, run_pipeline
+    from diffuse_uda.pipeline.synthetic_check import read_check
     from diffuse_uda.training.trainer import Trainer
 
     monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
@@ -199,11 +201,14 @@ def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(
     monkeypatch.setattr(Trainer, "fit", fit)
     cfg = PipelineConfig(profile="smoke", segmentation={"training": {"iterations": 2, "device": "cpu"},
                                                         "method": {"appearance_candidates": ["paper", "bezier"]}},
-                         diffusion={"iterations": 2}, synthesis={"steps": 2, "init_strength": init_strength})
+                         diffusion={"iterations": 2}, synthesis={"steps": 2, "init_strength": init_strength},
+                         synthetic_check=check)
     run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
     kinds = [k for k, _ in events]
-    # Two stage-1 candidates, the chosen one trained for longer, two self-training rounds, stage 3.
-    assert kinds.count("train") == 6
+    # Two stage-1 candidates, the chosen one trained for longer, two self-training rounds, stage 3 (unless the check
+    # drops it); the check's two segmenters.
+    verdict = read_check(tmp_path / "run" / CHECK_STAGE) if check else None
+    assert kinds.count("train") == 5 + (verdict is None or verdict.use_synthetic) + 2 * check
     assert "target-label" in kinds and all(ok for k, ok in events if k == "target-label")
     assert max(i for i, k in enumerate(kinds) if k == "train") < kinds.index("target-label")
 

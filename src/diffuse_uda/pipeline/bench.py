@@ -52,11 +52,13 @@ def run_bench(task: Task, methods: Sequence[str], seeds: int | Sequence[int], ou
     if not seed_list:
         raise ConfigError("--seeds must be at least 1")
     runs: dict[str, dict[int, Path]] = {}
+    pipelines: dict[str, dict[int, Path]] = {}  # the pipeline folder of each Diffuse-UDA run (its timings)
     jobs = [(m, s) for m in methods for s in seed_list]
     for entry, seed in tqdm(jobs, desc=f"bench {task.name}", disable=not (progress and distributed.is_main())):
         if is_composite(entry):
             runs.setdefault(entry, {})[seed] = run_composite(task, entry, seed, out_dir, profile, overrides or {},
                                                              progress, force)
+            pipelines.setdefault(entry, {})[seed] = out_dir / entry / f"seed{seed}"
             continue
         method, options = resolve_method(entry)
         ov = json.loads(json.dumps(segmentation_overrides))
@@ -75,7 +77,7 @@ def run_bench(task: Task, methods: Sequence[str], seeds: int | Sequence[int], ou
             for candidate in choice.candidates.values():
                 evaluate_run(Path(candidate), ptask, progress=progress)
         runs.setdefault(entry, {})[seed] = run_dir
-    return distributed.on_main(write_bench_table, task, runs, out_dir)
+    return distributed.on_main(write_bench_table, task, runs, out_dir, pipelines)
 
 
 def _seed_means(per_case: dict[str, dict[str, dict[str, float]]], classes: list[str],
@@ -94,24 +96,27 @@ def _seed_means(per_case: dict[str, dict[str, dict[str, float]]], classes: list[
     return out
 
 
-def _pipeline_record(run_dir: Path) -> PipelineRecord | None:
-    """The pipeline record of a Diffuse-UDA entry's stage-3 run folder, else None."""
+def _pipeline_record(run_dir: Path, pipeline_dir: Path | None = None) -> PipelineRecord | None:
+    """The pipeline record of a Diffuse-UDA entry's model (``pipeline_dir``: its pipeline folder, needed where the
+    model is stage 1's own folder because the synthetic check skipped stage 3), else None."""
+    if pipeline_dir is not None:
+        return read_pipeline_record(pipeline_dir)
     return read_pipeline_record(run_dir.parent) if run_dir.name == STAGE3 else None
 
 
-def _run_seconds(run_dir: Path, manifest: RunManifest) -> float:
+def _run_seconds(run_dir: Path, manifest: RunManifest, pipeline_dir: Path | None = None) -> float:
     """Training time of a run; for a Diffuse-UDA pipeline, the sum of all its stages."""
-    record = _pipeline_record(run_dir)
+    record = _pipeline_record(run_dir, pipeline_dir)
     if record is not None:
         return math.nan if record.total_seconds is None else record.total_seconds
     return math.nan if manifest.train_seconds is None else manifest.train_seconds
 
 
-def _stage_seconds(run_dirs: dict[int, Path]) -> dict[str, tuple[float, float]] | None:
+def _stage_seconds(run_dirs: dict[int, Path], pipeline_dirs: dict[int, Path]) -> dict[str, tuple[float, float]] | None:
     """Wall time per stage (mean ± std over seeds) of a Diffuse-UDA pipeline entry, else None."""
     per_stage: dict[str, list[float]] = {}
-    for run in run_dirs.values():
-        record = _pipeline_record(run)
+    for seed, run in run_dirs.items():
+        record = _pipeline_record(run, pipeline_dirs.get(seed))
         if record is None:
             return None
         for st in record.stages:
@@ -158,7 +163,10 @@ def _appearance_choices(runs: dict[str, dict[int, Path]], classes: list[str],
     return out
 
 
-def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Path) -> Path:
+def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Path,
+                      pipelines: dict[str, dict[int, Path]] | None = None) -> Path:
+    """bench.md/csv/json from evaluated runs (entry -> seed -> run folder); ``pipelines``: the pipeline folder of
+    each Diffuse-UDA entry's seed, where its timings are read (default: the stage-3 folder's parent)."""
     classes = [n for n, v in sorted(task.labels.items(), key=lambda kv: kv[1]) if v != 0]
     rows: list[dict[str, Any]] = []
     for entry, seed_runs in runs.items():
@@ -172,10 +180,11 @@ def write_bench_table(task: Task, runs: dict[str, dict[int, Path]], out_dir: Pat
                 values = [s[c] for s in per_seed]
                 row[f"{metric}_{c}"] = mean_std(values)
                 row[f"{metric}_{c}_seeds"] = sum(not math.isnan(v) for v in values)
-        row["train_seconds"] = mean_std([_run_seconds(r, m) for r, m in zip(seed_runs.values(), manifests,
-                                                                            strict=True)])
+        folders = (pipelines or {}).get(entry, {})
+        row["train_seconds"] = mean_std([_run_seconds(r, m, folders.get(seed))
+                                         for (seed, r), m in zip(seed_runs.items(), manifests, strict=True)])
         row["peak_rss_mb"] = max(math.nan if m.peak_rss_mb is None else m.peak_rss_mb for m in manifests)
-        row["stage_seconds"] = _stage_seconds(seed_runs)
+        row["stage_seconds"] = _stage_seconds(seed_runs, folders)
         rows.append(row)
     by_method = {r["method"]: r for r in rows}
     lower = by_method.get(LOWER, {}).get("dice_mean", (math.nan,))[0]

@@ -4,6 +4,9 @@
     2_pseudolabels   target pseudo-labels + confidence maps (canonical dataset)
     3_diffusion      label-conditioned DDPM on source pairs + target pseudo-pairs (deformable aug.)
     4_synthetic      synthetic target-styled image/mask pairs from (deformed) masks, K per mask
+    4_synthetic_check  (``synthetic_check=true``) label-free check that the synthetic pairs teach the target (train on
+                     those from source masks, test on the pseudo-labelled target); when they do not, stage 3 is not
+                     trained and the model is stage 1's
     5_ascplus_synth  stage 3: ASCPlus with source + synthetic pairs as the labelled set
     report/          evaluation of stage 1 and stage 3 on the held-out target test split, gallery
 
@@ -54,6 +57,7 @@ from diffuse_uda.pipeline.run_folder import (
     file_input,
     register_settings_section,
 )
+from diffuse_uda.pipeline.synthetic_check import SyntheticCheck, check_config, check_synthetic_pairs, read_check
 from diffuse_uda.pipeline.train import default_cache_dir, run_request, train_method
 from diffuse_uda.report.run_report import write_comparison_report
 from diffuse_uda.training import distributed
@@ -61,6 +65,8 @@ from diffuse_uda.training.trainer import resolve_device
 
 PIPELINE_MANIFEST = "pipeline.json"  # per-stage wall times and the total, written when every stage is done
 STAGE3 = "5_ascplus_synth"
+CHECK_STAGE = "4_synthetic_check"
+MODEL_STAGE = "5 ascplus + synthetic"  # the record's entry for the model the pipeline ends with
 
 # What the benchmarks found about the pipeline on a kind of data, said where a user of that data looks (the console at
 # the start, the report): measured, not guessed (BENCHMARKS.md names the runs).
@@ -114,7 +120,8 @@ GENERATORS: dict[str, dict[str, Any]] = {
     "paper": {"domain_conditioning": False, "pair_weighting": "none"},
 }
 PAPER_PIPELINE: dict[str, Any] = {"generator": "paper", "synthesis": {"sampler": "ddim", "steps": 25, "eta": 0.0,
-                                                                      "guidance_scale": 1.0}}
+                                                                      "guidance_scale": 1.0},
+                                   "synthetic_check": False}
 
 
 def resolve_guidance(syn: SynthesisOptions, folder: Path, generator: Path, stage1: Path, src: list[PairSample],
@@ -155,6 +162,11 @@ class PipelineConfig(StrictModel):
     # Other pipeline run folders whose identical, complete stages may be reused (ablation rows
     # share their stage 1, pseudo-labels and, where the settings agree, the generator).
     share_stages_with: list[str] = Field(default_factory=list)
+    # Train on the synthetic pairs drawn from source masks alone and check against stage 1's pseudo-labels that they
+    # teach the target at least as well as the source pairs do; if not, stage 3 is skipped and the model is stage 1's
+    # (pipeline.synthetic_check). Rule X (BENCHMARKS.md, session 35) passed; it is opt-in until the session that
+    # makes it the default with the pipeline tests and `make demo` it changes.
+    synthetic_check: bool = False
 
     @model_validator(mode="after")
     def _sampler_fits_generator(self) -> PipelineConfig:
@@ -166,7 +178,7 @@ class PipelineConfig(StrictModel):
 # The paper's Table 3 (generation ablation), as pipeline option presets. Our reading of its
 # columns: which masks condition the sampling, mask deformation, scale-up (more samples per mask)
 # and the full training set (M1-M5 use half of the cases).
-GENERATION_ABLATION: dict[str, dict[str, Any]] = {
+_TABLE3_ROWS: dict[str, dict[str, Any]] = {
     "M1": {"diffusion_domains": "source", "training_fraction": 0.5,
            "synthesis": {"masks": "source", "deform": False, "times": 1}},
     "M2": {"training_fraction": 0.5, "synthesis": {"masks": "source", "deform": False, "times": 1}},
@@ -175,6 +187,8 @@ GENERATION_ABLATION: dict[str, dict[str, Any]] = {
     "M5": {"training_fraction": 0.5, "synthesis": {"masks": "both", "deform": True, "times": 2}},
     "M6": {"training_fraction": 1.0, "synthesis": {"masks": "both", "deform": True, "times": 4}},
 }
+# The paper's Table 3 compares generation settings by what stage 3 makes of them: its rows always train stage 3.
+GENERATION_ABLATION: dict[str, dict[str, Any]] = {k: {**v, "synthetic_check": False} for k, v in _TABLE3_ROWS.items()}
 
 
 def diffusion_config(profile: str, spatial_dims: int, overrides: dict[str, Any], seed: int) -> DiffusionConfig:
@@ -416,21 +430,42 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     # Stage 3 is ASCPlus again, with the appearance transfer stage 1 chose (or was given).
     choice = read_choice(stage1)
     stage3_cfg = candidate_config(seg_cfg, choice.chosen) if choice is not None else seg_cfg
+    if config.synthetic_check:
+        def check(folder: Path) -> dict[str, Any]:
+            _, tgt = labelled_samples()
+            return check_synthetic_pairs(task, synthetic, tgt, stage3_cfg, folder, device, progress,
+                                         force).model_dump(mode="json")
+
+        checked = stage("synthetic check", CHECK_STAGE, {"check": check_config(stage3_cfg).model_dump(mode="json")},
+                        {"synthetic": file_input(synthetic), "pseudolabels": pseudo_in, "source": source_in},
+                        check, on_all_ranks=True)
+        done("4 synthetic check", checked)
+        verdict = distributed.on_main(read_check, checked)
+        if verdict is not None and not verdict.use_synthetic:
+            print(f"[stage 3] not trained: the synthetic pairs teach the target worse than the source pairs do "
+                  f"(agreement with stage 1 {verdict.synthetic_agreement:.1f} against "
+                  f"{verdict.source_agreement:.1f}); the pipeline's model is stage 1's ({stage1})")
+            # The model stage is stage 1's folder; no time is spent on it here (its own is counted once, above).
+            record.stages.append(StageRecord(stage=MODEL_STAGE, folder=str(Path(stage1).resolve()), seconds=0.0,
+                                             reused=True))
+            return distributed.on_main(_finish_pipeline, task, out, record, stage1, None, synthetic, extra_runs,
+                                       report_dir, progress)
     stage3 = stage("stage 3: ascplus on source + synthetic", STAGE3,
                    {"segmentation": stage3_cfg.model_dump(mode="json")},
                    {"synthetic": file_input(synthetic), "source": source_in, "target_images": target_in},
                    lambda d: train_method(task, "ascplus", stage3_cfg, d, extra_labelled=[synthetic],
                                           progress=progress, display_name="diffuse-uda", force=force),
                    on_all_ranks=True)
-    done("5 ascplus + synthetic", stage3)
+    done(MODEL_STAGE, stage3)
     return distributed.on_main(_finish_pipeline, task, out, record, stage1, stage3, synthetic, extra_runs, report_dir,
                                progress)
 
 
-def _finish_pipeline(task: Task, out: Path, record: PipelineRecord, stage1: Path, stage3: Path, synthetic: Path,
-                     extra_runs: Sequence[Path], report_dir: Path | None, progress: bool) -> Path:
-    """Evaluate stages 1 and 3 on the held-out target test split and write the report (rank 0)."""
-    evaluated = [run for run in (stage1, stage3) if evaluate_run(run, task, progress) is not None]
+def _finish_pipeline(task: Task, out: Path, record: PipelineRecord, stage1: Path, stage3: Path | None,
+                     synthetic: Path, extra_runs: Sequence[Path], report_dir: Path | None, progress: bool) -> Path:
+    """Evaluate stages 1 and 3 (None: not trained, the synthetic check failed) on the held-out target test split
+    and write the report (rank 0)."""
+    evaluated = [run for run in (stage1, stage3) if run is not None and evaluate_run(run, task, progress) is not None]
     record.total_seconds = sum(st.seconds for st in record.stages if st.seconds is not None)
     atomic_write_json(out / PIPELINE_MANIFEST, record.model_dump(mode="json"))
     timing_text = "  \n".join(f"{st.stage}: {st.seconds:.0f} s" + (f" (reused: {st.folder})" if st.reused else "")
@@ -448,11 +483,24 @@ def _finish_pipeline(task: Task, out: Path, record: PipelineRecord, stage1: Path
     if result.get("guidance_choice"):
         sections.append(("Generator fidelity (label-free) and the guidance scale", _guidance_table(
             result["guidance_choice"])))
+    verdict = read_check(out / CHECK_STAGE) if (out / CHECK_STAGE).is_dir() else None
+    if verdict is not None:
+        sections.append(("Synthetic check (label-free)", _check_text(verdict)))
     if not evaluated:
         return out
     return write_comparison_report([*extra_runs, *evaluated], report_dir or out / "report",
                                    title=f"Diffuse-UDA run: {task.name}",
                                    extra_sections=sections)
+
+
+def _check_text(verdict: SyntheticCheck) -> str:
+    """Markdown: the synthetic check's two agreements and what the pipeline did with them."""
+    outcome = ("stage 3 trained on source + synthetic pairs" if verdict.use_synthetic else
+               "**stage 3 not trained: the pipeline's model is stage 1's**")
+    header = f"| trained on | agreement with stage 1's pseudo-labels (%, {verdict.n_target_images} target images) |"
+    rows = [header, "|---|---|", f"| synthetic pairs from source masks only | {verdict.synthetic_agreement:.1f} |",
+            f"| source pairs only | {verdict.source_agreement:.1f} |"]
+    return f"Rule: {verdict.rule}.\n\n" + "\n".join(rows) + f"\n\nOutcome: {outcome}."
 
 
 def _guidance_table(choice: dict[str, Any]) -> str:
@@ -479,7 +527,7 @@ def pipeline_stage_folders(run_dir: Path) -> dict[str, Path]:
     run_dir = Path(run_dir)
     folders = {"1 ascplus": run_dir / "1_ascplus", "2 pseudo-labels": run_dir / "2_pseudolabels",
                "3 diffusion": run_dir / "3_diffusion", "4 synthesis": run_dir / "4_synthetic",
-               "5 ascplus + synthetic": run_dir / STAGE3}
+               MODEL_STAGE: run_dir / STAGE3}
     record = read_pipeline_record(run_dir)
     if record is not None:
         for st in record.stages:
@@ -494,7 +542,7 @@ def pipeline_stage_folders(run_dir: Path) -> dict[str, Path]:
 def stage3_folder(run_dir: Path) -> Path:
     """Where a pipeline run's stage 3 lives: its own folder, or the identical stage of another run it reused
     (``share_stages_with``)."""
-    return pipeline_stage_folders(run_dir)["5 ascplus + synthetic"]
+    return pipeline_stage_folders(run_dir)[MODEL_STAGE]
 
 
 def synthesize_from_run(run_dir: Path, out_dir: Path, options: SynthesisOptions, seed: int = 0,
