@@ -1867,3 +1867,7 @@ for t in abdominal-ct2mr demo-brain-t1t2; do
   $BIN/python benchmarks/export_results.py bench/s35/$t $R/synthetic-check/heldout/pipeline/$t --no-tables
 done
 $BIN/python benchmarks/synthetic_check_decision.py --out $R/synthetic-check/record.json
+# (e) The product's check (the pipeline's opt-in stage) on the held-out demo run, against the measured --masks source
+#     record of the same run:
+$BIN/python benchmarks/synthetic_check_product.py --pipeline bench/s35/demo-brain-t1t2/default/seed0 \
+    -o bench/s35/product-check --reference bench/s35/check-source-masks/demo-brain-t1t2/seed0

@@ -29,6 +29,7 @@ from pathlib import Path
 from diffuse_uda.config import RunConfig
 from diffuse_uda.data.io import atomic_write_json
 from diffuse_uda.data.task import Task
+from diffuse_uda.diffusion.trainer import PairSample
 from diffuse_uda.pipeline.experiment import evaluate_run
 from diffuse_uda.pipeline.run import (
     GENERATORS,
@@ -38,11 +39,27 @@ from diffuse_uda.pipeline.run import (
     diffusion_config,
     read_pipeline_record,
 )
-from diffuse_uda.pipeline.synthetic_check import CHECK_FILE, RECIPE, agreement, source_mask_pairs
+from diffuse_uda.pipeline.synthetic_check import CHECK_FILE, RECIPE, agreement, check_config, source_mask_pairs
 from diffuse_uda.pipeline.train import default_cache_dir, train_method
 from diffuse_uda.training.trainer import resolve_device
 
 SYNTHETIC, PSEUDO = "4_synthetic", "2_pseudolabels"
+
+
+def check_inputs(run: Path) -> tuple[Task, RunConfig, PipelineConfig, list[PairSample]]:
+    """A finished pipeline run's task, stage 3's training settings, the pipeline's settings and the target training
+    images with stage 1's pseudo-labels (at the generator's size, as the generator and its guidance choice see them)."""
+    record = read_pipeline_record(run)
+    if record is None:
+        raise SystemExit(f"{run}: no pipeline record")
+    pipeline = PipelineConfig.model_validate(record.config)
+    stage3 = RunConfig.model_validate(json.loads((run / STAGE3 / "run.json").read_text())["request"]["config"])
+    task = Task.from_dict(record.task).with_preprocessing(stage3.preprocessing)
+    dcfg = diffusion_config(pipeline.profile, task.preprocessing.spatial_dims,
+                            {**GENERATORS[pipeline.generator], **pipeline.diffusion}, pipeline.seed)
+    _, target = conditioning_samples(task, run / PSEUDO, pipeline.training_fraction, dcfg.image_size,
+                                     default_cache_dir(), True)
+    return task, stage3, pipeline, target
 
 
 def main() -> None:
@@ -53,25 +70,15 @@ def main() -> None:
                     help="the synthetic pairs the synthetic-only segmenter trains on: all, or those from source masks")
     args = ap.parse_args()
 
-    record = read_pipeline_record(args.pipeline)
-    if record is None:
-        raise SystemExit(f"{args.pipeline}: no pipeline record")
-    pipeline = PipelineConfig.model_validate(record.config)
-    stage3_request = json.loads((args.pipeline / STAGE3 / "run.json").read_text())["request"]
-    stage3 = RunConfig.model_validate(stage3_request["config"])
-    task = Task.from_dict(record.task).with_preprocessing(stage3.preprocessing)
+    task, stage3, pipeline, target = check_inputs(args.pipeline)
     device = resolve_device(stage3.training.device)
-    dcfg = diffusion_config(pipeline.profile, task.preprocessing.spatial_dims,
-                            {**GENERATORS[pipeline.generator], **pipeline.diffusion}, pipeline.seed)
-    _, target = conditioning_samples(task, args.pipeline / PSEUDO, pipeline.training_fraction, dcfg.image_size,
-                                     default_cache_dir(), True)
     synthetic = args.pipeline / SYNTHETIC
     if args.masks == "source":
         synthetic = source_mask_pairs(synthetic, args.out / "synthetic-source-masks")
     print(f"[synthetic check] {task.name} seed {pipeline.seed}: {len(target)} pseudo-labelled target images, "
           f"synthetic pairs from {args.masks} masks -> {args.out}")
     t0 = time.perf_counter()
-    recipe = stage3.model_copy(update={"method": {}})  # stage 3's settings without ascplus's options
+    recipe = check_config(stage3)  # stage 3's settings without ascplus's options
     runs = {"synthetic": train_method(Task(task.config, synthetic, task.target_dir), RECIPE, recipe,
                                       args.out / "synthetic-only", display_name="synthetic pairs only"),
             "source": train_method(task, RECIPE, recipe, args.out / "source-only", display_name="source pairs only")}
