@@ -6,8 +6,9 @@ photos stage 1 finds the masks in the samples at 44-53 % while stage 3 ends 15 p
 (BENCHMARKS.md, session 31). This check asks the question stage 3 depends on. Two segmenters are
 trained with one recipe (the ``source-only`` method, stage 3's profile, length and seed): one on the
 synthetic pairs drawn from *source* masks alone, one on the real source pairs alone. Each segments the
-real target training images, and its *agreement* is the mean foreground Dice between that segmentation and stage 1's
-pseudo-label, over the target images whose pseudo-label has foreground. No target label is read.
+real target training images, and its *agreement* is the mean foreground Dice between that segmentation
+and stage 1's pseudo-label, over the target images whose pseudo-label has foreground. No target label is
+read.
 
 Only the pairs drawn from source masks train the synthetic-only segmenter: the pairs drawn from stage 1's
 pseudo-label masks, by a generator trained on the target images with them, teach a segmenter to reproduce
@@ -39,6 +40,7 @@ from diffuse_uda.diffusion.fidelity import mask_fidelity
 from diffuse_uda.diffusion.trainer import PairSample
 from diffuse_uda.errors import DataError
 from diffuse_uda.pipeline.train import train_method
+from diffuse_uda.training import distributed
 from diffuse_uda.training.bundle import load_bundle
 
 CHECK_FILE = "synthetic_check.json"
@@ -106,7 +108,8 @@ def check_synthetic_pairs(task: Task, synthetic_dir: Path, target: Sequence[Pair
     out_dir = Path(out_dir)
     cfg = check_config(config)
     # The synthetic dataset stands in for the source: it has the task's labels and the source's channels.
-    subset = source_mask_pairs(Path(synthetic_dir), out_dir / "synthetic-source-masks")
+    # Under torchrun rank 0 writes the subset, the other ranks then find it complete.
+    subset = distributed.main_first(source_mask_pairs, Path(synthetic_dir), out_dir / "synthetic-source-masks")
     synthetic_task = Task(task.config, subset, task.target_dir, task.yaml_path)
     runs = {
         "synthetic": train_method(synthetic_task, RECIPE, cfg, out_dir / "synthetic-only", progress=progress,
@@ -118,7 +121,7 @@ def check_synthetic_pairs(task: Task, synthetic_dir: Path, target: Sequence[Pair
     result = SyntheticCheck(synthetic_agreement=scores["synthetic"], source_agreement=scores["source"],
                             n_target_images=len(target), use_synthetic=scores["synthetic"] >= scores["source"],
                             seconds=time.perf_counter() - t0)
-    atomic_write_json(out_dir / CHECK_FILE, result.model_dump(mode="json"))
+    distributed.on_main(atomic_write_json, out_dir / CHECK_FILE, result.model_dump(mode="json"))
     return result
 
 
