@@ -39,8 +39,8 @@ from diffuse_uda.pipeline.run import (
     diffusion_config,
     read_pipeline_record,
 )
-from diffuse_uda.pipeline.synthetic_check import CHECK_FILE, RECIPE, agreement, check_config, source_mask_pairs
-from diffuse_uda.pipeline.train import default_cache_dir, train_method
+from diffuse_uda.pipeline.synthetic_check import CHECK_FILE, segmenter_agreements, source_mask_pairs
+from diffuse_uda.pipeline.train import default_cache_dir
 from diffuse_uda.training.trainer import resolve_device
 
 SYNTHETIC, PSEUDO = "4_synthetic", "2_pseudolabels"
@@ -78,19 +78,15 @@ def main() -> None:
     print(f"[synthetic check] {task.name} seed {pipeline.seed}: {len(target)} pseudo-labelled target images, "
           f"synthetic pairs from {args.masks} masks -> {args.out}")
     t0 = time.perf_counter()
-    recipe = check_config(stage3)  # stage 3's settings without ascplus's options
-    runs = {"synthetic": train_method(Task(task.config, synthetic, task.target_dir), RECIPE, recipe,
-                                      args.out / "synthetic-only", display_name="synthetic pairs only"),
-            "source": train_method(task, RECIPE, recipe, args.out / "source-only", display_name="source pairs only")}
-    scores = {k: agreement(run, target, task.num_classes, device) for k, run in runs.items()}
+    scores = segmenter_agreements(task, synthetic, target, stage3, args.out, device)
     result = {"synthetic_agreement": scores["synthetic"], "source_agreement": scores["source"],
               "n_target_images": len(target), "use_synthetic": scores["synthetic"] >= scores["source"],
               "masks": args.masks, "seconds": time.perf_counter() - t0}
     atomic_write_json(args.out / CHECK_FILE, result)
     print(f"[synthetic check] agreement with stage 1: synthetic-only {result['synthetic_agreement']:.1f}, "
           f"source-only {result['source_agreement']:.1f} -> use synthetic: {result['use_synthetic']}")
-    for run in runs.values():  # post hoc, for the report only
-        evaluate_run(run, task)
+    for name in ("synthetic-only", "source-only"):  # post hoc, for the report only
+        evaluate_run(args.out / name, task)
 
 
 if __name__ == "__main__":

@@ -430,6 +430,7 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     # Stage 3 is ASCPlus again, with the appearance transfer stage 1 chose (or was given).
     choice = read_choice(stage1)
     stage3_cfg = candidate_config(seg_cfg, choice.chosen) if choice is not None else seg_cfg
+    verdict = None
     if config.synthetic_check:
         def check(folder: Path) -> dict[str, Any]:
             _, tgt = labelled_samples()
@@ -440,31 +441,32 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
                         {"synthetic": file_input(synthetic), "pseudolabels": pseudo_in, "source": source_in},
                         check, on_all_ranks=True)
         done("4 synthetic check", checked)
-        verdict = distributed.on_main(read_check, checked)
-        if verdict is not None and not verdict.use_synthetic:
-            print(f"[stage 3] not trained: the synthetic pairs teach the target worse than the source pairs do "
-                  f"(agreement with stage 1 {verdict.synthetic_agreement:.1f} against "
-                  f"{verdict.source_agreement:.1f}); the pipeline's model is stage 1's ({stage1})")
-            # The model stage is stage 1's folder; no time is spent on it here (its own is counted once, above).
-            record.stages.append(StageRecord(stage=MODEL_STAGE, folder=str(Path(stage1).resolve()), seconds=0.0,
-                                             reused=True))
-            return distributed.on_main(_finish_pipeline, task, out, record, stage1, None, synthetic, extra_runs,
-                                       report_dir, progress)
-    stage3 = stage("stage 3: ascplus on source + synthetic", STAGE3,
-                   {"segmentation": stage3_cfg.model_dump(mode="json")},
-                   {"synthetic": file_input(synthetic), "source": source_in, "target_images": target_in},
-                   lambda d: train_method(task, "ascplus", stage3_cfg, d, extra_labelled=[synthetic],
-                                          progress=progress, display_name="diffuse-uda", force=force),
-                   on_all_ranks=True)
-    done(MODEL_STAGE, stage3)
-    return distributed.on_main(_finish_pipeline, task, out, record, stage1, stage3, synthetic, extra_runs, report_dir,
-                               progress)
+        verdict = distributed.on_main(read_check, checked)  # the check's own folder, or the run it was reused from
+    if verdict is not None and not verdict.use_synthetic:
+        print(f"[stage 3] not trained: the synthetic pairs teach the target worse than the source pairs do "
+              f"(agreement with stage 1 {verdict.synthetic_agreement:.1f} against "
+              f"{verdict.source_agreement:.1f}); the pipeline's model is stage 1's ({stage1})")
+        # The model stage is stage 1's folder; no time is spent on it here (its own is counted once, above).
+        record.stages.append(StageRecord(stage=MODEL_STAGE, folder=str(Path(stage1).resolve()), seconds=0.0,
+                                         reused=True))
+        stage3 = None
+    else:
+        stage3 = stage("stage 3: ascplus on source + synthetic", STAGE3,
+                       {"segmentation": stage3_cfg.model_dump(mode="json")},
+                       {"synthetic": file_input(synthetic), "source": source_in, "target_images": target_in},
+                       lambda d: train_method(task, "ascplus", stage3_cfg, d, extra_labelled=[synthetic],
+                                              progress=progress, display_name="diffuse-uda", force=force),
+                       on_all_ranks=True)
+        done(MODEL_STAGE, stage3)
+    return distributed.on_main(_finish_pipeline, task, out, record, stage1, stage3, synthetic, verdict, extra_runs,
+                               report_dir, progress)
 
 
 def _finish_pipeline(task: Task, out: Path, record: PipelineRecord, stage1: Path, stage3: Path | None,
-                     synthetic: Path, extra_runs: Sequence[Path], report_dir: Path | None, progress: bool) -> Path:
+                     synthetic: Path, verdict: SyntheticCheck | None, extra_runs: Sequence[Path],
+                     report_dir: Path | None, progress: bool) -> Path:
     """Evaluate stages 1 and 3 (None: not trained, the synthetic check failed) on the held-out target test split
-    and write the report (rank 0)."""
+    and write the report (rank 0); ``verdict``: the synthetic check's outcome, when it ran."""
     evaluated = [run for run in (stage1, stage3) if run is not None and evaluate_run(run, task, progress) is not None]
     record.total_seconds = sum(st.seconds for st in record.stages if st.seconds is not None)
     atomic_write_json(out / PIPELINE_MANIFEST, record.model_dump(mode="json"))
@@ -483,7 +485,6 @@ def _finish_pipeline(task: Task, out: Path, record: PipelineRecord, stage1: Path
     if result.get("guidance_choice"):
         sections.append(("Generator fidelity (label-free) and the guidance scale", _guidance_table(
             result["guidance_choice"])))
-    verdict = read_check(out / CHECK_STAGE) if (out / CHECK_STAGE).is_dir() else None
     if verdict is not None:
         sections.append(("Synthetic check (label-free)", _check_text(verdict)))
     if not evaluated:

@@ -98,26 +98,34 @@ def check_config(config: RunConfig) -> RunConfig:
     return config.model_copy(update={"method": {}})
 
 
+def segmenter_agreements(task: Task, synthetic_dir: Path, target: Sequence[PairSample], config: RunConfig,
+                         out_dir: Path, device: torch.device, progress: bool = True,
+                         force: bool = False) -> dict[str, float]:
+    """Train the check's recipe on the pairs of ``synthetic_dir`` as they are and on the source pairs, into
+    ``out_dir/{synthetic-only,source-only}`` (resumable run folders); returns each one's :func:`agreement` with stage
+    1 on ``target`` (keys ``synthetic``, ``source``)."""
+    cfg = check_config(config)
+    # The synthetic dataset stands in for the source: it has the task's labels and the source's channels.
+    synthetic_task = Task(task.config, Path(synthetic_dir), task.target_dir, task.yaml_path)
+    runs = {
+        "synthetic": train_method(synthetic_task, RECIPE, cfg, Path(out_dir) / "synthetic-only", progress=progress,
+                                  display_name="synthetic check: synthetic pairs only", force=force),
+        "source": train_method(task, RECIPE, cfg, Path(out_dir) / "source-only", progress=progress,
+                               display_name="synthetic check: source pairs only", force=force),
+    }
+    return {k: agreement(run, target, task.num_classes, device) for k, run in runs.items()}
+
+
 def check_synthetic_pairs(task: Task, synthetic_dir: Path, target: Sequence[PairSample], config: RunConfig,
                           out_dir: Path, device: torch.device, progress: bool = True,
                           force: bool = False) -> SyntheticCheck:
-    """Train both segmenters into ``out_dir/{synthetic-only,source-only}`` (resumable run folders), score their
-    agreement with stage 1 on ``target`` (real target images with stage 1's pseudo-labels) and apply the rule.
-    Writes ``out_dir/synthetic_check.json``."""
+    """The check on the pairs of ``synthetic_dir`` drawn from source masks (:func:`segmenter_agreements` on
+    :func:`source_mask_pairs`), with the rule applied. Writes ``out_dir/synthetic_check.json``."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    cfg = check_config(config)
-    # The synthetic dataset stands in for the source: it has the task's labels and the source's channels.
     # Under torchrun rank 0 writes the subset, the other ranks then find it complete.
     subset = distributed.main_first(source_mask_pairs, Path(synthetic_dir), out_dir / "synthetic-source-masks")
-    synthetic_task = Task(task.config, subset, task.target_dir, task.yaml_path)
-    runs = {
-        "synthetic": train_method(synthetic_task, RECIPE, cfg, out_dir / "synthetic-only", progress=progress,
-                                  display_name="synthetic check: source-mask synthetic pairs only", force=force),
-        "source": train_method(task, RECIPE, cfg, out_dir / "source-only", progress=progress,
-                               display_name="synthetic check: source pairs only", force=force),
-    }
-    scores = {k: agreement(run, target, task.num_classes, device) for k, run in runs.items()}
+    scores = segmenter_agreements(task, subset, target, config, out_dir, device, progress, force)
     result = SyntheticCheck(synthetic_agreement=scores["synthetic"], source_agreement=scores["source"],
                             n_target_images=len(target), use_synthetic=scores["synthetic"] >= scores["source"],
                             seconds=time.perf_counter() - t0)
