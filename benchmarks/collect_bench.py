@@ -17,7 +17,7 @@ from pathlib import Path
 from diffuse_uda.data.task import load_task
 from diffuse_uda.pipeline.bench import write_bench_table
 from diffuse_uda.pipeline.experiment import EVALUATION
-from diffuse_uda.pipeline.run import STAGE3
+from diffuse_uda.pipeline.run import PIPELINE_MANIFEST, stage3_folder
 
 
 def main() -> None:
@@ -32,16 +32,21 @@ def main() -> None:
     task = load_task(args.task, args.data_root)
     names = args.methods.split(",") if args.methods else sorted(p.name for p in args.folder.iterdir() if p.is_dir())
     runs: dict[str, dict[int, Path]] = {}
+    pipelines: dict[str, dict[int, Path]] = {}  # a pipeline row's folder (its timings)
     for name in names:
         holders = [f for f in (args.folder, *args.rows_from) if (f / name).is_dir()]
         if not holders:
             raise SystemExit(f"{name}: no such row in {args.folder}" + "".join(f" or {f}" for f in args.rows_from))
         for seed_dir in sorted((holders[0] / name).glob("seed*")):
-            # A pipeline entry (diffuse-uda*) is evaluated in its stage-3 folder.
-            run = seed_dir / STAGE3 if (seed_dir / STAGE3).is_dir() else seed_dir
+            # A pipeline entry (diffuse-uda*) is evaluated in its model's folder: stage 3's, or stage 1's where the
+            # synthetic check skipped stage 3 (pipeline.json says which).
+            piped = (seed_dir / PIPELINE_MANIFEST).is_file()
+            run = stage3_folder(seed_dir) if piped else seed_dir
             if (run / EVALUATION / "summary.json").is_file() and (run / "run.json").is_file():
                 runs.setdefault(name, {})[int(seed_dir.name[4:])] = run
-    print((write_bench_table(task, runs, args.folder) / "bench.md").read_text())
+                if piped:
+                    pipelines.setdefault(name, {})[int(seed_dir.name[4:])] = seed_dir
+    print((write_bench_table(task, runs, args.folder, pipelines) / "bench.md").read_text())
 
 
 if __name__ == "__main__":

@@ -43,12 +43,14 @@ def export(bench: Path, out: Path, rows: list[str] | None = None, tables: bool =
 
 
 def _reused_stage3(run: Path, out: Path) -> list[Path]:
-    """A pipeline run that reused another run's identical stage 3 (``share_stages_with``) has no stage-3 folder of
-    its own: its row is that stage's evaluation, copied under the run's own stage-3 name."""
+    """A pipeline run whose model is not its own stage 3 (it reused another run's identical stage 3,
+    ``share_stages_with``, or the synthetic check skipped stage 3 and the model is stage 1's) has no stage-3 folder
+    of its own: its row is that model's evaluation, copied under the stage-3 name the tables read (the run's
+    ``pipeline.json``, copied too, names the model's stage)."""
     from diffuse_uda.pipeline.run import STAGE3, stage3_folder
 
     stage3 = stage3_folder(run)
-    if stage3.resolve().parent == run.resolve():
+    if stage3.resolve() == (run / STAGE3).resolve():
         return []
     return [_copy(stage3 / name, out / STAGE3 / name) for name in PER_RUN if (stage3 / name).is_file()]
 

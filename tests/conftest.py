@@ -68,3 +68,14 @@ def _fit_until_crash(trainer, step: int) -> None:
 def fit_until_crash():
     """``fit_until_crash(trainer, step)``: a training run interrupted after ``step``."""
     return _fit_until_crash
+
+
+@pytest.fixture()
+def check_keeps_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's synthetic check (a default stage) keeps the synthetic pairs, so stage 3 trains: for tests of the
+    stages' mechanics, where untrained smoke models make the check's outcome arbitrary. The check's own outcomes are
+    tested in tests/pipeline/test_synthetic_check.py."""
+    from diffuse_uda.pipeline import synthetic_check
+
+    monkeypatch.setattr(synthetic_check, "agreement",
+                        lambda run_dir, *a, **k: 60.0 if Path(run_dir).name == "synthetic-only" else 50.0)

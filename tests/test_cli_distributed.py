@@ -12,7 +12,9 @@ import pytest
 
 from diffuse_uda import cli
 from diffuse_uda.pipeline.manifest import read_manifest
+from diffuse_uda.pipeline.run import CHECK_STAGE, STAGE3
 from diffuse_uda.pipeline.run_folder import RunFolder
+from diffuse_uda.pipeline.synthetic_check import read_check
 from diffuse_uda.training.bundle import load_bundle
 
 
@@ -68,7 +70,10 @@ def test_torchrun_runs_the_whole_pipeline_on_two_processes(task_args: list[str],
     _torchrun(["run", "-o", str(out), *task_args, "--set", "segmentation.method.appearance=fourier",
                "--set", "segmentation.training.device=cpu", "--set", "diffusion.iterations=4"], tmp_path)
     assert (out / "report" / "report.md").is_file()
-    for stage in ("1_ascplus", "5_ascplus_synth"):
+    # The synthetic check (a default stage) ran; stage 3 trained where it kept the synthetic pairs.
+    verdict = read_check(out / CHECK_STAGE)
+    assert verdict is not None and (out / STAGE3).is_dir() == verdict.use_synthetic
+    for stage in ("1_ascplus", STAGE3) if verdict.use_synthetic else ("1_ascplus",):
         assert RunFolder(out / stage).manifest().world_size == 2
     synthetic = read_manifest(out / "4_synthetic")
     assert synthetic is not None and synthetic.status == "complete"

@@ -17,6 +17,8 @@ from diffuse_uda.data.dataset_json import list_cases, load_dataset_json
 from diffuse_uda.data.io import read_nifti
 from diffuse_uda.data.orientation import orientation_codes
 from diffuse_uda.pipeline.export_nnunet import read_export_provenance
+from diffuse_uda.pipeline.run import CHECK_STAGE
+from diffuse_uda.pipeline.synthetic_check import read_check
 from scan_folders import LABELS, write_centre
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "your_data.md"
@@ -77,9 +79,13 @@ def test_the_guide_goes_from_a_folder_of_scans_to_a_report_and_an_nnunet_dataset
     # validate: both centres fine, and after the import they agree in orientation and field of view.
     assert outputs["validate"].count("OK: ") == 2 and "warning" not in outputs["validate"]
     # run + report: stage 1 and stage 3 evaluated on B's test split, both in the report.
+    # The run folder stands for its model: stage 3, or stage 1 where the synthetic check skipped stage 3.
     assert Path("runs/cardiac-a2b/report/report.md").is_file()
     report = Path("reports/cardiac-a2b/report.md").read_text()
-    assert "ascplus (stage 1)" in report and "diffuse-uda" in report
+    verdict = read_check(Path("runs/cardiac-a2b") / CHECK_STAGE)
+    assert verdict is not None  # the check is a default stage
+    assert "*ascplus (stage 1)*" in report and ("*diffuse-uda*" in report) == verdict.use_synthetic
+    assert Path("runs/cardiac-a2b/5_ascplus_synth").is_dir() == verdict.use_synthetic
     # predict --original-orientation: the test patient's labels in the scan's own (LPS) grid.
     pred, pred_affine = read_nifti(Path("predictions/centreB_test/patient104_frame01.nii.gz"))
     _, scan_affine = read_nifti(Path("scans/centreB/images/patient104_frame01.nii.gz"))

@@ -230,7 +230,9 @@ def train_cmd(
 
 @app.command("predict")
 def predict_cmd(
-    model: Annotated[Path, typer.Option("--model", help="Run folder or model.pt.")],
+    model: Annotated[Path, typer.Option("--model", help="Run folder or model.pt; a `diffuse-uda run` folder stands "
+                                                        "for the model it ends with (stage 3's, or stage 1's where "
+                                                        "the synthetic check skipped stage 3).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for {case}.nii.gz predictions.")],
     dataset: Annotated[Path | None, typer.Option(help="Dataset to segment (default: the task's target).")] = None,
     split: Annotated[str, typer.Option(help="Ts (held-out test images) or Tr (training images).")] = "Ts",
@@ -243,8 +245,10 @@ def predict_cmd(
     """Segment images with a trained model; predictions are written on each image's grid in the dataset
     (the grid of its labels: `evaluate` accepts either)."""
     from diffuse_uda.inference.predict import predict_dataset
+    from diffuse_uda.pipeline.run import pipeline_model
     from diffuse_uda.training.bundle import load_bundle
 
+    model = pipeline_model(model)
     ds = dataset if dataset is not None else load_bundle(model).task.target_dir
     folder = predict_dataset(model, ds, out, split=split, device=device, original_orientation=original_orientation)
     typer.echo(f"predictions: {folder}")
@@ -320,13 +324,17 @@ def evaluate_cmd(
 
 @app.command("report")
 def report_cmd(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders that hold an evaluation/ subfolder.")],
+    runs: Annotated[list[Path], typer.Argument(help="Run folders that hold an evaluation/ subfolder; a "
+                                                    "`diffuse-uda run` folder stands for the model it ends with.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.md + PNG figures).")],
 ) -> None:
     """Markdown report comparing runs: results table, per-class bar chart, overlays, training curves."""
+    from diffuse_uda.pipeline.run import pipeline_model
     from diffuse_uda.report.run_report import write_comparison_report
 
-    typer.echo(f"report: {write_comparison_report(runs, out)}")
+    # A pipeline whose synthetic check skipped stage 3 ends with stage 1's model: listed once.
+    folders = list(dict.fromkeys(pipeline_model(r).resolve() for r in runs))
+    typer.echo(f"report: {write_comparison_report(folders, out)}")
 
 
 @app.command("pseudolabel")
@@ -454,6 +462,8 @@ def export_nnunet_cmd(
         typer.echo(f"already exported, skipped: {result.out_dir} ({counts})")
         return
     typer.echo(f"wrote {result.out_dir} ({counts})")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
     if result.skipped_pseudo_labels:
         typer.echo(f"pseudo-labels not exported: {len(result.skipped_pseudo_labels)} case(s) (reasons in "
                    f"{result.out_dir / 'provenance.json'})")

@@ -19,13 +19,13 @@ from diffuse_uda.config import build_run_config
 from diffuse_uda.errors import ConfigError
 from diffuse_uda.methods.registry import create_method
 from diffuse_uda.pipeline.manifest import read_manifest
-from diffuse_uda.pipeline.run import PipelineConfig, run_pipeline
+from diffuse_uda.pipeline.run import CHECK_STAGE, STAGE3, PipelineConfig, run_pipeline
 from diffuse_uda.pipeline.run_folder import RunFolder
 from diffuse_uda.pipeline.train import build_training_data, train_method
 from diffuse_uda.training.bundle import load_bundle
 from diffuse_uda.training.trainer import Trainer
 
-STAGES = ["1_ascplus", "2_pseudolabels", "3_diffusion", "4_synthetic", "5_ascplus_synth"]
+STAGES = ["1_ascplus", "2_pseudolabels", "3_diffusion", "4_synthetic", CHECK_STAGE, STAGE3]
 
 
 @pytest.fixture(autouse=True)
@@ -125,8 +125,8 @@ def _pipeline_config() -> PipelineConfig:
 
 
 def test_pipeline_stages_follow_their_inputs_and_not_the_spelling_of_the_path(tiny_task, tmp_path: Path,
-                                                                            monkeypatch) -> None:
-    """Defects: zeroing every source label left all five stages 'complete, skipped'; --out run1 and
+                                                                            monkeypatch, check_keeps_pairs) -> None:
+    """Defects: zeroing every source label left every stage 'complete, skipped'; --out run1 and
     --out /abs/run1 redid stages 2-5."""
     monkeypatch.chdir(tmp_path)
     run_pipeline(tiny_task, Path("run1"), _pipeline_config(), progress=False)

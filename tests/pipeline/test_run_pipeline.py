@@ -19,15 +19,26 @@ from diffuse_uda.cli import app
 from diffuse_uda.data.task import Task
 from diffuse_uda.pipeline.manifest import read_manifest
 from diffuse_uda.pipeline.run import (
+    CHECK_STAGE,
     PHOTO_NOTE,
+    STAGE3,
     PipelineConfig,
     SynthesisOptions,
+    pipeline_model,
     pipeline_notes,
     run_pipeline,
     synthesize_from_run,
 )
+from diffuse_uda.pipeline.synthetic_check import read_check
 
-STAGES = ["1_ascplus", "2_pseudolabels", "3_diffusion", "4_synthetic", "5_ascplus_synth"]
+STAGES = ["1_ascplus", "2_pseudolabels", "3_diffusion", "4_synthetic", CHECK_STAGE, STAGE3]
+
+
+def _stages_run(run: Path) -> list[str]:
+    """The stage folders a finished run has: stage 3 only where the synthetic check kept the synthetic pairs."""
+    verdict = read_check(run / CHECK_STAGE)
+    assert verdict is not None  # a default stage
+    return STAGES if verdict.use_synthetic else STAGES[:-1]
 
 
 def _task_yaml(tmp_path: Path) -> Path:
@@ -39,15 +50,17 @@ def _task_yaml(tmp_path: Path) -> Path:
 
 
 def _assert_outputs_whole(run: Path) -> None:
-    for stage in STAGES:
+    for stage in _stages_run(run):
         assert read_manifest(run / stage).status == "complete", stage
+    assert (run / STAGE3).is_dir() == (_stages_run(run) == STAGES)
     leftovers = [p for p in run.rglob("*") if p.name.endswith(".tmp") or ".tmp" in p.name]
     assert not leftovers, leftovers
     for f in list((run / "4_synthetic").rglob("*.nii.gz")) + list((run / "2_pseudolabels").rglob("*.nii.gz")):
         nib.load(f).get_fdata()  # every written file is complete and readable
 
 
-def test_pipeline_runs_every_stage_and_skips_when_complete(tiny_task, tmp_path: Path, monkeypatch) -> None:
+def test_pipeline_runs_every_stage_and_skips_when_complete(tiny_task, tmp_path: Path, monkeypatch,
+                                                           check_keeps_pairs) -> None:
     monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
     cfg = PipelineConfig(profile="smoke", segmentation={"training": {"iterations": 3, "device": "cpu"}},
                          diffusion={"iterations": 2}, synthesis={"times": 2})
@@ -163,7 +176,7 @@ def test_stage_folders_of_a_record_are_found_from_any_working_directory(tmp_path
     assert folders["4 synthesis"] == run / "4_synthetic" and folders["2 pseudo-labels"] == shared
     # Stage 3 not recorded: its own folder; recorded as reused from another run (a bench row identical to another
     # in every stage): that run's, which is what the bench evaluates and exports for the row.
-    from diffuse_uda.pipeline.run import STAGE3, stage3_folder
+    from diffuse_uda.pipeline.run import stage3_folder
 
     assert stage3_folder(run) == run / STAGE3
     other = tmp_path / "elsewhere" / STAGE3
@@ -180,14 +193,16 @@ def test_pipeline_runs_end_to_end_on_volumes(tiny_task, tmp_path: Path, monkeypa
     cfg = PipelineConfig(profile="smoke", segmentation={"preprocessing": {"spatial_dims": 3, "size": [16, 16, 8]},
                                                         "training": {"iterations": 3, "device": "cpu"}},
                          diffusion={"iterations": 2}, synthesis={"times": 1})
+    # The synthetic check runs for real here (in 3D); the model is stage 3's or, if it dropped the pairs, stage 1's.
     report = run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
-    assert "diffuse-uda" in report.read_text()
     _assert_outputs_whole(tmp_path / "run")
+    kept = _stages_run(tmp_path / "run") == STAGES
+    assert ("diffuse-uda" in report.read_text()) == kept and "Synthetic check (label-free)" in report.read_text()
     synthetic = sorted((tmp_path / "run" / "4_synthetic" / "imagesTr").glob("*.nii.gz"))
     assert synthetic and all(len(nib.load(f).shape) == 3 for f in synthetic)
     generator = read_manifest(tmp_path / "run" / "3_diffusion").config["diffusion"]
     assert generator["spatial_dims"] == 3
-    predictions = sorted((tmp_path / "run" / "5_ascplus_synth" / "predictions_target_test").glob("*.nii.gz"))
+    predictions = sorted((pipeline_model(tmp_path / "run") / "predictions_target_test").glob("*.nii.gz"))
     test_images = sorted((tiny_task.target_dir / "imagesTs").glob("*.nii.gz"))
     assert len(predictions) == len(test_images) > 0
     assert nib.load(predictions[0]).shape == nib.load(tiny_task.target_dir / "labelsTs" / predictions[0].name).shape

@@ -12,13 +12,17 @@ import torch
 from diffuse_uda.diffusion.fidelity import _segment
 from diffuse_uda.diffusion.trainer import PairSample
 from diffuse_uda.pipeline import synthetic_check
+from diffuse_uda.pipeline.export_nnunet import export_nnunet
 from diffuse_uda.pipeline.manifest import read_manifest
 from diffuse_uda.pipeline.run import (
     CHECK_STAGE,
+    GENERATION_ABLATION,
     MODEL_STAGE,
+    PAPER_PIPELINE,
     STAGE3,
     PipelineConfig,
     conditioning_samples,
+    pipeline_model,
     read_pipeline_record,
     run_pipeline,
     stage3_folder,
@@ -79,6 +83,21 @@ def test_only_the_pairs_drawn_from_source_masks_are_kept(tiny_task, tmp_path: Pa
     assert all(p.name.startswith("source_") for p in (subset / "imagesTr").iterdir())
 
 
+def test_with_nothing_to_judge_the_check_says_why_and_keeps_the_pairs(tiny_task, smoke_config,
+                                                                     tmp_path: Path) -> None:
+    # Only pairs drawn from pseudo-label masks (synthesis.masks=target): nothing the check may judge, nothing trained.
+    only_target = _as_synthetic(tiny_task.source_dir, tmp_path / "synthetic", prefix="target_")
+    result = check_synthetic_pairs(tiny_task, only_target, _target_pairs(tiny_task), smoke_config,
+                                   tmp_path / "check", torch.device("cpu"), progress=False)
+    assert result.use_synthetic and result.synthetic_agreement is None and "source mask" in result.not_judged
+    assert not (tmp_path / "check" / "synthetic-only").exists() and read_check(tmp_path / "check") == result
+    # Source-mask pairs, but no target image with a pseudo-labelled foreground to compare on.
+    both = _as_synthetic(tiny_task.source_dir, only_target)
+    result = check_synthetic_pairs(tiny_task, both, [], smoke_config, tmp_path / "check2", torch.device("cpu"),
+                                   progress=False)
+    assert result.use_synthetic and "pseudo-labelled foreground" in result.not_judged
+
+
 def test_check_trains_one_recipe_on_each_labelled_set_and_ties_keep_the_synthetic_pairs(
         tiny_task, smoke_config, tmp_path: Path) -> None:
     # The ascplus options stage 3 carries are not the recipe's: they are dropped, the rest is stage 3's.
@@ -128,21 +147,29 @@ def test_a_failed_check_skips_stage_3_and_the_pipeline_ends_with_stage_1(tiny_ta
     assert record.total_seconds == sum(st.seconds for st in record.stages if st.seconds is not None)
     text = report.read_text()
     assert "Synthetic check (label-free)" in text and "stage 3 not trained" in text and "diffuse-uda" not in text
+    # The run folder stands for stage 1's model (predict, report), and an export says why its syn_ pairs are weak.
+    assert pipeline_model(run) == (run / "1_ascplus").resolve() and pipeline_model(run / "2_pseudolabels") == \
+        run / "2_pseudolabels"
+    exported = export_nnunet(run, tmp_path / "nnUNet_raw" / "Dataset990_Check", progress=False)
+    assert exported.counts["synthetic"] > 0 and any("synthetic check" in n for n in exported.notes)
     # Finished: a rerun trains nothing (the check and every stage are complete).
     started = read_manifest(run / CHECK_STAGE).started
     run_pipeline(tiny_task, run, _pipeline_config(), progress=False)
     assert read_manifest(run / CHECK_STAGE).started == started and not (run / STAGE3).exists()
 
 
-def test_a_passed_check_trains_stage_3_and_the_default_pipeline_runs_no_check(tiny_task, tmp_path: Path,
-                                                                               monkeypatch) -> None:
+def test_a_passed_check_trains_stage_3_and_the_check_is_on_by_default_but_never_for_the_paper_rows(
+        tiny_task, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(synthetic_check, "agreement", _rigged(60.0, 50.0))
     run_pipeline(tiny_task, tmp_path / "run", _pipeline_config(), progress=False)
     assert read_manifest(tmp_path / "run" / STAGE3).status == "complete"
-    assert stage3_folder(tmp_path / "run") == (tmp_path / "run" / STAGE3).resolve()
+    assert stage3_folder(tmp_path / "run") == pipeline_model(tmp_path / "run") == (tmp_path / "run" / STAGE3).resolve()
     assert "Synthetic check (label-free)" in (tmp_path / "run" / "report" / "report.md").read_text()
-    assert not PipelineConfig().synthetic_check  # opt-in until it becomes the default (BENCHMARKS.md, rule X)
+    assert PipelineConfig().synthetic_check  # the default since rule X passed (BENCHMARKS.md, sessions 35-36)
+    # The paper's pipeline and its Table-3 rows compare what stage 3 makes of the pairs: they always train it.
+    assert PAPER_PIPELINE["synthetic_check"] is False
+    assert all(row["synthetic_check"] is False for row in GENERATION_ABLATION.values())
     off = _pipeline_config().model_copy(update={"synthetic_check": False})
     run_pipeline(tiny_task, tmp_path / "off", off, progress=False)
     assert not (tmp_path / "off" / CHECK_STAGE).exists()

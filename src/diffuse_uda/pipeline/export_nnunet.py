@@ -42,8 +42,14 @@ from diffuse_uda.data.task import Task
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.pipeline.manifest import StageManifest, read_manifest
 from diffuse_uda.pipeline.pseudolabel import pseudo_label_reliability
-from diffuse_uda.pipeline.run import PIPELINE_MANIFEST, pipeline_stage_folders, read_pipeline_record
+from diffuse_uda.pipeline.run import (
+    CHECK_RECORD_STAGE,
+    PIPELINE_MANIFEST,
+    pipeline_stage_folders,
+    read_pipeline_record,
+)
 from diffuse_uda.pipeline.run_folder import InputRecord, dataset_input, file_input
+from diffuse_uda.pipeline.synthetic_check import read_check
 
 DATASET_NAME = re.compile(r"^Dataset(?P<id>\d{3})_(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)$")
 PROVENANCE_FILE = "provenance.json"
@@ -124,6 +130,7 @@ class ExportResult:
     written: bool  # False: the same export was already there
     counts: dict[str, int]
     skipped_pseudo_labels: dict[str, str]
+    notes: list[str] = field(default_factory=list)
 
 
 def dataset_id(out_dir: Path) -> int:
@@ -305,7 +312,8 @@ def export_nnunet(run: Path, out_dir: Path, pseudo_labels: bool = False,
     if _check_out_dir(out_dir, request):
         previous = read_export_provenance(out_dir)
         assert previous is not None
-        return ExportResult(out_dir, False, dict(previous.counts), dict(previous.skipped_pseudo_labels))
+        return ExportResult(out_dir, False, dict(previous.counts), dict(previous.skipped_pseudo_labels),
+                            list(previous.notes))
     _check_unique_id(out_dir, number)
 
     source_info = load_dataset_json(source_dir)
@@ -323,6 +331,12 @@ def export_nnunet(run: Path, out_dir: Path, pseudo_labels: bool = False,
         raise DataError(run, f"case ids clash: {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
 
     notes = []
+    verdict = read_check(folders[CHECK_RECORD_STAGE]) if CHECK_RECORD_STAGE in folders else None
+    if verdict is not None and not verdict.use_synthetic:
+        notes.append(f"the run's synthetic check found that its synthetic pairs teach the target worse than the "
+                     f"source pairs (agreement with stage 1 {verdict.synthetic_agreement:.1f} against "
+                     f"{verdict.source_agreement:.1f}), so its model is stage 1's; the syn_ cases are exported as "
+                     f"made: leave them out to train on the source pairs alone")
     channel_names = dict(source_info.channel_names)
     for k, name in channel_names.items():
         if name.upper() == "CT":
@@ -348,4 +362,4 @@ def export_nnunet(run: Path, out_dir: Path, pseudo_labels: bool = False,
             description=f"diffuse-uda export of the pipeline run {run.resolve()} (task {task.name}): {described}",
             provenance={"exporter": "diffuse-uda export nnunet", "run": str(run.resolve()),
                         "case_prefixes": {PREFIXES[o]: o for o in PREFIXES}, "details": PROVENANCE_FILE}))
-    return ExportResult(out_dir, True, counts, skipped)
+    return ExportResult(out_dir, True, counts, skipped, notes)

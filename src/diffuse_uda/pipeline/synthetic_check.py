@@ -19,6 +19,8 @@ X, BENCHMARKS.md session 35).
 **Rule:** stage 3 uses the synthetic pairs only if the synthetic-only segmenter agrees with stage 1 at
 least as well as the source-only one: pairs that teach the target's image-to-label relation (as stage 1
 sees it) worse than the source pairs do are not added to them. Otherwise the pipeline's model is stage 1's.
+Where the check has nothing to judge (no pair was drawn from a source mask, e.g. ``synthesis.masks=target``;
+or no target image has a pseudo-labelled foreground), it says why and stage 3 trains, as in the paper.
 """
 
 from __future__ import annotations
@@ -54,12 +56,13 @@ class SyntheticCheck(BaseModel):
     """The check's outcome (``synthetic_check.json``). Agreements are mean foreground Dice in %."""
 
     model_config = ConfigDict(extra="forbid")
-    synthetic_agreement: float
-    source_agreement: float
+    synthetic_agreement: float | None  # None: not judged
+    source_agreement: float | None
     n_target_images: int
     use_synthetic: bool
     rule: str = RULE
     seconds: float
+    not_judged: str | None = None  # why the check had nothing to judge (then stage 3 trains, as in the paper)
 
 
 def agreement(run_dir: Path, target: Sequence[PairSample], num_classes: int, device: torch.device) -> float:
@@ -74,12 +77,17 @@ def agreement(run_dir: Path, target: Sequence[PairSample], num_classes: int, dev
     return 100.0 * float(scores.nanmean())
 
 
+def _source_mask_labels(synthetic: Path) -> list[str]:
+    """The label files of the synthetic pairs drawn from source masks (``source_*``)."""
+    return sorted(p.name for p in (Path(synthetic) / "labelsTr").iterdir() if p.name.startswith("source_"))
+
+
 def source_mask_pairs(synthetic: Path, out: Path) -> Path:
     """A dataset folder (``out``) holding the synthetic pairs drawn from source masks only (``source_*``)."""
     if (out / "dataset.json").is_file():
         return out
     info = json.loads((synthetic / "dataset.json").read_text())
-    labels = sorted(p.name for p in (synthetic / "labelsTr").iterdir() if p.name.startswith("source_"))
+    labels = _source_mask_labels(synthetic)
     if not labels:
         raise DataError(synthetic, "no synthetic pair drawn from a source mask (source_*) to check")
     for label in labels:
@@ -123,12 +131,19 @@ def check_synthetic_pairs(task: Task, synthetic_dir: Path, target: Sequence[Pair
     :func:`source_mask_pairs`), with the rule applied. Writes ``out_dir/synthetic_check.json``."""
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    # Under torchrun rank 0 writes the subset, the other ranks then find it complete.
-    subset = distributed.main_first(source_mask_pairs, Path(synthetic_dir), out_dir / "synthetic-source-masks")
-    scores = segmenter_agreements(task, subset, target, config, out_dir, device, progress, force)
-    result = SyntheticCheck(synthetic_agreement=scores["synthetic"], source_agreement=scores["source"],
-                            n_target_images=len(target), use_synthetic=scores["synthetic"] >= scores["source"],
-                            seconds=time.perf_counter() - t0)
+    reason = ("no synthetic pair was drawn from a source mask (synthesis.masks=target, or no source mask has "
+              "foreground)" if not _source_mask_labels(Path(synthetic_dir)) else
+              "no target training image has a pseudo-labelled foreground" if not target else None)
+    if reason is not None:
+        result = SyntheticCheck(synthetic_agreement=None, source_agreement=None, n_target_images=len(target),
+                                use_synthetic=True, seconds=time.perf_counter() - t0, not_judged=reason)
+    else:
+        # Under torchrun rank 0 writes the subset, the other ranks then find it complete.
+        subset = distributed.main_first(source_mask_pairs, Path(synthetic_dir), out_dir / "synthetic-source-masks")
+        scores = segmenter_agreements(task, subset, target, config, out_dir, device, progress, force)
+        result = SyntheticCheck(synthetic_agreement=scores["synthetic"], source_agreement=scores["source"],
+                                n_target_images=len(target), use_synthetic=scores["synthetic"] >= scores["source"],
+                                seconds=time.perf_counter() - t0)
     distributed.on_main(atomic_write_json, out_dir / CHECK_FILE, result.model_dump(mode="json"))
     return result
 
