@@ -20,14 +20,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from longer_rounds_decision import longer_rounds_row
-from mscmr_pipeline_default import pipeline as mscmr_pipeline
-from mscmr_pipeline_default import stage1 as mscmr_stage1
 from paired_test import decision_arguments, run_dice, write_record  # this folder
-from photo_pipeline_marks import stage1 as kvasir_stage1
-from pipeline_default_decision import issue14_on_default, pipeline_from_default, print_issue14_rows
+from pipeline_default_decision import issue14_on_default, pipeline_from_default
 from pipeline_round_decision import PHOTO_TASK, STAGE3
 from self_training_at_pick import round_dir
-from synthetic_check_decision import FOLDER, HELD_OUT, ROW, check_row, design_runs, print_rows, right
+from synthetic_check_decision import (
+    FOLDER,
+    HELD_OUT,
+    ROW,
+    check_row,
+    design_runs,
+    design_runs_with_check,
+    print_mark,
+    print_rows,
+    right,
+)
 
 SEED = 1
 VARIANT = "check-source-masks"
@@ -74,17 +81,14 @@ def main() -> None:
                 return pipeline_from_default(results, task, seed) / STAGE3
             return run
 
-        made = {"mscmr-bssfp2lge": (mscmr_stage1, lambda results, seed: mscmr_pipeline(results, seed) / STAGE3),
-                PHOTO_TASK: (kvasir_stage1, kvasir_stage1)}
+        made = design_runs_with_check()
         made.update({t: (lambda results, seed, t=t: longer_rounds_row(results, t, seed), held_pipeline(t))
                      for t in HELD_OUT})
         mark = issue14_on_default(args.results, made=made)
         print(f"\nIssue 14's mark with the check: the polyps' model is stage 1's at every seed; at seed {SEED} the "
               f"check {'drops' if dropped else 'keeps'} the pairs of "
               f"{', '.join(sorted(dropped)) if dropped else 'both held-out tasks'}; seed 2 assumed kept:\n")
-        print_issue14_rows(mark)
-        print(f"\nmean gain {mark['mean_gain']:+.2f} (mark +2), significant on {mark['significant_gains']} of 4 "
-              "(mark 3)")
+        print_mark(mark)
         record["issue14_with_check"] = mark
     write_record(args.out, record)
 
