@@ -1873,23 +1873,27 @@ $BIN/python benchmarks/synthetic_check_product.py --pipeline bench/s35/demo-brai
     -o bench/s35/product-check --reference bench/s35/check-source-masks/demo-brain-t1t2/seed0
 
 # ---------------------------------------------------------------- Session 36
-# (a) The synthetic check at seed 1 of the held-out tasks: Session 35 (c)'s pipeline from today's ascplus default
-#     (stage 3 always trained: pipeline_at_round.py), then the check with source-mask pairs on it; two processes:
-heldout1() {  # task
-  $BIN/python benchmarks/self_training_at_pick.py -t $1 --seed 1 --choice $R/$1/bench.json -o bench/s36/iter4000-$1 \
+# (a) The synthetic check at seeds 1 and 2 of the held-out tasks: Session 35 (c)'s pipeline from today's ascplus
+#     default (stage 3 always trained: pipeline_at_round.py), then the check with source-mask pairs on it; two
+#     processes, one seed at a time:
+heldout_seed() {  # task seed
+  $BIN/python benchmarks/self_training_at_pick.py -t $1 --seed $2 --choice $R/$1/bench.json -o bench/s36/iter4000-$1 \
       --pick-iterations 4000 --rounds 2 --row ascplus-longer-rounds
-  $BIN/python benchmarks/pipeline_at_round.py -t $1 --seed 1 --round 2 --row ascplus-longer-rounds \
-      --choice $R/$1/bench.json --bench bench/s36/iter4000-$1 -o bench/s36/$1/default/seed1
-  $BIN/python benchmarks/synthetic_check_runs.py --pipeline bench/s36/$1/default/seed1 \
-      -o bench/s36/check-source-masks/$1/seed1 --masks source
+  $BIN/python benchmarks/pipeline_at_round.py -t $1 --seed $2 --round 2 --row ascplus-longer-rounds \
+      --choice $R/$1/bench.json --bench bench/s36/iter4000-$1 -o bench/s36/$1/default/seed$2
+  $BIN/python benchmarks/synthetic_check_runs.py --pipeline bench/s36/$1/default/seed$2 \
+      -o bench/s36/check-source-masks/$1/seed$2 --masks source
 }
-heldout1 abdominal-ct2mr & heldout1 demo-brain-t1t2 & wait
+for s in 1 2; do heldout_seed abdominal-ct2mr $s & heldout_seed demo-brain-t1t2 $s & wait; done
 # (b) Exports (beside session 35's seed-0 runs) and the record that prints (a):
 $BIN/python benchmarks/export_results.py bench/s36/check-source-masks $R/synthetic-check/check-source-masks --no-tables
 for t in abdominal-ct2mr demo-brain-t1t2; do
   $BIN/python benchmarks/export_results.py bench/s36/iter4000-$t $R/synthetic-check/heldout/stage1/$t --no-tables
   $BIN/python benchmarks/export_results.py bench/s36/$t $R/synthetic-check/heldout/pipeline/$t --no-tables
 done
-$BIN/python benchmarks/synthetic_check_seed1.py --out $R/synthetic-check/record-session36.json
-# (c) The demo with the check as the pipeline's default, from a clean clone, alone on the machine:
+$BIN/python benchmarks/synthetic_check_heldout_seeds.py --out $R/synthetic-check/record-session36.json
+# (c) The demo with the check as the pipeline's default, from a clean clone, alone on the machine, then the pipeline
+#     against its stage 1 over the test volumes:
 #     git clone <repo> /tmp/demo && cd /tmp/demo && make demo
+#     .venv/bin/python benchmarks/paired_test.py demo_output/runs/quick_seed0/diffuse-uda/1_ascplus \
+#         demo_output/runs/quick_seed0/diffuse-uda/5_ascplus_synth
