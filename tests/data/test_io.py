@@ -10,12 +10,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import BaseModel
 
 from diffuse_uda.data.io import (
     atomic_write_json,
     atomic_write_text,
     nifti_bytes,
     read_image_2d,
+    read_json_record,
     read_mask_2d,
     read_nifti,
     spacing_from_affine,
@@ -169,3 +171,18 @@ def test_nifti_bytes_matches_nibabel(dtype: str | type) -> None:
     img.header.set_xyzt_units("mm")
     assert nifti_bytes(array, affine) == img.to_bytes()
     assert nifti_bytes(array, affine) == img.to_bytes()  # again, from the header cache
+
+
+def test_a_json_record_is_read_none_when_absent_and_a_bad_one_names_its_file(tmp_path: Path) -> None:
+    class Record(BaseModel):
+        n: int
+
+    path = tmp_path / "record.json"
+    assert read_json_record(path, Record, "not a record") is None
+    path.write_text('{"n": 3}')
+    assert read_json_record(path, Record, "not a record") == Record(n=3)
+    for bad in ('{"n": "three"}', "{not json"):
+        path.write_text(bad)
+        with pytest.raises(DataError, match=r"record\.json.*not a record \(.+\); redo it") as err:
+            read_json_record(path, Record, "not a record", "; redo it")
+        assert "\n" not in str(err.value)  # the parser's reason on one line

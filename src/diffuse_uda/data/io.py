@@ -17,13 +17,16 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import nibabel as nib
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel
 
 from diffuse_uda.errors import DataError
+
+RecordT = TypeVar("RecordT", bound=BaseModel)
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 IMAGE_2D_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -319,6 +322,19 @@ def _json_default(obj: Any) -> Any:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Atomically write `obj` as indented JSON (numpy values and paths are converted)."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def read_json_record(path: str | Path, model: type[RecordT], problem: str, hint: str = "") -> RecordT | None:
+    """The pydantic ``model`` stored as JSON at ``path``; None when there is no such file. An unreadable or invalid
+    file is a DataError naming it: ``problem`` (what the file is not), the parser's reason on one line, ``hint``."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return model.model_validate(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as exc:  # JSON and validation errors are ValueErrors
+        reason = " ".join(line.strip() for line in str(exc).splitlines())
+        raise DataError(path, f"{problem} ({reason}){hint}") from None
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:

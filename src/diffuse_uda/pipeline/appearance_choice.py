@@ -106,7 +106,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from diffuse_uda.config import RunConfig
-from diffuse_uda.data.io import atomic_write_json
+from diffuse_uda.data.io import atomic_write_json, read_json_record
 from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.errors import ConfigError, DataError
@@ -463,13 +463,7 @@ def write_choice(out_dir: Path, choice: AppearanceChoice) -> Path:
 
 
 def read_choice(run_dir: Path) -> AppearanceChoice | None:
-    path = Path(run_dir) / CHOICE_FILE
-    if not path.is_file():
-        return None
-    try:
-        return AppearanceChoice.model_validate(json.loads(path.read_text()))
-    except (OSError, ValueError) as exc:
-        raise DataError(path, f"invalid appearance choice record ({exc})") from None
+    return read_json_record(Path(run_dir) / CHOICE_FILE, AppearanceChoice, "invalid appearance choice record")
 
 
 def choice_summary(choice: AppearanceChoice) -> dict[str, Any]:

@@ -333,10 +333,8 @@ def export_nnunet(run: Path, out_dir: Path, pseudo_labels: bool = False,
     notes = []
     verdict = read_check(folders[CHECK_RECORD_STAGE]) if CHECK_RECORD_STAGE in folders else None
     if verdict is not None and not verdict.use_synthetic:
-        notes.append(f"the run's synthetic check found that its synthetic pairs teach the target worse than the "
-                     f"source pairs (agreement with stage 1 {verdict.synthetic_agreement:.1f} against "
-                     f"{verdict.source_agreement:.1f}), so its model is stage 1's; the syn_ cases are exported as "
-                     f"made: leave them out to train on the source pairs alone")
+        notes.append(f"the run's synthetic check found that {verdict.drop_reason()}, so its model is stage 1's; the "
+                     f"syn_ cases are exported as made: leave them out to train on the source pairs alone")
     channel_names = dict(source_info.channel_names)
     for k, name in channel_names.items():
         if name.upper() == "CT":

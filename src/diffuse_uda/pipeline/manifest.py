@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from diffuse_uda.data.io import atomic_write_json, remove_stale_temporaries
+from diffuse_uda.data.io import atomic_write_json, read_json_record, remove_stale_temporaries
 from diffuse_uda.errors import ConfigError, DataError
 from diffuse_uda.pipeline.run_folder import InputRecord, RunRequest
 from diffuse_uda.training import distributed
@@ -48,14 +48,8 @@ class StageManifest(BaseModel):
 
 def read_manifest(folder: Path) -> StageManifest | None:
     """The stage manifest of ``folder``, None when there is none; DataError when it is unreadable."""
-    path = Path(folder) / STAGE_MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return StageManifest.model_validate(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, ValidationError) as exc:
-        raise DataError(path, f"not a stage manifest of this diffuse-uda version ({str(exc).splitlines()[0]}); "
-                              "rerun with --force to redo the stage") from None
+    return read_json_record(Path(folder) / STAGE_MANIFEST, StageManifest, "not a stage manifest of this diffuse-uda "
+                            "version", "; rerun with --force to redo the stage")
 
 
 def _complete_for(folder: Path, request: RunRequest) -> bool:

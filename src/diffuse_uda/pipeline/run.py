@@ -28,11 +28,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from diffuse_uda.config import RunConfig, StrictModel, build_run_config
 from diffuse_uda.data.dataset_json import load_dataset_json
-from diffuse_uda.data.io import atomic_write_json, ensure_output_dir
+from diffuse_uda.data.io import atomic_write_json, ensure_output_dir, read_json_record
 from diffuse_uda.data.preprocessing import prepare_split, stack_samples
 from diffuse_uda.data.task import Task
 from diffuse_uda.diffusion.config import DiffusionConfig
@@ -316,13 +316,7 @@ class PipelineRecord(BaseModel):
 
 
 def read_pipeline_record(run_dir: Path) -> PipelineRecord | None:
-    path = Path(run_dir) / PIPELINE_MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return PipelineRecord.model_validate(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, ValidationError) as exc:
-        raise DataError(path, f"invalid pipeline record ({str(exc).splitlines()[0]})") from None
+    return read_json_record(Path(run_dir) / PIPELINE_MANIFEST, PipelineRecord, "invalid pipeline record")
 
 
 def _seconds(folder: Path) -> float | None:
@@ -447,9 +441,7 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
     if verdict is not None and verdict.not_judged is not None:
         print(f"[synthetic check] not judged: {verdict.not_judged}; stage 3 trains, as in the paper")
     if verdict is not None and not verdict.use_synthetic:
-        print(f"[stage 3] not trained: the synthetic pairs teach the target worse than the source pairs do "
-              f"(agreement with stage 1 {verdict.synthetic_agreement:.1f} against "
-              f"{verdict.source_agreement:.1f}); the pipeline's model is stage 1's ({stage1})")
+        print(f"[stage 3] not trained: {verdict.drop_reason()}; the pipeline's model is stage 1's ({stage1})")
         # The model stage is stage 1's folder; no time is spent on it here (its own is counted once, above).
         record.stages.append(StageRecord(stage=MODEL_STAGE, folder=str(Path(stage1).resolve()), seconds=0.0,
                                          reused=True))

@@ -36,7 +36,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from diffuse_uda.config import RunConfig
-from diffuse_uda.data.io import atomic_write_json
+from diffuse_uda.data.io import atomic_write_json, read_json_record
 from diffuse_uda.data.task import Task
 from diffuse_uda.diffusion.fidelity import mask_fidelity
 from diffuse_uda.diffusion.trainer import PairSample
@@ -63,6 +63,11 @@ class SyntheticCheck(BaseModel):
     rule: str = RULE
     seconds: float
     not_judged: str | None = None  # why the check had nothing to judge (then stage 3 trains, as in the paper)
+
+    def drop_reason(self) -> str:
+        """Why a judged check that failed dropped the pairs, with both agreements (for the console and notes)."""
+        return (f"the synthetic pairs teach the target worse than the source pairs do (agreement with stage 1 "
+                f"{self.synthetic_agreement:.1f} against {self.source_agreement:.1f})")
 
 
 def agreement(run_dir: Path, target: Sequence[PairSample], num_classes: int, device: torch.device) -> float:
@@ -150,10 +155,4 @@ def check_synthetic_pairs(task: Task, synthetic_dir: Path, target: Sequence[Pair
 
 def read_check(folder: Path) -> SyntheticCheck | None:
     """The check recorded in ``folder``, or None when there is none."""
-    path = Path(folder) / CHECK_FILE
-    if not path.is_file():
-        return None
-    try:
-        return SyntheticCheck.model_validate(json.loads(path.read_text()))
-    except (ValueError, TypeError) as exc:
-        raise DataError(path, f"malformed synthetic check record ({exc})") from None
+    return read_json_record(Path(folder) / CHECK_FILE, SyntheticCheck, "malformed synthetic check record")
