@@ -13,7 +13,9 @@ Both are reused under the run-folder contract (``reusable_stage1``: the pipeline
 fixed, plus the round's own pseudo-labels), so nothing of stage 1 is trained here. The pseudo-labels, generator,
 synthesis and stage 3 (ASCPlus with the pick's transfer on source + synthetic pairs) are the product pipeline's
 defaults, except that stage 3 is always trained (no synthetic check: these runs score it, session 35); the run folder
-is evaluated on the target test split as every pipeline run is.
+is evaluated on the target test split as every pipeline run is. ``--stage3-pseudolabels`` adds stage 1's
+pseudo-labelled target images to stage 3's labelled set (session 37); with ``--share <run without it>`` only stage 3
+is trained.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def main() -> None:
                     "ascplus-longer-rounds: the rounds on the pick trained for longer, today's default)")
     ap.add_argument("-o", "--out", type=Path, required=True, help="pipeline run folder")
     ap.add_argument("--data-root", type=Path, default=None)
+    ap.add_argument("--stage3-pseudolabels", action="store_true",
+                    help="stage 3 also trains on stage 1's pseudo-labelled target images (session 37)")
+    ap.add_argument("--share", type=Path, action="append", default=[],
+                    help="a pipeline run folder whose identical stages are reused (e.g. the run without "
+                    "--stage3-pseudolabels: only stage 3 differs)")
     args = ap.parse_args()
 
     task = load_task(args.task, data_root=args.data_root)
@@ -53,7 +60,9 @@ def main() -> None:
     # The pick's transfer fixed: the settings its candidate and rounds were trained with, and stage 3's. Stage 3 is
     # always trained (no synthetic check): these runs are what the check is scored against (BENCHMARKS.md, session 35).
     config = PipelineConfig(seed=args.seed, segmentation={"method": json.loads(json.dumps(APPEARANCE_PRESETS[pick]))},
-                            stage1_run=str(stage1), synthetic_check=False)
+                            stage1_run=str(stage1), synthetic_check=False,
+                            stage3_pseudolabels=args.stage3_pseudolabels,
+                            share_stages_with=[str(p) for p in args.share])
     print(f"[pipeline at round {args.round}] {args.task} seed {args.seed}: pick {pick}, stage 1 {stage1}")
     run_pipeline(task, args.out, config)
 

@@ -169,6 +169,10 @@ class PipelineConfig(StrictModel):
     # teach the target at least as well as the source pairs do; if not, stage 3 is skipped and the model is stage 1's
     # (pipeline.synthetic_check). On by default since rule X passed (BENCHMARKS.md, sessions 35-36).
     synthetic_check: bool = True
+    # Stage 3's labelled set also holds the target training images with stage 1's pseudo-labels (the real images
+    # behind the target masks the generator draws from), as each of stage 1's self-training rounds does. Off: the
+    # paper's source + synthetic pairs (exploratory, BENCHMARKS.md session 37).
+    stage3_pseudolabels: bool = False
 
     @model_validator(mode="after")
     def _sampler_fits_generator(self) -> PipelineConfig:
@@ -447,10 +451,16 @@ def run_pipeline(task: Task, out: Path, config: PipelineConfig | None = None, pr
                                          reused=True))
         stage3 = None
     else:
-        stage3 = stage("stage 3: ascplus on source + synthetic", STAGE3,
-                       {"segmentation": stage3_cfg.model_dump(mode="json")},
-                       {"synthetic": file_input(synthetic), "source": source_in, "target_images": target_in},
-                       lambda d: train_method(task, "ascplus", stage3_cfg, d, extra_labelled=[synthetic],
+        # The pseudo-labels enter the stage's settings and inputs only when used, so a stage 3 made without them
+        # is still reused by a run that does not ask for them.
+        with_pseudo = config.stage3_pseudolabels
+        extra = [synthetic, pseudo] if with_pseudo else [synthetic]
+        stage3 = stage("stage 3: ascplus on source + synthetic" + (" + pseudo-labelled target" if with_pseudo else ""),
+                       STAGE3, {"segmentation": stage3_cfg.model_dump(mode="json"),
+                                **({"pseudolabels": True} if with_pseudo else {})},
+                       {"synthetic": file_input(synthetic), "source": source_in, "target_images": target_in,
+                        **({"pseudolabels": pseudo_in} if with_pseudo else {})},
+                       lambda d: train_method(task, "ascplus", stage3_cfg, d, extra_labelled=extra,
                                               progress=progress, display_name="diffuse-uda", force=force),
                        on_all_ranks=True)
         done(MODEL_STAGE, stage3)
