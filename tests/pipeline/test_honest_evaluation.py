@@ -167,12 +167,14 @@ def test_only_known_modules_use_the_reference_label_reader():
     assert users <= allowed, users - allowed
 
 
-@pytest.mark.parametrize(("init_strength", "check"), [(1.0, False), (0.5, False), (1.0, True)])
+@pytest.mark.parametrize(("init_strength", "check", "stage3_pseudo"),
+                         [(1.0, False, False), (0.5, False, False), (1.0, True, False), (1.0, False, True)])
 def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(tiny_task, tmp_path, monkeypatch,
-                                                                                init_strength, check):
+                                                                                init_strength, check, stage3_pseudo):
     """`diffuse-uda run` (stage 1 with the label-free appearance choice, the longer training and two self-training
     rounds, pseudo-labels, generator, synthesis from noise or from the masks' own images, the synthetic check's two
-    segmenters when it is on, stage 3 unless the check drops it): the target training labels are deleted, and every
+    segmenters when it is on, stage 3 unless the check drops it, with or without stage 1's pseudo-labelled target
+    images): the target training labels are deleted, and every
     read of a target test label happens inside the evaluation module's reader, after the last training step of any
     stage."""
     import inspect
@@ -202,7 +204,7 @@ def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(
     cfg = PipelineConfig(profile="smoke", segmentation={"training": {"iterations": 2, "device": "cpu"},
                                                         "method": {"appearance_candidates": ["paper", "bezier"]}},
                          diffusion={"iterations": 2}, synthesis={"steps": 2, "init_strength": init_strength},
-                         synthetic_check=check)
+                         synthetic_check=check, stage3_pseudolabels=stage3_pseudo)
     run_pipeline(tiny_task, tmp_path / "run", cfg, progress=False)
     kinds = [k for k, _ in events]
     # Two stage-1 candidates, the chosen one trained for longer, two self-training rounds, stage 3 (unless the check

@@ -20,15 +20,18 @@ from diffuse_uda.data.task import Task
 from diffuse_uda.pipeline.manifest import read_manifest
 from diffuse_uda.pipeline.run import (
     CHECK_STAGE,
+    MODEL_STAGE,
     PHOTO_NOTE,
     STAGE3,
     PipelineConfig,
     SynthesisOptions,
     pipeline_model,
     pipeline_notes,
+    read_pipeline_record,
     run_pipeline,
     synthesize_from_run,
 )
+from diffuse_uda.pipeline.run_folder import RunFolder
 from diffuse_uda.pipeline.synthetic_check import read_check
 
 STAGES = ["1_ascplus", "2_pseudolabels", "3_diffusion", "4_synthetic", CHECK_STAGE, STAGE3]
@@ -99,6 +102,33 @@ def test_pipeline_runs_every_stage_and_skips_when_complete(tiny_task, tmp_path: 
                            atol=1e-5)
     n_target = read_manifest(tmp_path / "run" / "3_diffusion").result["n_target_pairs"]
     assert json.loads((whole / "dataset.json").read_text())["numTraining"] == 2 * n_target
+
+
+def test_stage3_can_keep_the_pseudo_labelled_target_images(tiny_task, tmp_path: Path, monkeypatch) -> None:
+    """``stage3_pseudolabels``: stage 3 trains on source + synthetic + the target images with stage 1's pseudo-labels;
+    a run that asks for it shares stages 1-4 with one that does not, and trains its own stage 3."""
+    monkeypatch.setenv("DIFFUSE_UDA_CACHE", str(tmp_path / "cache"))
+    base = {"profile": "smoke", "segmentation": {"training": {"iterations": 3, "device": "cpu"}},
+            "diffusion": {"iterations": 2}, "synthetic_check": False}
+    run_pipeline(tiny_task, tmp_path / "paper", PipelineConfig(**base), progress=False)
+    run_pipeline(tiny_task, tmp_path / "pseudo", PipelineConfig(**base, stage3_pseudolabels=True,
+                                                                share_stages_with=[str(tmp_path / "paper")]),
+                 progress=False)
+    record = read_pipeline_record(tmp_path / "pseudo")
+    assert record is not None
+    reused = {st.stage: st.reused for st in record.stages}
+    assert reused == {"1 ascplus": True, "2 pseudo-labels": True, "3 diffusion": True, "4 synthesis": True,
+                      MODEL_STAGE: False}
+    paper, pseudo = (RunFolder(tmp_path / run / STAGE3).manifest() for run in ("paper", "pseudo"))
+    synthetic, labels = ((tmp_path / "paper" / d).resolve() for d in ("4_synthetic", "2_pseudolabels"))
+    assert paper.extra_labelled == [str(synthetic)]
+    assert pseudo.extra_labelled == [str(synthetic), str(labels)]
+    n_target = len(list((labels / "labelsTr").iterdir()))
+    assert n_target > 0 and pseudo.n_labelled_samples > paper.n_labelled_samples
+    # Asked for again without the pseudo-labels, the paper's stage 3 is reused: the option changes no other request.
+    before = read_manifest(tmp_path / "paper" / STAGE3).started
+    run_pipeline(tiny_task, tmp_path / "paper", PipelineConfig(**base), progress=False)
+    assert read_manifest(tmp_path / "paper" / STAGE3).started == before
 
 
 def test_colour_photos_get_the_measured_pipeline_note(tiny_task, monkeypatch) -> None:
