@@ -1897,3 +1897,25 @@ $BIN/python benchmarks/synthetic_check_heldout_seeds.py --out $R/synthetic-check
 #     git clone <repo> /tmp/demo && cd /tmp/demo && make demo
 #     .venv/bin/python benchmarks/paired_test.py demo_output/runs/quick_seed0/diffuse-uda/1_ascplus \
 #         demo_output/runs/quick_seed0/diffuse-uda/5_ascplus_synth
+# ---------------------------------------------------------------- Session 37
+# (a) Stage 3 with stage 1's pseudo-labelled target images (rule Y): Session 36 (a)'s stage 1 and pipeline, the variant
+#     sharing stages 1-4 with that pipeline (only its stage 3 trains), then round 3 of stage 1 (stage 3's request
+#     without the synthetic pairs); two processes, one seed at a time:
+stage3_pseudo_seed() {  # task seed
+  $BIN/python benchmarks/self_training_at_pick.py -t $1 --seed $2 --choice $R/$1/bench.json -o bench/s37/iter4000-$1 \
+      --pick-iterations 4000 --rounds 2 --row ascplus-longer-rounds
+  for variant in default stage3-pseudo; do
+    $BIN/python benchmarks/pipeline_at_round.py -t $1 --seed $2 --round 2 --row ascplus-longer-rounds \
+        --choice $R/$1/bench.json --bench bench/s37/iter4000-$1 -o bench/s37/$1/$variant/seed$2 \
+        $([ $variant = stage3-pseudo ] && echo --stage3-pseudolabels --share bench/s37/$1/default/seed$2)
+  done
+  $BIN/python benchmarks/self_training_at_pick.py -t $1 --seed $2 --choice $R/$1/bench.json -o bench/s37/iter4000-$1 \
+      --pick-iterations 4000 --rounds 3 --row ascplus-longer-rounds
+}
+for s in 1; do stage3_pseudo_seed abdominal-ct2mr $s & stage3_pseudo_seed demo-brain-t1t2 $s & wait; done
+# (b) Exports and the record that prints (a):
+for t in abdominal-ct2mr demo-brain-t1t2; do
+  $BIN/python benchmarks/export_results.py bench/s37/iter4000-$t $R/stage3-pseudolabels/stage1/$t --no-tables
+  $BIN/python benchmarks/export_results.py bench/s37/$t $R/stage3-pseudolabels/pipeline/$t --no-tables
+done
+$BIN/python benchmarks/stage3_pseudolabels.py --out $R/stage3-pseudolabels/record.json
