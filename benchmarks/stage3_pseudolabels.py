@@ -10,15 +10,16 @@ the synthetic pairs), ``pipeline/<task>/default/seed<S>`` (stages 2-5 from round
 ``pipeline/<task>/stage3-pseudo/seed<S>`` (stages 1-4 shared with it; only stage 3 trained, with the pseudo-labels).
 
 Printed per run: the mean foreground Dice on the target test split of stage 1, round 3, the pipeline and the variant,
-and paired Wilcoxon tests over the test cases; whether stage 1 and the pipeline reproduce session 36's runs at the
-same seed (``synthetic-check/heldout``, made on this machine type); then rule Y over the registered seed.
+and paired Wilcoxon tests over the test cases; the Dice per class (post hoc); whether stage 1 and the pipeline
+reproduce session 36's runs at the same seed (``synthetic-check/heldout``, made on this machine type); then rule Y
+over the registered seed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from paired_test import decision_arguments, paired_dice, run_dice, write_record  # this folder
+from paired_test import class_dice, decision_arguments, paired_dice, run_dice, write_record  # this folder
 from pipeline_round_decision import STAGE3
 from self_training_at_pick import round_dir
 from synthetic_check_decision import FOLDER as SESSION36
@@ -46,7 +47,8 @@ def comparison(reference: Path, run: Path) -> dict[str, float]:
 
 
 def row(results: Path, task: str, seed: int, models: dict[str, Path]) -> dict:
-    out: dict = {"task": task, "seed": seed, **{k: round(run_dice(v), 2) for k, v in models.items()}}
+    out: dict = {"task": task, "seed": seed, **{k: round(run_dice(v), 2) for k, v in models.items()},
+                 "per_class": {k: {c: round(d, 1) for c, d in class_dice(v).items()} for k, v in models.items()}}
     for name, (a, b) in {"variant - pipeline": ("pipeline", "variant"), "variant - stage 1": ("stage 1", "variant"),
                          "pipeline - stage 1": ("stage 1", "pipeline"), "round 3 - stage 1": ("stage 1", "round 3"),
                          "variant - round 3": ("round 3", "variant")}.items():
@@ -86,6 +88,10 @@ def main() -> None:
             "variant - pipeline", "variant - stage 1", "pipeline - stage 1", "round 3 - stage 1", "variant - round 3"))
         print(f"| {r['task']} | {r['seed']} | {r['stage 1']:.1f} | {r['round 3']:.1f} | {r['pipeline']:.1f} | "
               f"{r['variant']:.1f} | {gains} |")
+    print("\nPer class (post hoc):\n")
+    for r in rows:
+        for model, dice in r["per_class"].items():
+            print(f"{r['task']} seed {r['seed']} {model}: " + ", ".join(f"{c} {d:.1f}" for c, d in dice.items()))
     for r in rows:
         if "session 36" in r:
             s36 = r["session 36"]
