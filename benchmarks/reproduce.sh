@@ -1912,7 +1912,12 @@ stage3_pseudo_seed() {  # task seed
   $BIN/python benchmarks/self_training_at_pick.py -t $1 --seed $2 --choice $R/$1/bench.json -o bench/s37/iter4000-$1 \
       --pick-iterations 4000 --rounds 3 --row ascplus-longer-rounds
 }
-for s in 1; do stage3_pseudo_seed abdominal-ct2mr $s & stage3_pseudo_seed demo-brain-t1t2 $s & wait; done
+for s in 1 2; do stage3_pseudo_seed abdominal-ct2mr $s & stage3_pseudo_seed demo-brain-t1t2 $s & wait; done
+#     Stage 3's spread at seed 1 (a third process beside the seed-2 runs): the pipeline's stage 3 with training seed 101.
+for t in abdominal-ct2mr demo-brain-t1t2; do
+  $BIN/python benchmarks/stage3_reseeded.py --pipeline bench/s37/$t/default/seed1 --seed 101 \
+      -o bench/s37/$t/stage3-reseeded/seed1
+done
 # (b) Exports and the record that prints (a):
 for t in abdominal-ct2mr demo-brain-t1t2; do
   $BIN/python benchmarks/export_results.py bench/s37/iter4000-$t $R/stage3-pseudolabels/stage1/$t --no-tables
