@@ -1918,6 +1918,8 @@ for t in abdominal-ct2mr demo-brain-t1t2; do
   $BIN/python benchmarks/stage3_reseeded.py --pipeline bench/s37/$t/default/seed1 --seed 101 \
       -o bench/s37/$t/stage3-reseeded/seed1
 done
+$BIN/python benchmarks/stage3_reseeded.py --pipeline bench/s37/abdominal-ct2mr/default/seed1 --seed 102 \
+    -o bench/s37/abdominal-ct2mr/stage3-reseeded-102/seed1  # a third draw there
 # (b) Exports and the record that prints (a):
 for t in abdominal-ct2mr demo-brain-t1t2; do
   $BIN/python benchmarks/export_results.py bench/s37/iter4000-$t $R/stage3-pseudolabels/stage1/$t --no-tables

@@ -8,7 +8,7 @@ Runs, in ``stage3-pseudolabels/`` (made here with reproduce.sh "Session 37" (a))
 ``ascplus`` default: the pick at 4000 updates, then self-training rounds; its ``round3`` is stage 3's request without
 the synthetic pairs), ``pipeline/<task>/default/seed<S>`` (stages 2-5 from round 2, stage 3 always trained) and
 ``pipeline/<task>/stage3-pseudo/seed<S>`` (stages 1-4 shared with it; only stage 3 trained, with the pseudo-labels);
-where committed, ``pipeline/<task>/stage3-reseeded/seed<S>`` (the pipeline's stage 3 with training seed 101).
+where committed, ``pipeline/<task>/stage3-reseeded*/seed<S>`` (the pipeline's stage 3 with other training seeds).
 
 Printed per run: the mean foreground Dice on the target test split of stage 1, round 3, the pipeline and the variant,
 and paired Wilcoxon tests over the test cases; the Dice per class (post hoc); whether stage 1 and the pipeline
@@ -18,6 +18,7 @@ over the registered seed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from paired_test import class_dice, decision_arguments, paired_dice, run_dice, write_record  # this folder
@@ -54,11 +55,15 @@ def row(results: Path, task: str, seed: int, models: dict[str, Path]) -> dict:
                          "pipeline - stage 1": ("stage 1", "pipeline"), "round 3 - stage 1": ("stage 1", "round 3"),
                          "variant - round 3": ("round 3", "variant")}.items():
         out[name] = comparison(models[a], models[b])
-    reseeded = results / FOLDER / "pipeline" / task / "stage3-reseeded" / f"seed{seed}"
-    if (reseeded / "evaluation" / "per_case.csv").is_file():  # stage 3's spread: the pipeline's, training seed 101
-        out["stage 3 reseeded"] = round(run_dice(reseeded), 2)
-        out["reseeded - pipeline"] = comparison(models["pipeline"], reseeded)
-        out["per_class"]["stage 3 reseeded"] = {c: round(d, 1) for c, d in class_dice(reseeded).items()}
+    # Stage 3's spread: the pipeline's stage 3 trained again with other training seeds on the same labelled set.
+    for reseeded in sorted((results / FOLDER / "pipeline" / task).glob(f"stage3-reseeded*/seed{seed}")):
+        if (reseeded / "evaluation" / "per_case.csv").is_file():
+            training_seed = json.loads((reseeded / "run.json").read_text())["request"]["config"]["training"]["seed"]
+            out.setdefault("stage 3 reseeded", []).append(
+                {"training_seed": training_seed, "dice": round(run_dice(reseeded), 2),
+                 "against pipeline": comparison(models["pipeline"], reseeded)})
+            out["per_class"][f"stage 3, training seed {training_seed}"] = {
+                c: round(d, 1) for c, d in class_dice(reseeded).items()}
     before = results / SESSION36 / "heldout"
     earlier = (round_dir(before / "stage1" / task / ROW / f"seed{seed}", 2),
                before / "pipeline" / task / "default" / f"seed{seed}" / STAGE3)
@@ -95,11 +100,11 @@ def main() -> None:
         print(f"| {r['task']} | {r['seed']} | {r['stage 1']:.1f} | {r['round 3']:.1f} | {r['pipeline']:.1f} | "
               f"{r['variant']:.1f} | {gains} |")
     for r in rows:
-        if "stage 3 reseeded" in r:
-            c = r["reseeded - pipeline"]
-            print(f"\n{r['task']} seed {r['seed']}: the pipeline's stage 3 reseeded (training seed 101) "
-                  f"{r['stage 3 reseeded']:.1f} against {r['pipeline']:.1f}, {c['gain']:+.1f} (p {c['p']:.3g}); "
-                  f"against stage 1 {r['stage 3 reseeded'] - r['stage 1']:+.1f}")
+        for again in r.get("stage 3 reseeded", []):
+            c = again["against pipeline"]
+            print(f"\n{r['task']} seed {r['seed']}: the pipeline's stage 3 with training seed {again['training_seed']} "
+                  f"{again['dice']:.1f} against {r['pipeline']:.1f}, {c['gain']:+.1f} (p {c['p']:.3g}); "
+                  f"against stage 1 {again['dice'] - r['stage 1']:+.1f}")
     print("\nPer class (post hoc):\n")
     for r in rows:
         for model, dice in r["per_class"].items():
