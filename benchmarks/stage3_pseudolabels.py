@@ -18,7 +18,6 @@ over the registered seed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from paired_test import class_dice, decision_arguments, paired_dice, run_dice, write_record  # this folder
@@ -27,10 +26,18 @@ from self_training_at_pick import round_dir
 from synthetic_check_decision import FOLDER as SESSION36
 from synthetic_check_decision import HELD_OUT, ROW
 
+from diffuse_uda.pipeline.experiment import EVALUATION
+from diffuse_uda.pipeline.run_folder import RunFolder
+
 FOLDER = "stage3-pseudolabels"
 RULE_SEEDS = (1,)  # rule Y's runs (the seed of session 36's missed loss)
 SEEDS = (0, 1, 2)
 BAR = 1.0  # rule Y: the variant's mean over the runs at least this far above the pipeline, no task this far below
+
+
+def evaluated(run: Path) -> bool:
+    """Whether a run folder's evaluation on the target test split is committed."""
+    return (run / EVALUATION / "per_case.csv").is_file()
 
 
 def runs(results: Path, task: str, seed: int) -> dict[str, Path] | None:
@@ -40,7 +47,7 @@ def runs(results: Path, task: str, seed: int) -> dict[str, Path] | None:
     out = {"stage 1": round_dir(stage1, 2), "round 3": round_dir(stage1, 3),
            "pipeline": pipeline / "default" / f"seed{seed}" / STAGE3,
            "variant": pipeline / "stage3-pseudo" / f"seed{seed}" / STAGE3}
-    return out if all((p / "evaluation" / "per_case.csv").is_file() for p in out.values()) else None
+    return out if all(evaluated(p) for p in out.values()) else None
 
 
 def comparison(reference: Path, run: Path) -> dict[str, float]:
@@ -57,8 +64,8 @@ def row(results: Path, task: str, seed: int, models: dict[str, Path]) -> dict:
         out[name] = comparison(models[a], models[b])
     # Stage 3's spread: the pipeline's stage 3 trained again with other training seeds on the same labelled set.
     for reseeded in sorted((results / FOLDER / "pipeline" / task).glob(f"stage3-reseeded*/seed{seed}")):
-        if (reseeded / "evaluation" / "per_case.csv").is_file():
-            training_seed = json.loads((reseeded / "run.json").read_text())["request"]["config"]["training"]["seed"]
+        if evaluated(reseeded):
+            training_seed = RunFolder(reseeded).manifest().config["training"]["seed"]
             out.setdefault("stage 3 reseeded", []).append(
                 {"training_seed": training_seed, "dice": round(run_dice(reseeded), 2),
                  "against pipeline": comparison(models["pipeline"], reseeded)})
@@ -67,7 +74,7 @@ def row(results: Path, task: str, seed: int, models: dict[str, Path]) -> dict:
     before = results / SESSION36 / "heldout"
     earlier = (round_dir(before / "stage1" / task / ROW / f"seed{seed}", 2),
                before / "pipeline" / task / "default" / f"seed{seed}" / STAGE3)
-    if all((p / "evaluation" / "per_case.csv").is_file() for p in earlier):
+    if all(evaluated(p) for p in earlier):
         out["session 36"] = {"stage 1": round(run_dice(earlier[0]), 2), "pipeline": round(run_dice(earlier[1]), 2)}
     return out
 

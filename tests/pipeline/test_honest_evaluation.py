@@ -174,9 +174,8 @@ def test_pipeline_run_reads_target_labels_only_in_evaluation_after_all_training(
     """`diffuse-uda run` (stage 1 with the label-free appearance choice, the longer training and two self-training
     rounds, pseudo-labels, generator, synthesis from noise or from the masks' own images, the synthetic check's two
     segmenters when it is on, stage 3 unless the check drops it, with or without stage 1's pseudo-labelled target
-    images): the target training labels are deleted, and every
-    read of a target test label happens inside the evaluation module's reader, after the last training step of any
-    stage."""
+    images): the target training labels are deleted, and every read of a target test label happens inside the
+    evaluation module's reader, after the last training step of any stage."""
     import inspect
 
     from diffuse_uda.pipeline.run import CHECK_STAGE, PipelineConfig, run_pipeline
